@@ -1,0 +1,52 @@
+"""yolocli: darknet-exact YOLO object detection on OpenCV's DNN module.
+
+``from yolocli import Detector`` is the library; ``yolocli`` the command line. Heavy modules
+(OpenCV, NumPy, requests) load on first use, so importing yolocli costs almost nothing.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+from yolocli.errors import (
+    DeviceError,
+    DownloadError,
+    ImageError,
+    ModelError,
+    StoreError,
+    YolocliError,
+)
+
+if TYPE_CHECKING:
+    from yolocli.detections import Detections
+    from yolocli.model import Detector
+
+try:
+    __version__ = metadata.version("yolocli")
+except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "Detections",
+    "Detector",
+    "DeviceError",
+    "DownloadError",
+    "ImageError",
+    "ModelError",
+    "StoreError",
+    "YolocliError",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Detector":
+        from yolocli.model import Detector
+
+        return Detector
+    if name == "Detections":
+        from yolocli.detections import Detections
+
+        return Detections
+    raise AttributeError(f"module 'yolocli' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+"""``python -m yolocli`` runs the command line."""
+
+from yolocli.cli import main
+
+main()

