@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -95,18 +94,29 @@ def _common(func: F) -> F:
     def remember(key: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
         def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
             ctx.meta[key] = value or ctx.meta.get(key, False)
-            _setup_logging(ctx.meta.get("yolocli.quiet", False), ctx.meta.get("yolocli.debug", False))
+            _setup_logging(
+                ctx.meta.get("yolocli.quiet", False), ctx.meta.get("yolocli.debug", False)
+            )
             return value
 
         return callback
 
     func = click.option(
-        "-q", "--quiet", is_flag=True, expose_value=False, is_eager=True,
-        callback=remember("yolocli.quiet"), help="Only errors on stderr: no progress, no notes.",
+        "-q",
+        "--quiet",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=remember("yolocli.quiet"),
+        help="Only errors on stderr: no progress, no notes.",
     )(func)
     func = click.option(
-        "--debug", is_flag=True, expose_value=False, is_eager=True,
-        callback=remember("yolocli.debug"), help="Show tracebacks and network details.",
+        "--debug",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=remember("yolocli.debug"),
+        help="Show tracebacks and network details.",
     )(func)
     return func
 
@@ -123,7 +133,9 @@ def _registry() -> Any:
     return load_registry()
 
 
-def _model_names(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+def _model_names(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
     """Reject unknown model names as a usage error that lists the known ones."""
     registry = _registry()
     unknown = [name for name in value if name not in registry.models]
@@ -168,7 +180,7 @@ def models() -> None:
     """
 
 
-@models.command("list", context_settings=CONTEXT)
+@models.command("list", context_settings=CONTEXT, epilog=ENVIRONMENT)
 @click.option("--json", "as_json", is_flag=True, help="One JSON array on stdout, for scripts.")
 @_common
 @click.pass_context
@@ -209,11 +221,13 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"{'NAME':<{width}}  {'SIZE':>9}  {'STATUS':<13}  DESCRIPTION")
     for name, model, _, state in rows:
         label = name + (" *" if name == registry.default else "")
-        click.echo(f"{label:<{width}}  {_size(model.weights.size):>9}  {state:<13}  {model.description}")
+        click.echo(
+            f"{label:<{width}}  {_size(model.weights.size):>9}  {state:<13}  {model.description}"
+        )
     click.echo(f"* default model. Store: {store.root}", err=True)
 
 
-@models.command("download", context_settings=CONTEXT)
+@models.command("download", context_settings=CONTEXT, epilog=ENVIRONMENT)
 @click.argument("names", nargs=-1, required=True, callback=_model_names)
 @_common
 @click.pass_context
@@ -238,7 +252,7 @@ def models_download(ctx: click.Context, names: tuple[str, ...]) -> None:
     ctx.exit(EXIT_FAILED if failed else EXIT_OK)
 
 
-@models.command("verify", context_settings=CONTEXT)
+@models.command("verify", context_settings=CONTEXT, epilog=ENVIRONMENT)
 @click.argument("names", nargs=-1, callback=_model_names)
 @_common
 @click.pass_context
@@ -278,10 +292,12 @@ def models_verify(ctx: click.Context, names: tuple[str, ...]) -> None:
     ctx.exit(EXIT_FAILED if failed else EXIT_OK)
 
 
-@models.command("path", context_settings=CONTEXT)
+@models.command("path", context_settings=CONTEXT, epilog=ENVIRONMENT)
 @click.argument("name", callback=lambda c, p, v: _model_names(c, p, (v,))[0])
 @click.option(
-    "--file", "which", type=click.Choice(["cfg", "weights", "names"]),
+    "--file",
+    "which",
+    type=click.Choice(["cfg", "weights", "names"]),
     help="Print only this file's path.",
 )
 @_common
@@ -305,7 +321,7 @@ def models_path(ctx: click.Context, name: str, which: str | None) -> None:
             click.echo(f"{kind}\t{path}")
 
 
-@models.command("remove", context_settings=CONTEXT)
+@models.command("remove", context_settings=CONTEXT, epilog=ENVIRONMENT)
 @click.argument("names", nargs=-1, required=True, callback=_model_names)
 @_common
 @click.pass_context

