@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 
 from tests.faultserver import FaultServer
 from yolocli.cli import cli
+from yolocli.model import Detector
 from yolocli.registry import load_registry
 from yolocli.store import Store
 
@@ -44,6 +45,26 @@ def tiny_weights() -> Path:
 @pytest.fixture(scope="session")
 def tiny_bytes(tiny_weights: Path) -> bytes:
     return tiny_weights.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def real_store(tiny_weights: Path) -> Store:
+    """The suite's real store (weights/), offline: tests never download through it again."""
+    return Store.from_env({"YOLOCLI_HOME": str(WEIGHTS_CACHE), "YOLOCLI_OFFLINE": "1"})
+
+
+@pytest.fixture
+def use_real_store(tiny_weights: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the CLI at the suite's real store (offline), for commands that run a model."""
+    monkeypatch.setenv("YOLOCLI_HOME", str(WEIGHTS_CACHE))
+    monkeypatch.setenv("YOLOCLI_OFFLINE", "1")
+    return WEIGHTS_CACHE
+
+
+@pytest.fixture(scope="session")
+def tiny(real_store: Store) -> Detector:
+    """yolov3-tiny with the reference's settings (416, letterbox, conf 0.1, nms 0.45)."""
+    return Detector("yolov3-tiny", conf=0.1, nms=0.45, store=real_store)
 
 
 @pytest.fixture

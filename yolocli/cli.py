@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from yolocli import __version__
+from yolocli.devices import DEVICES
 from yolocli.errors import YolocliError
+from yolocli.formats import FORMATS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
 
@@ -33,7 +37,7 @@ Environment:
 
 \b
 Exit status: 0 all good, 1 something failed (the rest still done), 2 usage
-error, 130 interrupted."""
+error, 130 interrupted, 141 stdout closed early (| head)."""
 
 log = logging.getLogger("yolocli")
 
@@ -75,6 +79,12 @@ class _Cli(click.Group):
         except KeyboardInterrupt:
             click.echo("yolocli: interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            # stdout was closed early (| head): stop quietly, as a tool killed by SIGPIPE would.
+            # Point stdout at /dev/null so the final flush at exit cannot fail again.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(EXIT_BROKEN_PIPE)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as err:
@@ -339,6 +349,346 @@ def models_remove(ctx: click.Context, names: tuple[str, ...]) -> None:
             log.info("removed %s (%s freed)", name, _size(freed))
         else:
             log.info("%s was not installed", name)
+
+
+# ----------------------------------------------------------------------------- detect
+
+DETECT_EPILOG = (
+    """\b
+Inputs: files; folders (recursive, sorted; jpg jpeg png bmp webp tif tiff); glob
+patterns (quote them: "shots/**/*.jpg"); @list.txt (one path a line); - for
+stdin, holding paths one a line (NUL-separated with -0), or one image's bytes.
+
+\b
+Scores are objectness x class probability, as darknet reports them. Like
+darknet, a box is listed once for every class scoring above --conf; use
+--single-label for only its best class. NMS runs per class (--agnostic: across
+classes) on the unclipped boxes; reported boxes are clipped to the image.
+
+\b
+JSON Lines record, one per image, flushed as soon as it is done:
+  {"image": "a.jpg", "width": 640, "height": 480, "model": "yolov3",
+   "detections": [{"label": "dog", "class_id": 16, "score": 0.87,
+                   "box": [x1, y1, x2, y2]}], "error": null}
+CSV: one row per detection (an image with none still gets a row).
+
+"""
+    + ENVIRONMENT
+)
+
+
+def _multiple_of_32(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is not None and (value <= 0 or value % 32):
+        raise click.BadParameter(f"{value} is not a positive multiple of 32 (try 320, 416 or 608)")
+    return value
+
+
+def _class_names(model: str | None, cfg: Path | None, names: Path | None) -> list[str]:
+    """Class names for validating --classes, without downloading anything."""
+    from yolocli import darknet
+    from yolocli.registry import config_dir
+
+    if names is not None:
+        return darknet.read_names(names)
+    if cfg is not None:
+        _, network = darknet.read_cfg(cfg)
+        if network.classes == 80:
+            return darknet.read_names(config_dir() / "coco.names")
+        return [str(i) for i in range(network.classes)]
+    registry = _registry()
+    return darknet.read_names(config_dir() / registry.get(model or registry.default).names.name)
+
+
+def _parse_classes(text: str, names: list[str]) -> list[int]:
+    import difflib
+
+    ids = []
+    for raw in (part.strip() for part in text.split(",")):
+        if not raw:
+            continue
+        if raw.isdigit():
+            if int(raw) >= len(names):
+                raise click.BadParameter(f"class id {raw} is out of range 0..{len(names) - 1}")
+            ids.append(int(raw))
+        elif raw in names:
+            ids.append(names.index(raw))
+        else:
+            close = difflib.get_close_matches(raw, names, n=3)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise click.BadParameter(
+                f"unknown class {raw!r}; {hint}this model knows: {', '.join(names)}",
+                param_hint="'--classes'",
+            )
+    return ids
+
+
+@cli.command(context_settings=CONTEXT, epilog=DETECT_EPILOG)
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCES...")
+@click.option(
+    "-m",
+    "--model",
+    callback=lambda c, p, v: v and _model_names(c, p, (v,))[0],
+    help="Registry model to run (see `yolocli models list`). [default: yolov3]",
+)
+@click.option(
+    "--cfg",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Custom darknet cfg file (with --weights).",
+)
+@click.option(
+    "--weights",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Custom darknet weights file (with --cfg).",
+)
+@click.option(
+    "--names",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Class names, one a line (default: the model's).",
+)
+@click.option(
+    "--size",
+    type=int,
+    callback=_multiple_of_32,
+    help="Network input size, a multiple of 32. [default: the cfg's]",
+)
+@click.option("--conf", type=click.FloatRange(0, 1), default=0.5, help="Report scores above this.")
+@click.option("--nms", type=click.FloatRange(0, 1), default=0.45, help="NMS IoU threshold.")
+@click.option(
+    "--classes",
+    metavar="LIST",
+    help="Only these classes: names or ids, comma-separated (person,car or 0,2).",
+)
+@click.option("--agnostic", is_flag=True, help="NMS across classes, not per class.")
+@click.option("--single-label", is_flag=True, help="Only the best class of each box.")
+@click.option(
+    "--max-det",
+    type=click.IntRange(min=0),
+    default=300,
+    help="At most this many detections per image (0: no limit).",
+)
+@click.option(
+    "--letterbox/--no-letterbox",
+    default=True,
+    help="Keep the aspect ratio with gray padding, as darknet does.",
+)
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", help="Where the network runs.")
+@click.option(
+    "-f", "--format", "fmt", type=click.Choice(FORMATS), default="text", help="Results on stdout."
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("detections"),
+    help="Folder for annotated images and other outputs.",
+)
+@click.option("--no-save", is_flag=True, help="Write no annotated images.")
+@click.option(
+    "--save-txt",
+    is_flag=True,
+    help="Also write YOLO label files (class cx cy w h) beside the images.",
+)
+@click.option("--save-conf", is_flag=True, help="Add the score to each --save-txt line.")
+@click.option(
+    "--save-crops",
+    is_flag=True,
+    help="Also write each detection as an image under OUT/crops/LABEL/.",
+)
+@click.option(
+    "--skip-existing",
+    is_flag=True,
+    help="Leave images whose outputs already exist (resume a killed batch).",
+)
+@click.option("-0", "--null", is_flag=True, help="Paths on stdin are NUL-separated (find -print0).")
+@click.option("--batch", type=click.IntRange(1, 64), default=1, help="Images per forward pass.")
+@click.option(
+    "--profile",
+    is_flag=True,
+    help="Print time per stage (read, forward, ...) on stderr at the end.",
+)
+@_common
+@click.pass_context
+def detect(
+    ctx: click.Context,
+    sources: tuple[str, ...],
+    model: str | None,
+    cfg: Path | None,
+    weights: Path | None,
+    names: Path | None,
+    size: int | None,
+    conf: float,
+    nms: float,
+    classes: str | None,
+    agnostic: bool,
+    single_label: bool,
+    max_det: int,
+    letterbox: bool,
+    device: str,
+    fmt: str,
+    out: Path,
+    no_save: bool,
+    save_txt: bool,
+    save_conf: bool,
+    save_crops: bool,
+    skip_existing: bool,
+    null: bool,
+    batch: int,
+    profile: bool,
+) -> None:
+    """Detect objects in images: annotated copies in --out, results on stdout.
+
+    \b
+    Examples:
+      yolocli detect photo.jpg --model yolov3-tiny
+      yolocli detect photos/ --conf 0.25 --classes person,car -f jsonl > found.jsonl
+      find . -name '*.jpg' -print0 | yolocli detect - -0 -f jsonl --no-save | jq .
+      curl -s https://example.com/cat.jpg | yolocli detect - --save-crops
+      yolocli detect big-folder/ --skip-existing      # resume after an interruption
+    """
+    # -- usage checks: everything that can be known before any work ----------------------
+    if (cfg is None) != (weights is None):
+        raise click.UsageError("a custom model needs both --cfg and --weights")
+    if cfg is not None and model is not None:
+        raise click.UsageError("--model and --cfg/--weights are alternatives: give one")
+    if save_conf and not save_txt:
+        raise click.UsageError("--save-conf adds scores to --save-txt files: add --save-txt")
+    if skip_existing and no_save and not save_txt:
+        raise click.UsageError(
+            "--skip-existing needs outputs to look for; it does nothing with --no-save"
+        )
+    if null and "-" not in sources:
+        raise click.UsageError("-0/--null is about paths on stdin: add - to the sources")
+    if sources.count("-") > 1:
+        raise click.UsageError("stdin (-) can be read only once")
+    class_ids = None
+    if classes is not None:
+        class_ids = _parse_classes(classes, _class_names(model, cfg, names))
+
+    from yolocli.formats import make_writer
+    from yolocli.io import expand_sources
+    from yolocli.model import Detector
+    from yolocli.pipeline import Options, Pipeline
+    from yolocli.store import Store
+
+    store = Store.from_env(progress=_progress_wanted(ctx))
+    detector = Detector(
+        model, size=size, conf=conf, nms=nms, device=device, classes=class_ids,
+        agnostic=agnostic, single_label=single_label, max_det=max_det, letterbox=letterbox,
+        cfg=cfg, weights=weights, names=names, store=store,
+    )  # fmt: skip
+    saving = not no_save or save_txt or save_crops
+    options = Options(
+        out_dir=out if saving else None,
+        save_images=not no_save,
+        save_txt=save_txt,
+        save_conf=save_conf,
+        save_crops=save_crops,
+        skip_existing=skip_existing,
+        batch=batch,
+    )
+    stdin = sys.stdin.buffer if "-" in sources else None
+    items = expand_sources(sources, stdin=stdin, null=null, out_dir=out if saving else None)
+    writer = make_writer(fmt, sys.stdout)
+    run = _Run(ctx, detector.model_name, options)
+    try:
+        for result in run.track(Pipeline(detector, options).run(items)):
+            writer.write(result.record(detector.model_name))
+        writer.close()
+    except BrokenPipeError:
+        run.close()  # the reader is gone: no summary, just stop
+        raise
+    except KeyboardInterrupt:
+        run.finish(profile=False)
+        raise
+    run.finish(profile)
+    ctx.exit(EXIT_FAILED if run.failed else EXIT_OK)
+
+
+class _Run:
+    """Counts, the progress bar and the closing summary of one detect run (all on stderr)."""
+
+    def __init__(self, ctx: click.Context, model: str, options: Any) -> None:
+        import time
+
+        self.ctx = ctx
+        self.model = model
+        self.options = options
+        self.done = self.failed = self.skipped = self.objects = 0
+        self.timings: dict[str, float] = {}
+        self.start = time.perf_counter()
+        self.bar: Any = None
+        if _progress_wanted(ctx):
+            from tqdm import tqdm
+
+            self.bar = tqdm(unit="img", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+    def track(self, results: Any) -> Any:
+        for result in results:
+            self.done += 1
+            if result.error:
+                self.failed += 1
+                self._say(f"yolocli: {result.source.name}: {result.error}")
+            elif result.skipped:
+                self.skipped += 1
+            elif result.detections is not None:
+                self.objects += len(result.detections)
+            for stage, seconds in result.timings.items():
+                self.timings[stage] = self.timings.get(stage, 0.0) + seconds
+            if self.bar is not None:
+                self.bar.update(1)
+                if self.failed:
+                    self.bar.set_postfix(failed=self.failed, refresh=False)
+            yield result
+
+    def _say(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.clear()
+        click.echo(line, err=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def finish(self, profile: bool) -> None:
+        import time
+
+        self.close()
+        elapsed = time.perf_counter() - self.start
+        if self.ctx.meta.get("yolocli.quiet"):
+            return
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        parts = [
+            f"{self.done} image{'s' * (self.done != 1)}",
+            f"{self.objects} object{'s' * (self.objects != 1)}",
+        ]
+        if self.skipped:
+            parts.append(f"{self.skipped} skipped")
+        if self.failed:
+            parts.append(f"{self.failed} failed")
+        where = ""
+        if self.options.out_dir is not None and self.done > self.failed + self.skipped:
+            where = f"; outputs in {self.options.out_dir}/"
+        click.echo(
+            f"yolocli: {', '.join(parts)} in {elapsed:.1f} s ({rate:.1f} images/s){where}", err=True
+        )
+        if profile:
+            self._profile(elapsed)
+
+    def _profile(self, elapsed: float) -> None:
+        from yolocli.pipeline import STAGES
+
+        processed = max(self.done - self.failed - self.skipped, 1)
+        click.echo(
+            f"yolocli: time per image by stage ({self.model}, {processed} images):", err=True
+        )
+        for stage in STAGES:
+            if stage in self.timings:
+                ms = self.timings[stage] / processed * 1e3
+                click.echo(f"  {stage:<12} {ms:8.1f} ms", err=True)
+        click.echo(
+            f"  {'wall clock':<12} {elapsed / processed * 1e3:8.1f} ms (stages overlap on threads)",
+            err=True,
+        )
 
 
 def main() -> None:

@@ -1,0 +1,167 @@
+"""``yolocli detect`` through the real entry point and as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import pytest
+
+from tests.conftest import DATA, WEIGHTS_CACHE, Mirror, run_cli, spawn
+
+PHOTO = DATA / "images" / "grace_hopper.jpg"
+RECORD_KEYS = {"image", "width", "height", "model", "detections", "error"}
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    shutil.copytree(DATA / "images", folder)
+    return folder
+
+
+def test_detect_writes_an_annotated_copy_and_prints_what_it_found(
+    use_real_store: Path, photos: Path, tmp_path: Path
+) -> None:
+    src = photos / "grace_hopper.jpg"
+    before = src.read_bytes()
+    out = tmp_path / "out"
+    result = run_cli("detect", str(src), "--model", "yolov3-tiny", "--conf", "0.1", "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{src}: 5 objects (3 tie, 2 person), 512x600"
+    assert lines[1].split()[:2] == ["tie", "0.46"]
+    annotated = out / "grace_hopper.jpg"  # a file named by an absolute path: by its name
+    assert cv2.imread(str(annotated)).shape == (600, 512, 3)
+    assert src.read_bytes() == before
+    assert "1 image, 5 objects" in result.stderr
+
+
+def test_jsonl_records_follow_the_documented_schema(use_real_store: Path, photos: Path) -> None:
+    result = run_cli(
+        "detect", str(photos), "-m", "yolov3-tiny", "--conf", "0.1", "-f", "jsonl", "--no-save"
+    )
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [Path(r["image"]).name for r in records] == sorted(p.name for p in photos.iterdir())
+    for r in records:
+        assert set(r) == RECORD_KEYS
+        assert r["model"] == "yolov3-tiny"
+        assert r["error"] is None
+        for d in r["detections"]:
+            assert set(d) == {"label", "class_id", "score", "box"}
+            x1, y1, x2, y2 = d["box"]
+            assert 0 <= x1 <= x2 <= r["width"]
+            assert 0 <= y1 <= y2 <= r["height"]
+            assert 0.1 < d["score"] <= 1
+    hopper = next(r for r in records if r["image"].endswith("grace_hopper.jpg"))
+    assert [d["label"] for d in hopper["detections"]] == ["tie", "tie", "person", "tie", "person"]
+
+
+def test_bad_inputs_get_one_line_each_and_the_rest_is_done(
+    use_real_store: Path, photos: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "notes.jpg").write_text("these are not pixels")
+    (tmp_path / "empty.png").write_bytes(b"")
+    bad = [str(tmp_path / name) for name in ("missing.jpg", "notes.jpg", "empty.png")]
+    good = str(photos / "coffee.png")
+    result = run_cli("detect", *bad, good, "-m", "yolov3-tiny", "-f", "jsonl", "--no-save")
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("yolocli: /")]
+    assert errors == [
+        f"yolocli: {tmp_path / 'missing.jpg'}: no such file or folder",
+        f"yolocli: {tmp_path / 'notes.jpg'}: not an image OpenCV can decode (or a corrupt one)",
+        f"yolocli: {tmp_path / 'empty.png'}: empty file",
+    ]
+    assert "Traceback" not in result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [bool(r["error"]) for r in records] == [True, True, True, False]
+    assert records[3]["detections"][0]["label"] == "cup"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--size", "100"], "100 is not a positive multiple of 32"),
+        (["--conf", "1.5"], "1.5 is not in the range 0<=x<=1"),
+        (["--classes", "dogg"], "unknown class 'dogg'; did you mean dog?"),
+        (["--classes", "99"], "class id 99 is out of range 0..79"),
+        (["--model", "yolov9"], "unknown model 'yolov9'; known models: yolov3, yolov3-tiny"),
+        (["--save-conf"], "--save-conf adds scores to --save-txt files"),
+        (["--cfg", "x.cfg"], "a custom model needs both --cfg and --weights"),
+    ],
+)
+def test_usage_errors_say_what_is_allowed(args: list[str], message: str) -> None:
+    result = run_cli("detect", str(PHOTO), *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_classes_by_name_and_id(use_real_store: Path) -> None:
+    for value in ("person", "0", "person,bicycle"):
+        args = [
+            "-m",
+            "yolov3-tiny",
+            "--conf",
+            "0.1",
+            "--classes",
+            value,
+            "-f",
+            "jsonl",
+            "--no-save",
+        ]
+        result = run_cli("detect", str(PHOTO), *args)
+        labels = {d["label"] for d in json.loads(result.stdout)["detections"]}
+        assert labels == {"person"}, value
+
+
+def test_cuda_is_refused_with_a_way_out(use_real_store: Path) -> None:
+    from yolocli.devices import opencv_has_cuda
+
+    if opencv_has_cuda():
+        pytest.skip("this OpenCV has CUDA")
+    result = run_cli("detect", str(PHOTO), "-m", "yolov3-tiny", "--device", "cuda", "--no-save")
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith(
+        "yolocli: error: --device cuda needs OpenCV built with CUDA"
+    )
+
+
+def test_custom_weights_that_are_html_fail_in_one_line(tmp_path: Path) -> None:
+    page = tmp_path / "yolov3.weights"
+    page.write_text("<html><body>Moved</body></html>")
+    from yolocli.registry import config_dir
+
+    result = run_cli(
+        "detect", str(PHOTO), "--cfg", str(config_dir() / "yolov3.cfg"), "--weights", str(page)
+    )
+    assert result.exit_code == 1
+    why = "is an HTML page, not a weights file (a failed download saved as a file?)"
+    assert result.stderr.strip() == f"yolocli: error: {page}: {why}"
+
+
+def test_corrupt_installed_weights_are_refused_and_fetched_again(mirror: Mirror) -> None:
+    assert run_cli("models", "download", "yolov3-tiny").exit_code == 0
+    with open(mirror.installed, "r+b") as f:
+        f.seek(5000)
+        f.write(b"\x00\x01")
+    result = run_cli(
+        "detect", str(PHOTO), "-m", "yolov3-tiny", "--conf", "0.1", "--no-save", "-f", "jsonl"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "is corrupt (sha256 mismatch); downloading it again" in result.stderr
+    assert len(json.loads(result.stdout)["detections"]) == 5
+
+
+def test_installed_command_from_another_folder(tmp_path: Path, tiny_weights: Path) -> None:
+    env = {**os.environ, "YOLOCLI_HOME": str(WEIGHTS_CACHE), "YOLOCLI_OFFLINE": "1"}
+    proc = spawn(
+        ["detect", str(PHOTO), "--model", "yolov3-tiny", "--conf", "0.25"], env=env, cwd=tmp_path
+    )
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert out.startswith(f"{PHOTO}: 2 objects (2 tie)")
+    assert (tmp_path / "detections" / "grace_hopper.jpg").is_file()

@@ -1,0 +1,195 @@
+"""The detector against the reference darknet's own output on real photographs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import DATA
+from yolocli import Detections, Detector
+from yolocli.devices import opencv_has_cuda
+from yolocli.errors import DeviceError, ImageError, ModelError
+from yolocli.ops import box_iou, clip_boxes
+from yolocli.registry import config_dir
+from yolocli.store import Store
+
+REFERENCES = sorted((DATA / "reference").glob("*.json"))
+
+
+def image(name: str) -> np.ndarray:
+    return cv2.imread(str(DATA / "images" / name), cv2.IMREAD_COLOR)
+
+
+def compare(ref: dict, dets: Detections) -> tuple[float, float, int]:
+    """(worst IoU, worst |score difference|, extra detections) of ours against the reference.
+
+    Every reference detection must be matched by one of ours of the same class; boxes are
+    compared clipped to the image (the reference prints darknet's unclipped boxes).
+    """
+    img = image(ref["image"])
+    h, w = img.shape[:2]
+    ours = clip_boxes(dets.xyxy, w, h)
+    worst_iou, worst_diff, used = 1.0, 0.0, set()
+    for d in ref["detections"]:
+        theirs = clip_boxes(np.array([d["box_xyxy"]], np.float32), w, h)
+        iou = box_iou(theirs, ours)[0]
+        iou[dets.class_ids != d["class_id"]] = -1
+        assert iou.size, f"{ref['image']}: nothing found at all"
+        assert iou.max() >= 0, f"{ref['image']}: no {d['label']} found"
+        best = int(iou.argmax())
+        used.add(best)
+        worst_iou = min(worst_iou, float(iou[best]))
+        worst_diff = max(worst_diff, abs(float(dets.scores[best]) - d["score"]))
+    return worst_iou, worst_diff, len(dets) - len(used)
+
+
+@pytest.fixture(scope="module")
+def parity(tiny: Detector) -> dict[str, tuple[float, float, int]]:
+    out = {}
+    for path in REFERENCES:
+        ref = json.loads(path.read_text())
+        assert (ref["input_size"], ref["letterbox"], ref["thresh"], ref["nms"]) == (
+            416,
+            True,
+            0.1,
+            0.45,
+        )
+        out[ref["image"]] = compare(ref, tiny.detect(image(ref["image"])))
+    return out
+
+
+def test_every_reference_detection_is_found_with_the_same_class_box_and_score(
+    parity: dict[str, tuple[float, float, int]],
+) -> None:
+    worst_iou = min(v[0] for v in parity.values())
+    worst_diff = max(v[1] for v in parity.values())
+    print(f"\nreference parity: worst IoU {worst_iou:.4f}, worst |score diff| {worst_diff:.4f}")
+    assert worst_iou >= 0.9
+    assert worst_diff <= 0.02
+
+
+def test_at_most_ten_percent_extra_detections(parity: dict[str, tuple[float, float, int]]) -> None:
+    total_ref = sum(len(json.loads(p.read_text())["detections"]) for p in REFERENCES)
+    extra = sum(v[2] for v in parity.values())
+    assert extra <= 0.1 * total_ref
+
+
+def test_png_inputs_match_the_reference_to_four_decimals(tiny: Detector) -> None:
+    """PNG pixels are identical in both programs, and the letterbox is bit-exact, so only
+    the convolution arithmetic differs: scores agree to 1e-4, boxes to a hundredth of a pixel."""
+    ref = json.loads((DATA / "reference" / "motorcycle_left.json").read_text())
+    dets = tiny.detect(image("motorcycle_left.png"))
+    assert len(dets) == len(ref["detections"])
+    for d, score, box in zip(ref["detections"], dets.scores, dets.xyxy, strict=True):
+        assert abs(score - d["score"]) < 1e-4
+        np.testing.assert_allclose(box, np.clip(d["box_xyxy"], 0, [741, 500, 741, 500]), atol=0.02)
+
+
+def test_low_conf_really_reports_low_scores(real_store: Store) -> None:
+    """OpenCV's [yolo] layer would zero every score under 0.2; --conf 0.05 must see them."""
+    low = Detector("yolov3-tiny", conf=0.05, store=real_store).detect(image("grace_hopper.jpg"))
+    assert (low.scores < 0.2).any()
+    assert low.scores.min() > 0.05
+    default = Detector("yolov3-tiny", store=real_store).detect(image("grace_hopper.jpg"))
+    assert len(default) == 0 or default.scores.min() > 0.5
+
+
+def test_detections_api(tiny: Detector) -> None:
+    dets = tiny.detect(image("grace_hopper.jpg"))
+    assert dets.xyxy.shape == (len(dets), 4)
+    assert dets.xyxy.dtype == np.float32
+    assert list(dets.scores) == sorted(dets.scores, reverse=True)
+    assert set(dets.labels) == {"tie", "person"}
+    ties = dets[np.array(dets.labels) == "tie"]
+    assert len(ties) == 3
+    assert (ties.class_ids == 27).all()
+    assert dets[:2].labels == dets.labels[:2]
+
+
+def test_options_change_what_is_reported(real_store: Store) -> None:
+    img = image("grace_hopper.jpg")
+    only_person = Detector("yolov3-tiny", conf=0.1, classes=[0], store=real_store).detect(img)
+    assert set(only_person.labels) == {"person"}
+    capped = Detector("yolov3-tiny", conf=0.1, max_det=2, store=real_store).detect(img)
+    assert len(capped) == 2
+    single = Detector("yolov3-tiny", conf=0.05, single_label=True, store=real_store).detect(img)
+    boxes = {tuple(b) for b in single.xyxy.round(1).tolist()}
+    assert len(boxes) == len(single)  # no box listed twice under two classes
+    agnostic = Detector("yolov3-tiny", conf=0.1, agnostic=True, store=real_store).detect(img)
+    assert len(agnostic) <= len(Detector("yolov3-tiny", conf=0.1, store=real_store).detect(img))
+
+
+def test_size_and_stretch_keep_boxes_on_the_objects(real_store: Store, tiny: Detector) -> None:
+    """Other input sizes and the stretched (non-letterbox) input map boxes back to the same
+    objects: some motorbike box overlaps one found at 416 (the exact mapping is tested in
+    test_preprocess; here the network sees other pixels, so its estimates move a little)."""
+    img = image("motorcycle_left.png")
+    base = tiny.detect(img)
+    for kwargs in ({"size": 320}, {"size": 608}, {"letterbox": False}):
+        other = Detector("yolov3-tiny", conf=0.1, store=real_store, **kwargs).detect(img)
+        bikes = other[other.class_ids == base.class_ids[0]]
+        assert box_iou(base.xyxy, bikes.xyxy).max() > 0.7, kwargs
+
+
+def test_custom_model_files(tiny_weights: Path) -> None:
+    cfg = config_dir() / "yolov3-tiny.cfg"
+    det = Detector(cfg=cfg, weights=tiny_weights, conf=0.3)
+    assert det.model_name == "yolov3-tiny"
+    assert det.names[0] == "person"  # 80 classes: the COCO names by default
+    assert "motorbike" in det.detect(image("motorcycle_left.png")).labels
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("html", "is an HTML page, not a weights file"),
+        ("short", "needs 35,434,956: the weights belong to a different network"),
+        ("missing", "no such weights file"),
+        ("names", "has 3 class names, but the cfg's output layers have 80 classes"),
+    ],
+)
+def test_bad_custom_files_are_named_before_opencv_sees_them(
+    tmp_path: Path, tiny_weights: Path, setup: str, message: str
+) -> None:
+    weights, names = tmp_path / "yolov3-tiny.weights", None
+    if setup == "html":
+        weights.write_text("<!DOCTYPE html><html><body>404</body></html>")
+    elif setup == "short":
+        weights.write_bytes(tiny_weights.read_bytes()[:1_000_000])
+    elif setup == "names":
+        weights = tiny_weights
+        names = tmp_path / "three.names"
+        names.write_text("a\nb\nc\n")
+    with pytest.raises(ModelError, match=message):
+        Detector(cfg=config_dir() / "yolov3-tiny.cfg", weights=weights, names=names)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"size": 100}, "multiple of 32"),
+        ({"conf": 1.5}, "conf must be in"),
+        ({"nms": -0.1}, "nms must be in"),
+    ],
+)
+def test_bad_arguments(real_store: Store, kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Detector("yolov3-tiny", store=real_store, **kwargs)
+
+
+@pytest.mark.skipif(opencv_has_cuda(), reason="this OpenCV has CUDA: the refusal cannot happen")
+@pytest.mark.parametrize("device", ["cuda", "cuda-fp16"])
+def test_cuda_without_a_cuda_build_fails_up_front(real_store: Store, device: str) -> None:
+    with pytest.raises(
+        DeviceError, match=r"CPU-only\. Build OpenCV from source with -DWITH_CUDA=ON"
+    ):
+        Detector("yolov3-tiny", device=device, store=real_store)
+
+
+def test_not_an_image_array_is_an_image_error(tiny: Detector) -> None:
+    with pytest.raises(ImageError, match=r"expected a BGR uint8 image of shape \(H, W, 3\)"):
+        tiny.detect(np.zeros((10, 10), np.uint8))

@@ -1,0 +1,261 @@
+"""Finding, reading and writing images.
+
+Inputs are expanded into `Source` items in a deterministic order; each knows how it was
+named (for records) and where its outputs go below ``--out`` (never outside it). Images are
+decoded from bytes, so every failure becomes one `ImageError` sentence, and written
+atomically: a temporary name without an image extension, then a rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from yolocli.errors import ImageError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+# Formats OpenCV can write back; anything else is annotated as .jpg
+_WRITABLE = IMAGE_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input image: ``name`` as the user gave it, ``path`` to read (None: bytes given
+    directly), ``rel`` the relative path of its outputs below the output folder."""
+
+    name: str
+    path: Path | None
+    rel: PurePosixPath
+    data: bytes | None = None
+    error: str | None = None  # set when the input could not even be found
+
+
+def is_image_name(path: str | os.PathLike[str]) -> bool:
+    return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
+
+
+def _safe_rel(parts: Iterable[str]) -> PurePosixPath:
+    """A relative path made only of ordinary names (no root, no '.', no '..')."""
+    clean = [p for p in parts if p not in ("", ".", "..", "/") and not p.endswith(":\\")]
+    return PurePosixPath(*clean) if clean else PurePosixPath("image")
+
+
+def walk_folder(root: Path, exclude: Path | None = None) -> Iterator[Path]:
+    """Image files below ``root``, recursively, in sorted order (folders and files by name).
+
+    ``exclude`` (the output folder) is skipped, so a second run never reads its own outputs.
+    Symlinked folders are not followed (no cycles); symlinked files are listed.
+    """
+    excluded = exclude.resolve() if exclude is not None else None
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = sorted(
+            d for d in dirnames if excluded is None or (here / d).resolve() != excluded
+        )
+        for name in sorted(filenames):
+            if is_image_name(name):
+                yield here / name
+
+
+def expand_paths(items: Iterable[str], out_dir: Path | None = None) -> Iterator[Source]:
+    """`Source` items for file and folder paths, in the order given (folders sorted inside).
+
+    Where outputs go (below the output folder): a folder's images mirror their place inside
+    it (``photos/`` -> ``a.jpg``, ``trip/b.jpg``); a file named by a relative path mirrors
+    that path without any '..' (``shots/a.jpg`` -> ``shots/a.jpg``, ``../x.jpg`` -> ``x.jpg``);
+    a file named by an absolute path uses its name. A path that does not exist still yields
+    a `Source` (with ``error`` set), so it gets its record and the rest of the batch goes on.
+    """
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = False
+            for file in walk_folder(path, out_dir):
+                found = True
+                yield Source(str(file), file, _safe_rel(file.relative_to(path).parts))
+            if not found:
+                yield Source(item, path, _rel_for(path), error="no images in this folder")
+        elif path.exists() or path.is_symlink():
+            yield Source(item, path, _rel_for(path))
+        else:
+            yield Source(item, path, _rel_for(path), error="no such file or folder")
+
+
+def _rel_for(path: Path) -> PurePosixPath:
+    return _safe_rel([path.name] if path.is_absolute() else path.parts)
+
+
+# Leading bytes of the formats OpenCV decodes, to tell image bytes on stdin from a path list.
+_MAGIC = (
+    (b"\xff\xd8\xff", ".jpg"),
+    (b"\x89PNG\r\n\x1a\n", ".png"),
+    (b"II*\x00", ".tif"),
+    (b"MM\x00*", ".tif"),
+)
+
+
+def sniff_image(head: bytes) -> str | None:
+    """The file extension for image bytes starting with ``head``, or None if not an image."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return ".webp"
+    if head[:2] == b"BM" and head[6:10] == b"\0\0\0\0":  # reserved bytes: never in a path list
+        return ".bmp"
+    for magic, ext in _MAGIC:
+        if head.startswith(magic):
+            return ext
+    return None
+
+
+def _stdin_paths(stream: BinaryIO, null: bool, first: bytes) -> Iterator[str]:
+    """Paths from ``stream`` one per line (or NUL-terminated), read lazily as they come."""
+    sep = b"\0" if null else b"\n"
+    pending = first
+    while True:
+        *complete, pending = pending.split(sep)
+        for raw in complete:
+            raw = raw if null else raw.rstrip(b"\r")
+            if raw:
+                yield os.fsdecode(raw)
+        chunk = stream.read1(1 << 16) if hasattr(stream, "read1") else stream.read(1 << 16)
+        if not chunk:
+            break
+        pending += chunk
+    tail = pending if null else pending.rstrip(b"\r")
+    if tail:
+        yield os.fsdecode(tail)
+
+
+def expand_sources(
+    items: Iterable[str],
+    *,
+    stdin: BinaryIO | None = None,
+    null: bool = False,
+    out_dir: Path | None = None,
+) -> Iterator[Source]:
+    """Every input the user named, lazily, in order.
+
+    An item is a file, a folder (recursive, sorted, image extensions only), a glob pattern
+    (expanded here, so it works quoted), ``@list.txt`` (one path a line), or ``-``: stdin,
+    which holds either paths (newline- or, with ``null``, NUL-separated) or one image's
+    bytes, reported as image "-".
+    """
+    for item in items:
+        if item == "-":
+            if stdin is None:
+                raise ValueError("'-' needs a stdin stream")
+            head = stdin.read(16)
+            ext = sniff_image(head)
+            if ext is not None:
+                yield Source("-", None, PurePosixPath("stdin" + ext), data=head + stdin.read())
+            else:
+                yield from expand_paths(_stdin_paths(stdin, null, head), out_dir)
+        elif item.startswith("@") and len(item) > 1:
+            listing = Path(item[1:])
+            try:
+                lines = listing.read_text(encoding="utf-8").splitlines()
+            except OSError as err:
+                yield Source(
+                    item,
+                    listing,
+                    _safe_rel(listing.parts),
+                    error=f"cannot read the list: {err.strerror}",
+                )
+                continue
+            yield from expand_paths((line.strip() for line in lines if line.strip()), out_dir)
+        elif glob.has_magic(item) and not os.path.lexists(item):
+            matches = sorted(glob.glob(item, recursive=True))
+            if not matches:
+                yield Source(
+                    item, None, _safe_rel(["unmatched"]), error="no file matches this pattern"
+                )
+            yield from expand_paths(matches, out_dir)
+        else:
+            yield from expand_paths([item], out_dir)
+
+
+def read_bytes(source: Source) -> bytes:
+    if source.data is not None:
+        return source.data
+    assert source.path is not None
+    try:
+        return source.path.read_bytes()
+    except FileNotFoundError:
+        if source.path.is_symlink():
+            raise ImageError("dangling symbolic link") from None
+        raise ImageError("no such file") from None
+    except IsADirectoryError:
+        raise ImageError("is a folder") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except OSError as err:
+        raise ImageError(f"cannot read: {err.strerror or err}") from None
+
+
+def decode(data: bytes) -> npt.NDArray[np.uint8]:
+    """BGR uint8 (H, W, 3) pixels from encoded image bytes; `ImageError` saying why not."""
+    if not data:
+        raise ImageError("empty file")
+    buf = np.frombuffer(data, dtype=np.uint8)
+    try:
+        image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    except cv2.error as err:
+        raise ImageError(f"cannot decode: {_cv_reason(err)}") from None
+    if image is None:
+        raise ImageError("not an image OpenCV can decode (or a corrupt one)")
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _cv_reason(err: cv2.error) -> str:
+    text = str(err).strip().splitlines()
+    return text[-1].split(") ", 1)[-1] if text else "unknown error"
+
+
+def read_image(source: Source) -> npt.NDArray[np.uint8]:
+    return decode(read_bytes(source))
+
+
+def output_path(out_dir: Path, rel: PurePosixPath, suffix: str | None = None) -> Path:
+    """Where an output for ``rel`` goes: inside ``out_dir``, always (``rel`` is sanitized)."""
+    safe = _safe_rel(rel.parts)
+    if suffix is not None:
+        safe = safe.with_suffix(suffix)
+    elif safe.suffix.lower() not in _WRITABLE:
+        safe = safe.with_name(safe.name + ".jpg")
+    return out_dir.joinpath(*safe.parts)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that ``path`` only ever holds complete contents.
+
+    The temporary file has no image extension (``.name.tmp-XXXX``), so a half-written file
+    is never mistaken for an output, and is removed if anything fails.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def encode_image(image: npt.NDArray[np.uint8], suffix: str) -> bytes:
+    ext = suffix.lower() if suffix.lower() in _WRITABLE else ".jpg"
+    params: list[int] = [cv2.IMWRITE_JPEG_QUALITY, 92] if ext in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(ext, image, params)
+    if not ok:
+        raise ImageError(f"OpenCV cannot encode a {ext} image")
+    return buf.tobytes()

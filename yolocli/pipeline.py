@@ -1,0 +1,307 @@
+"""Many images through one `Detector`: streaming, in order, every failure kept to its image.
+
+Reading, decoding and letterboxing run on worker threads ahead of inference; drawing,
+encoding and writing run on worker threads behind it; the forward pass (itself
+multi-threaded inside OpenCV) runs on the calling thread. Work waits in bounded windows, so
+memory stays flat however many images there are, and results come out in input order, one
+at a time, as soon as each is complete (its files written).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from yolocli import io
+from yolocli.detections import Detections
+from yolocli.draw import annotate
+from yolocli.errors import ImageError
+from yolocli.model import Detector
+from yolocli.preprocess import Letterbox
+
+log = logging.getLogger(__name__)
+
+STAGES = ("read", "decode", "preprocess", "forward", "postprocess", "draw", "encode", "write")
+
+
+@dataclass
+class Options:
+    """What to write for each image, and how much work to keep in flight."""
+
+    out_dir: Path | None = None  # None: write no files at all
+    save_images: bool = True
+    save_txt: bool = False
+    save_conf: bool = False
+    save_crops: bool = False
+    skip_existing: bool = False
+    batch: int = 1
+    workers: int = 2
+
+
+@dataclass
+class Result:
+    """What happened to one input."""
+
+    source: io.Source
+    width: int | None = None
+    height: int | None = None
+    detections: Detections | None = None
+    error: str | None = None
+    skipped: bool = False
+    outputs: list[Path] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def record(self, model: str) -> dict[str, Any]:
+        """The result as a record for the output formats (see `yolocli.formats`)."""
+        rec: dict[str, Any] = {
+            "image": self.source.name,
+            "width": self.width,
+            "height": self.height,
+            "model": model,
+            "detections": self.detections.records() if self.detections is not None else [],
+            "error": self.error,
+        }
+        if self.skipped:
+            rec["skipped"] = True
+        return rec
+
+
+@dataclass
+class _Loaded:
+    source: io.Source
+    image: npt.NDArray[np.uint8]
+    blob: npt.NDArray[np.float32]
+    box: Letterbox
+    targets: _Targets
+    timings: dict[str, float]
+
+
+@dataclass(frozen=True)
+class _Targets:
+    """Output paths of one image (None where that output is not wanted)."""
+
+    image: Path | None
+    labels: Path | None
+    crops: Path | None  # folder holding <label>/ subfolders
+
+    def expected(self) -> list[Path]:
+        return [p for p in (self.image, self.labels) if p is not None]
+
+
+def _done(value: Any) -> Future[Any]:
+    future: Future[Any] = Future()
+    future.set_result(value)
+    return future
+
+
+class Pipeline:
+    """Runs a `Detector` over a stream of `yolocli.io.Source` items; see `run`."""
+
+    def __init__(self, detector: Detector, options: Options | None = None) -> None:
+        self.detector = detector
+        self.options = options or Options()
+        self._claimed: set[Path] = set()
+        if self.options.batch < 1:
+            raise ValueError(f"batch must be >= 1, got {self.options.batch}")
+
+    # -- output naming -------------------------------------------------------------------
+
+    def _claim(self, path: Path) -> Path:
+        """``path``, or ``name-2.ext``, ``name-3.ext``… if another input of this run has it.
+
+        Deterministic for a given input order, so a rerun maps every input to the same files.
+        """
+        candidate, n = path, 1
+        while candidate in self._claimed:
+            n += 1
+            candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        self._claimed.add(candidate)
+        return candidate
+
+    def _targets(self, source: io.Source) -> _Targets:
+        opts = self.options
+        if opts.out_dir is None:
+            return _Targets(None, None, None)
+        rel = source.rel
+        image = self._claim(io.output_path(opts.out_dir, rel)) if opts.save_images else None
+        labels = None
+        if opts.save_txt:
+            labels = self._claim(io.output_path(opts.out_dir, rel, suffix=".txt"))
+        crops = opts.out_dir / "crops" if opts.save_crops else None
+        return _Targets(image, labels, crops)
+
+    # -- stages ----------------------------------------------------------------------------
+
+    def _load(self, source: io.Source, targets: _Targets) -> _Loaded | Result:
+        timings: dict[str, float] = {}
+        if source.error:
+            return Result(source, error=source.error)
+        if (
+            self.options.skip_existing
+            and targets.expected()
+            and all(p.exists() for p in targets.expected())
+        ):
+            return Result(source, skipped=True, outputs=targets.expected())
+        try:
+            t0 = time.perf_counter()
+            data = io.read_bytes(source)
+            t1 = time.perf_counter()
+            image = io.decode(data)
+            t2 = time.perf_counter()
+            blob, box = self.detector.preprocess(image)
+            t3 = time.perf_counter()
+        except ImageError as err:
+            return Result(source, error=str(err))
+        timings.update(read=t1 - t0, decode=t2 - t1, preprocess=t3 - t2)
+        return _Loaded(source, image, blob, box, targets, timings)
+
+    def _save(self, loaded: _Loaded, dets: Detections) -> Result:
+        result = Result(
+            loaded.source,
+            width=loaded.box.width,
+            height=loaded.box.height,
+            detections=dets,
+            timings=loaded.timings,
+        )
+        t = loaded.targets
+        try:
+            if t.image is not None:
+                self._guard_input(loaded.source, t.image)
+                t0 = time.perf_counter()
+                drawn = annotate(loaded.image, dets)
+                t1 = time.perf_counter()
+                data = io.encode_image(drawn, t.image.suffix)
+                t2 = time.perf_counter()
+                io.write_atomic(t.image, data)
+                result.timings.update(draw=t1 - t0, encode=t2 - t1, write=time.perf_counter() - t2)
+                result.outputs.append(t.image)
+            if t.labels is not None:
+                self._guard_input(loaded.source, t.labels)
+                io.write_atomic(t.labels, yolo_labels(dets, loaded.box, self.options.save_conf))
+                result.outputs.append(t.labels)
+            if t.crops is not None:
+                result.outputs += self._save_crops(loaded, dets, t.crops)
+        except ImageError as err:
+            result.error = str(err)
+        except OSError as err:
+            result.error = (
+                f"cannot write outputs: {err.strerror or err} ({err.filename or ''})".replace(
+                    " ()", ""
+                )
+            )
+        return result
+
+    def _guard_input(self, source: io.Source, target: Path) -> None:
+        if source.path is not None and target.exists() and _same_file(source.path, target):
+            raise ImageError(f"refusing to overwrite the input with its output {target}")
+
+    def _save_crops(self, loaded: _Loaded, dets: Detections, folder: Path) -> list[Path]:
+        written = []
+        boxes = np.round(dets.xyxy).astype(np.int64)
+        stem = loaded.source.rel.with_suffix("")
+        for i, label in enumerate(dets.labels):
+            x1, y1, x2, y2 = boxes[i].tolist()
+            if x2 <= x1 or y2 <= y1:
+                continue
+            crop = loaded.image[y1:y2, x1:x2]
+            target = self._claim(folder / _safe_label(label) / f"{'_'.join(stem.parts)}_{i}.jpg")
+            io.write_atomic(target, io.encode_image(crop, ".jpg"))
+            written.append(target)
+        return written
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self, sources: Iterable[io.Source]) -> Iterator[Result]:
+        """Results in input order, each yielded once its outputs are written."""
+        opts = self.options
+        window = 2 * opts.batch + opts.workers
+        loader = ThreadPoolExecutor(opts.workers, thread_name_prefix="yolocli-load")
+        saver = ThreadPoolExecutor(opts.workers, thread_name_prefix="yolocli-save")
+        loads: deque[Future[_Loaded | Result]] = deque()
+        saves: deque[Future[Result]] = deque()
+        pending = iter(sources)
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(loads) < window:
+                    source = next(pending, None)
+                    if source is None:
+                        exhausted = True
+                        break
+                    loads.append(loader.submit(self._load, source, self._targets(source)))
+                if not loads:
+                    break
+                batch: list[_Loaded] = []
+                while loads and len(batch) < opts.batch:
+                    item = loads.popleft().result()
+                    if isinstance(item, Result):
+                        saves.append(_done(item))
+                    else:
+                        batch.append(item)
+                        if len(batch) < opts.batch and not loads:
+                            break  # nothing else loaded yet: do not wait for a full batch
+                if batch:
+                    for loaded, dets in zip(batch, self._infer(batch), strict=True):
+                        saves.append(saver.submit(self._save, loaded, dets))
+                while saves and (saves[0].done() or len(saves) > window):
+                    yield saves.popleft().result()
+            while saves:
+                yield saves.popleft().result()
+        finally:
+            loader.shutdown(wait=True, cancel_futures=True)
+            saver.shutdown(wait=True, cancel_futures=True)
+
+    def _infer(self, batch: list[_Loaded]) -> list[Detections]:
+        t0 = time.perf_counter()
+        blobs = np.stack([item.blob for item in batch]) if len(batch) > 1 else batch[0].blob[None]
+        outputs = self.detector.forward(blobs)
+        t1 = time.perf_counter()
+        results = []
+        for i, item in enumerate(batch):
+            t2 = time.perf_counter()
+            results.append(self.detector.decode([o[i] for o in outputs], item.box))
+            item.timings["postprocess"] = time.perf_counter() - t2
+            item.timings["forward"] = (t1 - t0) / len(batch)
+        return results
+
+
+def yolo_labels(dets: Detections, box: Letterbox, with_conf: bool) -> bytes:
+    """Darknet/YOLO label lines: ``class cx cy w h`` normalized to the image [+ score]."""
+    xyxy = dets.xyxy.astype(np.float64)
+    w, h = box.width, box.height
+    cx = (xyxy[:, 0] + xyxy[:, 2]) / 2 / w
+    cy = (xyxy[:, 1] + xyxy[:, 3]) / 2 / h
+    bw = (xyxy[:, 2] - xyxy[:, 0]) / w
+    bh = (xyxy[:, 3] - xyxy[:, 1]) / h
+    lines = []
+    for i, cls in enumerate(dets.class_ids.tolist()):
+        line = f"{cls} {cx[i]:.6f} {cy[i]:.6f} {bw[i]:.6f} {bh[i]:.6f}"
+        if with_conf:
+            line += f" {dets.scores[i]:.6f}"
+        lines.append(line)
+    return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _safe_label(label: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in label).strip(".")
+    return cleaned or "unnamed"
+
+
+__all__ = ["STAGES", "Options", "Pipeline", "Result", "yolo_labels"]

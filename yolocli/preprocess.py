@@ -1,0 +1,215 @@
+"""Image to network input, exactly as the reference darknet does it, and boxes back again.
+
+Darknet letterboxes: it keeps the aspect ratio, resizes with its own bilinear sampling
+(corner-aligned source coordinates, float32 arithmetic on [0, 1] pixels, horizontal pass then
+vertical), and centers the result on a 0.5-gray canvas. A plain ``cv2.resize`` of the uint8
+image samples at different positions and rounds to uint8, which moves scores by up to 0.05.
+
+Here the same float32 operations run in the same order, bit for bit, but only on the source
+rows and columns darknet actually reads (two per output row and column, gathered with one
+``cv2.remap`` in nearest mode), so the work is proportional to the network input, not to
+the photo: a 4000 px image costs what a 400 px one does. Sampling plans and work buffers are
+kept per image size, so a folder of same-sized photos allocates nothing after the first.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+# darknet's pixel values: (float)(uint8) / 255. computed in double, stored as float
+_TO_UNIT = (np.arange(256, dtype=np.float64) / 255.0).astype(np.float32)
+_GRAY = np.float32(0.5)
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Where a (width x height) image lands in a (net_width x net_height) network input.
+
+    ``stretch``: resized to fill the input, aspect ratio not kept (darknet without letterbox).
+    """
+
+    width: int
+    height: int
+    net_width: int
+    net_height: int
+    stretch: bool = False
+
+    @property
+    def new_size(self) -> tuple[int, int]:
+        """(new_w, new_h) of the resized image, with darknet's integer arithmetic."""
+        w, h, nw, nh = self.width, self.height, self.net_width, self.net_height
+        if self.stretch:
+            return nw, nh
+        if nw / w < nh / h:
+            return nw, max(1, (h * nw) // w)
+        return max(1, (w * nh) // h), nh
+
+    @property
+    def offset(self) -> tuple[int, int]:
+        new_w, new_h = self.new_size
+        return (self.net_width - new_w) // 2, (self.net_height - new_h) // 2
+
+    def to_image(self, cxcywh: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+        """Network-relative (cx, cy, w, h) boxes, shape (N, 4), to unclipped image-pixel xyxy.
+
+        This is darknet's ``correct_yolo_boxes`` followed by its conversion to pixels,
+        including its use of ``(net - new) / 2.`` (a half pixel off the integer offset the
+        letterbox used when the padding is odd): the reference's boxes, not a tidier formula.
+        """
+        new_w, new_h = self.new_size
+        nw, nh = self.net_width, self.net_height
+        b = np.asarray(cxcywh, dtype=np.float64)
+        cx = (b[:, 0] - (nw - new_w) / 2.0 / nw) / (np.float32(new_w) / np.float32(nw))
+        cy = (b[:, 1] - (nh - new_h) / 2.0 / nh) / (np.float32(new_h) / np.float32(nh))
+        w = b[:, 2] * (np.float32(nw) / np.float32(new_w))
+        h = b[:, 3] * (np.float32(nh) / np.float32(new_h))
+        out = np.empty((b.shape[0], 4), dtype=np.float64)
+        out[:, 0] = (cx - w / 2.0) * self.width
+        out[:, 1] = (cy - h / 2.0) * self.height
+        out[:, 2] = (cx + w / 2.0) * self.width
+        out[:, 3] = (cy + h / 2.0) * self.height
+        return out
+
+
+@dataclass(frozen=True)
+class _Axis:
+    """darknet's bilinear sampling along one axis: out[i] = w0[i]*src[i0[i]] + w1[i]*src[i1[i]]."""
+
+    i0: npt.NDArray[np.intp]
+    i1: npt.NDArray[np.intp]
+    w0: npt.NDArray[np.float32]
+    w1: npt.NDArray[np.float32]
+
+
+@functools.lru_cache(maxsize=64)
+def _axis(src: int, dst: int) -> _Axis:
+    """The sampling plan of darknet's ``resize_image`` from ``src`` to ``dst`` pixels.
+
+    Float32 like the C: ``scale = (float)(src - 1) / (dst - 1)``, ``s = i * scale``,
+    ``d = s - (int)s``. The last output pixel takes the last source pixel alone, with weight
+    ``1 - d`` (darknet skips the second term there, and so does this plan).
+    """
+    i = np.arange(dst)
+    if dst == 1 or src == 1:
+        last = np.full(dst, src - 1, dtype=np.intp)
+        return _Axis(last, last, np.ones(dst, np.float32), np.zeros(dst, np.float32))
+    scale = np.float32(src - 1) / np.float32(dst - 1)
+    s = i.astype(np.float32) * scale
+    i0 = s.astype(np.intp)  # truncation, like (int)
+    d = s - i0.astype(np.float32)
+    i1 = np.minimum(i0 + 1, src - 1)
+    w0 = np.float32(1) - d
+    w1 = d.copy()
+    w1[-1] = 0  # darknet: no second term for the last row/column
+    i1[-1] = i0[-1]
+    return _Axis(i0, i1, w0.astype(np.float32), w1.astype(np.float32))
+
+
+def _columns(src: int, dst: int) -> _Axis:
+    plan = _axis(src, dst)
+    if dst == 1 or src == 1:
+        return plan
+    # darknet copies the last source column into the last output column (weight exactly 1)
+    i0, i1, w0 = plan.i0.copy(), plan.i1.copy(), plan.w0.copy()
+    i0[-1] = i1[-1] = src - 1
+    w0[-1] = 1
+    return _Axis(i0, i1, w0, plan.w1)
+
+
+class _Plan:
+    """Everything needed to letterbox images of one size: gather maps, weights, buffers."""
+
+    def __init__(self, box: Letterbox) -> None:
+        self.box = box
+        new_w, new_h = box.new_size
+        cols = _columns(box.width, new_w)
+        rows = _axis(box.height, new_h)
+        src_rows = np.concatenate([rows.i0, rows.i1]).astype(np.float32)
+        # Nearest-neighbour remap with integer coordinates is an exact gather.
+        self.maps = [
+            cv2.convertMaps(*np.meshgrid(c.astype(np.float32), src_rows), cv2.CV_16SC2)
+            for c in (cols.i0, cols.i1)
+        ]
+        # Work on (rows, new_w * 3) views so every NumPy loop runs long and contiguous.
+        self.col_w = (np.repeat(cols.w0, 3), np.repeat(cols.w1, 3))
+        self.row_w = (rows.w0[:, None], rows.w1[:, None])
+        self.new_h, self.new_w = new_h, new_w
+        shape = (2 * new_h, new_w, 3)
+        self.picked = [np.empty(shape, np.uint8), np.empty(shape, np.uint8)]
+        self.unit = [np.empty(shape, np.float32), np.empty(shape, np.float32)]
+        self.resized = np.empty((new_h, new_w * 3), np.float32)
+
+    def run(self, image: npt.NDArray[np.uint8], out: npt.NDArray[np.float32]) -> None:
+        for (m1, m2), picked, unit in zip(self.maps, self.picked, self.unit, strict=True):
+            cv2.remap(image, m1, m2, cv2.INTER_NEAREST, dst=picked)
+            cv2.LUT(picked, _TO_UNIT_LUT, dst=unit)
+        h, w = self.new_h, self.new_w
+        part, right = (u.reshape(2 * h, w * 3) for u in self.unit)
+        # horizontal pass: darknet's "part" image, for both source rows of every output row
+        part *= self.col_w[0]
+        right *= self.col_w[1]
+        part += right
+        # vertical pass
+        np.multiply(part[:h], self.row_w[0], out=self.resized)
+        lower = part[h:]
+        lower *= self.row_w[1]
+        self.resized += lower
+        left, top = self.box.offset
+        out.fill(_GRAY)
+        # BGR (H, W, C) -> RGB planes
+        planes = self.resized.reshape(h, w, 3).transpose(2, 0, 1)[::-1]
+        out[:, top : top + h, left : left + w] = planes
+
+
+_TO_UNIT_LUT = _TO_UNIT.reshape(1, 256)
+
+
+class Letterboxer:
+    """Darknet's letterbox into a fixed network size, with plans cached per image size.
+
+    ``stretch=True`` resizes to the whole input instead (no letterbox). Not thread-safe (its
+    buffers are reused): give each thread its own.
+    """
+
+    def __init__(
+        self, net_width: int, net_height: int, *, stretch: bool = False, cache_size: int = 8
+    ) -> None:
+        self.net_width = net_width
+        self.net_height = net_height
+        self.stretch = stretch
+        self._plans: OrderedDict[tuple[int, int], _Plan] = OrderedDict()
+        self._cache_size = cache_size
+
+    def __call__(
+        self, image: npt.NDArray[np.uint8], out: npt.NDArray[np.float32] | None = None
+    ) -> tuple[npt.NDArray[np.float32], Letterbox]:
+        """Letterbox BGR uint8 ``image`` (H, W, 3) into ``out`` (3, net_h, net_w) RGB float32
+        (a new array if not given); returns it and the `Letterbox` geometry."""
+        if out is None:
+            out = np.empty((3, self.net_height, self.net_width), np.float32)
+        height, width = image.shape[:2]
+        plan = self._plans.get((width, height))
+        if plan is None:
+            plan = _Plan(Letterbox(width, height, self.net_width, self.net_height, self.stretch))
+            self._plans[(width, height)] = plan
+            if len(self._plans) > self._cache_size:
+                self._plans.popitem(last=False)
+        else:
+            self._plans.move_to_end((width, height))
+        plan.run(image, out)
+        return out, plan.box
+
+
+def letterbox(
+    image: npt.NDArray[np.uint8], net_width: int, net_height: int
+) -> npt.NDArray[np.float32]:
+    """A (1, 3, net_height, net_width) RGB float32 blob of the BGR uint8 ``image``, exactly as
+    darknet would feed it to the network (convenience; `Letterboxer` reuses its work)."""
+    blob, _ = Letterboxer(net_width, net_height, cache_size=1)(image)
+    return blob[None]
