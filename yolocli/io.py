@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import tempfile
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -237,11 +237,13 @@ def output_path(out_dir: Path, rel: PurePosixPath, suffix: str | None = None) ->
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that ``path`` only ever holds complete contents.
 
-    The temporary file has no image extension (``.name.tmp-XXXX``), so a half-written file
-    is never mistaken for an output, and is removed if anything fails.
+    The temporary file has no image extension (``.name.XXXXXXXX.tmp``), so a half-written
+    file is never mistaken for an output, and is removed if anything fails. It is created
+    with the usual permissions (0666 less the umask), unlike ``mkstemp``'s 0600.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
