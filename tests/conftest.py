@@ -114,11 +114,11 @@ def spawn(
     args: Sequence[str], env: dict[str, str] | None = None, **kwargs: object
 ) -> subprocess.Popen[str]:
     """Start ``python -m yolocli ARGS`` as a real process."""
+    kwargs.setdefault("stdout", subprocess.PIPE)
+    kwargs.setdefault("stderr", subprocess.PIPE)
     return subprocess.Popen(
         [sys.executable, "-m", "yolocli", *args],
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
         text=True,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,  # type: ignore[call-overload]
     )

@@ -6,11 +6,14 @@ exit 2; Ctrl-C exits 130. stdout carries data only; people read stderr.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -129,6 +132,46 @@ def _common(func: F) -> F:
         help="Show tracebacks and network details.",
     )(func)
     return func
+
+
+@contextlib.contextmanager
+def _native_stderr_captured(relay: bool) -> Iterator[None]:
+    """Keep C libraries' chatter off the user's terminal.
+
+    libjpeg, libpng and libtiff inside OpenCV print straight to file descriptor 2 ("Corrupt
+    JPEG data: ..."), tied to no image and interleaved with our one line per failure. Point
+    fd 2 at a pipe drained by a thread (relayed only with --debug) while Python's
+    ``sys.stderr`` keeps writing to the real stderr.
+    """
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (tests): nothing to do
+        yield
+        return
+    sys.stderr.flush()
+    real_fd = os.dup(fd)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, fd)
+    os.close(write_end)
+    real = open(real_fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+    previous, sys.stderr = sys.stderr, real
+
+    def drain() -> None:
+        with open(read_end, "rb") as pipe:
+            for line in pipe:
+                if relay:
+                    real.write("yolocli: debug: native: " + line.decode("utf-8", "replace"))
+
+    thread = threading.Thread(target=drain, name="yolocli-stderr", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        real.flush()
+        os.dup2(real_fd, fd)  # closes the pipe's last writer: the drain thread sees EOF
+        thread.join(timeout=2)
+        sys.stderr = previous
+        real.close()
 
 
 def _store(ctx: click.Context) -> Any:
@@ -560,22 +603,18 @@ def detect(
         raise click.UsageError("-0/--null is about paths on stdin: add - to the sources")
     if sources.count("-") > 1:
         raise click.UsageError("stdin (-) can be read only once")
+    if not no_save or save_txt or save_crops:
+        for item in sources:
+            if Path(item).is_dir() and Path(item).resolve() == out.resolve():
+                raise click.UsageError(
+                    f"--out {out} is the input folder {item}: outputs would overwrite the "
+                    "inputs; choose another --out"
+                )
     class_ids = None
     if classes is not None:
         class_ids = _parse_classes(classes, _class_names(model, cfg, names))
+    from yolocli.pipeline import Options
 
-    from yolocli.formats import make_writer
-    from yolocli.io import expand_sources
-    from yolocli.model import Detector
-    from yolocli.pipeline import Options, Pipeline
-    from yolocli.store import Store
-
-    store = Store.from_env(progress=_progress_wanted(ctx))
-    detector = Detector(
-        model, size=size, conf=conf, nms=nms, device=device, classes=class_ids,
-        agnostic=agnostic, single_label=single_label, max_det=max_det, letterbox=letterbox,
-        cfg=cfg, weights=weights, names=names, store=store,
-    )  # fmt: skip
     saving = not no_save or save_txt or save_crops
     options = Options(
         out_dir=out if saving else None,
@@ -586,10 +625,44 @@ def detect(
         skip_existing=skip_existing,
         batch=batch,
     )
+    detector_args = dict(
+        model=model, size=size, conf=conf, nms=nms, device=device, classes=class_ids,
+        agnostic=agnostic, single_label=single_label, max_det=max_det, letterbox=letterbox,
+        cfg=cfg, weights=weights, names=names,
+    )  # fmt: skip
+    with _native_stderr_captured(relay=bool(ctx.meta.get("yolocli.debug"))):
+        failed = _run_detect(ctx, sources, detector_args, options, fmt, null, profile)
+    ctx.exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _run_detect(
+    ctx: click.Context,
+    sources: tuple[str, ...],
+    detector_args: dict[str, Any],
+    options: Any,
+    fmt: str,
+    null: bool,
+    profile: bool,
+) -> int:
+    """The detect run itself; returns how many inputs failed."""
+    from yolocli.formats import make_writer
+    from yolocli.io import expand_sources
+    from yolocli.model import Detector
+    from yolocli.pipeline import Pipeline
+    from yolocli.store import Store
+
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # Paths that are not valid UTF-8 reach stdout as the bytes they are.
+        sys.stdout.reconfigure(errors="surrogateescape")
+    store = Store.from_env(progress=_progress_wanted(ctx))
+    detector = Detector(**detector_args, store=store)
     stdin = sys.stdin.buffer if "-" in sources else None
-    items = expand_sources(sources, stdin=stdin, null=null, out_dir=out if saving else None)
+    items = expand_sources(sources, stdin=stdin, null=null, out_dir=options.out_dir)
+    total = None
+    if _progress_wanted(ctx) and stdin is None:  # a bar with an ETA: count first (cheap)
+        total = sum(1 for _ in expand_sources(sources, out_dir=options.out_dir))
     writer = make_writer(fmt, sys.stdout)
-    run = _Run(ctx, detector.model_name, options)
+    run = _Run(ctx, detector.model_name, options, total)
     try:
         for result in run.track(Pipeline(detector, options).run(items)):
             writer.write(result.record(detector.model_name))
@@ -601,13 +674,13 @@ def detect(
         run.finish(profile=False)
         raise
     run.finish(profile)
-    ctx.exit(EXIT_FAILED if run.failed else EXIT_OK)
+    return run.failed
 
 
 class _Run:
     """Counts, the progress bar and the closing summary of one detect run (all on stderr)."""
 
-    def __init__(self, ctx: click.Context, model: str, options: Any) -> None:
+    def __init__(self, ctx: click.Context, model: str, options: Any, total: int | None) -> None:
         import time
 
         self.ctx = ctx
@@ -620,7 +693,9 @@ class _Run:
         if _progress_wanted(ctx):
             from tqdm import tqdm
 
-            self.bar = tqdm(unit="img", file=sys.stderr, dynamic_ncols=True, leave=False)
+            self.bar = tqdm(
+                total=total, unit="img", file=sys.stderr, dynamic_ncols=True, leave=False
+            )
 
     def track(self, results: Any) -> Any:
         for result in results:

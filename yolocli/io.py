@@ -92,7 +92,9 @@ def expand_paths(items: Iterable[str], out_dir: Path | None = None) -> Iterator[
 
 
 def _rel_for(path: Path) -> PurePosixPath:
-    return _safe_rel([path.name] if path.is_absolute() else path.parts)
+    if path.is_absolute():
+        return _safe_rel([path.name])
+    return _safe_rel(Path(os.path.normpath(path)).parts)  # "a/../b.jpg" is "b.jpg"
 
 
 # Leading bytes of the formats OpenCV decodes, to tell image bytes on stdin from a path list.
@@ -207,11 +209,20 @@ def decode(data: bytes) -> npt.NDArray[np.uint8]:
         raise ImageError("empty file")
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
+        # IMREAD_COLOR applies the EXIF orientation and makes 8-bit BGR of grayscale, RGBA,
+        # 16-bit and CMYK images alike.
         image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     except cv2.error as err:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(err):
+            raise ImageError(
+                "image too large: over 2^30 pixels, OpenCV's limit (a decompression bomb?)"
+            ) from None
         raise ImageError(f"cannot decode: {_cv_reason(err)}") from None
     if image is None:
-        raise ImageError("not an image OpenCV can decode (or a corrupt one)")
+        kind = sniff_image(data[:16])
+        if kind is not None:
+            raise ImageError(f"a corrupt or truncated {kind[1:].upper()} image")
+        raise ImageError("not an image OpenCV can decode")
     return np.asarray(image, dtype=np.uint8)
 
 

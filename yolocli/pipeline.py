@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -98,6 +100,19 @@ class _Targets:
         return [p for p in (self.image, self.labels) if p is not None]
 
 
+_END = object()
+
+
+def _produce(sources: Iterable[io.Source], inbox: queue.Queue[Any]) -> None:
+    """Feed ``inbox`` with every source, then ``_END`` (an exception is passed on as is)."""
+    try:
+        for source in sources:
+            inbox.put(source)
+    except BaseException as err:  # handed to the consuming thread, which raises it
+        inbox.put(err)
+    inbox.put(_END)
+
+
 def _done(value: Any) -> Future[Any]:
     future: Future[Any] = Future()
     future.set_result(value)
@@ -162,6 +177,9 @@ class Pipeline:
             t3 = time.perf_counter()
         except ImageError as err:
             return Result(source, error=str(err))
+        except Exception as err:  # a bug must cost one image, not the batch
+            log.debug("internal error on %s", source.name, exc_info=True)
+            return Result(source, error=_internal(err))
         timings.update(read=t1 - t0, decode=t2 - t1, preprocess=t3 - t2)
         return _Loaded(source, image, blob, box, targets, timings)
 
@@ -193,12 +211,14 @@ class Pipeline:
                 result.outputs += self._save_crops(loaded, dets, t.crops)
         except ImageError as err:
             result.error = str(err)
+        except MemoryError:
+            result.error = "out of memory while drawing or encoding this image"
         except OSError as err:
-            result.error = (
-                f"cannot write outputs: {err.strerror or err} ({err.filename or ''})".replace(
-                    " ()", ""
-                )
-            )
+            where = f" ({err.filename})" if err.filename else ""
+            result.error = f"cannot write outputs: {err.strerror or err}{where}"
+        except Exception as err:  # a bug must cost one image, not the batch
+            log.debug("internal error saving %s", loaded.source.name, exc_info=True)
+            result.error = _internal(err)
         return result
 
     def _guard_input(self, source: io.Source, target: Path) -> None:
@@ -222,23 +242,48 @@ class Pipeline:
     # -- the loop --------------------------------------------------------------------------
 
     def run(self, sources: Iterable[io.Source]) -> Iterator[Result]:
-        """Results in input order, each yielded once its outputs are written."""
+        """Results in input order, each yielded once its outputs are written.
+
+        Inputs are drawn from ``sources`` on a thread of their own, so a source that blocks
+        (paths arriving on stdin from ``find``) never holds back images already in hand:
+        whenever nothing is loading, every finished result is yielded before waiting for
+        more input.
+        """
         opts = self.options
         window = 2 * opts.batch + opts.workers
+        inbox: queue.Queue[Any] = queue.Queue(maxsize=window)
+        threading.Thread(
+            target=_produce, args=(sources, inbox), name="yolocli-inputs", daemon=True
+        ).start()
         loader = ThreadPoolExecutor(opts.workers, thread_name_prefix="yolocli-load")
         saver = ThreadPoolExecutor(opts.workers, thread_name_prefix="yolocli-save")
         loads: deque[Future[_Loaded | Result]] = deque()
         saves: deque[Future[Result]] = deque()
-        pending = iter(sources)
         exhausted = False
+
+        def take_inputs(block: bool) -> bool:
+            """Start loading what has arrived (waiting for one if ``block``); False at the end."""
+            while len(loads) < window:
+                try:
+                    item = inbox.get(block=block)
+                except queue.Empty:
+                    return True
+                if item is _END:
+                    return False
+                if isinstance(item, BaseException):
+                    raise item
+                loads.append(loader.submit(self._load, item, self._targets(item)))
+                block = False
+            return True
+
         try:
             while True:
-                while not exhausted and len(loads) < window:
-                    source = next(pending, None)
-                    if source is None:
-                        exhausted = True
-                        break
-                    loads.append(loader.submit(self._load, source, self._targets(source)))
+                if not exhausted:
+                    exhausted = not take_inputs(block=False)
+                if not loads and not exhausted:
+                    while saves:  # nothing in hand: hand out what is done, then wait
+                        yield saves.popleft().result()
+                    exhausted = not take_inputs(block=True)
                 if not loads:
                     break
                 batch: list[_Loaded] = []
@@ -290,6 +335,10 @@ def yolo_labels(dets: Detections, box: Letterbox, with_conf: bool) -> bytes:
             line += f" {dets.scores[i]:.6f}"
         lines.append(line)
     return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
+def _internal(err: Exception) -> str:
+    return f"internal error: {type(err).__name__}: {err} (rerun with --debug for the traceback)"
 
 
 def _same_file(a: Path, b: Path) -> bool:
