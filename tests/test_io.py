@@ -7,7 +7,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from yolocli.io import Source, expand_sources, output_path, sniff_image, write_atomic
+from yolocli.files import write_atomic
+from yolocli.io import Source, expand_sources, output_path, sniff_image
 
 
 def tree(root: Path, *names: str) -> None:

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from importlib import metadata
+import functools
 from typing import TYPE_CHECKING, Any
 
 from yolocli.errors import (
@@ -22,10 +22,17 @@ if TYPE_CHECKING:
     from yolocli.detections import Detections
     from yolocli.model import Detector
 
-try:
-    __version__ = metadata.version("yolocli")
-except metadata.PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
+
+@functools.cache
+def version() -> str:
+    """yolocli's installed version (read lazily: importlib.metadata costs ~30 ms at start-up)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("yolocli")
+    except metadata.PackageNotFoundError:  # a source tree that is not installed
+        return "0+unknown"
+
 
 __all__ = [
     "Detections",
@@ -41,6 +48,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        return version()
     if name == "Detector":
         from yolocli.model import Detector
 

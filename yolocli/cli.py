@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
-from yolocli import __version__
+from yolocli import version
 from yolocli.devices import DEVICES
 from yolocli.errors import YolocliError
 from yolocli.formats import FORMATS
@@ -198,6 +198,12 @@ def _model_names(
     return value
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        click.echo(f"yolocli, version {version()}")
+        ctx.exit()
+
+
 def _size(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
@@ -206,7 +212,10 @@ def _size(n: int) -> str:
 
 
 @click.group(cls=_Cli, context_settings=CONTEXT, epilog=ENVIRONMENT)
-@click.version_option(__version__, "-V", "--version", prog_name="yolocli")
+@click.option(
+    "-V", "--version", is_flag=True, expose_value=False, is_eager=True,
+    callback=_print_version, help="Show the version and exit.",
+)  # fmt: skip
 @_common
 def cli() -> None:
     """Darknet-exact YOLO object detection from the command line.

@@ -14,8 +14,6 @@ the next source at once. When every source fails, one `DownloadError` lists what
 from __future__ import annotations
 
 import configparser
-import errno
-import hashlib
 import json
 import logging
 import os
@@ -32,7 +30,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-from yolocli.errors import DownloadError, StoreError
+from yolocli.errors import DownloadError
+from yolocli.files import commit, locked, part_path, sha256_file, write_failure
 from yolocli.registry import FileSpec, PypiSource, Source
 
 if TYPE_CHECKING:
@@ -72,16 +71,6 @@ class _Skip(Exception):
 
 
 # ---------------------------------------------------------------------------- small helpers
-
-
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def part_path(dest: Path) -> Path:
-    """Where the download of ``dest`` accumulates until it is verified."""
-    return dest.with_name(dest.name + ".part")
 
 
 def file_kind(name: str) -> str:
@@ -177,58 +166,6 @@ def _unreachable(err: Exception) -> bool:
         return True
     reason = getattr(err.args[0], "reason", None) if err.args else None
     return isinstance(reason, NewConnectionError | Urllib3ProxyError)
-
-
-def write_failure(err: OSError, path: Path, have: int, size: int) -> StoreError:
-    """The `StoreError` for a failed write into the store: out of space, or not writable."""
-    reason = os.strerror(err.errno) if err.errno else str(err)
-    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return StoreError(
-            f"cannot write {path}: {reason} after {have:,} of {size:,} bytes; the partial "
-            "download is kept: free some space and run again to resume"
-        )
-    return StoreError(f"cannot write {path}: {reason} (set YOLOCLI_HOME to a writable folder)")
-
-
-def commit(part: Path, dest: Path) -> None:
-    """Atomically move a verified ``part`` to ``dest``, durable across a crash."""
-    with open(part, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(part, dest)
-    try:
-        fd = os.open(dest.parent, os.O_RDONLY)
-    except OSError:  # some platforms cannot open folders
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Hold an inter-process lock for work on ``path`` (lock files live in a hidden .locks/)."""
-    from filelock import FileLock, Timeout
-
-    lock_dir = path.parent / ".locks"
-    try:
-        lock_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise write_failure(err, lock_dir, 0, 0) from err
-    lock = FileLock(lock_dir / (path.name + ".lock"))
-    try:
-        lock.acquire(timeout=0.2)
-    except Timeout:
-        log.info("waiting for another yolocli process to finish with %s", path.name)
-        lock.acquire()
-    except OSError as err:
-        raise write_failure(err, lock_dir, 0, 0) from err
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 # ------------------------------------------------------------------------- package indexes
@@ -350,10 +287,10 @@ class Downloader:
         if self._session is None:
             import requests
 
-            from yolocli import __version__
+            from yolocli import version
 
             self._session = requests.Session()
-            self._session.headers["User-Agent"] = f"yolocli/{__version__}"
+            self._session.headers["User-Agent"] = f"yolocli/{version()}"
         return self._session
 
     def install(self, spec: FileSpec, dest: Path, sources: Sequence[Source]) -> Source:

@@ -8,10 +8,8 @@ atomically: a temporary name without an image extension, then a rename.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -243,26 +241,6 @@ def output_path(out_dir: Path, rel: PurePosixPath, suffix: str | None = None) ->
     elif safe.suffix.lower() not in _WRITABLE:
         safe = safe.with_name(safe.name + ".jpg")
     return out_dir.joinpath(*safe.parts)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that ``path`` only ever holds complete contents.
-
-    The temporary file has no image extension (``.name.XXXXXXXX.tmp``), so a half-written
-    file is never mistaken for an output, and is removed if anything fails. It is created
-    with the usual permissions (0666 less the umask), unlike ``mkstemp``'s 0600.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def encode_image(image: npt.NDArray[np.uint8], suffix: str) -> bytes:

@@ -28,6 +28,7 @@ from yolocli import io
 from yolocli.detections import Detections
 from yolocli.draw import annotate
 from yolocli.errors import ImageError
+from yolocli.files import write_atomic
 from yolocli.model import Detector
 from yolocli.preprocess import Letterbox
 
@@ -200,12 +201,12 @@ class Pipeline:
                 t1 = time.perf_counter()
                 data = io.encode_image(drawn, t.image.suffix)
                 t2 = time.perf_counter()
-                io.write_atomic(t.image, data)
+                write_atomic(t.image, data)
                 result.timings.update(draw=t1 - t0, encode=t2 - t1, write=time.perf_counter() - t2)
                 result.outputs.append(t.image)
             if t.labels is not None:
                 self._guard_input(loaded.source, t.labels)
-                io.write_atomic(t.labels, yolo_labels(dets, loaded.box, self.options.save_conf))
+                write_atomic(t.labels, yolo_labels(dets, loaded.box, self.options.save_conf))
                 result.outputs.append(t.labels)
             if t.crops is not None:
                 result.outputs += self._save_crops(loaded, dets, t.crops)
@@ -235,7 +236,7 @@ class Pipeline:
                 continue
             crop = loaded.image[y1:y2, x1:x2]
             target = self._claim(folder / _safe_label(label) / f"{'_'.join(stem.parts)}_{i}.jpg")
-            io.write_atomic(target, io.encode_image(crop, ".jpg"))
+            write_atomic(target, io.encode_image(crop, ".jpg"))
             written.append(target)
         return written
 

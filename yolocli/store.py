@@ -21,13 +21,18 @@ import json
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from yolocli.download import Downloader, Policy, locked, part_path, sha256_file, write_failure
 from yolocli.errors import ModelError, StoreError
+from yolocli.files import locked, part_path, sha256_file, write_failure
 from yolocli.registry import FileSpec, ModelSpec, Source, config_dir
+
+if TYPE_CHECKING:
+    from yolocli.download import Downloader
 
 log = logging.getLogger(__name__)
 
@@ -106,26 +111,35 @@ class Store:
     root: Path
     mirror: str | None = None
     offline: bool = False
-    downloader: Downloader = field(default_factory=Downloader)
+    timeout: float | None = None  # read timeout for downloads (None: the default)
+    progress: bool = False  # download progress bars on stderr
+
+    @cached_property
+    def downloader(self) -> Downloader:
+        """The downloader (imported on first need: installed models never load the network)."""
+        from yolocli.download import Downloader, Policy
+
+        policy = Policy()
+        if self.timeout is not None:
+            connect = min(self.timeout, policy.connect_timeout)
+            policy = Policy(connect_timeout=connect, read_timeout=self.timeout)
+        return Downloader(policy, progress=self.progress)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, progress: bool = False) -> Store:
         """A store configured by ``YOLOCLI_HOME``, ``YOLOCLI_MIRROR``, ``YOLOCLI_OFFLINE``
         and ``YOLOCLI_TIMEOUT`` (read timeout in seconds)."""
         env = os.environ if env is None else env
-        policy = Policy()
+        timeout = None
         if env.get(ENV_TIMEOUT):
             try:
-                seconds = float(env[ENV_TIMEOUT])
+                timeout = float(env[ENV_TIMEOUT])
             except ValueError:
-                seconds = -1.0
-            if not seconds > 0:
+                timeout = -1.0
+            if not timeout > 0:
                 raise StoreError(
                     f"{ENV_TIMEOUT} must be a positive number of seconds, not {env[ENV_TIMEOUT]!r}"
                 )
-            policy = Policy(
-                connect_timeout=min(seconds, policy.connect_timeout), read_timeout=seconds
-            )
         mirror = env.get(ENV_MIRROR) or None
         if mirror and not mirror.endswith("/"):
             mirror += "/"
@@ -133,7 +147,8 @@ class Store:
             root=default_home(env),
             mirror=mirror,
             offline=_truthy(env.get(ENV_OFFLINE)),
-            downloader=Downloader(policy, progress=progress),
+            timeout=timeout,
+            progress=progress,
         )
 
     # -- where things are -----------------------------------------------------------------

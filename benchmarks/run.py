@@ -1,0 +1,383 @@
+"""Measure yolocli side by side with OpenCV's bare forward pass and a peer script.
+
+    python benchmarks/run.py            # the full set, a few minutes; writes benchmarks/RESULTS.md
+    python benchmarks/run.py --quick    # tiny sizes, seconds: checks the machinery (tests use it)
+
+Every figure is written with the command (or code) that produced it. The real yolov3-tiny
+weights come through yolocli's store (YOLOCLI_HOME, else this checkout's weights/); yolov3
+runs on random weights of the right layout, since its speed does not depend on the values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from yolocli import darknet  # noqa: E402
+from yolocli.ops import nms  # noqa: E402
+from yolocli.registry import config_dir, load_registry  # noqa: E402
+from yolocli.store import Store  # noqa: E402
+
+IMAGES = REPO / "tests" / "data" / "images"
+PEERS = Path(__file__).resolve().parent / "peers"
+
+
+@dataclass
+class Report:
+    """Sections of RESULTS.md, each a table plus the commands behind it."""
+
+    sections: list[str] = field(default_factory=list)
+    goals: list[tuple[str, str, bool]] = field(default_factory=list)
+
+    def add(self, title: str, text: str) -> None:
+        self.sections.append(f"## {title}\n\n{text.strip()}\n")
+        print(f"\n## {title}\n{text.strip()}", flush=True)
+
+    def goal(self, name: str, value: str, met: bool) -> None:
+        self.goals.append((name, value, met))
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "yolocli", *args]
+
+
+def shown(cmd: Sequence[str]) -> str:
+    """A command as a person would type it (paths shortened)."""
+    text = " ".join(str(c) for c in cmd)
+    return text.replace(sys.executable + " -m yolocli", "yolocli").replace(sys.executable, "python")
+
+
+def measured(cmd: Sequence[str], env: dict[str, str]) -> tuple[float, int, str, str]:
+    """(wall seconds, peak RSS in KiB, stdout, stderr) of one real process."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(list(cmd), stdout=out, stderr=err, env=env, cwd=REPO)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"{shown(cmd)} exited {proc.returncode}:\n{stderr}")
+    return wall, int(usage.ru_maxrss), stdout, stderr
+
+
+def folder_of(n: int, root: Path) -> Path:
+    """``n`` real photos (the six test images, cycled) in a fresh folder."""
+    folder = root / f"images-{n}"
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = sorted(IMAGES.iterdir())
+    for i in range(n):
+        src = sources[i % len(sources)]
+        shutil.copyfile(src, folder / f"{i:04d}-{src.name}")
+    return folder
+
+
+def profile_table(stderr: str) -> dict[str, float]:
+    """Stage -> ms from ``detect --profile`` output."""
+    stages = {}
+    for line in stderr.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[-1] == "ms" and line.startswith("  "):
+            stages[" ".join(parts[:-2])] = float(parts[-2])
+        elif line.startswith("  wall clock"):
+            stages["wall clock"] = float(parts[2])
+    return stages
+
+
+def bare_forward(
+    cfg: Path, weights: Path, images: list[Path], size: int, repeats: int = 1
+) -> float:
+    """Seconds per image of OpenCV's forward pass alone, on blobs made in advance, warm."""
+    net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
+    names = net.getUnconnectedOutLayersNames()
+    blobs = [
+        cv2.dnn.blobFromImage(cv2.imread(str(p)), 1 / 255, (size, size), swapRB=True)
+        for p in images
+    ]
+    net.setInput(blobs[0])
+    net.forward(names)  # the first pass sets the network up; not part of the bound
+    start = time.perf_counter()
+    for _ in range(repeats):
+        for blob in blobs:
+            net.setInput(blob)
+            net.forward(names)
+    return (time.perf_counter() - start) / (len(blobs) * repeats)
+
+
+def clustered(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centers = rng.uniform(50, 950, (k, 2))
+    sizes = rng.uniform(20, 200, (k, 2))
+    member = rng.integers(0, k, n)
+    c = centers[member] + rng.normal(0, 0.1, (n, 2)) * sizes[member]
+    s = sizes[member] * rng.uniform(0.8, 1.2, (n, 2))
+    xyxy = np.concatenate([c - s / 2, c + s / 2], axis=1).astype(np.float32)
+    return xyxy, rng.uniform(0, 1, n).astype(np.float32)
+
+
+def best_of(fn: Callable[[], object], repeats: int, rounds: int = 5) -> float:
+    """Median over ``rounds`` of the mean time of ``repeats`` calls (seconds)."""
+    fn()
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        times.append((time.perf_counter() - start) / repeats)
+    return statistics.median(times)
+
+
+# ------------------------------------------------------------------------------ sections
+
+
+def stages_section(report: Report, env: dict[str, str], tiny: Path, v3_weights: Path, root: Path,
+                   quick: bool) -> None:  # fmt: skip
+    folder = folder_of(6 if quick else 60, root)
+    rows = []
+    cmds = []
+    runs = [("yolov3-tiny", 416, ["--model", "yolov3-tiny"])]
+    v3_cfg = config_dir() / "yolov3.cfg"
+    v3 = ["--cfg", str(v3_cfg), "--weights", str(v3_weights)]
+    sizes = (320,) if quick else (320, 416, 608)
+    v3_folder = folder_of(2 if quick else 6, root / "v3")
+    runs += [("yolov3 (random weights)", size, [*v3, "--size", str(size)]) for size in sizes]
+    for name, size, model_args in runs:
+        src = folder if name == "yolov3-tiny" else v3_folder
+        out = root / f"out-stages-{name.split()[0]}-{size}"
+        cmd = cli("detect", str(src), *model_args, "-f", "jsonl", "-o", str(out), "--profile")
+        _, _, _, stderr = measured(cmd, env)
+        stages = profile_table(stderr)
+        n = len(list(src.iterdir()))
+        rows.append((name, size, n, stages))
+        cmds.append(shown(cmd))
+    order = ["read", "decode", "preprocess", "forward", "postprocess", "draw", "encode", "write"]
+    lines = ["| model | size | images | " + " | ".join(order) + " | wall clock |",
+             "| --- | --- | --- |" + " --- |" * (len(order) + 1)]  # fmt: skip
+    for name, size, n, st in rows:
+        cells = [f"{st.get(s, 0):.1f}" for s in [*order, "wall clock"]]
+        lines.append(f"| {name} | {size} | {n} | " + " | ".join(cells) + " |")
+    report.add(
+        "1. Time per image by stage (ms)",
+        "\n".join(lines)
+        + "\n\nStages run on three kinds of thread and overlap: read/decode/preprocess ahead of "
+        "the forward pass, draw/encode/write behind it, so the wall clock per image is less "
+        "than their sum. `postprocess` is decoding the YOLO outputs plus NMS.\n\nCommands:\n\n"
+        + "\n".join(f"    {c}" for c in cmds),
+    )
+
+
+def throughput_section(report: Report, env: dict[str, str], tiny: Path, root: Path,
+                       quick: bool) -> None:  # fmt: skip
+    n = 12 if quick else 240
+    folder = folder_of(n, root)
+    images = sorted(folder.iterdir())
+    cfg = config_dir() / "yolov3-tiny.cfg"
+    bound = bare_forward(cfg, tiny, images, 416)
+    results = []
+    for label, extra in (("--no-save", ["--no-save"]), ("annotated images saved", [])):
+        out = root / f"out-throughput-{len(results)}"
+        cmd = cli(
+            "detect", str(folder), "--model", "yolov3-tiny", "-f", "jsonl", "-o", str(out), *extra
+        )
+        wall, _, stdout, _ = measured(cmd, env)
+        assert len(stdout.splitlines()) == n
+        results.append((label, cmd, wall))
+    peer_out = root / "out-peer"
+    peer_cmd = [sys.executable, str(PEERS / "opencv_sample.py"), str(cfg), str(tiny),
+                str(config_dir() / "coco.names"), str(peer_out), *map(str, images)]  # fmt: skip
+    peer_wall, _, _, _ = measured(peer_cmd, env)
+    lines = [
+        "| run | images/s | ms/image | share of the bound | goal |",
+        "| --- | --- | --- | --- | --- |",
+        f"| bare OpenCV forward pass, blobs made in advance (the bound) | {1 / bound:.1f} | "
+        f"{bound * 1e3:.1f} | 1.00 | |",
+    ]
+    goals = {"--no-save": 0.9, "annotated images saved": 0.8}
+    for label, _cmd, wall in results:
+        share = (wall / n) and bound / (wall / n)
+        ok = share >= goals[label]
+        report.goal(f"throughput, {label}", f"{share:.2f} of the bound (goal {goals[label]})", ok)
+        lines.append(f"| `yolocli detect`, {label} | {n / wall:.1f} | {wall / n * 1e3:.1f} | "
+                     f"{share:.2f} | >= {goals[label]} {'met' if ok else 'NOT met'} |")  # fmt: skip
+    peer = "peer: OpenCV-sample-style script, annotated images saved"
+    lines.append(f"| {peer} | {n / peer_wall:.1f} | {peer_wall / n * 1e3:.1f} | "
+                 f"{bound / (peer_wall / n):.2f} | |")  # fmt: skip
+    report.add(
+        f"2, 3, 7. Folder throughput, yolov3-tiny at 416, {n} photos",
+        "\n".join(lines)
+        + "\n\nWhole-process wall clock: Python start, imports, model load and OpenCV's first-pass "
+        "set-up are included for yolocli and the peer, not for the bound. The peer does less "
+        "than yolocli (no letterbox, a plain resize; one label per box; no records).\n\n"
+        "Commands:\n\n"
+        + "\n".join(f"    {shown(c)}" for _, c, _ in results)
+        + f"\n    {shown(peer_cmd[:6])} <{n} images>"
+        + "\n    bound: cv2.dnn.readNetFromDarknet + blobFromImage for every image, then timed "
+        "net.setInput/net.forward over the list (benchmarks/run.py: bare_forward)",
+    )
+
+
+def memory_section(report: Report, env: dict[str, str], root: Path, quick: bool) -> None:
+    small, large = (6, 24) if quick else (30, 600)
+    peaks = {}
+    cmds = []
+    for n in (small, large):
+        folder = folder_of(n, root / "memory")
+        cmd = cli("detect", str(folder), "--model", "yolov3-tiny", "-f", "jsonl",
+                  "-o", str(root / f"out-memory-{n}"))  # fmt: skip
+        _, rss, _, _ = measured(cmd, env)
+        peaks[n] = rss / 1024
+        cmds.append(shown(cmd))
+    growth = peaks[large] - peaks[small]
+    ok = growth <= 30
+    report.goal(
+        "peak RSS growth", f"{growth:+.1f} MiB from {small} to {large} images (goal <= 30)", ok
+    )
+    report.add(
+        "4. Peak memory",
+        f"| images | peak RSS |\n| --- | --- |\n| {small} | {peaks[small]:.1f} MiB |\n"
+        f"| {large} | {peaks[large]:.1f} MiB |\n\nGrowth: {growth:+.1f} MiB (goal <= 30 MiB: "
+        f"{'met' if ok else 'NOT met'}). Peak RSS from wait4(2) of each process.\n\nCommands:\n\n"
+        + "\n".join(f"    {c}" for c in cmds),
+    )
+
+
+def nms_section(report: Report, quick: bool) -> None:
+    lines = [
+        "| boxes | clusters | kept | cv2.dnn.NMSBoxes | yolocli.ops.nms | ratio | same kept list |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    cases = [(100, 10), (1000, 30), (5000, 60)]
+    worst = 0.0
+    for n, k in cases:
+        xyxy, scores = clustered(n, k, seed=n)
+        xywh = xyxy.astype(np.float64)
+        xywh[:, 2:] -= xywh[:, :2]
+        ours = nms(xyxy, scores, 0.45)
+        theirs = np.asarray(cv2.dnn.NMSBoxes(xywh, scores, 0.0, 0.45)).reshape(-1)
+        same = ours.tolist() == theirs.tolist()
+        reps = 3 if quick else max(5, 20000 // n)
+        t_cv = best_of(lambda b=xywh, s=scores: cv2.dnn.NMSBoxes(b, s, 0.0, 0.45), reps)
+        t_us = best_of(lambda b=xyxy, s=scores: nms(b, s, 0.45), reps)
+        worst = max(worst, t_us / t_cv)
+        lines.append(f"| {n} | {k} | {len(ours)} | {t_cv * 1e6:.0f} us | {t_us * 1e6:.0f} us | "
+                     f"{t_us / t_cv:.2f} | {'yes' if same else 'NO'} |")  # fmt: skip
+        report.goal(
+            f"NMS at {n} boxes",
+            f"ratio {t_us / t_cv:.2f}, identical: {same}",
+            same and t_us <= t_cv,
+        )
+    report.add(
+        "5. NMS against OpenCV",
+        "\n".join(lines)
+        + "\n\nSingle class, IoU 0.45, boxes in k clusters (centers uniform in 1000x1000, sizes "
+        "20-200 px, jitter 10% of the size): a detector's raw output around k objects. OpenCV "
+        "gets float64 (x, y, w, h) arrays, its fastest input; timings are medians of 5 rounds "
+        "(benchmarks/run.py: nms_section).",
+    )
+
+
+def cold_section(report: Report, env: dict[str, str], tiny: Path, quick: bool) -> None:
+    image = IMAGES / "motorcycle_left.png"
+    ours = cli("detect", str(image), "--model", "yolov3-tiny", "--no-save")
+    base = [sys.executable, str(PEERS / "minimal_cold.py"), str(config_dir() / "yolov3-tiny.cfg"),
+            str(tiny), str(image)]  # fmt: skip
+    runs = 2 if quick else 9
+    t_ours, t_base = [], []
+    for _ in range(runs):  # interleaved, so drifts in machine load hit both alike
+        t_ours.append(measured(ours, env)[0])
+        t_base.append(measured(base, env)[0])
+    m_ours, m_base = statistics.median(t_ours), statistics.median(t_base)
+    ratio = m_ours / m_base
+    ok = ratio <= 1.25
+    report.goal("cold start", f"{ratio:.2f}x the minimal script (goal <= 1.25)", ok)
+    report.add(
+        "6. Cold start, one image",
+        f"| command | median of {runs} |\n| --- | --- |\n"
+        f"| `{shown(ours)}` | {m_ours * 1e3:.0f} ms |\n"
+        f"| minimal cv2 script (benchmarks/peers/minimal_cold.py) | {m_base * 1e3:.0f} ms |\n\n"
+        f"Ratio {ratio:.2f} (goal <= 1.25: {'met' if ok else 'NOT met'}).",
+    )
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from yolocli import __version__
+
+    return (
+        f"- date: {datetime.date.today().isoformat()}\n"
+        f"- machine: {cpu}, {os.cpu_count()} logical cores, "
+        f"{platform.system()} {platform.release()}\n"
+        f"- Python {platform.python_version()}, OpenCV {cv2.__version__} "
+        f"({cv2.getNumThreads()} threads), NumPy {np.__version__}, yolocli {__version__}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: check the machinery only")
+    parser.add_argument(
+        "--output", type=Path, default=Path(__file__).resolve().parent / "RESULTS.md"
+    )
+    args = parser.parse_args()
+
+    home = os.environ.get("YOLOCLI_HOME") or str(REPO / "weights")
+    env = {**os.environ, "YOLOCLI_HOME": home, "PYTHONPATH": str(REPO)}
+    store = Store.from_env({"YOLOCLI_HOME": home})
+    tiny = store.ensure(load_registry().get("yolov3-tiny").weights)
+    env["YOLOCLI_OFFLINE"] = "1"
+    report = Report()
+    with tempfile.TemporaryDirectory(prefix="yolocli-bench-") as tmp:
+        root = Path(tmp)
+        _, network = darknet.read_cfg(config_dir() / "yolov3.cfg")
+        v3_weights = root / "yolov3-random.weights"
+        darknet.write_random_weights(network, v3_weights)
+        stages_section(report, env, tiny, v3_weights, root, args.quick)
+        throughput_section(report, env, tiny, root, args.quick)
+        memory_section(report, env, root, args.quick)
+        nms_section(report, args.quick)
+        cold_section(report, env, tiny, args.quick)
+
+    goals = "\n".join(
+        f"| {name} | {value} | {'met' if ok else 'NOT met'} |" for name, value, ok in report.goals
+    )
+    text = (
+        "# yolocli benchmark results\n\n"
+        f"Written by `python benchmarks/run.py{' --quick' if args.quick else ''}`.\n\n"
+        f"{machine()}\n\n## Goals\n\n| goal | measured | |\n| --- | --- | --- |\n{goals}\n\n"
+        + "\n".join(report.sections)
+    )
+    args.output.write_text(text)
+    print(f"\nwrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
