@@ -152,3 +152,20 @@ def test_suppression_cut_is_the_first_iou_opencv_suppresses_at(thr: float) -> No
     cut = _suppression_cut(thr)
     assert opencv_suppresses(cut)
     assert cut == 0.0 or not opencv_suppresses(np.nextafter(cut, 0.0))
+
+
+@pytest.mark.parametrize("thr", [0.3, 0.45, 0.5, 0.7])
+def test_pairs_at_the_cut_are_decided_exactly(thr: float) -> None:
+    """IoUs within float32 rounding of the cut: the fast float32 pass cannot tell, the
+    float64 recheck must, exactly like OpenCV. Box B covers w/100 of box A."""
+    w = np.float32(100 * thr)
+    widths = [w]
+    for _ in range(3):
+        widths += [
+            np.nextafter(widths[-1], np.float32(0)),
+            np.nextafter(widths[0], np.float32(100)),
+        ]
+    for width in widths:
+        xyxy = np.array([[0, 0, 100, 100], [0, 0, width, 100]], dtype=np.float32)
+        scores = np.array([0.9, 0.8], dtype=np.float32)
+        assert nms(xyxy, scores, thr).tolist() == cv2_nms(xyxy, scores, thr), width

@@ -15,10 +15,16 @@ FloatArray = npt.NDArray[np.floating]
 IntArray = npt.NDArray[np.int64]
 
 # NMS resolves greedy suppression one block of this many boxes (in score order) at a time,
-# and compares a block's survivors with the remaining boxes in slices of about _PAIRS pairs,
-# so memory stays bounded (a few MB) whatever the number of boxes.
-_BLOCK = 128
-_PAIRS = 1 << 16
+# then compares the block's survivors with the remaining boxes in slices small enough for
+# the temporaries (about 128 KB each) to stay in the L2 cache: measured on a 2 MB-L2 EPYC,
+# 64-box blocks and these slices are 2x faster at 5,000 boxes than 4x larger ones.
+_BLOCK = 64
+# Up to this many boxes, one block holds them all: the fewest NumPy calls.
+_ONE_BLOCK = 160
+_PAIRS = {np.float32: 1 << 15, np.float64: 1 << 14}
+# Relative error bound (generous) of IoU computed in float32 from float32 coordinates; pairs
+# whose float32 IoU lies this close to the cut are recomputed in float64.
+_F32_BAND = 1e-5
 
 
 def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -84,18 +90,12 @@ def _upper(n: int) -> npt.NDArray[np.bool_]:
     return np.triu(np.ones((n, n), dtype=bool), 1)
 
 
-def _suppresses(
-    a: FloatArray,
-    area_a: FloatArray,
-    b: FloatArray,
-    area_b: FloatArray,
-    cut: float,
-    suppress_tiny: bool,
-) -> npt.NDArray[np.bool_]:
-    """(n, m) True where box a_i would suppress box b_j.
+def _overlap(a: FloatArray, area_a: FloatArray, b: FloatArray, area_b: FloatArray) -> FloatArray:
+    """(n, m) IoU of boxes a_i and b_j, in the dtype of the inputs.
 
     ``a`` and ``b`` are (4, n) rows x1, y1, -x2, -y2: one ``maximum`` per row then gives both
-    the larger left edge and the smaller right edge, negated (negation is exact).
+    the larger left edge and the smaller right edge, negated (negation is exact). The union is
+    ``area_a + area_b - inter`` in that order, as OpenCV computes it.
     """
     iw = np.maximum.outer(a[0], b[0])
     iw += np.maximum.outer(a[2], b[2])  # = -(min(x2) - max(x1))
@@ -105,16 +105,86 @@ def _suppresses(
     np.minimum(ih, 0, out=ih)
     iw *= ih  # intersection area (a product of two non-positive widths)
     union = np.add.outer(area_a, area_b)
-    if suppress_tiny:
-        # OpenCV counts boxes whose areas sum to ~0 as fully overlapping (jaccardDistance 0).
-        tiny = union <= np.finfo(np.float64).eps
     union -= iw
     with np.errstate(invalid="ignore", divide="ignore"):
         iw /= union
-    out: npt.NDArray[np.bool_] = iw >= cut
-    if suppress_tiny:
-        out |= tiny
-    return out
+    return iw
+
+
+class _Boxes:
+    """Boxes in score order, ready for suppression tests between any two index sets.
+
+    OpenCV decides in float64. When every coordinate is a float32 (as detector output is)
+    the IoU is first computed in float32, at twice the speed; it is within ``_F32_BAND`` of
+    the exact value, so only the rare pairs that close to the cut are recomputed in float64.
+    """
+
+    def __init__(
+        self, boxes: npt.NDArray[np.float64], order: IntArray, iou_threshold: float
+    ) -> None:
+        rows = np.ascontiguousarray(boxes[order].T)  # (4, N): x1, y1, x2, y2 in score order
+        self.area = (rows[2] - rows[0]) * (rows[3] - rows[1])
+        rows[2:] *= -1
+        self.rows = rows
+        self.cut = _suppression_cut(iou_threshold)
+        # OpenCV counts a pair whose areas sum to ~0 as fully overlapping; that needs two boxes
+        # of (almost) no area, so the rule costs nothing unless there are such boxes.
+        eps = np.finfo(np.float64).eps
+        self.tiny = bool(np.float32(1) > np.float32(iou_threshold)) and (
+            np.count_nonzero(self.area <= eps) > 1
+        )
+        self.rows32: npt.NDArray[np.float32] | None = None
+        # float32 pays off on the large comparisons of many boxes; a single block is too
+        # small to win back the checks below.
+        if rows.shape[1] > _ONE_BLOCK and not self.tiny and _float32_safe(rows):
+            self.rows32 = rows.astype(np.float32)
+            self.area32 = self.area.astype(np.float32)
+            self.lo = np.float32(self.cut * (1 - _F32_BAND))
+            self.hi = np.float32(self.cut * (1 + _F32_BAND))
+        self.pairs = _PAIRS[np.float32 if self.rows32 is not None else np.float64]
+
+    def suppresses(self, a: IntArray, b: IntArray) -> npt.NDArray[np.bool_]:
+        """(len(a), len(b)) True where box a_i would suppress box b_j."""
+        if self.rows32 is None:
+            return self._exact(a, b)
+        q = _overlap(self.rows32[:, a], self.area32[a], self.rows32[:, b], self.area32[b])
+        out: npt.NDArray[np.bool_] = q >= self.hi
+        near = q >= self.lo
+        if np.count_nonzero(near) != np.count_nonzero(out):  # some pairs are too close to call
+            i, j = np.nonzero(near & ~out)
+            out[i, j] = self._exact_pairs(a[i], b[j])
+        return out
+
+    def _exact(self, a: IntArray, b: IntArray) -> npt.NDArray[np.bool_]:
+        q = _overlap(self.rows[:, a], self.area[a], self.rows[:, b], self.area[b])
+        out: npt.NDArray[np.bool_] = q >= self.cut
+        if self.tiny:
+            out |= np.add.outer(self.area[a], self.area[b]) <= np.finfo(np.float64).eps
+        return out
+
+    def _exact_pairs(self, a: IntArray, b: IntArray) -> npt.NDArray[np.bool_]:
+        """Suppression of b[k] by a[k] for each k, in float64: `_overlap`'s operations, pairwise."""
+        r, area = self.rows, self.area
+        iw = np.maximum(r[0, a], r[0, b]) + np.maximum(r[2, a], r[2, b])
+        ih = np.maximum(r[1, a], r[1, b]) + np.maximum(r[3, a], r[3, b])
+        inter = np.minimum(iw, 0) * np.minimum(ih, 0)
+        union = area[a] + area[b] - inter
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out: npt.NDArray[np.bool_] = inter / union >= self.cut
+        return out
+
+
+def _float32_safe(rows: npt.NDArray[np.float64]) -> bool:
+    """True if float32 arithmetic on these coordinates stays within ``_F32_BAND``: every
+    value is a float32, nothing overflows, and no width or height is so small that its
+    products leave float32's normal range."""
+    if not np.isfinite(rows).all() or np.abs(rows).max() > 1e15:
+        return False
+    if not np.array_equal(rows.astype(np.float32), rows):
+        return False
+    sizes = np.concatenate([-rows[2] - rows[0], -rows[3] - rows[1]])
+    small = sizes[sizes != 0]
+    return bool(small.size == 0 or np.abs(small).min() >= 1e-10)
 
 
 def _greedy(m: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
@@ -122,14 +192,17 @@ def _greedy(m: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
 
     The kept set is the unique solution of keep[i] = no kept j < i with m[j, i]. Iterating that
     equation from "keep everything" fixes one more position of the dependency chain per pass,
-    so it reaches the solution in (chain length + 1) passes, a handful for real boxes.
+    so it reaches the solution in (chain length + 1) passes, a handful for real boxes. The
+    map is antitone, so successive passes are nested sets: equal counts mean equal sets.
     """
     keep = np.ones(m.shape[0], dtype=bool)
+    count = keep.size
     while True:
-        new = ~(keep @ m)
-        if np.array_equal(new, keep):
+        keep = ~(keep @ m)
+        new_count = np.count_nonzero(keep)
+        if new_count == count:
             return keep
-        keep = new
+        count = new_count
 
 
 def nms(
@@ -155,15 +228,11 @@ def nms(
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     order = np.argsort(-score, kind="stable")
-    cut = _suppression_cut(float(iou_threshold))
-    suppress_tiny = bool(np.float32(1) > np.float32(iou_threshold))
-    rows = np.ascontiguousarray(boxes[order].T)  # (4, N): x1, y1, x2, y2 in score order
-    area = (rows[2] - rows[0]) * (rows[3] - rows[1])
-    rows[2:] *= -1
+    boxes_ = _Boxes(boxes, order, float(iou_threshold))
     cls = None if class_ids is None else np.asarray(class_ids).reshape(-1)[order]
 
-    def suppression(a: slice | IntArray, b: slice | IntArray) -> npt.NDArray[np.bool_]:
-        m = _suppresses(rows[:, a], area[a], rows[:, b], area[b], cut, suppress_tiny)
+    def suppression(a: IntArray, b: IntArray) -> npt.NDArray[np.bool_]:
+        m = boxes_.suppresses(a, b)
         if cls is not None:
             m &= np.equal.outer(cls[a], cls[b])
         return m
@@ -171,13 +240,14 @@ def nms(
     kept: list[IntArray] = []
     alive = np.arange(n)
     while alive.size:
-        block, rest = alive[:_BLOCK], alive[_BLOCK:]
+        size = alive.size if alive.size <= _ONE_BLOCK else _BLOCK
+        block, rest = alive[:size], alive[size:]
         m = suppression(block, block)
         m &= _upper(block.size)
         winners = block[_greedy(m)]
         kept.append(winners)
         if rest.size:
-            step = max(1, _PAIRS // winners.size)
+            step = max(1, boxes_.pairs // winners.size)
             dead = np.concatenate(
                 [
                     suppression(winners, rest[i : i + step]).any(axis=0)
