@@ -97,7 +97,7 @@ def _overlap(a: FloatArray, area_a: FloatArray, b: FloatArray, area_b: FloatArra
     the larger left edge and the smaller right edge, negated (negation is exact). The union is
     ``area_a + area_b - inter`` in that order, as OpenCV computes it.
     """
-    iw = np.maximum.outer(a[0], b[0])
+    iw: FloatArray = np.maximum.outer(a[0], b[0])
     iw += np.maximum.outer(a[2], b[2])  # = -(min(x2) - max(x1))
     ih = np.maximum.outer(a[1], b[1])
     ih += np.maximum.outer(a[3], b[3])
@@ -199,7 +199,7 @@ def _greedy(m: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     count = keep.size
     while True:
         keep = ~(keep @ m)
-        new_count = np.count_nonzero(keep)
+        new_count = int(np.count_nonzero(keep))
         if new_count == count:
             return keep
         count = new_count
