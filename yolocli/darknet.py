@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from yolocli.errors import ModelError
+from yolocli.files import looks_like_html
 
 # Layers that keep their input's channel count.
 _PASS_THROUGH = {"maxpool", "upsample", "yolo", "region", "dropout", "shortcut", "avgpool"}
@@ -260,8 +261,6 @@ def _read_head_checked(path: Path, kind: str, whole: bool = False) -> bytes:
         raise ModelError(f"{path}: is a folder, not a {kind}") from None
     except OSError as err:
         raise ModelError(f"{path}: cannot read the {kind}: {err.strerror}") from None
-    from yolocli.download import looks_like_html
-
     if looks_like_html(data[:512]):
         raise ModelError(
             f"{path}: is an HTML page, not a {kind} (a failed download saved as a file?)"

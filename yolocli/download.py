@@ -31,7 +31,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from yolocli.errors import DownloadError
-from yolocli.files import commit, locked, part_path, sha256_file, write_failure
+from yolocli.files import commit, locked, looks_like_html, part_path, sha256_file, write_failure
 from yolocli.registry import FileSpec, PypiSource, Source
 
 if TYPE_CHECKING:
@@ -95,12 +95,6 @@ def redact(url: str) -> str:
 
 def _host(url: str) -> str:
     return urlsplit(url).netloc.rpartition("@")[2] or url
-
-
-def looks_like_html(head: bytes) -> bool:
-    """True if the first bytes of a body are an HTML page (an error or login page, say)."""
-    start = head.lstrip()[:64].lower()
-    return start.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml"))
 
 
 def _is_html_type(content_type: str | None) -> bool:

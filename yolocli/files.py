@@ -1,7 +1,8 @@
 """Safe file operations shared by the model store and the downloader.
 
-Hashing, where partial downloads live, atomic and durable renames, inter-process locks, and
-the one error message for a store that cannot be written. Kept apart from the downloader so
+Hashing, where partial downloads live, atomic and durable renames, inter-process locks,
+telling an HTML page from a model file, and the one error message for a store that cannot
+be written. Kept apart from the downloader so
 that using installed models never imports the network stack.
 """
 
@@ -12,7 +13,6 @@ import errno
 import hashlib
 import logging
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +30,12 @@ def sha256_file(path: Path) -> str:
 def part_path(dest: Path) -> Path:
     """Where the download of ``dest`` accumulates until it is verified."""
     return dest.with_name(dest.name + ".part")
+
+
+def looks_like_html(head: bytes) -> bool:
+    """True if the first bytes of a body are an HTML page (an error or login page, say)."""
+    start = head.lstrip()[:64].lower()
+    return start.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml"))
 
 
 def write_failure(err: OSError, path: Path, have: int, size: int) -> StoreError:
@@ -92,7 +98,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     with the usual permissions (0666 less the umask), unlike ``mkstemp``'s 0600.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -14,7 +14,6 @@ the original image, clipped to it.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections import Counter
 from typing import Any, Protocol, TextIO
@@ -113,6 +112,8 @@ class CsvWriter:
     with empty detection fields, so no image is ever missing from the table."""
 
     def __init__(self, out: TextIO) -> None:
+        import csv
+
         self.out = out
         self.rows = csv.writer(out, lineterminator="\n")
         self.rows.writerow(CSV_COLUMNS)
