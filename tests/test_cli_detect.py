@@ -165,3 +165,12 @@ def test_installed_command_from_another_folder(tmp_path: Path, tiny_weights: Pat
     assert proc.returncode == 0, err
     assert out.startswith(f"{PHOTO}: 2 objects (2 tie)")
     assert (tmp_path / "detections" / "grace_hopper.jpg").is_file()
+
+
+def test_profile_prints_time_per_stage(use_real_store: Path) -> None:
+    result = run_cli("detect", str(PHOTO), "-m", "yolov3-tiny", "--no-save", "--profile")
+    assert result.exit_code == 0
+    lines = result.stderr.splitlines()
+    assert "yolocli: time per image by stage (yolov3-tiny, 1 images):" in lines
+    stages = [line.split()[0] for line in lines if line.endswith(" ms") and line.startswith("  ")]
+    assert stages[:5] == ["read", "decode", "preprocess", "forward", "postprocess"]

@@ -1,0 +1,32 @@
+"""The benchmark machinery runs end to end (at a tiny size; no test asserts a time)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO, WEIGHTS_CACHE
+
+
+def test_quick_benchmark_writes_every_table(tmp_path: Path, tiny_weights: Path) -> None:
+    out = tmp_path / "RESULTS.md"
+    env = {**os.environ, "YOLOCLI_HOME": str(WEIGHTS_CACHE)}
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--output", str(out)],
+        env=env, check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    text = out.read_text()
+    for heading in (
+        "## Goals",
+        "## 1. Time per image by stage",
+        "## 2, 3, 7. Folder throughput",
+        "## 4. Peak memory",
+        "## 5. NMS against OpenCV",
+        "## Tuning: batch size and threads",
+        "## 6. Cold start, one image",
+    ):
+        assert heading in text
+    assert "| 5000 | 60 |" in text
+    assert "| yes |" in text  # identical kept lists
