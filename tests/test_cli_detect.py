@@ -172,5 +172,40 @@ def test_profile_prints_time_per_stage(use_real_store: Path) -> None:
     assert result.exit_code == 0
     lines = result.stderr.splitlines()
     assert "yolocli: time per image by stage (yolov3-tiny, 1 images):" in lines
-    stages = [line.split()[0] for line in lines if line.endswith(" ms") and line.startswith("  ")]
-    assert stages[:5] == ["read", "decode", "preprocess", "forward", "postprocess"]
+    table = [line.split() for line in lines[lines.index("  stage         wall ms   cpu ms") + 1 :]]
+    assert [row[0] for row in table[:5]] == [
+        "read",
+        "decode",
+        "preprocess",
+        "forward",
+        "postprocess",
+    ]
+    assert table[3][2] == "-"  # the forward pass runs on OpenCV's threads: no CPU figure
+    assert float(table[2][2]) > 0
+
+
+def test_opencl_without_a_device_is_refused(use_real_store: Path) -> None:
+    if cv2.ocl.haveOpenCL():
+        pytest.skip("this machine has an OpenCL device")
+    result = run_cli("detect", str(PHOTO), "-m", "yolov3-tiny", "--device", "opencl", "--no-save")
+    assert result.exit_code == 1
+    assert "--device opencl: this OpenCV finds no OpenCL device" in result.stderr
+
+
+def test_an_internal_error_costs_one_image_and_says_how_to_see_more(
+    use_real_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug while saving one image is that image's error record, with the --debug hint."""
+    import yolocli.pipeline
+
+    def broken(image: object, dets: object) -> object:
+        raise RuntimeError("drawing exploded")
+
+    monkeypatch.setattr(yolocli.pipeline, "annotate", broken)
+    result = run_cli("detect", str(PHOTO), "-m", "yolov3-tiny", "-f", "jsonl", "-o", str(tmp_path))
+    assert result.exit_code == 1
+    error = json.loads(result.stdout)["error"]
+    assert error == (
+        "internal error: RuntimeError: drawing exploded (rerun with --debug for the traceback)"
+    )
+    assert "Traceback" not in result.stderr

@@ -36,6 +36,24 @@ log = logging.getLogger(__name__)
 
 STAGES = ("read", "decode", "preprocess", "forward", "postprocess", "draw", "encode", "write")
 
+# Per stage: (wall seconds, CPU seconds of the thread that ran it). CPU time is what the stage
+# costs; wall time also counts waiting for a core while others (the forward pass) use them.
+# The forward pass runs on OpenCV's own threads, so its CPU time is not known (None).
+Timings = dict[str, tuple[float, float | None]]
+
+
+class _Clock:
+    """Laps of consecutive stages on one thread, in wall and thread CPU time."""
+
+    def __init__(self, timings: Timings) -> None:
+        self.timings = timings
+        self.wall, self.cpu = time.perf_counter(), time.thread_time()
+
+    def lap(self, stage: str) -> None:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        self.timings[stage] = (wall - self.wall, cpu - self.cpu)
+        self.wall, self.cpu = wall, cpu
+
 
 @dataclass
 class Options:
@@ -62,7 +80,7 @@ class Result:
     error: str | None = None
     skipped: bool = False
     outputs: list[Path] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: Timings = field(default_factory=dict)
 
     def record(self, model: str) -> dict[str, Any]:
         """The result as a record for the output formats (see `yolocli.formats`)."""
@@ -86,7 +104,7 @@ class _Loaded:
     blob: npt.NDArray[np.float32]
     box: Letterbox
     targets: _Targets
-    timings: dict[str, float]
+    timings: Timings
 
 
 @dataclass(frozen=True)
@@ -159,7 +177,7 @@ class Pipeline:
     # -- stages ----------------------------------------------------------------------------
 
     def _load(self, source: io.Source, targets: _Targets) -> _Loaded | Result:
-        timings: dict[str, float] = {}
+        timings: Timings = {}
         if source.error:
             return Result(source, error=source.error)
         if (
@@ -169,19 +187,18 @@ class Pipeline:
         ):
             return Result(source, skipped=True, outputs=targets.expected())
         try:
-            t0 = time.perf_counter()
+            clock = _Clock(timings)
             data = io.read_bytes(source)
-            t1 = time.perf_counter()
+            clock.lap("read")
             image = io.decode(data)
-            t2 = time.perf_counter()
+            clock.lap("decode")
             blob, box = self.detector.preprocess(image)
-            t3 = time.perf_counter()
+            clock.lap("preprocess")
         except ImageError as err:
             return Result(source, error=str(err))
         except Exception as err:  # a bug must cost one image, not the batch
             log.debug("internal error on %s", source.name, exc_info=True)
             return Result(source, error=_internal(err))
-        timings.update(read=t1 - t0, decode=t2 - t1, preprocess=t3 - t2)
         return _Loaded(source, image, blob, box, targets, timings)
 
     def _save(self, loaded: _Loaded, dets: Detections) -> Result:
@@ -196,13 +213,13 @@ class Pipeline:
         try:
             if t.image is not None:
                 self._guard_input(loaded.source, t.image)
-                t0 = time.perf_counter()
+                clock = _Clock(result.timings)
                 drawn = annotate(loaded.image, dets)
-                t1 = time.perf_counter()
+                clock.lap("draw")
                 data = io.encode_image(drawn, t.image.suffix)
-                t2 = time.perf_counter()
+                clock.lap("encode")
                 write_atomic(t.image, data)
-                result.timings.update(draw=t1 - t0, encode=t2 - t1, write=time.perf_counter() - t2)
+                clock.lap("write")
                 result.outputs.append(t.image)
             if t.labels is not None:
                 self._guard_input(loaded.source, t.labels)
@@ -314,10 +331,10 @@ class Pipeline:
         t1 = time.perf_counter()
         results = []
         for i, item in enumerate(batch):
-            t2 = time.perf_counter()
+            clock = _Clock(item.timings)
             results.append(self.detector.decode([o[i] for o in outputs], item.box))
-            item.timings["postprocess"] = time.perf_counter() - t2
-            item.timings["forward"] = (t1 - t0) / len(batch)
+            clock.lap("postprocess")
+            item.timings["forward"] = ((t1 - t0) / len(batch), None)
         return results
 
 
@@ -354,4 +371,4 @@ def _safe_label(label: str) -> str:
     return cleaned or "unnamed"
 
 
-__all__ = ["STAGES", "Options", "Pipeline", "Result", "yolo_labels"]
+__all__ = ["STAGES", "Options", "Pipeline", "Result", "Timings", "yolo_labels"]

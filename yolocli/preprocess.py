@@ -122,6 +122,19 @@ def _columns(src: int, dst: int) -> _Axis:
     return _Axis(i0, i1, w0, plan.w1)
 
 
+def _gather_map(cols: npt.NDArray[np.intp], rows: npt.NDArray[np.intp]) -> npt.NDArray[np.int16]:
+    """A map for ``cv2.remap`` in nearest mode that gathers ``image[rows][:, cols]`` exactly:
+    OpenCV's packed int16 (x, y) map, the fastest kind to build and to use."""
+    packed = np.empty((rows.size, cols.size, 2), dtype=np.int16)
+    packed[..., 0] = cols[None, :]
+    packed[..., 1] = rows[:, None]
+    return packed
+
+
+# cv2.remap handles images and maps below this size on each side (SHRT_MAX).
+_REMAP_LIMIT = 32767
+
+
 class _Plan:
     """Everything needed to letterbox images of one size: gather maps, weights, buffers."""
 
@@ -130,12 +143,13 @@ class _Plan:
         new_w, new_h = box.new_size
         cols = _columns(box.width, new_w)
         rows = _axis(box.height, new_h)
-        src_rows = np.concatenate([rows.i0, rows.i1]).astype(np.float32)
+        src_rows = np.concatenate([rows.i0, rows.i1])
         # Nearest-neighbour remap with integer coordinates is an exact gather.
-        self.maps = [
-            cv2.convertMaps(*np.meshgrid(c.astype(np.float32), src_rows), cv2.CV_16SC2)
-            for c in (cols.i0, cols.i1)
-        ]
+        self.src_rows = src_rows
+        self.src_cols = (cols.i0, cols.i1)
+        self.maps: list[npt.NDArray[np.int16]] | None = None
+        if max(box.width, box.height, 2 * new_h, new_w) < _REMAP_LIMIT:
+            self.maps = [_gather_map(c, src_rows) for c in self.src_cols]
         # Work on (rows, new_w * 3) views so every NumPy loop runs long and contiguous.
         self.col_w = (np.repeat(cols.w0, 3), np.repeat(cols.w1, 3))
         self.row_w = (rows.w0[:, None], rows.w1[:, None])
@@ -146,8 +160,11 @@ class _Plan:
         self.resized = np.empty((new_h, new_w * 3), np.float32)
 
     def run(self, image: npt.NDArray[np.uint8], out: npt.NDArray[np.float32]) -> None:
-        for (m1, m2), picked, unit in zip(self.maps, self.picked, self.unit, strict=True):
-            cv2.remap(image, m1, m2, cv2.INTER_NEAREST, dst=picked)
+        for k, (picked, unit) in enumerate(zip(self.picked, self.unit, strict=True)):
+            if self.maps is not None:
+                cv2.remap(image, self.maps[k], None, cv2.INTER_NEAREST, dst=picked)  # type: ignore[call-overload]
+            else:  # beyond remap's limits: the same gather in NumPy, slower
+                picked[...] = image[self.src_rows][:, self.src_cols[k]]
             cv2.LUT(picked, _TO_UNIT_LUT, dst=unit)
         h, w = self.new_h, self.new_w
         part, right = (u.reshape(2 * h, w * 3) for u in self.unit)
