@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from tests.clusters import clustered  # noqa: E402
 from yolocli import darknet  # noqa: E402
 from yolocli.ops import nms  # noqa: E402
 from yolocli.registry import config_dir, load_registry  # noqa: E402
@@ -127,17 +128,6 @@ def bare_forward(
             net.setInput(blob)
             net.forward(names)
     return (time.perf_counter() - start) / (len(blobs) * repeats)
-
-
-def clustered(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centers = rng.uniform(50, 950, (k, 2))
-    sizes = rng.uniform(20, 200, (k, 2))
-    member = rng.integers(0, k, n)
-    c = centers[member] + rng.normal(0, 0.1, (n, 2)) * sizes[member]
-    s = sizes[member] * rng.uniform(0.8, 1.2, (n, 2))
-    xyxy = np.concatenate([c - s / 2, c + s / 2], axis=1).astype(np.float32)
-    return xyxy, rng.uniform(0, 1, n).astype(np.float32)
 
 
 def mean_time(fn: Callable[[], object], repeats: int) -> float:

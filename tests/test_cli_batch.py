@@ -340,3 +340,18 @@ def test_progress_bar_on_a_terminal_and_not_with_quiet(tmp_path: Path, env: dict
         else:
             assert "0/6 [" in text  # counted up front: done/total and an ETA
             assert "img/s" in text
+
+
+def test_paths_that_are_not_utf8_round_trip_through_jsonl(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    odd = os.fsdecode(b"caf\xe9-latin1.jpg")  # a Latin-1 name: not valid UTF-8
+    (folder / odd).write_bytes((DATA / "images" / "rocket.jpg").read_bytes())
+    proc = spawn(["detect", str(folder), *TINY, "-f", "jsonl", "--no-save"], env=env)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    (rec,) = records(stdout)  # valid JSON, valid UTF-8
+    assert os.fsencode(rec["image"]) == os.fsencode(str(folder / odd))
+    assert rec["error"] is None

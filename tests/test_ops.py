@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.clusters import clustered
 from yolocli.ops import box_iou, clip_boxes, nms
 
 
@@ -104,18 +105,6 @@ def test_per_class_nms_matches_opencv_run_per_class(
     assert nms(xyxy, scores, thr, class_ids=cls).tolist() == cv2_nms_per_class(
         xyxy, scores, cls, thr
     )
-
-
-def clustered(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes in k clusters, like a detector's raw output around k objects."""
-    rng = np.random.default_rng(seed)
-    centers = rng.uniform(50, 950, (k, 2))
-    sizes = rng.uniform(20, 200, (k, 2))
-    member = rng.integers(0, k, n)
-    c = centers[member] + rng.normal(0, 0.1, (n, 2)) * sizes[member]
-    s = sizes[member] * rng.uniform(0.8, 1.2, (n, 2))
-    xyxy = np.concatenate([c - s / 2, c + s / 2], axis=1).astype(np.float32)
-    return xyxy, rng.uniform(0, 1, n).astype(np.float32)
 
 
 @pytest.mark.parametrize(

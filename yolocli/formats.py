@@ -74,6 +74,18 @@ class TextWriter:
         self.out.flush()
 
 
+def to_json(record: Record) -> str:
+    """One record as JSON text: UTF-8 as it is, but a path that is not valid UTF-8 (its
+    undecodable bytes arrive as lone surrogates) is \\u-escaped, so the output stays valid
+    JSON and ``os.fsencode(json.loads(line)["image"])`` gives back the path's bytes."""
+    text = json.dumps(record, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(record, ensure_ascii=True)
+    return text
+
+
 class JsonLinesWriter:
     """One JSON object per image per line."""
 
@@ -81,7 +93,7 @@ class JsonLinesWriter:
         self.out = out
 
     def write(self, record: Record) -> None:
-        self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.out.write(to_json(record) + "\n")
         self.out.flush()
 
     def close(self) -> None:
@@ -96,9 +108,7 @@ class JsonWriter:
         self.count = 0
 
     def write(self, record: Record) -> None:
-        self.out.write(
-            ("[\n" if self.count == 0 else ",\n") + json.dumps(record, ensure_ascii=False)
-        )
+        self.out.write(("[\n" if self.count == 0 else ",\n") + to_json(record))
         self.out.flush()
         self.count += 1
 
