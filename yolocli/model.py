@@ -47,6 +47,7 @@ class ModelInfo:
     cfg: Path
     weights: Path
     names_file: Path | None
+    cfg_text: str
     network: darknet.Network
 
 
@@ -121,9 +122,8 @@ class Detector:
         self.single_label = single_label
         self.max_det = max_det
         self.letterbox = letterbox
-        self.width = self.height = size or 0
-        if size is None:
-            self.width, self.height = self.info.network.width, self.info.network.height
+        network = self.info.network
+        self.width, self.height = (size, size) if size else (network.width, network.height)
         self._allowed: npt.NDArray[np.bool_] | None = None
         if classes is not None:
             wanted = sorted(set(int(c) for c in classes))
@@ -141,10 +141,9 @@ class Detector:
         return self.info.name
 
     def _load(self) -> cv2.dnn.Net:
-        text, _ = darknet.read_cfg(self.info.cfg)
         # OpenCV's [yolo] layer zeroes every class score not above the cfg's thresh (0.2 by
         # default): lower it to 0 so that any conf the caller asks for really works.
-        net = _read_net(darknet.with_threshold(text, 0.0), self.info.weights)
+        net = _read_net(darknet.with_threshold(self.info.cfg_text, 0.0), self.info.weights)
         if self.device == "cpu":
             net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
             net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
@@ -247,7 +246,7 @@ def _resolve(
         if model is not None:
             raise ModelError("give either a model name or cfg/weights files, not both")
         cfg_path, weights_path = Path(cfg), Path(weights)
-        _, network = darknet.read_cfg(cfg_path)
+        text, network = darknet.read_cfg(cfg_path)
         darknet.check_weights(network, cfg_path, weights_path)
         names_path = Path(names) if names is not None else None
         if names_path is None and network.classes == 80:
@@ -255,7 +254,7 @@ def _resolve(
 
             names_path = config_dir() / "coco.names"
             log.info("no --names given for an 80-class network: using the COCO class names")
-        return ModelInfo(cfg_path.stem, cfg_path, weights_path, names_path, network)
+        return ModelInfo(cfg_path.stem, cfg_path, weights_path, names_path, text, network)
 
     from yolocli.registry import load_registry
     from yolocli.store import Store
@@ -263,7 +262,7 @@ def _resolve(
     registry = load_registry()
     spec = registry.get(model or registry.default)
     files = (store or Store.from_env()).ensure_model(spec)
-    _, network = darknet.read_cfg(files.cfg)
+    text, network = darknet.read_cfg(files.cfg)
     darknet.check_weights(network, files.cfg, files.weights)
     names_path = Path(names) if names is not None else files.names
-    return ModelInfo(spec.name, files.cfg, files.weights, names_path, network)
+    return ModelInfo(spec.name, files.cfg, files.weights, names_path, text, network)
