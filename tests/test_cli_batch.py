@@ -355,3 +355,21 @@ def test_paths_that_are_not_utf8_round_trip_through_jsonl(
     (rec,) = records(stdout)  # valid JSON, valid UTF-8
     assert os.fsencode(rec["image"]) == os.fsencode(str(folder / odd))
     assert rec["error"] is None
+
+
+def test_same_names_from_two_folders_never_overwrite_each_other(
+    tmp_path: Path, use_real_store: Path
+) -> None:
+    for side in ("a", "b"):
+        (tmp_path / side).mkdir()
+        (tmp_path / side / "x.jpg").write_bytes((DATA / "images" / "grace_hopper.jpg").read_bytes())
+    out = tmp_path / "out"
+    args = [str(tmp_path / "a"), str(tmp_path / "b"), *TINY, "-o", str(out), "--save-crops", "-q"]
+    result = run_cli("detect", *args)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in out.glob("*.jpg")) == ["x-2.jpg", "x.jpg"]
+    assert sorted(p.name for p in (out / "crops" / "tie").iterdir()) == [
+        "x-2_0.jpg", "x-2_1.jpg", "x-2_3.jpg", "x_0.jpg", "x_1.jpg", "x_3.jpg"
+    ]  # fmt: skip
+    again = run_cli("detect", *args, "--skip-existing", "-f", "jsonl")
+    assert [r.get("skipped") for r in records(again.stdout)] == [True, True]

@@ -113,7 +113,7 @@ class _Targets:
 
     image: Path | None
     labels: Path | None
-    crops: Path | None  # folder holding <label>/ subfolders
+    crops: tuple[Path, str] | None  # (folder holding <label>/ subfolders, this image's stem)
 
     def expected(self) -> list[Path]:
         return [p for p in (self.image, self.labels) if p is not None]
@@ -171,7 +171,12 @@ class Pipeline:
         labels = None
         if opts.save_txt:
             labels = self._claim(io.output_path(opts.out_dir, rel, suffix=".txt"))
-        crops = opts.out_dir / "crops" if opts.save_crops else None
+        crops = None
+        if opts.save_crops:
+            # Claimed here, on the one thread that claims: crops of two inputs never collide.
+            folder = opts.out_dir / "crops"
+            unique = self._claim(folder / rel.with_suffix("")).relative_to(folder)
+            crops = (folder, "_".join(unique.parts))
         return _Targets(image, labels, crops)
 
     # -- stages ----------------------------------------------------------------------------
@@ -243,16 +248,17 @@ class Pipeline:
         if source.path is not None and target.exists() and _same_file(source.path, target):
             raise ImageError(f"refusing to overwrite the input with its output {target}")
 
-    def _save_crops(self, loaded: _Loaded, dets: Detections, folder: Path) -> list[Path]:
+    def _save_crops(self, loaded: _Loaded, dets: Detections, where: tuple[Path, str]) -> list[Path]:
+        """One JPEG per detection: ``<crops>/<label>/<image stem>_<index>.jpg``."""
+        folder, stem = where
         written = []
         boxes = np.round(dets.xyxy).astype(np.int64)
-        stem = loaded.source.rel.with_suffix("")
         for i, label in enumerate(dets.labels):
             x1, y1, x2, y2 = boxes[i].tolist()
             if x2 <= x1 or y2 <= y1:
                 continue
             crop = loaded.image[y1:y2, x1:x2]
-            target = self._claim(folder / _safe_label(label) / f"{'_'.join(stem.parts)}_{i}.jpg")
+            target = folder / _safe_label(label) / f"{stem}_{i}.jpg"
             write_atomic(target, io.encode_image(crop, ".jpg"))
             written.append(target)
         return written
