@@ -229,10 +229,6 @@ def _cv_reason(err: cv2.error) -> str:
     return text[-1].split(") ", 1)[-1] if text else "unknown error"
 
 
-def read_image(source: Source) -> npt.NDArray[np.uint8]:
-    return decode(read_bytes(source))
-
-
 def output_path(out_dir: Path, rel: PurePosixPath, suffix: str | None = None) -> Path:
     """Where an output for ``rel`` goes: inside ``out_dir``, always (``rel`` is sanitized)."""
     safe = _safe_rel(rel.parts)
