@@ -444,12 +444,11 @@ class Downloader:
             raise self._request_failure(err, url) from None
         with resp:
             self._check_status(resp, url)
-            kind = file_kind(spec.name)
             if resp.status_code == 416:
                 part.unlink(missing_ok=True)
                 raise _Retry(f"{_host(url)} cannot resume at byte {have:,}; starting over", wait=0)
             if _is_html_type(resp.headers.get("Content-Type")):
-                raise _Skip(f"got an HTML page from {redact(url)}, not a {kind}")
+                raise _html_page(url, spec)
             if resp.status_code == 206:
                 start_total = _content_range(resp.headers.get("Content-Range"))
                 if start_total is None or start_total[0] != have:
@@ -472,7 +471,7 @@ class Downloader:
                 length = resp.headers.get("Content-Length")
                 if length is not None and length.isdigit() and int(length) != spec.size:
                     if _html_body(resp):  # the more useful diagnosis of the two
-                        raise _Skip(f"got an HTML page from {redact(url)}, not a {kind}")
+                        raise _html_page(url, spec)
                     raise _Skip(
                         f"wrong size from {redact(url)}: {int(length):,} bytes, "
                         f"expected {spec.size:,}"
@@ -499,9 +498,7 @@ class Downloader:
                 with open(part, mode) as out:
                     for chunk in self._chunks(resp, url, spec, have):
                         if have == 0 and looks_like_html(chunk):
-                            raise _Skip(
-                                f"got an HTML page from {redact(url)}, not a {file_kind(spec.name)}"
-                            )
+                            raise _html_page(url, spec)
                         if have + len(chunk) > spec.size:
                             raise _Skip(
                                 f"wrong size from {redact(url)}: more than {spec.size:,} bytes"
@@ -573,6 +570,10 @@ class Downloader:
             dynamic_ncols=True,
         ) as bar:
             yield bar.update
+
+
+def _html_page(url: str, spec: FileSpec) -> _Skip:
+    return _Skip(f"got an HTML page from {redact(url)}, not a {file_kind(spec.name)}")
 
 
 def _accept(part: Path, dest: Path, spec: FileSpec, actual: str, origin: str) -> None:

@@ -2,8 +2,8 @@
 
 Hashing, where partial downloads live, atomic and durable renames, inter-process locks,
 telling an HTML page from a model file, and the one error message for a store that cannot
-be written. Kept apart from the downloader so
-that using installed models never imports the network stack.
+be written. Kept apart from the downloader so that using installed models never imports the
+network stack.
 """
 
 from __future__ import annotations

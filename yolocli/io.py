@@ -21,9 +21,8 @@ import numpy.typing as npt
 
 from yolocli.errors import ImageError
 
+# Read as inputs, and written back in kind (OpenCV encodes all of them); other names get .jpg
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
-# Formats OpenCV can write back; anything else is annotated as .jpg
-_WRITABLE = IMAGE_EXTENSIONS
 
 
 @dataclass(frozen=True)
@@ -234,13 +233,13 @@ def output_path(out_dir: Path, rel: PurePosixPath, suffix: str | None = None) ->
     safe = _safe_rel(rel.parts)
     if suffix is not None:
         safe = safe.with_suffix(suffix)
-    elif safe.suffix.lower() not in _WRITABLE:
+    elif safe.suffix.lower() not in IMAGE_EXTENSIONS:
         safe = safe.with_name(safe.name + ".jpg")
     return out_dir.joinpath(*safe.parts)
 
 
 def encode_image(image: npt.NDArray[np.uint8], suffix: str) -> bytes:
-    ext = suffix.lower() if suffix.lower() in _WRITABLE else ".jpg"
+    ext = suffix.lower() if suffix.lower() in IMAGE_EXTENSIONS else ".jpg"
     params: list[int] = [cv2.IMWRITE_JPEG_QUALITY, 92] if ext in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(ext, image, params)
     if not ok:

@@ -184,12 +184,6 @@ class Store:
         except OSError as err:  # only costs a re-hash next time
             log.debug("cannot record verification of %s: %s", path, err)
 
-    def _hash_matches(self, spec: FileSpec, path: Path) -> bool:
-        ok = path.stat().st_size == spec.size and sha256_file(path) == spec.sha256
-        if ok:
-            self._write_stamp(spec, path)
-        return ok
-
     def check(self, spec: FileSpec) -> Verdict:
         """Re-hash the local copy of ``spec`` and say whether it is the registered file."""
         path = self.path(spec)
@@ -242,7 +236,7 @@ class Store:
             exists = dest.is_file()
             action = local_action(exists, exists and self._stamp_current(spec, dest))
             if action is Action.HASH:
-                action = local_action(True, False, self._hash_matches(spec, dest))
+                action = local_action(True, False, self.check(spec).problem is None)
             if action is Action.USE:
                 return dest
             if action is Action.REFETCH:
