@@ -655,7 +655,7 @@ def _run_detect(
 ) -> int:
     """The detect run itself; returns how many inputs failed."""
     from yolocli.formats import make_writer
-    from yolocli.io import expand_sources
+    from yolocli.inputs import expand_sources
     from yolocli.model import Detector
     from yolocli.pipeline import Pipeline
     from yolocli.store import Store

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from yolocli import io
+from yolocli import images, inputs
 from yolocli.detections import Detections
 from yolocli.draw import annotate
 from yolocli.errors import ImageError
@@ -73,7 +73,7 @@ class Options:
 class Result:
     """What happened to one input."""
 
-    source: io.Source
+    source: inputs.Source
     width: int | None = None
     height: int | None = None
     detections: Detections | None = None
@@ -99,7 +99,7 @@ class Result:
 
 @dataclass
 class _Loaded:
-    source: io.Source
+    source: inputs.Source
     image: npt.NDArray[np.uint8]
     blob: npt.NDArray[np.float32]
     box: Letterbox
@@ -122,7 +122,7 @@ class _Targets:
 _END = object()
 
 
-def _produce(sources: Iterable[io.Source], inbox: queue.Queue[Any]) -> None:
+def _produce(sources: Iterable[inputs.Source], inbox: queue.Queue[Any]) -> None:
     """Feed ``inbox`` with every source, then ``_END`` (an exception is passed on as is)."""
     try:
         for source in sources:
@@ -139,7 +139,7 @@ def _done(value: Any) -> Future[Any]:
 
 
 class Pipeline:
-    """Runs a `Detector` over a stream of `yolocli.io.Source` items; see `run`."""
+    """Runs a `Detector` over a stream of `yolocli.inputs.Source` items; see `run`."""
 
     def __init__(self, detector: Detector, options: Options | None = None) -> None:
         self.detector = detector
@@ -162,15 +162,15 @@ class Pipeline:
         self._claimed.add(candidate)
         return candidate
 
-    def _targets(self, source: io.Source) -> _Targets:
+    def _targets(self, source: inputs.Source) -> _Targets:
         opts = self.options
         if opts.out_dir is None:
             return _Targets(None, None, None)
         rel = source.rel
-        image = self._claim(io.output_path(opts.out_dir, rel)) if opts.save_images else None
+        image = self._claim(inputs.output_path(opts.out_dir, rel)) if opts.save_images else None
         labels = None
         if opts.save_txt:
-            labels = self._claim(io.output_path(opts.out_dir, rel, suffix=".txt"))
+            labels = self._claim(inputs.output_path(opts.out_dir, rel, suffix=".txt"))
         crops = None
         if opts.save_crops:
             # Claimed here, on the one thread that claims: crops of two inputs never collide.
@@ -181,7 +181,7 @@ class Pipeline:
 
     # -- stages ----------------------------------------------------------------------------
 
-    def _load(self, source: io.Source, targets: _Targets) -> _Loaded | Result:
+    def _load(self, source: inputs.Source, targets: _Targets) -> _Loaded | Result:
         timings: Timings = {}
         if source.error:
             return Result(source, error=source.error)
@@ -193,9 +193,9 @@ class Pipeline:
             return Result(source, skipped=True, outputs=targets.expected())
         try:
             clock = _Clock(timings)
-            data = io.read_bytes(source)
+            data = images.read_bytes(source)
             clock.lap("read")
-            image = io.decode(data)
+            image = images.decode(data)
             clock.lap("decode")
             blob, box = self.detector.preprocess(image)
             clock.lap("preprocess")
@@ -221,7 +221,7 @@ class Pipeline:
                 clock = _Clock(result.timings)
                 drawn = annotate(loaded.image, dets)
                 clock.lap("draw")
-                data = io.encode_image(drawn, t.image.suffix)
+                data = images.encode_image(drawn, t.image.suffix)
                 clock.lap("encode")
                 write_atomic(t.image, data)
                 clock.lap("write")
@@ -244,7 +244,7 @@ class Pipeline:
             result.error = _internal(err)
         return result
 
-    def _guard_input(self, source: io.Source, target: Path) -> None:
+    def _guard_input(self, source: inputs.Source, target: Path) -> None:
         if source.path is not None and target.exists() and _same_file(source.path, target):
             raise ImageError(f"refusing to overwrite the input with its output {target}")
 
@@ -259,13 +259,13 @@ class Pipeline:
                 continue
             crop = loaded.image[y1:y2, x1:x2]
             target = folder / _safe_label(label) / f"{stem}_{i}.jpg"
-            write_atomic(target, io.encode_image(crop, ".jpg"))
+            write_atomic(target, images.encode_image(crop, ".jpg"))
             written.append(target)
         return written
 
     # -- the loop --------------------------------------------------------------------------
 
-    def run(self, sources: Iterable[io.Source]) -> Iterator[Result]:
+    def run(self, sources: Iterable[inputs.Source]) -> Iterator[Result]:
         """Results in input order, each yielded once its outputs are written.
 
         Inputs are drawn from ``sources`` on a thread of their own, so a source that blocks

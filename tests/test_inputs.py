@@ -1,4 +1,4 @@
-"""Finding inputs and naming outputs."""
+"""Finding inputs (files, folders, globs, lists, stdin) and naming their outputs."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from yolocli.files import write_atomic
-from yolocli.io import Source, expand_sources, output_path, sniff_image
+from yolocli.inputs import Source, expand_sources, output_path, sniff_image
 
 
 def tree(root: Path, *names: str) -> None:
@@ -82,13 +81,3 @@ def test_stdin_paths_handle_crlf_blank_lines_and_no_final_newline(tmp_path: Path
 )  # fmt: skip
 def test_sniff_tells_image_bytes_from_a_path_list(head: bytes, ext: str | None) -> None:
     assert sniff_image(head) == ext
-
-
-def test_write_atomic_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
-    target = tmp_path / "a" / "out.jpg"
-    write_atomic(target, b"complete")
-    assert target.read_bytes() == b"complete"
-    with pytest.raises(TypeError):
-        write_atomic(target, "not bytes")  # type: ignore[arg-type]
-    assert target.read_bytes() == b"complete"
-    assert [p.name for p in target.parent.iterdir()] == ["out.jpg"]
