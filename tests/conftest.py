@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 from tests.faultserver import FaultServer
 from yolocli.cli import cli
 from yolocli.model import Detector
+from yolocli.postprocess import Postprocess
 from yolocli.registry import load_registry
 from yolocli.store import Store
 
@@ -64,7 +65,7 @@ def use_real_store(tiny_weights: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def tiny(real_store: Store) -> Detector:
     """yolov3-tiny with the reference's settings (416, letterbox, conf 0.1, nms 0.45)."""
-    return Detector("yolov3-tiny", conf=0.1, nms=0.45, store=real_store)
+    return Detector("yolov3-tiny", postprocess=Postprocess(conf=0.1, nms=0.45), store=real_store)
 
 
 @pytest.fixture

@@ -84,11 +84,19 @@ def test_awkward_folder_every_file_gets_a_record_and_one_line_per_failure(
     for noise in ("Traceback", "libpng", "Corrupt JPEG", "[ERROR", "TIFF"):
         assert noise not in stderr
 
-    # outputs mirror the folder, and dog.jpg / dog.png do not collide
-    for name, want in expect.items():
-        if want.error is None:
-            assert (out / name).is_file(), name
-    assert cv2.imread(str(out / "dog.png")).shape == (600, 512, 3)
+    # outputs mirror the folder; dog.jpg / dog.png (one name claim each) do not collide
+    written = [got[name]["outputs"].get("image") for name in _walk_order(expect)]
+    for name, path in zip(_walk_order(expect), written, strict=True):
+        if expect[name].error is None:
+            assert Path(path).is_file(), name
+            assert Path(path).suffix == Path(name).suffix
+            assert Path(path).parent == (out / name).parent
+        else:
+            assert got[name]["outputs"] == {}
+    assert len(set(filter(None, written))) == len(expect) - len(failed)
+    assert got["dog.jpg"]["outputs"]["image"] == str(out / "dog.jpg")
+    assert got["dog.png"]["outputs"]["image"] == str(out / "dog-2.png")
+    assert cv2.imread(str(out / "dog-2.png")).shape == (600, 512, 3)
     assert cv2.imread(str(out / "rotated.jpg")).shape == (600, 512, 3)  # drawn upright
 
 
@@ -223,7 +231,17 @@ def test_save_txt_crops_and_batch(tmp_path: Path, use_real_store: Path) -> None:
     crops = sorted(p.relative_to(out / "crops") for p in (out / "crops").rglob("*.jpg"))
     assert [c.parts[0] for c in crops].count("tie") == 3
     batched = run_cli("detect", str(folder), *TINY, "-f", "jsonl", "--no-save", "--batch", "4")
-    assert records(batched.stdout) == records(one.stdout)
+    saved = records(one.stdout)
+    for rec in saved:
+        written = rec.pop("outputs")
+        assert written["labels"].endswith(".txt")
+        assert len(written["crops"]) == len(rec["detections"])
+        assert all(
+            Path(p).is_file() for p in [written["image"], written["labels"], *written["crops"]]
+        )
+    unsaved = records(batched.stdout)
+    assert all(rec.pop("outputs") == {} for rec in unsaved)
+    assert unsaved == saved
 
 
 # -------------------------------------------------------------------------- outputs stay safe
@@ -246,7 +264,10 @@ def test_outputs_never_leave_out_nor_overwrite_inputs(tmp_path: Path, use_real_s
         before = here.read_bytes()
         same = run_cli("detect", "here.jpg", *TINY, "-o", ".", "-f", "jsonl")
         assert same.exit_code == 1
-        assert "refusing to overwrite the input" in records(same.stdout)[0]["error"]
+        assert (
+            "refusing to replace here.jpg: yolocli did not write it"
+            in (records(same.stdout)[0]["error"])
+        )
         assert here.read_bytes() == before
     finally:
         os.chdir(DATA)

@@ -11,9 +11,10 @@ import cv2
 import pytest
 
 from tests.conftest import DATA, WEIGHTS_CACHE, Mirror, run_cli, spawn
+from yolocli.records import FIELDS
 
 PHOTO = DATA / "images" / "grace_hopper.jpg"
-RECORD_KEYS = {"image", "width", "height", "model", "detections", "error"}
+RECORD_KEYS = set(FIELDS)
 
 
 @pytest.fixture
@@ -85,10 +86,10 @@ def test_bad_inputs_get_one_line_each_and_the_rest_is_done(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--size", "100"], "100 is not a positive multiple of 32"),
+        (["--size", "100"], "must be a positive multiple of 32"),
         (["--conf", "1.5"], "1.5 is not in the range 0<=x<=1"),
         (["--classes", "dogg"], "unknown class 'dogg'; did you mean dog?"),
-        (["--classes", "99"], "class id 99 is out of range 0..79"),
+        (["--classes", "99"], "class id 99 is outside 0..79"),
         (["--model", "yolov9"], "unknown model 'yolov9'; known models: yolov3, yolov3-tiny"),
         (["--save-conf"], "--save-conf adds scores to --save-txt files"),
         (["--cfg", "x.cfg"], "a custom model needs both --cfg and --weights"),
@@ -125,9 +126,9 @@ def test_cuda_is_refused_with_a_way_out(use_real_store: Path) -> None:
         pytest.skip("this OpenCV has CUDA")
     result = run_cli("detect", str(PHOTO), "-m", "yolov3-tiny", "--device", "cuda", "--no-save")
     assert result.exit_code == 1
-    assert result.stderr.strip().startswith(
-        "yolocli: error: --device cuda needs OpenCV built with CUDA"
-    )
+    line = result.stderr.strip()
+    assert line.startswith("yolocli: error: device 'cuda' needs OpenCV built with CUDA")
+    assert line.endswith("or run on the CPU (--device cpu)")
 
 
 def test_custom_weights_that_are_html_fail_in_one_line(tmp_path: Path) -> None:
@@ -189,23 +190,24 @@ def test_opencl_without_a_device_is_refused(use_real_store: Path) -> None:
         pytest.skip("this machine has an OpenCL device")
     result = run_cli("detect", str(PHOTO), "-m", "yolov3-tiny", "--device", "opencl", "--no-save")
     assert result.exit_code == 1
-    assert "--device opencl: this OpenCV finds no OpenCL device" in result.stderr
+    assert "device 'opencl': this OpenCV finds no OpenCL device" in result.stderr
+    assert result.stderr.strip().endswith("(--device cpu)")
 
 
 def test_an_internal_error_costs_one_image_and_says_how_to_see_more(
     use_real_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A bug while saving one image is that image's error record, with the --debug hint."""
-    import yolocli.pipeline
+    """A bug while saving one image is that image's error record; stderr adds the --debug
+    hint (the record speaks library terms)."""
+    import yolocli.outputs
 
     def broken(image: object, dets: object) -> object:
         raise RuntimeError("drawing exploded")
 
-    monkeypatch.setattr(yolocli.pipeline, "annotate", broken)
+    monkeypatch.setattr(yolocli.outputs, "annotate", broken)
     result = run_cli("detect", str(PHOTO), "-m", "yolov3-tiny", "-f", "jsonl", "-o", str(tmp_path))
     assert result.exit_code == 1
     error = json.loads(result.stdout)["error"]
-    assert error == (
-        "internal error: RuntimeError: drawing exploded (rerun with --debug for the traceback)"
-    )
+    assert error == "internal error: RuntimeError: drawing exploded"
+    assert f"{error} (rerun with --debug for the traceback)" in result.stderr
     assert "Traceback" not in result.stderr

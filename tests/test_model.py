@@ -12,8 +12,9 @@ import pytest
 from tests.conftest import DATA
 from yolocli import Detections, Detector
 from yolocli.devices import opencv_has_cuda
-from yolocli.errors import DeviceError, ImageError, ModelError
+from yolocli.errors import DeviceError, ImageError, ModelError, OptionError
 from yolocli.ops import box_iou, clip_boxes
+from yolocli.postprocess import Postprocess
 from yolocli.registry import config_dir
 from yolocli.store import Store
 
@@ -68,14 +69,14 @@ def test_every_reference_detection_is_found_with_the_same_class_box_and_score(
     worst_iou = min(v[0] for v in parity.values())
     worst_diff = max(v[1] for v in parity.values())
     print(f"\nreference parity: worst IoU {worst_iou:.4f}, worst |score diff| {worst_diff:.4f}")
-    assert worst_iou >= 0.9
-    assert worst_diff <= 0.02
+    # What the README claims on these six photos (IoU >= 0.994, scores within 0.0034), with a
+    # little margin for another libjpeg build decoding grace_hopper.jpg a hair differently.
+    assert worst_iou >= 0.99
+    assert worst_diff <= 0.005
 
 
-def test_at_most_ten_percent_extra_detections(parity: dict[str, tuple[float, float, int]]) -> None:
-    total_ref = sum(len(json.loads(p.read_text())["detections"]) for p in REFERENCES)
-    extra = sum(v[2] for v in parity.values())
-    assert extra <= 0.1 * total_ref
+def test_no_extra_detections(parity: dict[str, tuple[float, float, int]]) -> None:
+    assert {name: v[2] for name, v in parity.items()} == {name: 0 for name in parity}
 
 
 def test_png_inputs_match_the_reference_to_four_decimals(tiny: Detector) -> None:
@@ -89,13 +90,14 @@ def test_png_inputs_match_the_reference_to_four_decimals(tiny: Detector) -> None
         np.testing.assert_allclose(box, np.clip(d["box_xyxy"], 0, [741, 500, 741, 500]), atol=0.02)
 
 
-def test_low_conf_really_reports_low_scores(real_store: Store) -> None:
-    """OpenCV's [yolo] layer would zero every score under 0.2; --conf 0.05 must see them."""
-    low = Detector("yolov3-tiny", conf=0.05, store=real_store).detect(image("grace_hopper.jpg"))
+def test_low_conf_really_reports_low_scores(tiny: Detector) -> None:
+    """OpenCV's [yolo] layer would zero every score under 0.2; conf 0.05 must see them."""
+    low = tiny.detect(image("grace_hopper.jpg"), Postprocess(conf=0.05))
     assert (low.scores < 0.2).any()
     assert low.scores.min() > 0.05
-    default = Detector("yolov3-tiny", store=real_store).detect(image("grace_hopper.jpg"))
-    assert len(default) == 0 or default.scores.min() > 0.5
+    default = tiny.detect(image("motorcycle_left.png"), Postprocess())
+    assert len(default) > 0
+    assert default.scores.min() > 0.5
 
 
 def test_detections_api(tiny: Detector) -> None:
@@ -110,17 +112,36 @@ def test_detections_api(tiny: Detector) -> None:
     assert dets[:2].labels == dets.labels[:2]
 
 
-def test_options_change_what_is_reported(real_store: Store) -> None:
+def test_postprocess_options_change_what_is_reported(tiny: Detector) -> None:
     img = image("grace_hopper.jpg")
-    only_person = Detector("yolov3-tiny", conf=0.1, classes=[0], store=real_store).detect(img)
+    everything = tiny.detect(img, Postprocess(conf=0.05))
+    only_person = tiny.detect(img, Postprocess(conf=0.05, classes=("person",)))
+    assert len(only_person) > 0
     assert set(only_person.labels) == {"person"}
-    capped = Detector("yolov3-tiny", conf=0.1, max_det=2, store=real_store).detect(img)
+    assert len(only_person) == sum(label == "person" for label in everything.labels)
+    capped = tiny.detect(img, Postprocess(conf=0.05, max_det=2))
     assert len(capped) == 2
-    single = Detector("yolov3-tiny", conf=0.05, single_label=True, store=real_store).detect(img)
-    boxes = {tuple(b) for b in single.xyxy.round(1).tolist()}
-    assert len(boxes) == len(single)  # no box listed twice under two classes
-    agnostic = Detector("yolov3-tiny", conf=0.1, agnostic=True, store=real_store).detect(img)
-    assert len(agnostic) <= len(Detector("yolov3-tiny", conf=0.1, store=real_store).detect(img))
+    np.testing.assert_array_equal(capped.scores, everything.scores[:2])
+    # On the astronaut at 0.05 three boxes are reported under two classes each (as darknet
+    # does): single_label and agnostic NMS must each drop one of every such pair, which
+    # class-aware NMS keeps.
+    img = image("astronaut.png")
+    everything = tiny.detect(img, Postprocess(conf=0.05))
+    boxes = [tuple(b) for b in everything.xyxy.round(1).tolist()]
+    assert len(set(boxes)) < len(boxes)
+    single = tiny.detect(img, Postprocess(conf=0.05, single_label=True))
+    assert len({tuple(b) for b in single.xyxy.round(1).tolist()}) == len(single)
+    agnostic = tiny.detect(img, Postprocess(conf=0.05, agnostic=True))
+    assert len(agnostic) <= len(set(boxes)) < len(everything)
+    assert len({tuple(b) for b in agnostic.xyxy.round(1).tolist()}) == len(agnostic)
+
+
+def test_detector_postprocess_is_the_default_for_detect(real_store: Store) -> None:
+    det = Detector("yolov3-tiny", store=real_store, postprocess=Postprocess(conf=0.05))
+    img = image("grace_hopper.jpg")
+    np.testing.assert_array_equal(
+        det.detect(img).scores, det.detect(img, Postprocess(conf=0.05)).scores
+    )
 
 
 def test_size_and_stretch_keep_boxes_on_the_objects(real_store: Store, tiny: Detector) -> None:
@@ -130,14 +151,14 @@ def test_size_and_stretch_keep_boxes_on_the_objects(real_store: Store, tiny: Det
     img = image("motorcycle_left.png")
     base = tiny.detect(img)
     for kwargs in ({"size": 320}, {"size": 608}, {"letterbox": False}):
-        other = Detector("yolov3-tiny", conf=0.1, store=real_store, **kwargs).detect(img)
+        other = Detector("yolov3-tiny", store=real_store, **kwargs).detect(img, Postprocess(0.1))
         bikes = other[other.class_ids == base.class_ids[0]]
         assert box_iou(base.xyxy, bikes.xyxy).max() > 0.7, kwargs
 
 
 def test_custom_model_files(tiny_weights: Path) -> None:
     cfg = config_dir() / "yolov3-tiny.cfg"
-    det = Detector(cfg=cfg, weights=tiny_weights, conf=0.3)
+    det = Detector(cfg=cfg, weights=tiny_weights, postprocess=Postprocess(conf=0.3))
     assert det.model_name == "yolov3-tiny"
     assert det.names[0] == "person"  # 80 classes: the COCO names by default
     assert "motorbike" in det.detect(image("motorcycle_left.png")).labels
@@ -169,16 +190,21 @@ def test_bad_custom_files_are_named_before_opencv_sees_them(
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("kwargs", "option", "message"),
     [
-        ({"size": 100}, "multiple of 32"),
-        ({"conf": 1.5}, "conf must be in"),
-        ({"nms": -0.1}, "nms must be in"),
+        ({"size": 100}, "size", "must be a positive multiple of 32"),
+        ({"postprocess": Postprocess(classes=("dogg",))}, "classes", "did you mean dog?"),
+        ({"postprocess": Postprocess(classes=(80,))}, "classes", "class id 80 is outside 0..79"),
     ],
 )
-def test_bad_arguments(real_store: Store, kwargs: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        Detector("yolov3-tiny", store=real_store, **kwargs)
+def test_bad_settings_are_refused_before_weights_are_fetched(
+    tmp_path: Path, kwargs: dict, option: str, message: str
+) -> None:
+    """An empty offline store: any attempt to fetch the weights would fail differently."""
+    store = Store.from_env({"YOLOCLI_HOME": str(tmp_path), "YOLOCLI_OFFLINE": "1"})
+    with pytest.raises(OptionError, match=message) as err:
+        Detector("yolov3-tiny", store=store, **kwargs)
+    assert err.value.option == option
 
 
 @pytest.mark.skipif(opencv_has_cuda(), reason="this OpenCV has CUDA: the refusal cannot happen")

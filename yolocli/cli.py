@@ -26,7 +26,8 @@ from yolocli.formats import FORMATS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_BROKEN_PIPE, EXIT_TERMINATED = 130, 141, 143
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
 
@@ -40,7 +41,7 @@ Environment:
 
 \b
 Exit status: 0 all good, 1 something failed (the rest still done), 2 usage
-error, 130 interrupted, 141 stdout closed early (| head)."""
+error, 130 interrupted, 141 stdout closed early (| head), 143 terminated."""
 
 log = logging.getLogger("yolocli")
 
@@ -77,8 +78,11 @@ class _Cli(click.Group):
         try:
             return super().invoke(ctx)
         except YolocliError as err:
-            click.echo(f"yolocli: error: {err}", err=True)
+            click.echo(f"yolocli: error: {err}{_hint(err)}", err=True)
             ctx.exit(EXIT_FAILED)
+        except Terminated:
+            click.echo("yolocli: terminated", err=True)
+            ctx.exit(EXIT_TERMINATED)
         except KeyboardInterrupt:
             click.echo("yolocli: interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
@@ -99,6 +103,15 @@ class _Cli(click.Group):
                 err=True,
             )
             ctx.exit(EXIT_FAILED)
+
+
+def _hint(err: YolocliError) -> str:
+    """What to type next, in this command line's terms, for a library error."""
+    from yolocli.errors import DeviceError
+
+    if isinstance(err, DeviceError):
+        return " (--device cpu)"
+    return ""
 
 
 def _common(func: F) -> F:
@@ -429,49 +442,16 @@ CSV: one row per detection (an image with none still gets a row).
 )
 
 
-def _multiple_of_32(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
-    if value is not None and (value <= 0 or value % 32):
-        raise click.BadParameter(f"{value} is not a positive multiple of 32 (try 320, 416 or 608)")
-    return value
+def _flag(option: str) -> str:
+    """The command-line spelling of a library option (``max_det`` -> ``--max-det``)."""
+    return "--" + option.replace("_", "-")
 
 
-def _class_names(model: str | None, cfg: Path | None, names: Path | None) -> list[str]:
-    """Class names for validating --classes, without downloading anything."""
-    from yolocli import darknet
-    from yolocli.registry import config_dir
-
-    if names is not None:
-        return darknet.read_names(names)
-    if cfg is not None:
-        _, network = darknet.read_cfg(cfg)
-        if network.classes == 80:
-            return darknet.read_names(config_dir() / "coco.names")
-        return [str(i) for i in range(network.classes)]
-    registry = _registry()
-    return darknet.read_names(config_dir() / registry.get(model or registry.default).names.name)
-
-
-def _parse_classes(text: str, names: list[str]) -> list[int]:
-    import difflib
-
-    ids = []
-    for raw in (part.strip() for part in text.split(",")):
-        if not raw:
-            continue
-        if raw.isdigit():
-            if int(raw) >= len(names):
-                raise click.BadParameter(f"class id {raw} is out of range 0..{len(names) - 1}")
-            ids.append(int(raw))
-        elif raw in names:
-            ids.append(names.index(raw))
-        else:
-            close = difflib.get_close_matches(raw, names, n=3)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
-            raise click.BadParameter(
-                f"unknown class {raw!r}; {hint}this model knows: {', '.join(names)}",
-                param_hint="'--classes'",
-            )
-    return ids
+def _split_classes(text: str | None) -> tuple[int | str, ...] | None:
+    """``person, car`` or ``0,2`` as given; the library checks them against the model."""
+    if text is None:
+        return None
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 @cli.command(context_settings=CONTEXT, epilog=DETECT_EPILOG)
@@ -500,7 +480,6 @@ def _parse_classes(text: str, names: list[str]) -> list[int]:
 @click.option(
     "--size",
     type=int,
-    callback=_multiple_of_32,
     help="Network input size, a multiple of 32. [default: the cfg's]",
 )
 @click.option("--conf", type=click.FloatRange(0, 1), default=0.5, help="Report scores above this.")
@@ -619,28 +598,37 @@ def detect(
                     f"--out {out} is the input folder {item}: outputs would overwrite the "
                     "inputs; choose another --out"
                 )
-    class_ids = None
-    if classes is not None:
-        class_ids = _parse_classes(classes, _class_names(model, cfg, names))
+    from yolocli.errors import OptionError, OutputError
+    from yolocli.outputs import SaveOptions
     from yolocli.pipeline import Options
+    from yolocli.postprocess import Postprocess
 
     saving = not no_save or save_txt or save_crops
-    options = Options(
+    save = SaveOptions(
         out_dir=out if saving else None,
         save_images=not no_save,
         save_txt=save_txt,
         save_conf=save_conf,
         save_crops=save_crops,
         skip_existing=skip_existing,
-        batch=batch,
     )
-    detector_args = dict(
-        model=model, size=size, conf=conf, nms=nms, device=device, classes=class_ids,
-        agnostic=agnostic, single_label=single_label, max_det=max_det, letterbox=letterbox,
-        cfg=cfg, weights=weights, names=names,
-    )  # fmt: skip
-    with _native_stderr_captured(relay=bool(ctx.meta.get("yolocli.debug"))):
-        failed = _run_detect(ctx, sources, detector_args, options, fmt, null, profile)
+    try:
+        post = Postprocess(
+            conf=conf, nms=nms, classes=_split_classes(classes), agnostic=agnostic,
+            single_label=single_label, max_det=max_det,
+        )  # fmt: skip
+        detector_args = dict(
+            model=model, size=size, device=device, letterbox=letterbox, cfg=cfg,
+            weights=weights, names=names, postprocess=post,
+        )  # fmt: skip
+        with _native_stderr_captured(relay=bool(ctx.meta.get("yolocli.debug"))):
+            failed = _run_detect(
+                ctx, sources, detector_args, save, Options(batch=batch), fmt, null, profile
+            )
+    except OptionError as err:
+        raise click.BadParameter(err.message, param_hint=f"'{_flag(err.option)}'") from None
+    except OutputError as err:
+        raise click.UsageError(str(err)) from None
     ctx.exit(EXIT_FAILED if failed else EXIT_OK)
 
 
@@ -648,54 +636,131 @@ def _run_detect(
     ctx: click.Context,
     sources: tuple[str, ...],
     detector_args: dict[str, Any],
+    save: Any,
     options: Any,
     fmt: str,
     null: bool,
     profile: bool,
 ) -> int:
     """The detect run itself; returns how many inputs failed."""
-    from yolocli.formats import make_writer
     from yolocli.inputs import expand_sources
     from yolocli.model import Detector
-    from yolocli.pipeline import Pipeline
+    from yolocli.outputs import Outputs
     from yolocli.store import Store
 
     if isinstance(sys.stdout, io.TextIOWrapper):
         # Paths that are not valid UTF-8 reach stdout as the bytes they are.
         sys.stdout.reconfigure(errors="surrogateescape")
-    store = Store.from_env(progress=_progress_wanted(ctx))
-    detector = Detector(**detector_args, store=store)
-    stdin = sys.stdin.buffer if "-" in sources else None
-    items = expand_sources(sources, stdin=stdin, null=null, out_dir=options.out_dir)
-    total = None
-    if _progress_wanted(ctx) and stdin is None:  # a bar with an ETA: count first (cheap)
-        total = sum(1 for _ in expand_sources(sources, out_dir=options.out_dir))
+    with Outputs(save) as outputs:  # an unusable output folder fails here, before any work
+        store = Store.from_env(progress=_progress_wanted(ctx))
+        detector = Detector(**detector_args, store=store)
+        stdin = sys.stdin.buffer if "-" in sources else None
+        items = expand_sources(sources, stdin=stdin, null=null, out_dir=save.out_dir)
+        total = None
+        if _progress_wanted(ctx) and stdin is None:  # a bar with an ETA: count first (cheap)
+            total = sum(1 for _ in expand_sources(sources, out_dir=save.out_dir))
+        with _Signals() as signals:
+            return _stream(ctx, detector, outputs, options, items, total, fmt, profile, signals)
+
+
+def _stream(
+    ctx: click.Context,
+    detector: Any,
+    outputs: Any,
+    options: Any,
+    items: Any,
+    total: int | None,
+    fmt: str,
+    profile: bool,
+    signals: _Signals,
+) -> int:
+    """Results to stdout as they come; the record, then the journal, never half of either."""
+    from yolocli.formats import make_writer
+    from yolocli.pipeline import Pipeline
+
     writer = make_writer(fmt, sys.stdout)
-    run = _Run(ctx, detector.model_name, options, total)
+    run = _Run(ctx, detector.model_name, outputs.options.out_dir, total)
     try:
-        for result in run.track(Pipeline(detector, options).run(items)):
-            writer.write(result.record(detector.model_name))
-        writer.close()
+        for result in run.track(Pipeline(detector, outputs, options).run(items)):
+            with signals.deferred():
+                writer.write(result.record(detector.model_name))
+                outputs.commit(result.source, result.outputs)
     except BrokenPipeError:
         run.close()  # the reader is gone: no summary, just stop
         raise
     except KeyboardInterrupt:
+        writer.close()  # what was written stays valid (a JSON array is closed)
         run.finish(profile=False)
         raise
+    writer.close()
     run.finish(profile)
-    return run.failed
+    return run.failed + run.input_errors
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (outputs finalized) but exiting with status 143."""
+
+
+class _Signals:
+    """Ctrl-C and SIGTERM as exceptions, held back while a record is being written.
+
+    A record and its journal line are written whole or not at all; a signal that arrives in
+    between is raised right after them. Only the main thread can own signal handlers: on any
+    other, this does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.pending: type[KeyboardInterrupt] | None = None
+        self.holding = False
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Signals:
+        import signal
+
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        import signal
+
+        kind = KeyboardInterrupt if signum == signal.SIGINT else Terminated
+        if self.holding:
+            self.pending = kind
+            return
+        raise kind()
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+            if self.pending is not None:
+                kind, self.pending = self.pending, None
+                raise kind()
 
 
 class _Run:
     """Counts, the progress bar and the closing summary of one detect run (all on stderr)."""
 
-    def __init__(self, ctx: click.Context, model: str, options: Any, total: int | None) -> None:
+    def __init__(
+        self, ctx: click.Context, model: str, out_dir: Path | None, total: int | None
+    ) -> None:
         import time
 
         self.ctx = ctx
         self.model = model
-        self.options = options
-        self.done = self.failed = self.skipped = self.objects = 0
+        self.out_dir = out_dir
+        self.done = self.failed = self.skipped = self.objects = self.input_errors = 0
         self.wall: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
         self.start = time.perf_counter()
@@ -709,10 +774,16 @@ class _Run:
 
     def track(self, results: Any) -> Any:
         for result in results:
-            self.done += 1
+            if result.input_error:
+                self.input_errors += 1  # names no image: not counted as one
+            else:
+                self.done += 1
+            for warning in result.warnings:
+                self._say(f"yolocli: warning: {_printable(result.source.name)}: {warning}")
             if result.error:
-                self.failed += 1
-                self._say(f"yolocli: {result.source.name}: {result.error}")
+                self.failed += not result.input_error
+                hint = " (rerun with --debug for the traceback)" * _is_internal(result.error)
+                self._say(f"yolocli: {_printable(result.source.name)}: {result.error}{hint}")
             elif result.skipped:
                 self.skipped += 1
             elif result.detections is not None:
@@ -752,9 +823,11 @@ class _Run:
             parts.append(f"{self.skipped} skipped")
         if self.failed:
             parts.append(f"{self.failed} failed")
+        if self.input_errors:
+            parts.append(f"{self.input_errors} input error{'s' * (self.input_errors != 1)}")
         where = ""
-        if self.options.out_dir is not None and self.done > self.failed + self.skipped:
-            where = f"; outputs in {self.options.out_dir}/"
+        if self.out_dir is not None and self.done > self.failed + self.skipped:
+            where = f"; outputs in {self.out_dir}/"
         click.echo(
             f"yolocli: {', '.join(parts)} in {elapsed:.1f} s ({rate:.1f} images/s){where}", err=True
         )
@@ -783,6 +856,17 @@ class _Run:
             " Stages overlap on threads; the forward pass runs on OpenCV's.)"
         )
         click.echo("\n".join(lines), err=True)
+
+
+def _is_internal(error: str) -> bool:
+    return error.startswith("internal error:")
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped (a newline in a file name stays on one line)."""
+    from yolocli.formats import printable
+
+    return printable(text)
 
 
 def main() -> None:

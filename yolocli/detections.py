@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from yolocli.records import DetectionRecord
+
 
 @dataclass(frozen=True)
 class Detections:
@@ -64,7 +66,7 @@ class Detections:
         names = self.names
         return [names[i] if 0 <= i < len(names) else str(i) for i in self.class_ids.tolist()]
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[DetectionRecord]:
         """One plain dict per detection (label, class_id, score, box), ready for JSON."""
         return [
             {"label": label, "class_id": cid, "score": score, "box": box}

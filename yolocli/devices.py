@@ -42,20 +42,20 @@ def check_device(device: str) -> None:
         raise DeviceError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
     if device == "opencl" and not (cv2.ocl.haveOpenCL() and _opencl_device()):
         raise DeviceError(
-            "--device opencl: this OpenCV finds no OpenCL device (install your GPU's OpenCL "
-            "driver, e.g. an ICD loader and vendor runtime), or use --device cpu"
+            "device 'opencl': this OpenCV finds no OpenCL device (install your GPU's OpenCL "
+            "driver, e.g. an ICD loader and vendor runtime), or run on the CPU"
         )
     if device.startswith("cuda") and not opencv_has_cuda():
         raise DeviceError(
-            f"--device {device} needs OpenCV built with CUDA, and this one "
+            f"device {device!r} needs OpenCV built with CUDA, and this one "
             f"(OpenCV {cv2.__version__}) is not: the pip wheels (opencv-python-headless) are "
             "CPU-only. Build OpenCV from source with -DWITH_CUDA=ON -DWITH_CUDNN=ON "
-            "-DOPENCV_DNN_CUDA=ON (keeping 4.x), or use --device cpu"
+            "-DOPENCV_DNN_CUDA=ON (keeping 4.x), or run on the CPU"
         )
     if device.startswith("cuda") and cuda_devices() < 1:
         raise DeviceError(
-            f"--device {device}: OpenCV has CUDA but sees no NVIDIA GPU (check the driver, "
-            "nvidia-smi and CUDA_VISIBLE_DEVICES), or use --device cpu"
+            f"device {device!r}: OpenCV has CUDA but sees no NVIDIA GPU (check the driver, "
+            "nvidia-smi and CUDA_VISIBLE_DEVICES), or run on the CPU"
         )
 
 

@@ -25,3 +25,20 @@ class ImageError(YolocliError):
 
 class DeviceError(YolocliError):
     """The requested compute device is not available in this OpenCV build."""
+
+
+class OutputError(YolocliError):
+    """The output folder cannot be used: not writable, or in use by another yolocli run."""
+
+
+class OptionError(ValueError):
+    """A setting is out of range or names something that does not exist.
+
+    ``option`` is the parameter's library name (``"conf"``, ``"classes"``, ...), so a front
+    end can point at its own spelling of it (the CLI says ``--conf``).
+    """
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(f"{option}: {message}")
+        self.option = option
+        self.message = message

@@ -1,22 +1,19 @@
 """Machine-readable and human-readable results, one writer interface for every format.
 
-Every writer receives one record per image, in input order, and flushes it at once, so a
-pipeline (``| jq``, ``| head``) sees each image as soon as it is done. A record is::
-
-    {"image": str, "width": int, "height": int, "model": str,
-     "detections": [{"label": str, "class_id": int, "score": float,
-                     "box": [x1, y1, x2, y2]}],
-     "error": str | null}
-
-plus ``"skipped": true`` for an image left alone by ``--skip-existing``. Boxes are pixels of
-the original image, clipped to it.
+Every writer receives one `yolocli.records.ImageRecord` per input, in input order, and
+flushes it at once, so a pipeline (``| jq``, ``| head``) sees each image as soon as it is
+done. ``close`` leaves a complete document (a JSON array is closed) whenever it is called,
+after an interruption too.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
-from typing import Any, Protocol, TextIO
+from typing import Protocol, TextIO
+
+from yolocli.records import ImageRecord
 
 FORMATS = ("text", "jsonl", "json", "csv")
 CSV_COLUMNS = (
@@ -33,7 +30,16 @@ CSV_COLUMNS = (
     "error",
 )
 
-Record = dict[str, Any]
+Record = ImageRecord
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` for a terminal line: control characters (a newline in a file name, an
+    escape sequence) shown as escapes, so one record stays one line and cannot restyle the
+    terminal."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 class Writer(Protocol):
@@ -50,11 +56,15 @@ class TextWriter:
     def write(self, record: Record) -> None:
         if record.get("error"):
             return  # said on stderr, once
-        dets = record["detections"]
+        name = printable(record["image"])
         if record.get("skipped"):
-            summary = "skipped (outputs exist)"
-        elif dets:
-            counts = Counter(d["label"] for d in dets)
+            self.out.write(f"{name}: skipped (done in an earlier run)\n")
+            self.out.flush()
+            return
+        dets = record["detections"]
+        labels = [printable(d["label"]) for d in dets]
+        if dets:
+            counts = Counter(labels)
             summary = (
                 f"{len(dets)} object{'s' * (len(dets) != 1)} ("
                 + ", ".join(f"{n} {label}" for label, n in counts.most_common())
@@ -62,11 +72,11 @@ class TextWriter:
             )
         else:
             summary = "nothing found"
-        lines = [f"{record['image']}: {summary}, {record['width']}x{record['height']}"]
-        width = max((len(d["label"]) for d in dets), default=0)
-        for d in dets:
+        lines = [f"{name}: {summary}, {record['width']}x{record['height']}"]
+        width = max((len(label) for label in labels), default=0)
+        for d, label in zip(dets, labels, strict=True):
             x1, y1, x2, y2 = (round(v) for v in d["box"])
-            lines.append(f"  {d['label']:<{width}}  {d['score']:.2f}  ({x1}, {y1}) - ({x2}, {y2})")
+            lines.append(f"  {label:<{width}}  {d['score']:.2f}  ({x1}, {y1}) - ({x2}, {y2})")
         self.out.write("\n".join(lines) + "\n")
         self.out.flush()
 
@@ -113,7 +123,9 @@ class JsonWriter:
         self.count += 1
 
     def close(self) -> None:
-        self.out.write("[]\n" if self.count == 0 else "\n]\n")
+        if self.count >= 0:  # once only
+            self.out.write("[]\n" if self.count == 0 else "\n]\n")
+            self.count = -1
         self.out.flush()
 
 

@@ -9,11 +9,12 @@ unclipped boxes as darknet does, then clipping to the image.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,18 +26,14 @@ import numpy.typing as npt
 from yolocli import darknet
 from yolocli.detections import Detections
 from yolocli.devices import check_device
-from yolocli.errors import ImageError, ModelError
-from yolocli.ops import clip_boxes, nms
+from yolocli.errors import ImageError, ModelError, OptionError
+from yolocli.postprocess import Postprocess
 from yolocli.preprocess import Letterbox, Letterboxer
 
 if TYPE_CHECKING:
     from yolocli.store import Store
 
 log = logging.getLogger(__name__)
-
-# Candidates kept for NMS (highest scores first) when a very low --conf lets through more:
-# NMS work grows with the square of what is left in a cluster, and nothing of note ranks below.
-MAX_CANDIDATES = 30_000
 
 
 @dataclass(frozen=True)
@@ -49,6 +46,8 @@ class ModelInfo:
     names_file: Path | None
     cfg_text: str
     network: darknet.Network
+    class_names: list[str]
+    postprocess: Postprocess  # with classes resolved to ids of class_names
 
 
 def _read_net(cfg_text: str, weights: Path) -> cv2.dnn.Net:
@@ -69,16 +68,16 @@ def _read_net(cfg_text: str, weights: Path) -> cv2.dnn.Net:
 class Detector:
     """A YOLO detector: load once, then call `detect` on as many images as you like.
 
-    >>> det = Detector("yolov3-tiny", conf=0.25)          # doctest: +SKIP
-    >>> dets = det.detect(cv2.imread("dog.jpg"))          # doctest: +SKIP
-    >>> dets.labels, dets.scores, dets.xyxy               # doctest: +SKIP
+    >>> det = Detector("yolov3-tiny", postprocess=Postprocess(conf=0.25))  # doctest: +SKIP
+    >>> dets = det.detect(cv2.imread("dog.jpg"))                           # doctest: +SKIP
+    >>> dets.labels, dets.scores, dets.xyxy                                # doctest: +SKIP
 
-    ``model`` names a registry model (fetched into the store on first use); or pass
-    ``cfg`` and ``weights`` (and optionally ``names``) for your own darknet model.
-    ``size`` is the network input (a multiple of 32; default: the cfg's). A box is reported
-    once for every class whose score is above ``conf`` (as darknet does), unless
-    ``single_label``. ``classes`` keeps only those class ids; ``agnostic`` runs NMS across
-    classes; ``max_det`` caps detections per image (best first; 0 for no cap).
+    ``model`` names a registry model (fetched into the store on first use); or pass ``cfg``
+    and ``weights`` (and optionally ``names``) for your own darknet model. ``size`` is the
+    network input (a multiple of 32; default: the cfg's); ``letterbox`` keeps the aspect ratio
+    as darknet does. What is kept of the network's candidates is ``postprocess``'s business
+    (`yolocli.postprocess.Postprocess`). Settings are validated before any weights are fetched:
+    a bad one raises `yolocli.errors.OptionError` naming it.
     """
 
     def __init__(
@@ -86,52 +85,26 @@ class Detector:
         model: str | None = None,
         *,
         size: int | None = None,
-        conf: float = 0.5,
-        nms: float = 0.45,
         device: str = "cpu",
-        classes: Iterable[int] | None = None,
-        agnostic: bool = False,
-        single_label: bool = False,
-        max_det: int = 300,
         letterbox: bool = True,
         cfg: str | os.PathLike[str] | None = None,
         weights: str | os.PathLike[str] | None = None,
         names: str | os.PathLike[str] | None = None,
         store: Store | None = None,
+        postprocess: Postprocess | None = None,
     ) -> None:
-        if not 0.0 <= conf <= 1.0:
-            raise ValueError(f"conf must be in [0, 1], got {conf}")
-        if not 0.0 <= nms <= 1.0:
-            raise ValueError(f"nms must be in [0, 1], got {nms}")
         if size is not None and (size <= 0 or size % 32):
-            raise ValueError(f"size must be a positive multiple of 32, got {size}")
-        if max_det < 0:
-            raise ValueError(f"max_det must be >= 0, got {max_det}")
+            raise OptionError(
+                "size", f"must be a positive multiple of 32 (320, 416, 608), not {size}"
+            )
         check_device(device)
-        self.info = _resolve(model, cfg, weights, names, store)
-        self.names: list[str] = (
-            darknet.read_names(self.info.names_file)
-            if self.info.names_file
-            else [str(i) for i in range(self.info.network.classes)]
-        )
-        darknet.check_names(self.names, self.info.network, self.info.names_file or Path("names"))
-        self.conf = conf
-        self.nms_threshold = nms
+        self.info = _resolve(model, cfg, weights, names, store, postprocess or Postprocess())
+        self.names = self.info.class_names
+        self.postprocess = self.info.postprocess
         self.device = device
-        self.agnostic = agnostic
-        self.single_label = single_label
-        self.max_det = max_det
         self.letterbox = letterbox
         network = self.info.network
         self.width, self.height = (size, size) if size else (network.width, network.height)
-        self._allowed: npt.NDArray[np.bool_] | None = None
-        if classes is not None:
-            wanted = sorted(set(int(c) for c in classes))
-            bad = [c for c in wanted if not 0 <= c < len(self.names)]
-            if bad:
-                raise ValueError(f"class ids {bad} are outside 0..{len(self.names) - 1}")
-            self._allowed = np.zeros(len(self.names), dtype=bool)
-            self._allowed[wanted] = True
         self._net = self._load()
         self._outputs = list(self._net.getUnconnectedOutLayersNames())
         self._local = threading.local()  # one Letterboxer (and its buffers) per thread
@@ -181,43 +154,30 @@ class Detector:
         n = blobs.shape[0]
         return [np.asarray(o, dtype=np.float32).reshape(n, -1, o.shape[-1]) for o in outs]
 
-    def decode(self, outputs: Sequence[npt.NDArray[np.float32]], box: Letterbox) -> Detections:
-        """Detections for one image from its rows of the YOLO outputs (each (rows, 5 + C))."""
+    def decode(
+        self,
+        outputs: Sequence[npt.NDArray[np.float32]],
+        box: Letterbox,
+        postprocess: Postprocess | None = None,
+    ) -> Detections:
+        """Detections for one image from its rows of the YOLO outputs (each (rows, 5 + C)),
+        kept by ``postprocess`` (default: the detector's)."""
+        post = self.postprocess if postprocess is None else postprocess.for_names(self.names)
         rows = np.concatenate(outputs) if len(outputs) > 1 else outputs[0]
-        scores = rows[:, 5:]
-        if self.single_label:
-            cls = scores.argmax(axis=1)
-            best = scores[np.arange(scores.shape[0]), cls]
-            (idx,) = np.nonzero(best > self.conf)
-            cls, score = cls[idx], best[idx]
-        else:
-            idx, cls = np.nonzero(scores > self.conf)
-            score = scores[idx, cls]
-        if self._allowed is not None:
-            wanted = self._allowed[cls]
-            idx, cls, score = idx[wanted], cls[wanted], score[wanted]
-        if score.size > MAX_CANDIDATES:
-            top = np.argsort(-score, kind="stable")[:MAX_CANDIDATES]
-            idx, cls, score = idx[top], cls[top], score[top]
-        if score.size == 0:
-            return Detections.empty(self.names)
-        xyxy = box.to_image(rows[idx, :4])
-        kept = nms(xyxy, score, self.nms_threshold, class_ids=None if self.agnostic else cls)
-        if self.max_det:
-            kept = kept[: self.max_det]
-        boxes = clip_boxes(xyxy[kept], box.width, box.height).astype(np.float32)
-        return Detections(boxes, score[kept], cls[kept].astype(np.int64), self.names)
+        return post.apply(rows, box, self.names, post.allowed(len(self.names)))
 
-    def detect(self, image: npt.NDArray[np.uint8]) -> Detections:
+    def detect(
+        self, image: npt.NDArray[np.uint8], postprocess: Postprocess | None = None
+    ) -> Detections:
         """Objects in one BGR uint8 image (as ``cv2.imread`` returns), best score first."""
         blob, box = self.preprocess(image)
         (out,) = zip(*self.forward(blob[None]), strict=True)
-        return self.decode(out, box)
+        return self.decode(out, box, postprocess)
 
     def __repr__(self) -> str:
         return (
-            f"Detector({self.model_name!r}, size={self.width}x{self.height}, conf={self.conf}, "
-            f"nms={self.nms_threshold}, device={self.device!r})"
+            f"Detector({self.model_name!r}, size={self.width}x{self.height}, "
+            f"device={self.device!r}, postprocess={self.postprocess})"
         )
 
 
@@ -238,31 +198,48 @@ def _resolve(
     weights: str | os.PathLike[str] | None,
     names: str | os.PathLike[str] | None,
     store: Store | None,
+    postprocess: Postprocess,
 ) -> ModelInfo:
-    """The files to run: a registry model through the store, or the caller's own files."""
+    """The files to run (a registry model through the store, or the caller's own), checked
+    against each other. Everything that needs no weights is checked before they are fetched."""
     if cfg is not None or weights is not None:
         if cfg is None or weights is None:
             raise ModelError("a custom model needs both a cfg and a weights file")
         if model is not None:
             raise ModelError("give either a model name or cfg/weights files, not both")
-        cfg_path, weights_path = Path(cfg), Path(weights)
-        text, network = darknet.read_cfg(cfg_path)
-        darknet.check_weights(network, cfg_path, weights_path)
+        name, cfg_path = Path(cfg).stem, Path(cfg)
         names_path = Path(names) if names is not None else None
-        if names_path is None and network.classes == 80:
-            from yolocli.registry import config_dir
+        get_weights = None
+        weights_path = Path(weights)
+    else:
+        from yolocli.registry import load_registry
+        from yolocli.store import Store
 
-            names_path = config_dir() / "coco.names"
-            log.info("no --names given for an 80-class network: using the COCO class names")
-        return ModelInfo(cfg_path.stem, cfg_path, weights_path, names_path, text, network)
+        registry = load_registry()
+        spec = registry.get(model or registry.default)
+        store = store or Store.from_env()
+        name = spec.name
+        cfg_path = store.ensure(spec.cfg)  # bundled: never fetched
+        names_path = Path(names) if names is not None else store.ensure(spec.names)
+        get_weights = functools.partial(store.ensure, spec.weights)
+    text, network = darknet.read_cfg(cfg_path)
+    if get_weights is None:  # the caller's own file: check it first, it is already here
+        darknet.check_weights(network, cfg_path, weights_path)
+    if names_path is None and network.classes == 80:
+        from yolocli.registry import config_dir
 
-    from yolocli.registry import load_registry
-    from yolocli.store import Store
-
-    registry = load_registry()
-    spec = registry.get(model or registry.default)
-    files = (store or Store.from_env()).ensure_model(spec)
-    text, network = darknet.read_cfg(files.cfg)
-    darknet.check_weights(network, files.cfg, files.weights)
-    names_path = Path(names) if names is not None else files.names
-    return ModelInfo(spec.name, files.cfg, files.weights, names_path, text, network)
+        names_path = config_dir() / "coco.names"
+        log.info("no names file given for an 80-class network: using the COCO class names")
+    class_names = (
+        darknet.read_names(names_path)
+        if names_path is not None
+        else [str(i) for i in range(network.classes)]
+    )
+    darknet.check_names(class_names, network, names_path or Path("names"))
+    postprocess = postprocess.for_names(class_names)
+    if get_weights is not None:  # fetched only now, once everything else is known good
+        weights_path = get_weights()
+        darknet.check_weights(network, cfg_path, weights_path)
+    return ModelInfo(
+        name, cfg_path, weights_path, names_path, text, network, class_names, postprocess
+    )

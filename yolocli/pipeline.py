@@ -10,7 +10,6 @@ at a time, as soon as each is complete (its files written).
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -18,7 +17,6 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,47 +24,22 @@ import numpy.typing as npt
 
 from yolocli import images, inputs
 from yolocli.detections import Detections
-from yolocli.draw import annotate
 from yolocli.errors import ImageError
-from yolocli.files import write_atomic
 from yolocli.model import Detector
+from yolocli.outputs import Outputs, SaveOptions, Targets
 from yolocli.preprocess import Letterbox
+from yolocli.records import ImageRecord, OutputsRecord
+from yolocli.timing import STAGES, Clock, Timings
 
 log = logging.getLogger(__name__)
 
-STAGES = ("read", "decode", "preprocess", "forward", "postprocess", "draw", "encode", "write")
 
-# Per stage: (wall seconds, CPU seconds of the thread that ran it). CPU time is what the stage
-# costs; wall time also counts waiting for a core while others (the forward pass) use them.
-# The forward pass runs on OpenCV's own threads, so its CPU time is not known (None).
-Timings = dict[str, tuple[float, float | None]]
-
-
-class _Clock:
-    """Laps of consecutive stages on one thread, in wall and thread CPU time."""
-
-    def __init__(self, timings: Timings) -> None:
-        self.timings = timings
-        self.wall, self.cpu = time.perf_counter(), time.thread_time()
-
-    def lap(self, stage: str) -> None:
-        wall, cpu = time.perf_counter(), time.thread_time()
-        self.timings[stage] = (wall - self.wall, cpu - self.cpu)
-        self.wall, self.cpu = wall, cpu
-
-
-@dataclass
+@dataclass(frozen=True)
 class Options:
-    """What to write for each image, and how much work to keep in flight."""
+    """How much work to keep in flight."""
 
-    out_dir: Path | None = None  # None: write no files at all
-    save_images: bool = True
-    save_txt: bool = False
-    save_conf: bool = False
-    save_crops: bool = False
-    skip_existing: bool = False
-    batch: int = 1
-    workers: int = 2
+    batch: int = 1  # images per forward pass
+    workers: int = 2  # threads reading and decoding ahead, and drawing and writing behind
 
 
 @dataclass
@@ -79,21 +52,30 @@ class Result:
     detections: Detections | None = None
     error: str | None = None
     skipped: bool = False
-    outputs: list[Path] = field(default_factory=list)
+    outputs: OutputsRecord = field(default_factory=lambda: OutputsRecord())
+    warnings: list[str] = field(default_factory=list)
     timings: Timings = field(default_factory=dict)
 
-    def record(self, model: str) -> dict[str, Any]:
-        """The result as a record for the output formats (see `yolocli.formats`)."""
-        rec: dict[str, Any] = {
+    @property
+    def input_error(self) -> bool:
+        """True if the input named no image at all (a pattern matching nothing, say)."""
+        return bool(getattr(self.source, "not_an_image", False))
+
+    def record(self, model: str) -> ImageRecord:
+        """The result as the documented record (`yolocli.records.ImageRecord`)."""
+        rec: ImageRecord = {
             "image": self.source.name,
             "width": self.width,
             "height": self.height,
             "model": model,
             "detections": self.detections.records() if self.detections is not None else [],
+            "outputs": self.outputs,
             "error": self.error,
         }
         if self.skipped:
             rec["skipped"] = True
+        if self.warnings:
+            rec["warnings"] = self.warnings
         return rec
 
 
@@ -103,20 +85,9 @@ class _Loaded:
     image: npt.NDArray[np.uint8]
     blob: npt.NDArray[np.float32]
     box: Letterbox
-    targets: _Targets
+    targets: Targets
     timings: Timings
-
-
-@dataclass(frozen=True)
-class _Targets:
-    """Output paths of one image (None where that output is not wanted)."""
-
-    image: Path | None
-    labels: Path | None
-    crops: tuple[Path, str] | None  # (folder holding <label>/ subfolders, this image's stem)
-
-    def expected(self) -> list[Path]:
-        return [p for p in (self.image, self.labels) if p is not None]
+    warnings: list[str]
 
 
 _END = object()
@@ -139,60 +110,33 @@ def _done(value: Any) -> Future[Any]:
 
 
 class Pipeline:
-    """Runs a `Detector` over a stream of `yolocli.inputs.Source` items; see `run`."""
+    """Runs a `Detector` over a stream of `yolocli.inputs.Source` items; see `run`.
 
-    def __init__(self, detector: Detector, options: Options | None = None) -> None:
+    ``outputs`` (entered by the caller) names and writes each input's files; None writes none.
+    """
+
+    def __init__(
+        self, detector: Detector, outputs: Outputs | None = None, options: Options | None = None
+    ) -> None:
         self.detector = detector
+        self.outputs = outputs or Outputs(SaveOptions())
         self.options = options or Options()
-        self._claimed: set[Path] = set()
         if self.options.batch < 1:
             raise ValueError(f"batch must be >= 1, got {self.options.batch}")
 
-    # -- output naming -------------------------------------------------------------------
-
-    def _claim(self, path: Path) -> Path:
-        """``path``, or ``name-2.ext``, ``name-3.ext``… if another input of this run has it.
-
-        Deterministic for a given input order, so a rerun maps every input to the same files.
-        """
-        candidate, n = path, 1
-        while candidate in self._claimed:
-            n += 1
-            candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
-        self._claimed.add(candidate)
-        return candidate
-
-    def _targets(self, source: inputs.Source) -> _Targets:
-        opts = self.options
-        if opts.out_dir is None:
-            return _Targets(None, None, None)
-        rel = source.rel
-        image = self._claim(inputs.output_path(opts.out_dir, rel)) if opts.save_images else None
-        labels = None
-        if opts.save_txt:
-            labels = self._claim(inputs.output_path(opts.out_dir, rel, suffix=".txt"))
-        crops = None
-        if opts.save_crops:
-            # Claimed here, on the one thread that claims: crops of two inputs never collide.
-            folder = opts.out_dir / "crops"
-            unique = self._claim(folder / rel.with_suffix("")).relative_to(folder)
-            crops = (folder, "_".join(unique.parts))
-        return _Targets(image, labels, crops)
-
     # -- stages ----------------------------------------------------------------------------
 
-    def _load(self, source: inputs.Source, targets: _Targets) -> _Loaded | Result:
+    def _load(self, source: inputs.Source, targets: Targets) -> _Loaded | Result:
         timings: Timings = {}
         if source.error:
             return Result(source, error=source.error)
-        if (
-            self.options.skip_existing
-            and targets.expected()
-            and all(p.exists() for p in targets.expected())
-        ):
-            return Result(source, skipped=True, outputs=targets.expected())
+        if targets.error:
+            return Result(source, error=targets.error)
+        done = self.outputs.done_before(source)
+        if done is not None:
+            return Result(source, skipped=True, outputs=done)
         try:
-            clock = _Clock(timings)
+            clock = Clock(timings)
             data = images.read_bytes(source)
             clock.lap("read")
             image = images.decode(data)
@@ -204,7 +148,7 @@ class Pipeline:
         except Exception as err:  # a bug must cost one image, not the batch
             log.debug("internal error on %s", source.name, exc_info=True)
             return Result(source, error=_internal(err))
-        return _Loaded(source, image, blob, box, targets, timings)
+        return _Loaded(source, image, blob, box, targets, timings, [])
 
     def _save(self, loaded: _Loaded, dets: Detections) -> Result:
         result = Result(
@@ -212,26 +156,13 @@ class Pipeline:
             width=loaded.box.width,
             height=loaded.box.height,
             detections=dets,
+            warnings=loaded.warnings,
             timings=loaded.timings,
         )
-        t = loaded.targets
         try:
-            if t.image is not None:
-                self._guard_input(loaded.source, t.image)
-                clock = _Clock(result.timings)
-                drawn = annotate(loaded.image, dets)
-                clock.lap("draw")
-                data = images.encode_image(drawn, t.image.suffix)
-                clock.lap("encode")
-                write_atomic(t.image, data)
-                clock.lap("write")
-                result.outputs.append(t.image)
-            if t.labels is not None:
-                self._guard_input(loaded.source, t.labels)
-                write_atomic(t.labels, yolo_labels(dets, loaded.box, self.options.save_conf))
-                result.outputs.append(t.labels)
-            if t.crops is not None:
-                result.outputs += self._save_crops(loaded, dets, t.crops)
+            saved = self.outputs.save(loaded.source, loaded.targets, loaded.image, dets, loaded.box)
+            result.outputs = saved.outputs
+            result.timings.update(saved.timings)
         except ImageError as err:
             result.error = str(err)
         except MemoryError:
@@ -243,25 +174,6 @@ class Pipeline:
             log.debug("internal error saving %s", loaded.source.name, exc_info=True)
             result.error = _internal(err)
         return result
-
-    def _guard_input(self, source: inputs.Source, target: Path) -> None:
-        if source.path is not None and target.exists() and _same_file(source.path, target):
-            raise ImageError(f"refusing to overwrite the input with its output {target}")
-
-    def _save_crops(self, loaded: _Loaded, dets: Detections, where: tuple[Path, str]) -> list[Path]:
-        """One JPEG per detection: ``<crops>/<label>/<image stem>_<index>.jpg``."""
-        folder, stem = where
-        written = []
-        boxes = np.round(dets.xyxy).astype(np.int64)
-        for i, label in enumerate(dets.labels):
-            x1, y1, x2, y2 = boxes[i].tolist()
-            if x2 <= x1 or y2 <= y1:
-                continue
-            crop = loaded.image[y1:y2, x1:x2]
-            target = folder / _safe_label(label) / f"{stem}_{i}.jpg"
-            write_atomic(target, images.encode_image(crop, ".jpg"))
-            written.append(target)
-        return written
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -296,7 +208,7 @@ class Pipeline:
                     return False
                 if isinstance(item, BaseException):
                     raise item
-                loads.append(loader.submit(self._load, item, self._targets(item)))
+                loads.append(loader.submit(self._load, item, self.outputs.plan(item)))
                 block = False
             return True
 
@@ -337,44 +249,15 @@ class Pipeline:
         t1 = time.perf_counter()
         results = []
         for i, item in enumerate(batch):
-            clock = _Clock(item.timings)
+            clock = Clock(item.timings)
             results.append(self.detector.decode([o[i] for o in outputs], item.box))
             clock.lap("postprocess")
             item.timings["forward"] = ((t1 - t0) / len(batch), None)
         return results
 
 
-def yolo_labels(dets: Detections, box: Letterbox, with_conf: bool) -> bytes:
-    """Darknet/YOLO label lines: ``class cx cy w h`` normalized to the image [+ score]."""
-    xyxy = dets.xyxy.astype(np.float64)
-    w, h = box.width, box.height
-    cx = (xyxy[:, 0] + xyxy[:, 2]) / 2 / w
-    cy = (xyxy[:, 1] + xyxy[:, 3]) / 2 / h
-    bw = (xyxy[:, 2] - xyxy[:, 0]) / w
-    bh = (xyxy[:, 3] - xyxy[:, 1]) / h
-    lines = []
-    for i, cls in enumerate(dets.class_ids.tolist()):
-        line = f"{cls} {cx[i]:.6f} {cy[i]:.6f} {bw[i]:.6f} {bh[i]:.6f}"
-        if with_conf:
-            line += f" {dets.scores[i]:.6f}"
-        lines.append(line)
-    return ("\n".join(lines) + "\n").encode() if lines else b""
-
-
 def _internal(err: Exception) -> str:
-    return f"internal error: {type(err).__name__}: {err} (rerun with --debug for the traceback)"
+    return f"internal error: {type(err).__name__}: {err}"
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def _safe_label(label: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in label).strip(".")
-    return cleaned or "unnamed"
-
-
-__all__ = ["STAGES", "Options", "Pipeline", "Result", "Timings", "yolo_labels"]
+__all__ = ["STAGES", "Options", "Pipeline", "Result"]

@@ -1,0 +1,365 @@
+"""Output files: naming, writing, and knowing which files in the output folder are ours.
+
+Each input claims one name (its relative path without extension, ``trip/b``) on the main
+thread, in input order, and every output it has is derived from that claim: ``trip/b.jpg``
+(annotated), ``trip/b.txt`` (labels), ``crops/<label>/trip/b_<i>.jpg``. Two inputs that would
+share a name (``a.jpg`` and ``a.png``) get ``a`` and ``a-2``, so a label file always sits
+beside its own image, and a rerun with the same inputs maps each to the same files.
+
+A journal in the output folder (``.yolocli-journal``, JSON lines) records two facts:
+
+- ``{"claim": [paths]}`` before yolocli writes those paths: the files yolocli owns there. A
+  file at an output's name that yolocli does not own (an original photo in a nested output
+  folder, say) is never replaced: that input fails with a message instead.
+- ``{"done": input, "outputs": {...}}`` once an input's record has been written: what
+  ``--skip-existing`` trusts. An input counts as done when its record was written in an
+  earlier run and every output this run asks for is still there; an interrupted run therefore
+  never loses a record (at worst, one record is written by both runs).
+
+One run at a time writes into an output folder (a lock beside the journal).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from yolocli import images
+from yolocli.detections import Detections
+from yolocli.draw import annotate
+from yolocli.errors import ImageError, OutputError
+from yolocli.files import write_atomic
+from yolocli.inputs import IMAGE_EXTENSIONS, Source
+from yolocli.preprocess import Letterbox
+from yolocli.records import OutputsRecord
+from yolocli.timing import Clock, Timings
+
+log = logging.getLogger(__name__)
+
+JOURNAL = ".yolocli-journal"
+LABEL_CHARS = 64  # longest class name used in a crop folder's name
+
+
+@dataclass(frozen=True)
+class SaveOptions:
+    """Which files to write for each input, and where (``out_dir`` None: none at all)."""
+
+    out_dir: Path | None = None
+    save_images: bool = True
+    save_txt: bool = False
+    save_conf: bool = False
+    save_crops: bool = False
+    skip_existing: bool = False
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The kinds of output asked for, as named in `OutputsRecord`."""
+        if self.out_dir is None:
+            return frozenset()
+        wanted = {"image": self.save_images, "labels": self.save_txt, "crops": self.save_crops}
+        return frozenset(kind for kind, on in wanted.items() if on)
+
+
+@dataclass(frozen=True)
+class Targets:
+    """One input's output paths (None where not wanted); ``error`` if it may not have them."""
+
+    image: Path | None = None
+    labels: Path | None = None
+    crops: Path | None = None  # the stem below each crops/<label>/ folder (relative)
+    error: str | None = None
+
+
+@dataclass
+class Saved:
+    """What `Outputs.save` wrote, and how long each step took (stage -> (wall, cpu))."""
+
+    outputs: OutputsRecord = field(default_factory=lambda: OutputsRecord())
+    timings: Timings = field(default_factory=dict)
+
+
+class Outputs:
+    """Names and writes one run's output files below ``options.out_dir``; see the module doc.
+
+    Use as a context manager: entering creates the folder, takes the folder's lock and reads
+    the journal, so an output folder that cannot be used fails before any work is done.
+    """
+
+    def __init__(self, options: SaveOptions) -> None:
+        self.options = options
+        self.root = options.out_dir
+        self._stems: set[str] = set()
+        self._owned: set[str] = set()
+        self._done: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._journal: Any = None
+        self._folder_lock: Any = None
+        self._created: list[Path] = []  # folders this run made, removed again if left empty
+        self._claimed_any = False
+
+    # -- opening and closing ------------------------------------------------------------------
+
+    def __enter__(self) -> Outputs:
+        if self.root is None:
+            return self
+        from filelock import FileLock, Timeout
+
+        try:
+            missing = [p for p in (self.root, *self.root.parents) if not p.exists()]
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._created = missing
+            lock = FileLock(self.root / (JOURNAL + ".lock"))
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise OutputError(
+                f"another yolocli run is writing into {self.root}; wait for it to finish or "
+                "choose another output folder"
+            ) from None
+        except OSError as err:
+            raise OutputError(
+                f"cannot write into the output folder {self.root}: {err.strerror or err}"
+            ) from None
+        self._folder_lock = lock
+        try:
+            self._read_journal()
+            self._journal = open(self.root / JOURNAL, "a", encoding="utf-8")
+        except OSError as err:
+            lock.release()
+            raise OutputError(
+                f"cannot write into the output folder {self.root}: {err.strerror or err}"
+            ) from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        if self._folder_lock is not None:
+            self._folder_lock.release()
+            self._folder_lock = None
+        if self._created and not self._claimed_any:
+            # Nothing was written (a usage error, say): leave no empty output folder behind.
+            assert self.root is not None
+            for name in (JOURNAL, JOURNAL + ".lock"):
+                (self.root / name).unlink(missing_ok=True)
+            for folder in self._created:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+
+    def _read_journal(self) -> None:
+        assert self.root is not None
+        try:
+            with open(self.root / JOURNAL, encoding="utf-8", errors="surrogateescape") as f:
+                lines = f.readlines()
+        except FileNotFoundError:
+            return
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a kill: its input simply is not done
+            if not isinstance(entry, dict):
+                continue
+            if isinstance(entry.get("claim"), list):
+                self._owned.update(p for p in entry["claim"] if isinstance(p, str))
+            if isinstance(entry.get("done"), str) and isinstance(entry.get("outputs"), dict):
+                self._done[entry["done"]] = entry["outputs"]
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        """One journal line, flushed to the OS at once (it must outlive a kill -9)."""
+        text = json.dumps(entry, ensure_ascii=True) + "\n"
+        with self._lock:
+            self._journal.write(text)
+            self._journal.flush()
+
+    # -- naming (main thread, input order) ------------------------------------------------------
+
+    def plan(self, source: Source) -> Targets:
+        """Claim ``source``'s name and say where each of its outputs goes."""
+        opts = self.options
+        if self.root is None:
+            return Targets()
+        rel = _clean(source.rel)
+        suffix = rel.suffix if rel.suffix.lower() in IMAGE_EXTENSIONS else ".jpg"
+        stem = self._claim_stem(rel.with_suffix("") if rel.suffix else rel)
+        image = self.root / f"{stem}{suffix}" if opts.save_images else None
+        labels = self.root / f"{stem}.txt" if opts.save_txt else None
+        crops = Path(stem) if opts.save_crops else None
+        targets = Targets(image, labels, crops)
+        foreign = self._foreign([p for p in (image, labels) if p is not None])
+        if foreign is not None:
+            return Targets(error=foreign)
+        return targets
+
+    def _claim_stem(self, stem: PurePosixPath) -> str:
+        """``stem``, or ``stem-2``, ``stem-3``... if another input of this run has it.
+
+        Compared without case, so outputs also stay apart on case-insensitive file systems.
+        """
+        candidate, n = str(stem), 1
+        while candidate.lower() in self._stems:
+            n += 1
+            candidate = f"{stem}-{n}"
+        self._stems.add(candidate.lower())
+        return candidate
+
+    def _foreign(self, paths: list[Path]) -> str | None:
+        """Claim ``paths`` for yolocli; a message if one of them holds a file yolocli does not
+        own (and then nothing is claimed)."""
+        assert self.root is not None
+        rels = [p.relative_to(self.root).as_posix() for p in paths]
+        for path, rel in zip(paths, rels, strict=True):
+            if rel not in self._owned and os.path.lexists(path):
+                return (
+                    f"refusing to replace {path}: yolocli did not write it (it is not in "
+                    f"{self.root / JOURNAL}); move it away or choose another output folder"
+                )
+        new = [rel for rel in rels if rel not in self._owned]
+        if new:
+            with self._lock:
+                self._owned.update(new)
+                self._claimed_any = True
+            self._append({"claim": new})
+        return None
+
+    # -- resuming ----------------------------------------------------------------------------
+
+    def done_before(self, source: Source) -> OutputsRecord | None:
+        """The outputs of ``source`` if an earlier run completed it and every output this run
+        asks for is still there (``--skip-existing``); None if it must be processed."""
+        if not self.options.skip_existing or self.root is None:
+            return None
+        entry = self._done.get(source.name)
+        if entry is None or not self.options.kinds <= entry.keys():
+            return None
+        files: list[str] = []
+        for kind in self.options.kinds:
+            value = entry[kind]
+            files += value if isinstance(value, list) else [value]
+        if not all(isinstance(f, str) and (self.root / f).is_file() for f in files):
+            return None
+        return self._absolute(entry)
+
+    def commit(self, source: Source, outputs: OutputsRecord) -> None:
+        """Record that ``source`` is complete: its outputs written and its record delivered."""
+        if self.root is None or self._journal is None:
+            return
+        relative: dict[str, Any] = {}
+        for kind, value in outputs.items():
+            if isinstance(value, list):
+                relative[kind] = [self._relative(v) for v in value]
+            else:
+                relative[kind] = self._relative(str(value))
+        self._append({"done": source.name, "outputs": relative})
+
+    def _relative(self, path: str) -> str:
+        assert self.root is not None
+        return Path(path).relative_to(self.root).as_posix()
+
+    def _absolute(self, entry: dict[str, Any]) -> OutputsRecord:
+        assert self.root is not None
+        root = self.root
+        out: dict[str, Any] = {}
+        for kind in self.options.kinds:
+            value = entry[kind]
+            out[kind] = (
+                [str(root / v) for v in value] if isinstance(value, list) else str(root / value)
+            )
+        return out  # type: ignore[return-value]
+
+    # -- writing (worker threads) -------------------------------------------------------------
+
+    def save(
+        self,
+        source: Source,
+        targets: Targets,
+        image: npt.NDArray[np.uint8],
+        dets: Detections,
+        box: Letterbox,
+    ) -> Saved:
+        """Write ``source``'s outputs (each atomically); `ImageError` or `OSError` on failure."""
+        saved = Saved()
+        if targets.image is not None:
+            _guard_input(source, targets.image)
+            clock = Clock(saved.timings)
+            drawn = annotate(image, dets)
+            clock.lap("draw")
+            data = images.encode_image(drawn, targets.image.suffix)
+            clock.lap("encode")
+            write_atomic(targets.image, data)
+            clock.lap("write")
+            saved.outputs["image"] = str(targets.image)
+        if targets.labels is not None:
+            _guard_input(source, targets.labels)
+            write_atomic(targets.labels, yolo_labels(dets, box, self.options.save_conf))
+            saved.outputs["labels"] = str(targets.labels)
+        if targets.crops is not None:
+            saved.outputs["crops"] = self._save_crops(image, dets, targets.crops)
+        return saved
+
+    def _save_crops(self, image: npt.NDArray[np.uint8], dets: Detections, stem: Path) -> list[str]:
+        """One JPEG per detection: ``crops/<label>/<stem>_<index>.jpg``."""
+        assert self.root is not None
+        boxes = np.round(dets.xyxy).astype(np.int64)
+        planned: list[tuple[Path, npt.NDArray[np.uint8]]] = []
+        for i, label in enumerate(dets.labels):
+            x1, y1, x2, y2 = boxes[i].tolist()
+            if x2 > x1 and y2 > y1:
+                target = self.root / "crops" / _safe_label(label) / f"{stem}_{i}.jpg"
+                planned.append((target, image[y1:y2, x1:x2]))
+        foreign = self._foreign([target for target, _ in planned])
+        if foreign is not None:
+            raise ImageError(foreign)
+        for target, crop in planned:
+            write_atomic(target, images.encode_image(crop, ".jpg"))
+        return [str(target) for target, _ in planned]
+
+
+def yolo_labels(dets: Detections, box: Letterbox, with_conf: bool) -> bytes:
+    """Darknet/YOLO label lines: ``class cx cy w h`` normalized to the image [+ score]."""
+    xyxy = dets.xyxy.astype(np.float64)
+    w, h = box.width, box.height
+    cx = (xyxy[:, 0] + xyxy[:, 2]) / 2 / w
+    cy = (xyxy[:, 1] + xyxy[:, 3]) / 2 / h
+    bw = (xyxy[:, 2] - xyxy[:, 0]) / w
+    bh = (xyxy[:, 3] - xyxy[:, 1]) / h
+    lines = []
+    for i, cls in enumerate(dets.class_ids.tolist()):
+        line = f"{cls} {cx[i]:.6f} {cy[i]:.6f} {bw[i]:.6f} {bh[i]:.6f}"
+        if with_conf:
+            line += f" {dets.scores[i]:.6f}"
+        lines.append(line)
+    return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
+def _clean(rel: PurePosixPath) -> PurePosixPath:
+    """``rel`` made only of ordinary names (no root, no '.', no '..'): never outside --out."""
+    parts = [p for p in rel.parts if p not in ("", ".", "..", "/") and "/" not in p]
+    return PurePosixPath(*parts) if parts else PurePosixPath("image")
+
+
+def _guard_input(source: Source, target: Path) -> None:
+    if source.path is not None and target.exists() and _same_file(source.path, target):
+        raise ImageError(f"refusing to overwrite the input with its output {target}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _safe_label(label: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in label).strip(".")
+    return cleaned[:LABEL_CHARS] or "unnamed"
