@@ -6,6 +6,8 @@ import os
 import struct
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from yolocli.darknet import (
@@ -35,11 +37,15 @@ def test_cfg_layout_predicts_the_published_weights_size_exactly(name: str) -> No
 
 
 def test_random_weights_have_the_real_layout(tmp_path: Path) -> None:
-    _, network = read_cfg(config_dir() / "yolov4-tiny.cfg")
+    """The writer writes exactly ``weights_size()`` bytes, which the test above checks
+    against all five published files; one real write here (the others are 250 MB)."""
+    cfg = config_dir() / "yolov4-tiny.cfg"
+    _, network = read_cfg(cfg)
     out = tmp_path / "random.weights"
     write_random_weights(network, out)
     assert out.stat().st_size == REGISTRY.get("yolov4-tiny").weights.size
     assert struct.unpack("<iiiq", out.read_bytes()[:20]) == (0, 2, 0, 0)
+    check_weights(network, cfg, out)
 
 
 def test_weights_for_another_network_are_refused(tmp_path: Path, tiny_weights: Path) -> None:
@@ -222,6 +228,11 @@ def test_the_small_network_is_valid() -> None:
         (mini("stride=1\npad=1", "stride=1\npad=1\nstride_x=2"), r"stride_x=2: not supported"),
         (mini("stride=1\npad=1", "stride=1\npad=1\ndontload=1"), r"dontload=1: not supported"),
         (mini("activation=leaky", "activation=relu"), r"activation=relu: not one of linear, leaky"),
+        (
+            mini("[convolutional]", "[conv]"),
+            r"line 5: \[conv\] is darknet's other name for \[convolutional\]; OpenCV's",
+        ),
+        (mini("[net]", "[network]"), r"line 1: \[network\] is darknet's other name for \[net\]"),
         # the text itself
         (
             mini("height=64", "height=64\nwidth=96"),
@@ -345,17 +356,6 @@ def test_weights_header_version_decides_its_size(
             check_weights(network, cfg, weights)
 
 
-@pytest.mark.parametrize("name", ["yolov3-tiny", "yolov4-tiny"])
-def test_random_weights_fit_their_cfg_exactly(tmp_path: Path, name: str) -> None:
-    """(The larger three are covered by the exact published sizes above: the writer writes
-    exactly ``weights_size()`` bytes, and writing 250 MB here would slow the suite.)"""
-    cfg = config_dir() / f"{name}.cfg"
-    _, network = read_cfg(cfg)
-    out = tmp_path / "random.weights"
-    write_random_weights(network, out)
-    check_weights(network, cfg, out)
-
-
 def _special(tmp_path: Path, kind: str) -> Path:
     if kind == "fifo":
         path = tmp_path / "fifo"
@@ -425,3 +425,40 @@ def test_bad_names_files_are_refused(tmp_path: Path, text: str, message: str) ->
 def test_names_keep_darknets_lines() -> None:
     names = read_names(config_dir() / "coco.names")
     assert (len(names), names[9]) == (80, "traffic light")
+
+
+def test_opencv_loads_what_describe_accepts_with_the_traced_shapes(tmp_path: Path) -> None:
+    """Every layer kind the tracer knows (grouped conv and route, shortcut, reorg, upsample,
+    multi-input route, two heads): OpenCV's importer loads the random weights, and its
+    output rows are the traced height x width x anchors."""
+    yolo = "[yolo]\nmask=0,1,2\nanchors=10,13,16,30,33,23\nclasses=1\nnum=3\n"
+
+    def conv(filters: int, size: int = 1, extra: str = "activation=leaky\n") -> str:
+        return f"[convolutional]\nfilters={filters}\nsize={size}\nstride=1\npad=1\n{extra}"
+
+    head = conv(18, extra="activation=linear\n") + yolo
+    text = (
+        NET
+        + conv(16, 3, "batch_normalize=1\nactivation=mish\n")
+        + "[maxpool]\nsize=2\nstride=2\n"
+        + conv(32, 3, "groups=2\n")
+        + "[route]\nlayers=-1\ngroups=2\ngroup_id=1\n"
+        + conv(32)
+        + "[shortcut]\nfrom=-3\n"
+        + "[reorg]\nstride=2\n"
+        + head
+        + "[route]\nlayers=-5\n[upsample]\nstride=2\n[route]\nlayers=-1,0\n"
+        + head
+    )
+    cfg, weights = tmp_path / "kinds.cfg", tmp_path / "kinds.weights"
+    cfg.write_text(text)
+    _, network = read_cfg(cfg)
+    write_random_weights(network, weights)
+    check_weights(network, cfg, weights)
+    heads = [layer.shape for layer in network.layers if layer.section.type == "yolo"]
+    assert heads == [(18, 16, 16), (18, 64, 64)]
+
+    net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
+    net.setInput(np.zeros((1, 3, 64, 64), np.float32))
+    outputs = net.forward(net.getUnconnectedOutLayersNames())
+    assert [o.shape for o in outputs] == [(h * w * 3, 6) for _, h, w in heads]

@@ -44,6 +44,8 @@ _HEADER_V2 = struct.Struct("<iiiq")  # major, minor, revision, images seen (int6
 _HEADER_V1 = struct.Struct("<iiii")
 # OpenCV's importer applies these and nothing else; any other activation it refuses.
 _ACTIVATIONS = ("linear", "leaky", "swish", "mish", "logistic")
+# darknet's short names, which OpenCV's importer does not know.
+_ALIASES = {"conv": "convolutional", "max": "maxpool", "avg": "avgpool", "network": "net"}
 # Options that change a layer in darknet (its output, or what load_weights reads for it)
 # but that OpenCV's importer ignores: the network would load and silently compute something
 # else. Each maps to the value that means "off".
@@ -247,7 +249,7 @@ class _Options:
                 raise self.fail(
                     key,
                     "not supported (OpenCV's darknet importer would ignore it and compute "
-                    "something else than darknet)",
+                    "something other than what darknet computes)",
                 )
 
 
@@ -261,6 +263,8 @@ def describe(sections: list[Section], source: str = "cfg") -> Network:
     """Trace shapes through the layers to find every convolution's weight layout, checking
     every number the layout or an allocation depends on (see the module's limits)."""
     net = _Options(sections[0], source)
+    if sections[0].type != "net":
+        raise net.error("is darknet's other name for [net]; OpenCV's importer needs [net]")
     width = net.number("width", 416, 32, MAX_SIDE)
     height = net.number("height", 416, 32, MAX_SIDE)
     for key, value in (("width", width), ("height", height)):
@@ -277,7 +281,12 @@ def describe(sections: list[Section], source: str = "cfg") -> Network:
         opts.check_supported()
         inputs: tuple[int, ...] = (index - 1,) if index else ()
         c, h, w = shape
-        if sec.type in ("convolutional", "conv"):
+        if sec.type in _ALIASES:
+            raise opts.error(
+                f"is darknet's other name for [{_ALIASES[sec.type]}]; OpenCV's importer "
+                "needs that one"
+            )
+        if sec.type == "convolutional":
             conv = Conv(
                 filters=opts.number("filters", None, 1, MAX_FILTERS),
                 # OpenCV requires size= (darknet would default it to 1)
@@ -297,7 +306,7 @@ def describe(sections: list[Section], source: str = "cfg") -> Network:
             w = _window(conv.size, stride, 2 * padding, w)
             c = conv.filters
             convs.append(conv)
-        elif sec.type in ("maxpool", "max"):
+        elif sec.type == "maxpool":
             # darknet defaults stride to 1 and OpenCV to 2: only an explicit value is unambiguous
             stride = opts.number("stride", None, 1, MAX_STRIDE)
             size = opts.number("size", None, 1, MAX_KERNEL)
@@ -310,7 +319,7 @@ def describe(sections: list[Section], source: str = "cfg") -> Network:
         elif sec.type == "reorg":
             stride = opts.number("stride", 2, 1, MAX_STRIDE)
             c, h, w = c * stride * stride, h // stride, w // stride
-        elif sec.type in ("avgpool", "avg"):
+        elif sec.type == "avgpool":
             h, w = 1, 1
         elif sec.type == "dropout":
             pass
