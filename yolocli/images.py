@@ -54,7 +54,7 @@ def read_bytes(source: Source, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
         _check_file(st.st_mode, st.st_size, max_bytes)
         # O_NONBLOCK: should the file be swapped for a FIFO after the check, opening it
         # still returns at once (and fstat below refuses it) instead of waiting for a writer.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        fd = os.open(path, os.O_RDONLY | _NONBLOCK)
         with open(fd, "rb", buffering=0) as f:
             st = os.fstat(f.fileno())
             _check_file(st.st_mode, st.st_size, max_bytes)
@@ -70,6 +70,9 @@ def read_bytes(source: Source, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     if len(data) > max_bytes:  # the file grew after the size check
         raise ImageError(over_limit(None, max_bytes))
     return data
+
+
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)  # POSIX only
 
 
 def _check_file(mode: int, size: int, max_bytes: int) -> None:

@@ -136,15 +136,17 @@ def _walk(root: Path, parts: tuple[str, ...], excluded: tuple[int, int] | None) 
         return
     folders = []
     for entry in entries:
+        if _is_dir(entry, follow=False):
+            folders.append(entry)
+            continue
+        if not is_image_name(entry.name):
+            continue
+        rel = safe_rel((*parts, entry.name))
+        error = None
         try:
-            if entry.is_dir(follow_symlinks=False):
-                folders.append(entry)
-                continue
-            if not is_image_name(entry.name):
-                continue
-            rel = safe_rel((*parts, entry.name))
-            error = None
-            if not entry.is_symlink():  # a link's target is checked when it is read
+            # A link's target is checked when it is read; is_file and is_symlink come from
+            # the listing itself, so only an odd entry costs a stat.
+            if not entry.is_file(follow_symlinks=False) and not entry.is_symlink():
                 error = special_file_error(entry.stat(follow_symlinks=False).st_mode)
         except OSError as err:  # the entry vanished or cannot be examined
             error = os_reason(err)
@@ -323,21 +325,21 @@ def _read_paths(stream: BinaryIO, null: bool, first: bytes, strip: bool) -> Iter
 
 
 def _expand_list(
-    name: str, rel: PurePosixPath, paths: Iterator[str], out_dir: Path | None
+    name: str, rel: PurePosixPath, paths: Iterator[str], null: bool, out_dir: Path | None
 ) -> Iterator[Source]:
     """Sources for the paths of a list, and one error where the list stops being paths."""
     try:
         for path in paths:
             yield from expand_paths([path], out_dir)
     except _NotAPathList:
-        sep = "NUL" if name == "-" else "newline"
+        sep = "NUL" if null else "newline"
         yield Source(
             name,
             None,
             rel,
             error=(
-                f"{'stdin' if name == '-' else 'the list'} is not a list of paths: "
-                f"no path within {MAX_PATH_BYTES} bytes (binary data? or a missing {sep})"
+                f"{'stdin' if name == '-' else 'the list'} is not a list of paths: no path "
+                f"within {MAX_PATH_BYTES} bytes (binary data, or paths not {sep}-separated?)"
             ),
             not_an_image=True,
         )
@@ -432,7 +434,7 @@ def expand_sources(
                 continue
             with stream:
                 paths = _read_paths(stream, False, b"", strip=True)
-                yield from _expand_list(item, rel, paths, out_dir)
+                yield from _expand_list(item, rel, paths, False, out_dir)
         elif glob.has_magic(item) and not os.path.lexists(item):
             matches = match_glob(item)
             if not matches:
@@ -465,4 +467,5 @@ def _expand_stdin(
     except OSError as err:
         yield Source("-", None, rel, error=f"cannot read stdin: {os_reason(err)}")
         return
-    yield from _expand_list("-", rel, _read_paths(stdin, null, head, strip=False), out_dir)
+    paths = _read_paths(stdin, null, head, strip=False)
+    yield from _expand_list("-", rel, paths, null, out_dir)
