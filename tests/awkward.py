@@ -29,7 +29,7 @@ class Expect:
 
 
 def _png_bomb() -> bytes:
-    """A valid PNG header claiming 40000 x 40000 pixels (1.6e9 > OpenCV's 2^30 limit)."""
+    """A valid PNG header claiming 40000 x 40000 pixels (1.6e9: over any pixel limit)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         crc = zlib.crc32(kind + data) & 0xFFFFFFFF
@@ -81,6 +81,10 @@ def build(root: Path) -> dict[str, Expect]:
     add("deep.png", _encode(".png", BASE.astype(np.uint16) * 257), ok)
     add("deep.tif", _encode(".tif", BASE.astype(np.uint16) * 257), ok)
     add("sub/inner.webp", _encode(".webp", BASE), ok)
+    frames = [Image.fromarray(np.ascontiguousarray(BASE[:, :, ::-1] // k)) for k in (1, 2, 3)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    add("animated.gif", buf.getvalue(), ok)  # the first frame is used
     add("sub/deeper/tiny.bmp", _encode(".bmp", cv2.resize(BASE, (64, 75))), Expect(64, 75))
     add("empty.jpg", b"", Expect(error="empty file"))
     add("notes.png", b"a shopping list, not pixels\n", Expect(error="not an image"))

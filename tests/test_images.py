@@ -1,12 +1,269 @@
-"""Reading, decoding and writing images."""
+"""Reading, decoding and writing images: limits on bytes and pixels, headers, frames."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
+import os
+import struct
+import zlib
+from pathlib import Path, PurePosixPath
 
+import cv2
+import numpy as np
 import pytest
+from PIL import Image
 
+from yolocli.errors import ImageError
 from yolocli.files import write_atomic
+from yolocli.images import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_PIXELS,
+    decode,
+    frame_note,
+    image_size,
+    read_bytes,
+)
+from yolocli.inputs import IMAGE_EXTENSIONS, Source
+
+PIXELS = np.random.default_rng(0).integers(0, 255, (23, 37, 3), dtype=np.uint8)  # 37 x 23
+
+
+def source(path: Path) -> Source:
+    return Source(str(path), path, PurePosixPath(path.name))
+
+
+def encode(ext: str, image: np.ndarray = PIXELS) -> bytes:
+    ok, buf = cv2.imencode(ext, image)
+    assert ok
+    return buf.tobytes()
+
+
+def pil(fmt: str, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(PIXELS[:, :, ::-1]).save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------ reading bytes
+
+
+def test_the_byte_limit_is_checked_before_reading(tmp_path: Path) -> None:
+    sparse = tmp_path / "x.jpg"
+    with sparse.open("wb") as f:
+        f.truncate(10 << 30)  # 10 GiB that take no disk, and must take no memory either
+    with pytest.raises(ImageError, match=r"^10 GiB, over the 512 MiB limit on one image's bytes$"):
+        read_bytes(source(sparse))
+
+
+def test_the_byte_limit_is_inclusive(tmp_path: Path) -> None:
+    path = tmp_path / "a.jpg"
+    path.write_bytes(b"x" * 1000)
+    assert read_bytes(source(path), max_bytes=1000) == b"x" * 1000
+    with pytest.raises(ImageError, match="over the 999 B limit"):
+        read_bytes(source(path), max_bytes=999)
+    given = Source("-", None, PurePosixPath("stdin.jpg"), data=b"x" * 1000)
+    with pytest.raises(ImageError, match="over the 999 B limit"):
+        read_bytes(given, max_bytes=999)
+
+
+def test_special_files_are_refused_without_opening_them(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.jpg")  # opening it to read would wait for a writer forever
+    os.symlink("pipe.jpg", tmp_path / "link.jpg")
+    os.symlink("gone.jpg", tmp_path / "dangling.jpg")
+    (tmp_path / "dir.jpg").mkdir()
+    cases = {
+        tmp_path / "pipe.jpg": "not a regular file (a FIFO)",
+        tmp_path / "link.jpg": "not a regular file (a FIFO)",
+        Path("/dev/zero"): "not a regular file (a character device)",
+        tmp_path / "dangling.jpg": "dangling symbolic link",
+        tmp_path / "dir.jpg": "is a folder",
+        tmp_path / "missing.jpg": "no such file",
+    }
+    for path, message in cases.items():
+        with pytest.raises(ImageError) as err:
+            read_bytes(source(path))
+        assert str(err.value) == message, path
+
+
+def test_defaults_are_documented_values() -> None:
+    assert DEFAULT_MAX_BYTES == 512 << 20
+    assert DEFAULT_MAX_PIXELS == 250_000_000
+
+
+# ------------------------------------------------------------------------ pixel bombs
+
+
+def _png(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 10000)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def _jpeg(width: int, height: int, sof: int = 0xC0) -> bytes:
+    """SOI, an APP1 segment holding bytes that look like a SOF marker, then the real SOF."""
+    app1 = b"Exif\0\0" + b"\xff\xc0\x00\x11\x08\x00\x01\x00\x01" * 4
+    sof_body = struct.pack(">BHHB", 8, height, width, 3) + b"\x01\x22\x00\x02\x11\x01\x03\x11\x01"
+    return (
+        b"\xff\xd8"
+        + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1
+        + b"\xff\xff"  # fill bytes are allowed before a marker
+        + bytes([0xFF, sof]) + struct.pack(">H", len(sof_body) + 2) + sof_body
+        + b"\xff\xda\x00\x0c\x03\x01\x00\x02\x11\x03\x11\x00\x3f\x00" + b"\0" * 600
+    )  # fmt: skip
+
+
+def _bmp(width: int, height: int) -> bytes:
+    dib = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 2835, 2835, 0, 0)
+    return b"BM" + struct.pack("<IHHI", 54 + 100, 0, 0, 54) + dib + b"\0" * 100
+
+
+def _riff(chunk: bytes, body: bytes) -> bytes:
+    data = chunk + struct.pack("<I", len(body)) + body
+    return b"RIFF" + struct.pack("<I", len(data) + 4) + b"WEBP" + data
+
+
+def _vp8(width: int, height: int) -> bytes:
+    return _riff(
+        b"VP8 ", b"\x50\x02\x00\x9d\x01\x2a" + struct.pack("<HH", width, height) + b"\0" * 64
+    )
+
+
+def _vp8l(width: int, height: int) -> bytes:
+    bits = (width - 1) | (height - 1) << 14
+    return _riff(b"VP8L", b"\x2f" + struct.pack("<I", bits) + b"\0" * 64)
+
+
+def _vp8x(width: int, height: int) -> bytes:
+    body = b"\x10\0\0\0" + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    return _riff(b"VP8X", body)
+
+
+def _tiff(width: int, height: int, big_endian: bool = False) -> bytes:
+    e = ">" if big_endian else "<"
+    head = (b"MM" if big_endian else b"II") + struct.pack(e + "HI", 42, 8)
+    ifd = struct.pack(e + "H", 3)
+    ifd += struct.pack(e + "HHII", 256, 4, 1, width)  # LONG
+    ifd += struct.pack(e + "HHIHH", 257, 3, 1, height, 0)  # SHORT, left-justified
+    ifd += struct.pack(e + "HHII", 258, 3, 1, 8 << (16 if big_endian else 0))
+    return head + ifd + struct.pack(e + "I", 0) + b"\0" * 64
+
+
+def _gif(width: int, height: int) -> bytes:
+    return (
+        b"GIF89a" + struct.pack("<HHBBB", 10, 10, 0, 0, 0)  # a small screen, a huge frame
+        + b"\x2c" + struct.pack("<HHHHB", 0, 0, width, height, 0)
+        + b"\x02\x02\x4c\x01\x00\x3b"
+    )  # fmt: skip
+
+
+def _pnm(width: int, height: int) -> bytes:
+    return f"P6\n# a comment\n{width} {height}\n255\n".encode() + b"\0" * 64
+
+
+BOMBS = {
+    "png": _png, "jpeg": _jpeg, "progressive jpeg": lambda w, h: _jpeg(w, h, 0xC2),
+    "bmp": _bmp, "top-down bmp": lambda w, h: _bmp(w, -h), "webp vp8": _vp8, "webp vp8l": _vp8l,
+    "webp vp8x": _vp8x, "tiff": _tiff, "big-endian tiff": lambda w, h: _tiff(w, h, True),
+    "gif": _gif, "pnm": _pnm,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", BOMBS)
+def test_the_header_size_is_read_without_decoding(kind: str) -> None:
+    assert image_size(BOMBS[kind](16000, 9000)) == (16000, 9000)
+
+
+@pytest.mark.parametrize("kind", BOMBS)
+def test_pixel_bombs_are_refused_before_opencv_allocates(kind: str) -> None:
+    data = BOMBS[kind](16000, 16000)  # 256 MP: 768 MB decoded, from a few hundred bytes
+    assert len(data) < 1000
+    with pytest.raises(ImageError, match=r"^image too large: 16000 x 16000 pixels \(256 MP\)"):
+        decode(data)
+
+
+# Oracle: what OpenCV decodes, from files written by OpenCV and by Pillow in other variants.
+REAL = {
+    "opencv .jpg": lambda: encode(".jpg"), "opencv .png": lambda: encode(".png"),
+    "opencv .bmp": lambda: encode(".bmp"), "opencv .webp": lambda: encode(".webp"),
+    "opencv .tif": lambda: encode(".tif"), "opencv .ppm": lambda: encode(".ppm"),
+    "opencv .pgm": lambda: encode(".pgm", PIXELS[:, :, 0]),
+    "progressive jpeg": lambda: pil("JPEG", progressive=True),
+    "lossless webp": lambda: pil("WEBP", lossless=True),
+    "webp with exif": lambda: pil("WEBP", exif=Image.Exif().tobytes() + b"\0" * 8),
+    "gif": lambda: pil("GIF"), "lzw tiff": lambda: pil("TIFF", compression="tiff_lzw"),
+    "bmp (pillow)": lambda: pil("BMP"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", REAL)
+def test_the_header_size_is_what_opencv_decodes(kind: str) -> None:
+    data = REAL[kind]()
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert pixels is not None
+    assert image_size(data) == (pixels.shape[1], pixels.shape[0]) == (37, 23)
+
+
+def test_the_pixel_limit_is_inclusive() -> None:
+    data = encode(".png")
+    assert decode(data, max_pixels=37 * 23).shape == (23, 37, 3)
+    with pytest.raises(ImageError, match=r"^image too large: 37 x 23 pixels"):
+        decode(data, max_pixels=37 * 23 - 1)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\xff\xd8", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\0\xff\xff\xff\xff", b"P6\n",
+     b"RIFF\0\0\0\0WEBPVP8 ", b"GIF89a", b"random bytes" * 9, b"MM\0*\0\0\0\x08\xff\xff"],
+)  # fmt: skip
+def test_truncated_headers_give_no_size_and_no_exception(data: bytes) -> None:
+    assert image_size(data) is None
+
+
+# ------------------------------------------------------------------------ frames
+
+
+def _frames(fmt: str, n: int, **kw: object) -> bytes:
+    images = [Image.new("RGB", (20, 10), (i * 20, 255 - i * 20, 0)) for i in range(n)]
+    buf = io.BytesIO()
+    images[0].save(buf, fmt, save_all=True, append_images=images[1:], **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "n", "note"),
+    [("GIF", 12, "an animated GIF: only the first of 12 frames is used"),
+     ("TIFF", 3, "a multi-page TIFF: only the first of 3 pages is used"),
+     ("PNG", 4, "an animated PNG: only the first of 4 frames is used"),
+     ("WEBP", 5, "an animated WebP: only the first of 5 frames is used"),
+     ("GIF", 1, None), ("TIFF", 1, None), ("PNG", 1, None), ("WEBP", 1, None)],
+)  # fmt: skip
+def test_frame_note_says_when_only_the_first_frame_is_used(
+    fmt: str, n: int, note: str | None
+) -> None:
+    data = _frames(fmt, n)
+    assert frame_note(data) == note
+    if fmt in ("GIF", "TIFF"):  # OpenCV's own count agrees
+        ok, frames = cv2.imdecodemulti(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert ok
+        assert len(frames) == n
+    assert decode(data).shape == (10, 20, 3)
+
+
+@pytest.mark.parametrize("data", [encode(".jpg"), b"", b"GIF89a", b"II*\0\x08\0\0\0", b"junk"])
+def test_frame_note_is_none_for_single_images_and_junk(data: bytes) -> None:
+    assert frame_note(data) is None
+
+
+def test_gif_is_an_input_extension() -> None:
+    assert ".gif" in IMAGE_EXTENSIONS
+
+
+# ------------------------------------------------------------------------ writing
 
 
 def test_write_atomic_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:

@@ -1,37 +1,134 @@
-"""Reading one input's bytes, decoding them to pixels, encoding pixels back."""
+"""Reading one input's bytes, decoding them to pixels, encoding pixels back.
+
+Every failure is one `ImageError` sentence for that image. Two limits keep one hostile or
+odd input from exhausting memory: ``max_bytes`` on what is read (checked before reading), and
+``max_pixels`` on what is decoded (checked from the file's header, before OpenCV allocates).
+"""
 
 from __future__ import annotations
+
+import os
+import stat
+import struct
+from collections.abc import Iterator
+from typing import BinaryIO
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 from yolocli.errors import ImageError
-from yolocli.inputs import IMAGE_EXTENSIONS, Source, sniff_image
+from yolocli.inputs import DEFAULT_MAX_BYTES as DEFAULT_MAX_BYTES
+from yolocli.inputs import (
+    IMAGE_EXTENSIONS,
+    Source,
+    os_reason,
+    over_limit,
+    sniff_image,
+    special_file_error,
+)
+
+# Pixels decoded from one image, by default: 250 MP holds every phone photo made so far (the
+# largest sensors give 200 MP, 16320 x 12240) and medium-format cameras (100-150 MP), yet
+# refuses the decompression bombs that OpenCV's own guard (2^30 pixels, 3 GB as BGR) lets
+# through: a 631-byte JPEG claiming 30000 x 30000 would take 2.7 GB. One 250 MP image is
+# 750 MB as BGR pixels.
+DEFAULT_MAX_PIXELS = 250_000_000
 
 
-def read_bytes(source: Source) -> bytes:
+# -- reading --------------------------------------------------------------------------------
+
+
+def read_bytes(source: Source, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The encoded bytes of one input, at most ``max_bytes`` of them; `ImageError` if the
+    input is missing, not a regular file (a FIFO would block, a device never ends) or larger.
+    The size is checked before reading, so a sparse 10 GB file costs nothing."""
     if source.data is not None:
+        if len(source.data) > max_bytes:
+            raise ImageError(over_limit(len(source.data), max_bytes))
         return source.data
     assert source.path is not None
+    path = source.path
     try:
-        return source.path.read_bytes()
+        st = os.stat(path)
+        _check_file(st.st_mode, st.st_size, max_bytes)
+        # O_NONBLOCK: should the file be swapped for a FIFO after the check, opening it
+        # still returns at once (and fstat below refuses it) instead of waiting for a writer.
+        fd = os.open(path, os.O_RDONLY | _NONBLOCK)
+        with open(fd, "rb", buffering=0) as f:
+            st = os.fstat(f.fileno())
+            _check_file(st.st_mode, st.st_size, max_bytes)
+            data = _read_at_most(f, max_bytes + 1, first=min(st.st_size, max_bytes) + 1)
     except FileNotFoundError:
-        if source.path.is_symlink():
+        if path.is_symlink():
             raise ImageError("dangling symbolic link") from None
         raise ImageError("no such file") from None
-    except IsADirectoryError:
-        raise ImageError("is a folder") from None
-    except PermissionError:
-        raise ImageError("permission denied") from None
+    except (IsADirectoryError, NotADirectoryError, PermissionError) as err:
+        raise ImageError(_read_reason(err)) from None
     except OSError as err:
-        raise ImageError(f"cannot read: {err.strerror or err}") from None
+        raise ImageError(f"cannot read: {os_reason(err)}") from None
+    if len(data) > max_bytes:  # the file grew after the size check
+        raise ImageError(over_limit(None, max_bytes))
+    return data
 
 
-def decode(data: bytes) -> npt.NDArray[np.uint8]:
-    """BGR uint8 (H, W, 3) pixels from encoded image bytes; `ImageError` saying why not."""
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)  # POSIX only
+
+
+def _check_file(mode: int, size: int, max_bytes: int) -> None:
+    if stat.S_ISDIR(mode):
+        raise ImageError("is a folder")
+    special = special_file_error(mode)
+    if special is not None:
+        raise ImageError(special)
+    if size > max_bytes:
+        raise ImageError(over_limit(size, max_bytes))
+
+
+def _read_reason(err: OSError) -> str:
+    if isinstance(err, IsADirectoryError):
+        return "is a folder"
+    if isinstance(err, PermissionError):
+        return "permission denied"
+    return os_reason(err)
+
+
+def _read_at_most(f: BinaryIO, limit: int, first: int) -> bytes:
+    """Up to ``limit`` bytes; one read of ``first`` bytes (the expected size) in the common
+    case, so a large file is not copied chunk by chunk."""
+    parts = []
+    total = 0
+    want = first
+    while total < limit:
+        chunk = f.read(min(want, limit - total))
+        if not chunk:
+            break
+        parts.append(chunk)
+        total += len(chunk)
+        want = 1 << 20
+    return b"".join(parts)
+
+
+# -- decoding -------------------------------------------------------------------------------
+
+
+def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> npt.NDArray[np.uint8]:
+    """BGR uint8 (H, W, 3) pixels from encoded image bytes; `ImageError` saying why not.
+
+    Images whose header claims more than ``max_pixels`` are refused before decoding (see
+    `image_size` for the formats read; others rely on OpenCV's own 2^30-pixel guard).
+    Always decoded at full size: yolocli letterboxes from the full-size image to match
+    darknet's pixels exactly, so decoding a large JPEG at reduced scale is not an option.
+    """
     if not data:
         raise ImageError("empty file")
+    size = image_size(data)
+    if size is not None and size[0] * size[1] > max_pixels:
+        w, h = size
+        raise ImageError(
+            f"image too large: {w} x {h} pixels ({_mp(w * h)}), over the limit of "
+            f"{_mp(max_pixels)} (a decompression bomb?)"
+        )
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
         # IMREAD_COLOR applies the EXIF orientation and makes 8-bit BGR of grayscale, RGBA,
@@ -51,12 +148,259 @@ def decode(data: bytes) -> npt.NDArray[np.uint8]:
     return np.asarray(image, dtype=np.uint8)
 
 
+def _mp(pixels: int) -> str:
+    return f"{pixels / 1e6:,.0f} MP" if pixels >= 10**7 else f"{pixels / 1e6:.3g} MP"
+
+
 def _cv_reason(err: cv2.error) -> str:
     text = str(err).strip().splitlines()
     return text[-1].split(") ", 1)[-1] if text else "unknown error"
 
 
+# -- headers --------------------------------------------------------------------------------
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the header of a JPEG, PNG, BMP, WebP, TIFF, GIF or PNM/PAM image,
+    without decoding it; None for other formats or a header too damaged to read.
+
+    Pure Python on the first few hundred bytes (a GIF's frames are walked block by block), so
+    a pixel limit can be checked before OpenCV allocates the pixels.
+    """
+    try:
+        for magic, reader in _SIZE_READERS:
+            if data.startswith(magic):
+                size = reader(data)
+                return size if size is not None and size[0] > 0 and size[1] > 0 else None
+    except (struct.error, IndexError, ValueError):
+        pass
+    return None
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    if data[12:16] != b"IHDR":
+        return None
+    w, h = struct.unpack(">II", data[16:24])
+    return w, h
+
+
+# SOFn markers: baseline, extended, progressive, lossless, hierarchical, arithmetic (not DHT
+# C4, JPG C8 or DAC CC, which share the range).
+_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    i = 2
+    while True:
+        while data[i] != 0xFF:  # stray bytes between segments: libjpeg skips them too
+            i += 1
+        while data[i] == 0xFF:  # fill bytes
+            i += 1
+        marker = data[i]
+        i += 1
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # standalone markers carry no length
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, or the scan began without a frame header
+            return None
+        if marker in _SOF:
+            h, w = struct.unpack(">HH", data[i + 3 : i + 7])
+            return w, h  # a height of 0 (set later by a DNL marker) reads as unknown
+        (length,) = struct.unpack(">H", data[i : i + 2])
+        i += length
+
+
+def _bmp_size(data: bytes) -> tuple[int, int] | None:
+    (header,) = struct.unpack("<I", data[14:18])
+    if header == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
+        w, h = struct.unpack("<HH", data[18:22])
+        return w, h
+    w, h = struct.unpack("<ii", data[18:26])
+    return abs(w), abs(h)  # a negative height is a top-down bitmap
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    if data[8:12] != b"WEBP":
+        return None
+    chunk = data[12:16]
+    if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
+        w, h = struct.unpack("<HH", data[26:30])
+        return w & 0x3FFF, h & 0x3FFF  # the top two bits are a scaling hint
+    if chunk == b"VP8L" and data[20] == 0x2F:
+        (bits,) = struct.unpack("<I", data[21:25])
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X":
+        w = int.from_bytes(data[24:27], "little") + 1
+        h = int.from_bytes(data[27:30], "little") + 1
+        return w, h
+    return None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    for tags in _tiff_ifds(data):
+        if 256 in tags and 257 in tags:
+            return tags[256], tags[257]
+        return None
+    return None
+
+
+def _tiff_ifds(data: bytes) -> Iterator[dict[int, int]]:
+    """The integer tags of each IFD (page) of a TIFF or BigTIFF, in file order."""
+    e = "<" if data[:2] == b"II" else ">"
+    (version,) = struct.unpack(e + "H", data[2:4])
+    if version == 42:
+        offset_fmt, count_fmt, entry_size = "I", "H", 12
+        (offset,) = struct.unpack(e + "I", data[4:8])
+    elif version == 43:  # BigTIFF: 8-byte offsets and counts
+        offset_fmt, count_fmt, entry_size = "Q", "Q", 20
+        (offset,) = struct.unpack(e + "Q", data[8:16])
+    else:
+        return
+    value_size = struct.calcsize(offset_fmt)
+    seen: set[int] = set()
+    while offset and offset not in seen and len(seen) < 100_000:  # a loop in the chain ends
+        seen.add(offset)
+        count_size = struct.calcsize(count_fmt)
+        (count,) = struct.unpack(e + count_fmt, data[offset : offset + count_size])
+        tags = {}
+        for k in range(count):
+            at = offset + count_size + k * entry_size
+            tag, kind = struct.unpack(e + "HH", data[at : at + 4])
+            value = data[at + 4 + value_size : at + 4 + 2 * value_size]
+            if kind in _TIFF_INTS:
+                fmt = _TIFF_INTS[kind]
+                (tags[tag],) = struct.unpack(e + fmt, value[: struct.calcsize(fmt)])
+        yield tags
+        end = offset + count_size + count * entry_size
+        (offset,) = struct.unpack(e + offset_fmt, data[end : end + value_size])
+
+
+_TIFF_INTS = {3: "H", 4: "I", 16: "Q"}  # SHORT, LONG, LONG8
+
+
+def _gif_size(data: bytes) -> tuple[int, int] | None:
+    w, h = struct.unpack("<HH", data[6:10])
+    for left, top, fw, fh in _gif_frames(data):  # a frame may reach beyond the screen
+        return max(w, left + fw), max(h, top + fh)
+    return w, h
+
+
+def _gif_frames(data: bytes) -> Iterator[tuple[int, int, int, int]]:
+    """(left, top, width, height) of each frame of a GIF, walking its blocks."""
+    i = 13 + _gif_palette(data[10])
+    while i < len(data):
+        block = data[i]
+        if block == 0x2C:  # image descriptor
+            frame = struct.unpack("<HHHH", data[i + 1 : i + 9])
+            i += 10 + _gif_palette(data[i + 9]) + 1  # + LZW minimum code size
+            i = _gif_skip(data, i)
+            yield frame
+        elif block == 0x21:  # extension: label, then sub-blocks
+            i = _gif_skip(data, i + 2)
+        else:  # 0x3B, the trailer, or damage
+            return
+
+
+def _gif_palette(flags: int) -> int:
+    return 3 << ((flags & 7) + 1) if flags & 0x80 else 0
+
+
+def _gif_skip(data: bytes, i: int) -> int:
+    while data[i]:
+        i += data[i] + 1
+    return i + 1
+
+
+def _pnm_size(data: bytes) -> tuple[int, int] | None:
+    head = data[:1024]
+    if head[1:2] == b"7":  # PAM: "WIDTH n" and "HEIGHT n" lines
+        fields = dict(line.split(None, 1) for line in head.splitlines()[1:] if b" " in line)
+        return int(fields[b"WIDTH"]), int(fields[b"HEIGHT"])
+    if head[1:2] not in (b"1", b"2", b"3", b"4", b"5", b"6", b"f", b"F"):
+        return None
+    tokens = []
+    for line in head[2:].splitlines():
+        tokens += line.split(b"#", 1)[0].split()
+        if len(tokens) >= 2:
+            return int(tokens[0]), int(tokens[1])
+    return None
+
+
+_SIZE_READERS = (
+    (b"\x89PNG\r\n\x1a\n", _png_size),
+    (b"\xff\xd8", _jpeg_size),
+    (b"BM", _bmp_size),
+    (b"RIFF", _webp_size),
+    (b"II*\0", _tiff_size),
+    (b"MM\0*", _tiff_size),
+    (b"II+\0", _tiff_size),
+    (b"MM\0+", _tiff_size),
+    (b"GIF87a", _gif_size),
+    (b"GIF89a", _gif_size),
+    (b"P", _pnm_size),
+)
+
+
+# -- frames ---------------------------------------------------------------------------------
+
+
+def frame_note(data: bytes) -> str | None:
+    """A sentence when ``data`` holds more than one frame or page and only the first is
+    decoded (an animated GIF, PNG or WebP; a multi-page TIFF); None otherwise.
+
+    Read from the container's structure, not by decoding the frames: cheap enough to ask of
+    every image.
+    """
+    try:
+        if data.startswith((b"GIF87a", b"GIF89a")):
+            n = sum(1 for _ in _gif_frames(data))
+            return _note("an animated GIF", n, "frames")
+        if data.startswith((b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")):
+            # reduced-resolution copies (NewSubfileType bit 0) are previews, not pages
+            n = sum(1 for tags in _tiff_ifds(data) if not tags.get(254, 0) & 1)
+            return _note("a multi-page TIFF", n, "pages")
+        if data.startswith(b"\x89PNG\r\n\x1a\n"):
+            return _note("an animated PNG", _apng_frames(data), "frames")
+        if data.startswith(b"RIFF") and data[8:16] == b"WEBPVP8X" and data[20] & 0x02:
+            return _note("an animated WebP", _webp_frames(data), "frames")
+    except (struct.error, IndexError, ValueError):
+        pass  # a damaged container: decoding says what is wrong
+    return None
+
+
+def _note(kind: str, n: int, unit: str) -> str | None:
+    return f"{kind}: only the first of {n} {unit} is used" if n > 1 else None
+
+
+def _apng_frames(data: bytes) -> int:
+    """num_frames of the acTL chunk, which comes before the image data (0: not animated)."""
+    i = 8
+    while i + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[i : i + 8])
+        if kind == b"acTL":
+            (n,) = struct.unpack(">I", data[i + 8 : i + 12])
+            return int(n)
+        if kind == b"IDAT":
+            return 0
+        i += 12 + length
+    return 0
+
+
+def _webp_frames(data: bytes) -> int:
+    """The ANMF (animation frame) chunks of an extended WebP."""
+    n = 0
+    i = 12
+    while i + 8 <= len(data):
+        kind, length = struct.unpack("<4sI", data[i : i + 8])
+        n += kind == b"ANMF"
+        i += 8 + length + (length & 1)  # chunks are padded to an even size
+    return n
+
+
+# -- encoding -------------------------------------------------------------------------------
+
+
 def encode_image(image: npt.NDArray[np.uint8], suffix: str) -> bytes:
+    """Encoded bytes of ``image`` in the format of ``suffix`` (JPEG for unknown suffixes)."""
     ext = suffix.lower() if suffix.lower() in IMAGE_EXTENSIONS else ".jpg"
     params: list[int] = [cv2.IMWRITE_JPEG_QUALITY, 92] if ext in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(ext, image, params)
