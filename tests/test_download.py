@@ -106,13 +106,10 @@ def test_503_then_success(mirror: Mirror) -> None:
     ("behaviour", "message"),
     [
         ("corrupt:12345", "sha256 mismatch"),
-        ("html", "got an HTML page from {url}yolov3-tiny.weights, not a weights file"),
-        ("html-as-binary", "got an HTML page from {url}yolov3-tiny.weights, not a weights file"),
-        ("status:404", "HTTP 404"),
-        (
-            "extra:100",
-            "wrong size from {url}yolov3-tiny.weights: 35,435,056 bytes, expected 35,434,956",
-        ),
+        ("html", "{url}yolov3-tiny.weights: got an HTML page, not a weights file"),
+        ("html-as-binary", "{url}yolov3-tiny.weights: got an HTML page, not a weights file"),
+        ("status:404", "{url}yolov3-tiny.weights: HTTP 404"),
+        ("extra:100", "{url}yolov3-tiny.weights: wrong size: 35,435,056 bytes, expected 35,434,956"),
     ],
 )
 def test_wrong_answers_are_rejected_and_nothing_is_installed(

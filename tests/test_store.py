@@ -42,11 +42,11 @@ def test_default_home(env: dict[str, str], home: str) -> None:
     assert str(default_home(env)) == home
 
 
-def test_mirror_replaces_network_sources_but_not_bundled_files() -> None:
+def test_mirror_replaces_network_origins_but_not_bundled_files() -> None:
     store = Store.from_env({"YOLOCLI_HOME": "/s", "YOLOCLI_MIRROR": "https://m.example/darknet"})
-    assert store.sources(TINY.weights) == ("https://m.example/darknet/yolov3-tiny.weights",)
+    assert store.origins(TINY.weights) == ("https://m.example/darknet/yolov3-tiny.weights",)
     assert store.path(TINY.cfg).parent != Path("/s")
-    assert store.sources(load_registry().get("yolov3").weights) == (
+    assert store.origins(load_registry().get("yolov3").weights) == (
         "https://m.example/darknet/yolov3.weights",
     )
 
