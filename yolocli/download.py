@@ -173,24 +173,24 @@ def _content_range(value: str | None) -> tuple[int, int | None] | None:
     return int(m.group(1)), None if m.group(2) == "*" else int(m.group(2))
 
 
-def _connect_failure(err: Exception, url: str) -> str:
-    """A short reason for a connection that never reached an HTTP answer."""
+def _connect_failure(err: Exception) -> str:
+    """A short reason for a connection that never reached an HTTP answer (the URL, and so
+    its host, is named once by whoever lists the reason)."""
     text = str(err)
-    where = host(url)
     if (
         "NameResolutionError" in text
         or "Name or service not known" in text
         or "getaddrinfo" in text
     ):
-        return f"cannot resolve host {urlsplit(url).hostname}"
+        return "cannot resolve the host name"
     if "ProxyError" in text or "proxy" in type(err).__name__.lower():
-        return f"cannot reach {where} through the configured proxy"
+        return "cannot reach the host through the configured proxy"
     if "Connection refused" in text:
-        return f"connection refused by {where}"
+        return "connection refused"
     if "Network is unreachable" in text:
-        return f"network unreachable for {where}"
+        return "network unreachable"
     m = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
-    return f"cannot connect to {where}: {m.group(1) if m else type(err).__name__}"
+    return f"cannot connect: {m.group(1) if m else type(err).__name__}"
 
 
 def _unreachable(err: Exception) -> bool:
@@ -371,9 +371,9 @@ class Downloader:
         if isinstance(err, requests.exceptions.ConnectTimeout):
             return Skip(f"no connection within {self.policy.connect_timeout:g} s")
         if isinstance(err, requests.exceptions.SSLError):
-            return Skip(f"TLS error talking to {host(url)}")
+            return Skip("TLS error")
         if isinstance(err, requests.exceptions.ConnectionError) and _unreachable(err):
-            return Skip(_connect_failure(err, url))
+            return Skip(_connect_failure(err))
         if isinstance(err, requests.exceptions.Timeout):
             return Retry(f"no answer within {self.policy.read_timeout:g} s", progressed=False)
         if isinstance(err, requests.exceptions.ConnectionError):
@@ -433,14 +433,13 @@ class Downloader:
                 raise Skip(f"unexpected HTTP {resp.status_code}")
             if have:
                 log.info("resuming %s at %.1f MB", spec.name, have / 1e6)
-            have = self._stream(resp, url, spec, part, have, deadline)
+            have = self._stream(resp, spec, part, have, deadline)
         if have < spec.size:
             raise Retry(f"connection closed after {have:,} of {spec.size:,} bytes", wait=0)
 
     def _stream(
         self,
         resp: requests.Response,
-        url: str,
         spec: FileSpec,
         part: Path,
         have: int,
@@ -450,7 +449,7 @@ class Downloader:
         with self._bar(spec, have) as bar:
             try:
                 with open_part(part, append=have > 0) as out:
-                    for chunk in self._chunks(resp, url, spec, have, deadline):
+                    for chunk in self._chunks(resp, spec, have, deadline):
                         if have == 0 and looks_like_html(chunk):
                             raise _html_page(spec)
                         if have + len(chunk) > spec.size:
@@ -474,7 +473,7 @@ class Downloader:
         return have
 
     def _chunks(
-        self, resp: requests.Response, url: str, spec: FileSpec, have: int, deadline: float
+        self, resp: requests.Response, spec: FileSpec, have: int, deadline: float
     ) -> Iterator[bytes]:
         """The body as it arrives; a broken, stalled, too slow or overdue transfer is a `Retry`.
 
@@ -503,13 +502,13 @@ class Downloader:
                 now = time.monotonic()
                 if now >= deadline:
                     raise Retry(
-                        f"transfer from {host(url)} still running at the deadline, after "
+                        "transfer still running at the deadline, after "
                         f"{have + got:,} of {spec.size:,} bytes"
                     )
                 if now - mark_time >= window:
                     if (got - mark_got) / (now - mark_time) < min_rate:
                         raise Retry(
-                            f"transfer from {host(url)} slower than {min_rate:g} bytes/s for "
+                            f"transfer slower than {min_rate:g} bytes/s for "
                             f"{window:g} s after {have + got:,} of {spec.size:,} bytes",
                             progressed=False,
                         )
@@ -518,7 +517,7 @@ class Downloader:
             stalled = "timed out" in str(err).lower() or isinstance(err, TimeoutError)
             why = f"stalled for {self.policy.read_timeout:g} s" if stalled else "broke off"
             raise Retry(
-                f"transfer from {host(url)} {why} after {have + got:,} of {spec.size:,} bytes",
+                f"transfer {why} after {have + got:,} of {spec.size:,} bytes",
                 progressed=got > 0,
             ) from None
 
