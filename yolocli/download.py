@@ -304,12 +304,14 @@ class Downloader:
             actual = sha256_file(part)
         accept(part, dest, spec, actual)
 
-    def fetch_page(self, url: str, accept: str) -> tuple[bytes, str, str]:
+    def fetch_page(self, url: str, media_types: str) -> tuple[bytes, str, str]:
         """One try at a small page: (body, Content-Type, final URL); `Retry` or `Skip` if not."""
         import requests
 
         try:
-            with self.session.get(url, headers={"Accept": accept}, timeout=self._timeouts()) as r:
+            with self.session.get(
+                url, headers={"Accept": media_types}, timeout=self._timeouts()
+            ) as r:
                 self._check_status(r)
                 return r.content, r.headers.get("Content-Type", ""), r.url
         except requests.RequestException as err:
