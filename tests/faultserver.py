@@ -16,6 +16,9 @@ Behaviours:
     status:C       answer HTTP C (503s and 429s carry Retry-After: 0)
     stall:N        send N bytes, then go silent for `stall_seconds`
     slow:R         honour Range, but send at about R bytes per second
+    trickle:S      honour Range, but send one byte every S seconds (a read timeout never fires)
+    restart-cut:N  ignore Range: 200 with the whole file announced, N bytes sent, then drop
+    gate:N         honour Range, send N bytes, then wait until `release()` before the rest
     extra:N        the whole file plus N more bytes, Content-Length to match
 """
 
@@ -48,10 +51,14 @@ class FaultServer:
         self.plans: dict[str, deque[str]] = defaultdict(deque)
         self.seen: list[Seen] = []
         self.stall_seconds = 5.0
+        self.gate = threading.Event()
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        # A short poll interval: shutdown() waits up to one interval (0.5 s by default).
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
         self._thread.start()
 
     @property
@@ -73,7 +80,12 @@ class FaultServer:
             queue = self.plans[path]
             return queue.popleft() if queue else "ok"
 
+    def release(self) -> None:
+        """Let every transfer held by ``gate:N`` go on."""
+        self.gate.set()
+
     def close(self) -> None:
+        self.release()
         self._httpd.shutdown()
         self._httpd.server_close()
 
@@ -119,7 +131,7 @@ def _handler_for(server: FaultServer) -> type[BaseHTTPRequestHandler]:
             if kind == "extra":
                 self._send(200, data + b"\0" * int(arg), ctype)
                 return
-            start = self._range_start() if kind != "norange" else None
+            start = self._range_start() if kind not in ("norange", "restart-cut") else None
             status, body, headers = 200, data, {}
             if start is not None and start < len(data):
                 status, body = 206, data[start:]
@@ -127,8 +139,12 @@ def _handler_for(server: FaultServer) -> type[BaseHTTPRequestHandler]:
             elif start is not None:
                 self._status(416)
                 return
-            if kind == "cut":
+            if kind in ("cut", "restart-cut"):
                 self._send(status, body, ctype, headers, send=int(arg), drop=True)
+            elif kind == "gate":
+                self._send(status, body, ctype, headers, send=int(arg), gate=server.gate)
+            elif kind == "trickle":
+                self._send(status, body, ctype, headers, rate=1 / float(arg), step=1)
             elif kind == "stall":
                 self._send(status, body, ctype, headers, send=int(arg), stall=server.stall_seconds)
             elif kind == "slow":
@@ -158,6 +174,8 @@ def _handler_for(server: FaultServer) -> type[BaseHTTPRequestHandler]:
             drop: bool = False,
             stall: float = 0.0,
             rate: float | None = None,
+            step: int | None = None,
+            gate: threading.Event | None = None,
         ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
@@ -167,12 +185,18 @@ def _handler_for(server: FaultServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header(key, value)
             self.end_headers()
             if rate is not None:
-                step = max(1, int(rate / 50))
+                step = step or max(1, int(rate / 50))
                 for i in range(0, len(body), step):
                     self.wfile.write(body[i : i + step])
-                    time.sleep(0.02)
+                    self.wfile.flush()
+                    time.sleep(step / rate)
                 return
             self.wfile.write(body if send is None else body[:send])
+            if gate is not None:
+                self.wfile.flush()
+                gate.wait()
+                self.wfile.write(body[send:])
+                return
             if stall:
                 time.sleep(stall)
             if drop or stall:

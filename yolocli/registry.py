@@ -30,7 +30,7 @@ def config_dir() -> Path:
 
 
 @dataclass(frozen=True)
-class PypiSource:
+class PypiOrigin:
     """A file inside a source distribution on the package index (never built or run)."""
 
     requirement: str  # "project==version"
@@ -47,7 +47,8 @@ class PypiSource:
         return f"pypi:{self.requirement} ({self.member})"
 
 
-Source = str | PypiSource  # "bundled", a URL, or a PypiSource
+Origin = str | PypiOrigin
+"""Where a file comes from: ``"bundled"`` (shipped in the package), a URL, or a `PypiOrigin`."""
 
 
 @dataclass(frozen=True)
@@ -57,15 +58,15 @@ class FileSpec:
     name: str
     size: int
     sha256: str
-    sources: tuple[Source, ...]
+    origins: tuple[Origin, ...]
 
     @property
     def bundled(self) -> bool:
-        return BUNDLED in self.sources
+        return BUNDLED in self.origins
 
     @property
-    def network_sources(self) -> tuple[Source, ...]:
-        return tuple(s for s in self.sources if s != BUNDLED)
+    def network_origins(self) -> tuple[Origin, ...]:
+        return tuple(o for o in self.origins if o != BUNDLED)
 
 
 @dataclass(frozen=True)
@@ -95,13 +96,13 @@ class Registry:
             raise ModelError(f"unknown model {name!r}; known models: {known}") from None
 
 
-def _source(raw: Any, where: str) -> Source:
+def _origin(raw: Any, where: str) -> Origin:
     if isinstance(raw, str):
         if raw != BUNDLED and not raw.startswith(("https://", "http://")):
             raise ValueError(f"{where}: a source is 'bundled', a URL or a pypi table, not {raw!r}")
         return raw
     if isinstance(raw, dict) and "pypi" in raw:
-        return PypiSource(
+        return PypiOrigin(
             requirement=raw["pypi"],
             sdist=raw["sdist"],
             size=int(raw["size"]),
@@ -119,7 +120,7 @@ def parse_registry(data: dict[str, Any]) -> Registry:
             name=name,
             size=int(raw["size"]),
             sha256=str(raw["sha256"]).lower(),
-            sources=tuple(_source(s, f"files.{name}") for s in raw["sources"]),
+            origins=tuple(_origin(o, f"files.{name}") for o in raw["sources"]),
         )
     models: dict[str, ModelSpec] = {}
     for name, raw in data["models"].items():

@@ -5,13 +5,21 @@ Layout of the store root (``YOLOCLI_HOME``, else ``$XDG_CACHE_HOME/yolocli``, el
 
     yolov3-tiny.weights          verified files, only ever renamed into place complete
     yolov3-tiny.weights.part     a download in progress, resumed by the next try
-    .verified/yolov3-tiny.weights  (size, mtime, sha256) when the file last hashed correctly
+    .verified/yolov3-tiny.weights  (size, mtime, inode, sha256) when the file last hashed correctly
     .locks/, .archives/          inter-process locks; source archives being unpacked
 
 cfg and names files ship inside the package and are checked against the registry, never
-downloaded. The stamp in ``.verified/`` lets a run trust an untouched file without re-hashing
-250 MB; a file changed in any way since (size, mtime or inode) is hashed again, and a file that
-no longer matches is fetched again. ``yolocli models verify`` always re-hashes.
+downloaded.
+
+What the stamp trusts: a file in ``.verified/`` lets a run use a store file without
+re-hashing 250 MB, as long as the file has the same size, modification time and inode as
+when it last hashed correctly, and the stamp is less than 30 days old (`STAMP_TRUSTED_FOR`,
+measured by the stamp file's own modification time). A file changed in any of those ways,
+or one whose stamp has aged, is hashed again on its next use (and stamped afresh if good);
+a file that no longer matches is fetched again. So a change that keeps size, mtime and inode
+(tampering, or corruption below the file system) goes unnoticed for at most 30 days of use.
+``yolocli models verify`` (`Store.check`) always re-hashes. Nothing in the store is written
+through a symbolic link: a link planted at a ``.part`` name is refused with a `StoreError`.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import functools
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -28,8 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from yolocli.errors import ModelError, StoreError
-from yolocli.files import locked, part_path, sha256_file, write_failure
-from yolocli.registry import FileSpec, ModelSpec, Source, config_dir
+from yolocli.files import locked, part_path, sha256_file, write_atomic, write_failure
+from yolocli.registry import FileSpec, ModelSpec, Origin, config_dir, load_registry
 
 if TYPE_CHECKING:
     from yolocli.download import Downloader
@@ -40,6 +49,8 @@ ENV_HOME = "YOLOCLI_HOME"
 ENV_MIRROR = "YOLOCLI_MIRROR"
 ENV_OFFLINE = "YOLOCLI_OFFLINE"
 ENV_TIMEOUT = "YOLOCLI_TIMEOUT"
+
+STAMP_TRUSTED_FOR = 30 * 86400.0  # seconds a verification stamp spares a re-hash
 
 
 class Action(Enum):
@@ -89,6 +100,13 @@ class ModelFiles:
 
 @dataclass(frozen=True)
 class FileStatus:
+    """Where one file of a model is or would be, found without hashing or fetching.
+
+    ``installed`` means a file is at ``path`` (a final name only ever receives a verified
+    file; its hash is checked again on use if its stamp is not current); ``partial_bytes``
+    is the size of an interrupted download waiting to be resumed.
+    """
+
     spec: FileSpec
     path: Path
     installed: bool
@@ -113,6 +131,7 @@ class Store:
     offline: bool = False
     timeout: float | None = None  # read timeout for downloads (None: the default)
     progress: bool = False  # download progress bars on stderr
+    stamp_trusted_for: float = STAMP_TRUSTED_FOR  # seconds; an older stamp means re-hash
 
     @cached_property
     def downloader(self) -> Downloader:
@@ -157,11 +176,11 @@ class Store:
         """Where ``spec`` lives locally (whether or not it is there yet)."""
         return config_dir() / spec.name if spec.bundled else self.root / spec.name
 
-    def sources(self, spec: FileSpec) -> tuple[Source, ...]:
-        """The network sources for ``spec``: the mirror's, if one is set, else the registry's."""
+    def origins(self, spec: FileSpec) -> tuple[Origin, ...]:
+        """Where ``spec`` is downloaded from: the mirror, if one is set, else the registry's."""
         if self.mirror:
             return (self.mirror + spec.name,)
-        return spec.network_sources
+        return spec.network_origins
 
     def _stamp_path(self, spec: FileSpec) -> Path:
         return self.root / ".verified" / spec.name
@@ -169,18 +188,20 @@ class Store:
     # -- verification -----------------------------------------------------------------------
 
     def _stamp_current(self, spec: FileSpec, path: Path) -> bool:
+        """True if ``path`` is unchanged since it last hashed correctly, and that was recent."""
+        stamp_path = self._stamp_path(spec)
         try:
             st = path.stat()
-            stamp = json.loads(self._stamp_path(spec).read_text())
+            age = time.time() - stamp_path.stat().st_mtime
+            stamp = json.loads(stamp_path.read_text())
         except (OSError, ValueError):
             return False
-        return bool(stamp == _stamp(spec, st))
+        return bool(stamp == _stamp(spec, st)) and age < self.stamp_trusted_for
 
     def _write_stamp(self, spec: FileSpec, path: Path) -> None:
         try:
-            stamp_path = self._stamp_path(spec)
-            stamp_path.parent.mkdir(parents=True, exist_ok=True)
-            stamp_path.write_text(json.dumps(_stamp(spec, path.stat())))
+            # replaced, never written through: a link planted in .verified/ is not followed
+            write_atomic(self._stamp_path(spec), json.dumps(_stamp(spec, path.stat())).encode())
         except OSError as err:  # only costs a re-hash next time
             log.debug("cannot record verification of %s: %s", path, err)
 
@@ -211,6 +232,37 @@ class Store:
             installed=path.is_file(),
             partial_bytes=part.stat().st_size if part.is_file() else 0,
         )
+
+    def locate(self, model: ModelSpec) -> dict[str, FileStatus]:
+        """Where each file of ``model`` is or would be, and whether it is installed.
+
+        Keys are ``"cfg"``, ``"weights"`` and ``"names"``, in that order. Nothing is fetched,
+        hashed or created: this answers "where?" for a model that may not be installed.
+        """
+        return {
+            "cfg": self.status(model.cfg),
+            "weights": self.status(model.weights),
+            "names": self.status(model.names),
+        }
+
+    def installed_models(self) -> list[str]:
+        """Names of the registry's models whose weights are in this store (not re-hashed)."""
+        return [
+            name
+            for name, model in load_registry().models.items()
+            if self.status(model.weights).installed
+        ]
+
+    def _ways_forward(self, spec: FileSpec) -> str:
+        """Library-level advice for a file that could not be fetched from any origin."""
+        if self.mirror:
+            advice = f"check that {ENV_MIRROR} ({self.mirror}) serves {spec.name}"
+        else:
+            advice = f"set {ENV_MIRROR} to a server that has {spec.name}"
+        installed = self.installed_models()
+        if installed:
+            return f"To go on: {advice}, or use an installed model: {', '.join(installed)}"
+        return f"To go on: {advice}, or copy the file into {self.root}"
 
     def ensure(self, spec: FileSpec) -> Path:
         """The local path of ``spec``, verified; fetched first if missing or corrupt."""
@@ -249,7 +301,12 @@ class Store:
                 dest.unlink()
                 self._stamp_path(spec).unlink(missing_ok=True)
             log.info("downloading %s (%.1f MB) into %s", spec.name, spec.size / 1e6, self.root)
-            self.downloader.install(spec, dest, self.sources(spec))
+            from yolocli.download import FetchFailed
+
+            try:
+                self.downloader.install(spec, dest, self.origins(spec))
+            except FetchFailed as err:
+                raise err.with_hint(self._ways_forward(spec)) from None
             self._write_stamp(spec, dest)
             log.info("installed %s", dest)
             return dest
