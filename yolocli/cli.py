@@ -37,7 +37,8 @@ Environment:
   YOLOCLI_MIRROR   base URL that replaces the built-in download sources:
                    each file is fetched from <URL><file name>
   YOLOCLI_OFFLINE  1: never touch the network; a missing model is an error
-  YOLOCLI_TIMEOUT  seconds a download may stall before it is retried (default 30)
+  YOLOCLI_TIMEOUT  seconds a download may stall, or trickle below 1 KiB/s,
+                   before it is retried (default 30)
 
 \b
 Exit status: 0 all good, 1 something failed (the rest still done), 2 usage
@@ -107,10 +108,16 @@ class _Cli(click.Group):
 
 def _hint(err: YolocliError) -> str:
     """What to type next, in this command line's terms, for a library error."""
-    from yolocli.errors import DeviceError
+    from yolocli.errors import DeviceError, DownloadError
 
     if isinstance(err, DeviceError):
         return " (--device cpu)"
+    if isinstance(err, DownloadError) and getattr(err, "tried", None):
+        return (
+            "\nyolocli: to go on: choose an installed model with --model NAME (see "
+            "`yolocli models list`), or fetch one ahead with `yolocli models download NAME` "
+            "where the network allows"
+        )
     return ""
 
 
@@ -320,7 +327,7 @@ def models_download(ctx: click.Context, names: tuple[str, ...]) -> None:
         try:
             files = store.ensure_model(registry.get(name))
         except YolocliError as err:
-            click.echo(f"yolocli: error: {err}", err=True)
+            click.echo(f"yolocli: error: {err}{_hint(err)}", err=True)
             failed += 1
             continue
         log.info("%s is ready: %s", name, files.weights)
@@ -375,25 +382,46 @@ def models_verify(ctx: click.Context, names: tuple[str, ...]) -> None:
     type=click.Choice(["cfg", "weights", "names"]),
     help="Print only this file's path.",
 )
+@click.option("--fetch", is_flag=True, help="Download what is not installed first.")
 @_common
 @click.pass_context
-def models_path(ctx: click.Context, name: str, which: str | None) -> None:
-    """Print the local cfg, weights and names paths of a model (fetching it if needed).
+def models_path(ctx: click.Context, name: str, which: str | None, fetch: bool) -> None:
+    """Print where a model's cfg, weights and names files are, or would be once fetched.
 
-    One "kind<TAB>path" line per file, or just the path with --file.
+    One "kind<TAB>path<TAB>state" line per file (state: installed, not installed, or
+    partial N%), or just the path with --file. Nothing is downloaded unless --fetch is
+    given; exits 1 if a file is not installed.
 
     \b
     Examples:
       yolocli models path yolov3-tiny
+      yolocli models path yolov3 --fetch
       darknet detector test coco.data "$(yolocli models path yolov3 --file cfg)" ...
     """
-    files = _store(ctx).ensure_model(_registry().get(name))
-    paths = {"cfg": files.cfg, "weights": files.weights, "names": files.names}
-    if which:
-        click.echo(str(paths[which]))
-    else:
-        for kind, path in paths.items():
-            click.echo(f"{kind}\t{path}")
+    store, model = _store(ctx), _registry().get(name)
+    if fetch:
+        store.ensure_model(model)
+    located = store.locate(model)
+    for kind, status in located.items():
+        if which and kind != which:
+            continue
+        if which:
+            click.echo(str(status.path))
+        elif status.installed:
+            click.echo(f"{kind}\t{status.path}\tinstalled")
+        elif status.partial_bytes:
+            done = 100 * status.partial_bytes // status.spec.size
+            click.echo(f"{kind}\t{status.path}\tpartial {done}%")
+        else:
+            click.echo(f"{kind}\t{status.path}\tnot installed")
+    missing = [k for k, s in located.items() if not s.installed and (not which or k == which)]
+    if missing:
+        log.info(
+            "%s is not installed: fetch it with `yolocli models download %s` or --fetch",
+            name,
+            name,
+        )
+        ctx.exit(EXIT_FAILED)
 
 
 @models.command("remove", context_settings=CONTEXT, epilog=ENVIRONMENT)
@@ -440,6 +468,29 @@ CSV: one row per detection (an image with none still gets a row).
 """
     + ENVIRONMENT
 )
+
+
+class _Amount(click.ParamType):  # type: ignore[type-arg]  # generic only in click >= 8.2
+    """A positive whole number, optionally with a K, M or G suffix (``512M``)."""
+
+    name = "N"
+
+    def __init__(self, base: int) -> None:
+        self.base = base
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+        power = "KMG".find(text[-1:]) + 1 if text else 0
+        digits = text[:-1] if power else text
+        try:
+            amount = float(digits) * self.base**power
+        except ValueError:
+            self.fail(f"{value!r} is not a number like 100000, 512M or 2G", param, ctx)
+        if not amount >= 1:
+            self.fail(f"{value!r} must be at least 1", param, ctx)
+        return int(amount)
 
 
 def _flag(option: str) -> str:
@@ -533,6 +584,18 @@ def _split_classes(text: str | None) -> tuple[int | str, ...] | None:
 @click.option("-0", "--null", is_flag=True, help="Paths on stdin are NUL-separated (find -print0).")
 @click.option("--batch", type=click.IntRange(1, 64), default=1, help="Images per forward pass.")
 @click.option(
+    "--max-bytes",
+    type=_Amount(1024),
+    default="512M",
+    help="Read at most this much of one input (K, M, G: powers of 1024).",
+)
+@click.option(
+    "--max-pixels",
+    type=_Amount(1000),
+    default="250M",
+    help="Refuse images larger than this, read from their header (K, M, G: thousands).",
+)
+@click.option(
     "--profile",
     is_flag=True,
     help="Print time per stage (read, forward, ...) on stderr at the end.",
@@ -564,6 +627,8 @@ def detect(
     skip_existing: bool,
     null: bool,
     batch: int,
+    max_bytes: int,
+    max_pixels: int,
     profile: bool,
 ) -> None:
     """Detect objects in images: annotated copies in --out, results on stdout.
@@ -622,9 +687,8 @@ def detect(
             weights=weights, names=names, postprocess=post,
         )  # fmt: skip
         with _native_stderr_captured(relay=bool(ctx.meta.get("yolocli.debug"))):
-            failed = _run_detect(
-                ctx, sources, detector_args, save, Options(batch=batch), fmt, null, profile
-            )
+            options = Options(batch=batch, max_bytes=max_bytes, max_pixels=max_pixels)
+            failed = _run_detect(ctx, sources, detector_args, save, options, fmt, null, profile)
     except OptionError as err:
         raise click.BadParameter(err.message, param_hint=f"'{_flag(err.option)}'") from None
     except OutputError as err:
@@ -655,10 +719,12 @@ def _run_detect(
         store = Store.from_env(progress=_progress_wanted(ctx))
         detector = Detector(**detector_args, store=store)
         stdin = sys.stdin.buffer if "-" in sources else None
-        items = expand_sources(sources, stdin=stdin, null=null, out_dir=save.out_dir)
+        items = expand_sources(
+            sources, stdin=stdin, null=null, out_dir=save.out_dir, max_bytes=options.max_bytes
+        )
         total = None
         if _progress_wanted(ctx) and stdin is None:  # a bar with an ETA: count first (cheap)
-            total = sum(1 for _ in expand_sources(sources, out_dir=save.out_dir))
+            total = sum(not s.not_an_image for s in expand_sources(sources, out_dir=save.out_dir))
         with _Signals() as signals:
             return _stream(ctx, detector, outputs, options, items, total, fmt, profile, signals)
 

@@ -93,9 +93,11 @@ class Detector:
         store: Store | None = None,
         postprocess: Postprocess | None = None,
     ) -> None:
-        if size is not None and (size <= 0 or size % 32):
+        if size is not None and not (0 < size <= darknet.MAX_SIDE and size % 32 == 0):
             raise OptionError(
-                "size", f"must be a positive multiple of 32 (320, 416, 608), not {size}"
+                "size",
+                f"must be a multiple of 32 from 32 to {darknet.MAX_SIDE} (320, 416, 608), "
+                f"not {size}",
             )
         check_device(device)
         self.info = _resolve(model, cfg, weights, names, store, postprocess or Postprocess())
@@ -223,6 +225,11 @@ def _resolve(
         names_path = Path(names) if names is not None else store.ensure(spec.names)
         get_weights = functools.partial(store.ensure, spec.weights)
     text, network = darknet.read_cfg(cfg_path)
+    if network.channels != 3:
+        raise ModelError(
+            f"{cfg_path}: the network takes {network.channels}-channel input; yolocli feeds it "
+            "3-channel colour images"
+        )
     if get_weights is None:  # the caller's own file: check it first, it is already here
         darknet.check_weights(network, cfg_path, weights_path)
     if names_path is None and network.classes == 80:

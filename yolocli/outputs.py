@@ -36,7 +36,7 @@ from yolocli import images
 from yolocli.detections import Detections
 from yolocli.draw import annotate
 from yolocli.errors import ImageError, OutputError
-from yolocli.files import write_atomic
+from yolocli.files import clean_stale_temporaries, write_atomic
 from yolocli.inputs import IMAGE_EXTENSIONS, Source
 from yolocli.preprocess import Letterbox
 from yolocli.records import OutputsRecord
@@ -103,6 +103,7 @@ class Outputs:
         self._journal: Any = None
         self._folder_lock: Any = None
         self._created: list[Path] = []  # folders this run made, removed again if left empty
+        self._swept: set[Path] = set()  # folders already cleared of stale temporaries
         self._claimed_any = False
 
     # -- opening and closing ------------------------------------------------------------------
@@ -279,6 +280,18 @@ class Outputs:
 
     # -- writing (worker threads) -------------------------------------------------------------
 
+    def _write(self, path: Path, data: bytes) -> None:
+        """``path`` written atomically; the first write into a folder in this run also removes
+        the temporaries a killed earlier run left there."""
+        folder = path.parent
+        if folder not in self._swept:
+            with self._lock:
+                fresh = folder not in self._swept
+                self._swept.add(folder)
+            if fresh and folder.is_dir():
+                clean_stale_temporaries(folder)
+        write_atomic(path, data)
+
     def save(
         self,
         source: Source,
@@ -296,12 +309,12 @@ class Outputs:
             clock.lap("draw")
             data = images.encode_image(drawn, targets.image.suffix)
             clock.lap("encode")
-            write_atomic(targets.image, data)
+            self._write(targets.image, data)
             clock.lap("write")
             saved.outputs["image"] = str(targets.image)
         if targets.labels is not None:
             _guard_input(source, targets.labels)
-            write_atomic(targets.labels, yolo_labels(dets, box, self.options.save_conf))
+            self._write(targets.labels, yolo_labels(dets, box, self.options.save_conf))
             saved.outputs["labels"] = str(targets.labels)
         if targets.crops is not None:
             saved.outputs["crops"] = self._save_crops(image, dets, targets.crops)
@@ -321,7 +334,7 @@ class Outputs:
         if foreign is not None:
             raise ImageError(foreign)
         for target, crop in planned:
-            write_atomic(target, images.encode_image(crop, ".jpg"))
+            self._write(target, images.encode_image(crop, ".jpg"))
         return [str(target) for target, _ in planned]
 
 

@@ -40,6 +40,8 @@ class Options:
 
     batch: int = 1  # images per forward pass
     workers: int = 2  # threads reading and decoding ahead, and drawing and writing behind
+    max_bytes: int = images.DEFAULT_MAX_BYTES  # per input file, read no further
+    max_pixels: int = images.DEFAULT_MAX_PIXELS  # per image, refused from its header
 
 
 @dataclass
@@ -59,7 +61,7 @@ class Result:
     @property
     def input_error(self) -> bool:
         """True if the input named no image at all (a pattern matching nothing, say)."""
-        return bool(getattr(self.source, "not_an_image", False))
+        return self.source.not_an_image
 
     def record(self, model: str) -> ImageRecord:
         """The result as the documented record (`yolocli.records.ImageRecord`)."""
@@ -137,9 +139,10 @@ class Pipeline:
             return Result(source, skipped=True, outputs=done)
         try:
             clock = Clock(timings)
-            data = images.read_bytes(source)
+            data = images.read_bytes(source, max_bytes=self.options.max_bytes)
             clock.lap("read")
-            image = images.decode(data)
+            image = images.decode(data, max_pixels=self.options.max_pixels)
+            note = images.frame_note(data)
             clock.lap("decode")
             blob, box = self.detector.preprocess(image)
             clock.lap("preprocess")
@@ -148,7 +151,7 @@ class Pipeline:
         except Exception as err:  # a bug must cost one image, not the batch
             log.debug("internal error on %s", source.name, exc_info=True)
             return Result(source, error=_internal(err))
-        return _Loaded(source, image, blob, box, targets, timings, [])
+        return _Loaded(source, image, blob, box, targets, timings, [note] if note else [])
 
     def _save(self, loaded: _Loaded, dets: Detections) -> Result:
         result = Result(
