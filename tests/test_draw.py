@@ -296,3 +296,9 @@ def test_thumbnail_labels_do_not_bury_small_boxes(boxes: list[list[float]]) -> N
         area = (box[2] - box[0]) * (box[3] - box[1])
         assert rect_overlap(tab.rect, tuple(int(v) for v in box)) <= area / 4, (tab, box)
         assert tab.rect[3] - tab.rect[1] <= 0.12 * 120
+    # The same seen in the pixels: inside each box (its lines left out), at most a quarter
+    # is painted with a tab's solid fill.
+    drawn = annotate(np.full((120, 160, 3), 128, np.uint8), d)
+    for (x1, y1, x2, y2), cls in zip(np.array(boxes, int).tolist(), [17, 19], strict=True):
+        inside = drawn[y1 + 3 : y2 - 2, x1 + 3 : x2 - 2]
+        assert np.all(inside == color_for(cls), axis=2).mean() <= 0.25
