@@ -19,9 +19,24 @@ def test_selection_returns_detections() -> None:
     strong = d[d.scores > 0.5]
     assert isinstance(strong, Detections)
     assert strong.labels == ["cat", "dog"]
-    assert len(d[1]) == 1
+    for one in (d[1], d[np.int64(1)]):  # a single row, still a Detections, the right one
+        assert one.labels == ["dog"]
+        assert one.xyxy.tolist() == [[0, 0, 2, 2]]
     assert d[[2, 0]].scores.tolist() == pytest.approx([0.7, 0.9])
-    assert d.sorted().scores.tolist() == pytest.approx([0.9, 0.7, 0.4])
+    assert d[1:].class_ids.tolist() == [1, 1]
+    none = d[d.scores > 1]
+    assert len(none) == 0
+    assert none.xyxy.shape == (0, 4)
+    assert none.names == d.names
+
+
+def test_sorted_is_by_score_and_keeps_ties_in_order() -> None:
+    """40 rows with many ties: past 16 elements NumPy's default sort no longer keeps them."""
+    scores = [0.4, 0.9, 0.4, 0.7] * 10
+    d = dets(*[(0, 0, i + 1, 1, score, 0) for i, score in enumerate(scores)])
+    s = d.sorted()
+    want = sorted(range(40), key=lambda i: -scores[i])  # Python's sort is stable
+    assert (s.xyxy[:, 2] - 1).astype(int).tolist() == want
 
 
 def test_empty_and_dtypes() -> None:
