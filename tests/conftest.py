@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,3 +127,35 @@ def spawn(
         text=True,
         **kwargs,  # type: ignore[call-overload]
     )
+
+
+@contextlib.contextmanager
+def as_nobody() -> Iterator[None]:
+    """Permission checks as an ordinary user: root passes them all, so drop the effective
+    user and group ids for the block (the real ids stay root, so they can be restored)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    # This Python may live where that user cannot read (/root/.pyenv): load now what the
+    # command loads lazily.
+    for module in ("csv", "yolocli.pipeline", "yolocli.formats", "yolocli.store", "tqdm"):
+        importlib.import_module(module)
+    os.setegid(65534)
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+@pytest.fixture
+def open_tmp() -> Iterator[Path]:
+    """A folder an ordinary user can reach (pytest's own is private to its owner)."""
+    root = Path(tempfile.mkdtemp(prefix="yolocli-perm-"))
+    root.chmod(0o755)
+    yield root
+    for path in root.rglob("*"):
+        if path.is_dir() and not path.is_symlink():
+            path.chmod(0o755)
+    shutil.rmtree(root)

@@ -10,9 +10,11 @@ import os
 import pty
 import re
 import select
+import shutil
 import signal
 import struct
 import subprocess
+import sys
 import termios
 import time
 from pathlib import Path
@@ -21,7 +23,7 @@ import cv2
 import pytest
 
 from tests import awkward
-from tests.conftest import DATA, WEIGHTS_CACHE, run_cli, spawn
+from tests.conftest import DATA, WEIGHTS_CACHE, as_nobody, run_cli, spawn
 
 TINY = ["--model", "yolov3-tiny", "--conf", "0.2"]
 
@@ -77,7 +79,13 @@ def test_awkward_folder_every_file_gets_a_record_and_one_line_per_failure(
             assert want.error in rec["error"], (name, rec["error"])
 
     summary = re.compile(r"yolocli: \d+ images, \d+ objects, 6 failed in ")
-    failures = [line for line in stderr.splitlines() if not summary.match(line)]
+    warning = f"yolocli: warning: {folder}/animated.gif: an animated GIF: only the first of 3"
+    assert got["animated.gif"]["warnings"] == [
+        "an animated GIF: only the first of 3 frames is used"
+    ]
+    lines = stderr.splitlines()
+    assert sum(line.startswith(warning) for line in lines) == 1
+    failures = [line for line in lines if not summary.match(line) and "warning" not in line]
     failed = {name for name, want in expect.items() if want.error}
     assert len(failures) == len(failed), stderr
     assert all(line.startswith(f"yolocli: {folder}/") for line in failures)
@@ -105,13 +113,12 @@ def _walk_order(expect: dict[str, awkward.Expect]) -> list[str]:
     return sorted(expect, key=lambda name: (*Path(name).parent.parts, "\0", Path(name).name))
 
 
-def test_permission_denied_is_a_record(tmp_path: Path, use_real_store: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root reads any file: permission denied cannot happen")
-    locked = tmp_path / "locked.jpg"
+def test_permission_denied_is_a_record(open_tmp: Path, use_real_store: Path) -> None:
+    locked = open_tmp / "locked.jpg"
     locked.write_bytes((DATA / "images" / "rocket.jpg").read_bytes())
     locked.chmod(0)
-    result = run_cli("detect", str(locked), *TINY, "--no-save", "-f", "jsonl")
+    with as_nobody():  # root reads any file
+        result = run_cli("detect", str(locked), *TINY, "--no-save", "-f", "jsonl")
     assert records(result.stdout)[0]["error"] == "permission denied"
 
 
@@ -173,8 +180,6 @@ def test_results_stream_one_record_per_image_as_soon_as_it_is_done(
 
 
 def _cmd() -> list[str]:
-    import sys
-
     return [sys.executable, "-m", "yolocli"]
 
 
@@ -280,44 +285,89 @@ def test_out_folder_as_input_folder_is_a_usage_error(tmp_path: Path) -> None:
     assert "would overwrite the inputs" in result.stderr
 
 
-def test_kill_9_leaves_only_complete_files_and_skip_existing_finishes_the_rest(
-    tmp_path: Path, env: dict[str, str]
-) -> None:
+def small_pipe(proc: subprocess.Popen[str]) -> None:
+    """Shrink ``proc``'s stdout pipe to one page: left unread, it fills after a few records
+    and the writer blocks, however fast the machine is."""
+    assert proc.stdout is not None
+    fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, 4096)
+
+
+def settled(count: object, quiet: float = 1.0, timeout: float = 60.0) -> int:
+    """Wait until ``count()`` is positive and has not changed for ``quiet`` seconds."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        now = count()  # type: ignore[operator]
+        if now != last:
+            last, since = now, time.monotonic()
+        elif now > 0 and time.monotonic() - since >= quiet:
+            return now
+        time.sleep(0.05)
+    raise AssertionError("never settled")
+
+
+def test_kill_9_then_skip_existing_loses_no_record(tmp_path: Path, env: dict[str, str]) -> None:
+    """Outputs are written ahead of their records: a kill between the two must not make the
+    resumed run skip an input whose record was never written (bug 3 of issue 9)."""
     folder = tmp_path / "in"
-    awkward.copies(folder, 40)
+    awkward.copies(folder, 24)
+    names = {str(p) for p in image_files(folder)}
     out = tmp_path / "out"
     args = ["detect", str(folder), *TINY, "-f", "jsonl", "-o", str(out), "--save-txt"]
     proc = spawn(args, env=env)
-    wait_for(lambda: len(image_files(out)) >= 6)
+    small_pipe(proc)
+    # Nobody reads stdout: the writer blocks on the full pipe while the output threads finish
+    # the images behind it. Those have files on disk but no record.
+    drawn = settled(lambda: len(image_files(out)))
     proc.kill()
     proc.wait()
-    done = image_files(out)
-    assert 6 <= len(done) < 40
-    for path in done:  # never a half-written image at an image name
+    assert proc.stdout is not None
+    first = [json.loads(line) for line in proc.stdout.read().splitlines(keepends=True)
+             if line.endswith("\n")]  # fmt: skip
+    assert len(first) < drawn < 24, "the test needs outputs whose record was not written"
+    for path in image_files(out):  # never a half-written image at an image name
         assert cv2.imread(str(path)) is not None, path
 
     again = spawn([*args, "--skip-existing"], env=env)
     stdout, stderr = again.communicate(timeout=300)
     assert again.returncode == 0, stderr
-    recs = records(stdout)
-    assert len(recs) == 40
-    skipped = [r for r in recs if r.get("skipped")]
-    assert len(skipped) >= len(done) - 2  # the ones whose label file was also written
-    assert len(image_files(out)) == 40
+    second = records(stdout)
+    assert {r["image"] for r in second} == names
+    skipped = {r["image"] for r in second if r.get("skipped")}
+    assert skipped <= {r["image"] for r in first}  # only inputs whose record was delivered
+    assert {r["image"] for r in first} | {r["image"] for r in second if not r.get("skipped")} == (
+        names
+    )
+    assert len(image_files(out)) == 24
 
 
-def test_ctrl_c_stops_cleanly_with_status_130(tmp_path: Path, env: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("signum", "status", "said"),
+    [(signal.SIGINT, 130, "yolocli: interrupted"), (signal.SIGTERM, 143, "yolocli: terminated")],
+)
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+def test_interrupt_stops_cleanly_and_output_stays_valid(
+    tmp_path: Path, env: dict[str, str], signum: int, status: int, said: str, fmt: str
+) -> None:
     awkward.copies(tmp_path / "in", 40)
-    proc = spawn(["detect", str(tmp_path / "in"), *TINY, "-f", "jsonl", "--no-save"], env=env)
+    proc = spawn(["detect", str(tmp_path / "in"), *TINY, "-f", fmt, "--no-save"], env=env)
+    small_pipe(proc)
     assert proc.stdout is not None
-    first = proc.stdout.readline()
-    proc.send_signal(signal.SIGINT)
-    rest, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130
-    lines = [first, *rest.splitlines()]
-    assert all(json.loads(line) for line in lines)  # every record complete
-    assert len(lines) < 40
-    assert "yolocli: interrupted" in stderr
+    head = proc.stdout.readline()
+    if fmt == "json":
+        assert head == "[\n"
+        head += proc.stdout.readline()
+    proc.send_signal(signum)
+    # read through the same buffered file as readline (communicate() would bypass its buffer)
+    rest = proc.stdout.read()
+    assert proc.stderr is not None
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == status
+    # json: the array was closed (jq reads it); jsonl: every record complete
+    got = json.loads(head + rest) if fmt == "json" else records(head + rest)
+    assert 1 <= len(got) < 40
+    assert all(r["error"] is None for r in got)
+    assert said in stderr
     assert "Traceback" not in stderr
 
 
@@ -394,3 +444,168 @@ def test_same_names_from_two_folders_never_overwrite_each_other(
     ]  # fmt: skip
     again = run_cli("detect", *args, "--skip-existing", "-f", "jsonl")
     assert [r.get("skipped") for r in records(again.stdout)] == [True, True]
+
+
+# -------------------------------------------------------------------------- issue 9: outputs
+
+
+def test_one_name_claim_per_input_keeps_labels_beside_their_image(
+    tmp_path: Path, use_real_store: Path
+) -> None:
+    """in/a.jpg, in/a.png and in/d2/a.jpg: every output of an input shares one name (B1)."""
+    folder = tmp_path / "in"
+    (folder / "d2").mkdir(parents=True)
+    shutil.copy(DATA / "images" / "coffee.png", folder / "a.png")
+    shutil.copy(DATA / "images" / "grace_hopper.jpg", folder / "a.jpg")
+    shutil.copy(DATA / "images" / "rocket.jpg", folder / "d2" / "a.jpg")
+    out = tmp_path / "out"
+    result = run_cli("detect", str(folder), *TINY, "-f", "jsonl", "-o", str(out), "--save-txt",
+                     "--save-crops")  # fmt: skip
+    written = [r["outputs"] for r in records(result.stdout)]
+    assert [Path(o["image"]).name for o in written[:3]] == ["a.jpg", "a-2.png", "a.jpg"]
+    for o in written:
+        assert Path(o["labels"]).with_suffix("") == Path(o["image"]).with_suffix("")
+        stem = Path(o["image"]).relative_to(out).with_suffix("")
+        assert all(Path(c).name.startswith(f"{stem.name}_") for c in o["crops"])
+        assert all(Path(c).parent.name == stem.parent.name or stem.parent == Path(".")
+                   for c in o["crops"])  # fmt: skip
+    assert len({o["image"] for o in written}) == len(written)
+
+
+def test_nested_out_never_replaces_the_users_files(tmp_path: Path, use_real_store: Path) -> None:
+    """detect in2 -o in2/sub must not overwrite the user's in2/sub/a.jpg (B2)."""
+    folder = tmp_path / "in2"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(DATA / "images" / "grace_hopper.jpg", folder / "a.jpg")
+    original = (DATA / "images" / "rocket.jpg").read_bytes()
+    (folder / "sub" / "a.jpg").write_bytes(original)
+    result = run_cli("detect", str(folder), *TINY, "-f", "jsonl", "-o", str(folder / "sub"))
+    assert result.exit_code == 1
+    (rec,) = records(result.stdout)
+    assert rec["image"] == str(folder / "a.jpg")
+    assert rec["error"].startswith(f"refusing to replace {folder / 'sub' / 'a.jpg'}: yolocli did")
+    assert (folder / "sub" / "a.jpg").read_bytes() == original
+    # yolocli's own outputs, on the other hand, are replaced by a plain rerun
+    (folder / "sub" / "a.jpg").unlink()
+    assert run_cli("detect", str(folder), *TINY, "-o", str(folder / "sub"), "-q").exit_code == 0
+    assert run_cli("detect", str(folder), *TINY, "-o", str(folder / "sub"), "-q").exit_code == 0
+
+
+def test_skip_existing_rebuilds_missing_outputs_and_clears_stale_temporaries(
+    tmp_path: Path, use_real_store: Path
+) -> None:
+    folder = tmp_path / "in"
+    awkward.copies(folder, 3)
+    out = tmp_path / "out"
+    args = ["detect", str(folder), *TINY, "-o", str(out), "--save-crops", "--save-txt"]
+    first = records(run_cli(*args, "-f", "jsonl").stdout)
+    with_crops = {r["image"] for r in first if r["outputs"]["crops"]}
+    assert 0 < len(with_crops) < 3
+    shutil.rmtree(out / "crops")
+    (untouched,) = (r for r in first if not r["outputs"]["crops"])
+    stale = out / ".yolocli-999999999-0badc0de.tmp"  # a killed run's temporary (no such pid)
+    stale.write_bytes(b"half an image")
+    again = run_cli(*args, "--skip-existing")
+    assert again.exit_code == 0, again.stderr
+    lines = again.stdout.splitlines()
+    assert [line for line in lines if "skipped" in line] == [
+        f"{untouched['image']}: skipped (done in an earlier run)"
+    ]
+    redone = {line.split(": ")[0] for line in lines if not line.startswith(" ")} - {
+        untouched["image"]
+    }
+    assert redone == with_crops
+    assert len(list((out / "crops").rglob("*.jpg"))) == sum(len(r["detections"]) for r in first)
+    assert not stale.exists()
+    Path(untouched["outputs"]["labels"]).unlink()
+    third = records(run_cli(*args, "--skip-existing", "-f", "jsonl").stdout)
+    assert [r["image"] for r in third if not r.get("skipped")] == [untouched["image"]]
+
+
+def test_two_runs_cannot_share_an_output_folder(tmp_path: Path, use_real_store: Path) -> None:
+    from filelock import FileLock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with FileLock(out / ".yolocli-journal.lock"):
+        result = run_cli("detect", str(DATA / "images" / "rocket.jpg"), *TINY, "-o", str(out))
+    assert result.exit_code == 2
+    assert f"another yolocli run is writing into {out}" in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("where", ["a-file/out", "/proc/version/out"])
+def test_an_unusable_output_folder_is_a_usage_error_before_any_work(
+    tmp_path: Path, use_real_store: Path, where: str
+) -> None:
+    (tmp_path / "a-file").write_text("x")
+    os.chdir(tmp_path)
+    try:
+        result = run_cli("detect", str(DATA / "images"), *TINY, "-o", where, "-f", "jsonl")
+    finally:
+        os.chdir(DATA)
+    assert result.exit_code == 2
+    assert f"cannot write into the output folder {where}: Not a directory" in result.stderr
+    assert result.stdout == ""
+
+
+# ----------------------------------------------------------------- issue 9: inputs, end to end
+
+
+def test_inputs_that_name_no_image_are_input_errors_not_images(
+    tmp_path: Path, use_real_store: Path
+) -> None:
+    result = run_cli("detect", str(tmp_path / "nomatch" / "*.jpg"), *TINY, "-f", "jsonl")
+    assert result.exit_code == 1
+    (rec,) = records(result.stdout)
+    assert rec["error"] == "no file matches this pattern"
+    assert re.search(r"yolocli: 0 images, 0 objects, 1 input error in ", result.stderr)
+
+
+def test_empty_stdin_says_nothing_arrived(tmp_path: Path, env: dict[str, str]) -> None:
+    proc = spawn(["detect", "-", *TINY, "--no-save"], env=env, stdin=subprocess.DEVNULL)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "yolocli: -: nothing arrived on stdin" in stderr
+    assert "0 images, 0 objects, 1 input error" in stderr
+
+
+def test_endless_or_special_inputs_end_with_one_error_each(env: dict[str, str]) -> None:
+    """/dev/zero as a file and as stdin: one error each, never a hang or a MemoryError (B3)."""
+    proc = spawn(["detect", "/dev/zero", *TINY, "--no-save", "-f", "jsonl"], env=env)
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert records(stdout)[0]["error"] == "not a regular file (a character device)"
+    for extra in ([], ["-0"]):
+        with open("/dev/zero", "rb") as zero:
+            proc = spawn(["detect", "-", *extra, *TINY, "--no-save", "-f", "jsonl"], env=env,
+                         stdin=zero)  # fmt: skip
+            stdout, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 1, stderr
+        assert len(records(stdout)) == 1
+        assert "MemoryError" not in stderr
+
+
+def test_unreadable_folders_are_one_record_each_and_the_rest_is_done(
+    open_tmp: Path, use_real_store: Path
+) -> None:
+    """Bugs 1 and 2: a file in a folder without search permission, and an unreadable
+    subfolder, are each one record; the images around them are processed. Run as an ordinary
+    user, since root reads everything."""
+    folder = open_tmp / "in"
+    for sub in ("a", "locked", "noread", "z"):
+        (folder / sub).mkdir(parents=True)
+    for name in ("a/first.jpg", "locked/person.jpg", "noread/x.jpg", "z/last.jpg"):
+        shutil.copy(DATA / "images" / "rocket.jpg", folder / name)
+    (folder / "locked").chmod(0o644)  # listable, but its files cannot be reached
+    (folder / "noread").chmod(0o311)  # reachable, but cannot be listed
+    listed = folder / "locked" / "person.jpg"
+    with as_nobody():
+        result = run_cli("detect", str(folder), str(listed), *TINY, "--no-save", "-f", "jsonl")
+    recs = {r["image"]: r["error"] for r in records(result.stdout)}
+    assert result.exit_code == 1, result.stderr
+    assert "internal error" not in result.stderr
+    assert recs[str(folder / "a" / "first.jpg")] is None
+    assert recs[str(folder / "z" / "last.jpg")] is None
+    assert "permission denied" in recs[str(folder / "locked" / "person.jpg")]
+    assert "permission denied" in recs[str(folder / "noread")]

@@ -86,10 +86,13 @@ def test_bad_inputs_get_one_line_each_and_the_rest_is_done(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--size", "100"], "must be a positive multiple of 32"),
+        (["--size", "100"], "must be a multiple of 32 from 32 to 4096"),
         (["--conf", "1.5"], "1.5 is not in the range 0<=x<=1"),
         (["--classes", "dogg"], "unknown class 'dogg'; did you mean dog?"),
         (["--classes", "99"], "class id 99 is outside 0..79"),
+        (["--classes", ""], "Invalid value for '--classes': the list is empty"),
+        (["--classes", " , "], "the list is empty"),
+        (["--max-pixels", "lots"], "'lots' is not a number like 100000, 512M or 2G"),
         (["--model", "yolov9"], "unknown model 'yolov9'; known models: yolov3, yolov3-tiny"),
         (["--save-conf"], "--save-conf adds scores to --save-txt files"),
         (["--cfg", "x.cfg"], "a custom model needs both --cfg and --weights"),
@@ -211,3 +214,28 @@ def test_an_internal_error_costs_one_image_and_says_how_to_see_more(
     assert error == "internal error: RuntimeError: drawing exploded"
     assert f"{error} (rerun with --debug for the traceback)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_file_name_with_a_newline_stays_on_one_text_line(
+    tmp_path: Path, use_real_store: Path
+) -> None:
+    odd = tmp_path / "two\nlines\x1b[31m.png"
+    shutil.copy(DATA / "images" / "motorcycle_left.png", odd)
+    result = run_cli("detect", str(odd), "-m", "yolov3-tiny", "--no-save")
+    assert result.exit_code == 0
+    first = result.stdout.splitlines()[0]
+    assert first.startswith(f"{tmp_path}/two\\nlines\\x1b[31m.png: ")
+    assert "\x1b" not in result.stdout
+
+
+def test_a_model_that_cannot_be_fetched_says_what_was_tried_once_and_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("YOLOCLI_MIRROR", "http://127.0.0.1:9/")  # nothing listens on port 9
+    result = run_cli("detect", str(PHOTO), "--no-save")
+    assert result.exit_code == 1
+    assert result.stderr.count("http://127.0.0.1:9/yolov3.weights") == 1
+    assert "connection refused" in result.stderr
+    assert "To go on: check that YOLOCLI_MIRROR (http://127.0.0.1:9/) serves" in result.stderr
+    assert "yolocli: hint: --model NAME runs another model" in result.stderr
+    assert "yolocli models download NAME" in result.stderr

@@ -26,13 +26,24 @@ def test_list_marks_the_default_and_shows_installed(mirror: Mirror) -> None:
     assert by_name["yolov3"] == {**by_name["yolov3"], "default": True, "installed": False}
 
 
-def test_path_prints_the_three_files_for_scripts(mirror: Mirror) -> None:
-    result = run_cli("models", "path", "yolov3-tiny")
-    assert result.exit_code == 0
-    paths = dict(line.split("\t") for line in result.stdout.splitlines())
-    assert set(paths) == {"cfg", "weights", "names"}
-    assert all(Path(p).is_file() for p in paths.values())
-    assert paths["weights"] == str(mirror.installed)
+def test_path_says_where_files_are_without_fetching(mirror: Mirror) -> None:
+    """A path lookup never starts a download: it says where and whether, exit 1 if missing."""
+    before = run_cli("models", "path", "yolov3-tiny")
+    assert before.exit_code == 1
+    rows = [line.split("\t") for line in before.stdout.splitlines()]
+    assert [r[0] for r in rows] == ["cfg", "weights", "names"]
+    assert rows[1] == ["weights", str(mirror.installed), "not installed"]
+    assert rows[0][2] == rows[2][2] == "installed"  # bundled with the package
+    assert not mirror.installed.exists()
+    assert mirror.server.seen == []
+    assert "yolocli models download yolov3-tiny" in before.stderr
+    only = run_cli("models", "path", "yolov3-tiny", "--file", "weights")
+    assert (only.exit_code, only.stdout) == (1, f"{mirror.installed}\n")
+
+    fetched = run_cli("models", "path", "yolov3-tiny", "--fetch")
+    assert fetched.exit_code == 0
+    rows = [line.split("\t") for line in fetched.stdout.splitlines()]
+    assert all(Path(path).is_file() and state == "installed" for _, path, state in rows)
 
 
 def test_remove_deletes_weights_and_partial_downloads(mirror: Mirror) -> None:

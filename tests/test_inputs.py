@@ -6,14 +6,12 @@ import contextlib
 import glob
 import io
 import os
-import shutil
 import socket
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import pytest
 
+from tests.conftest import as_nobody
 from yolocli.inputs import (
     MAX_PATH_BYTES,
     Source,
@@ -155,34 +153,6 @@ def test_bad_paths_from_a_stdin_list_are_error_sources(tmp_path: Path) -> None:
     got = list(expand_sources(["-"], stdin=io.BytesIO(listing)))
     assert len(got) == len(bad) - 1
     assert all(s.error for s in got)
-
-
-@contextlib.contextmanager
-def as_nobody() -> Iterator[None]:
-    """Permission checks as an ordinary user: root passes them all, so drop the effective
-    user and group ids for the block (the real ids stay root, so they can be restored)."""
-    if os.geteuid() != 0:
-        yield
-        return
-    os.setegid(65534)
-    os.seteuid(65534)
-    try:
-        yield
-    finally:
-        os.seteuid(0)
-        os.setegid(0)
-
-
-@pytest.fixture
-def open_tmp() -> Iterator[Path]:
-    """A folder an ordinary user can reach (pytest's own is private to its owner)."""
-    root = Path(tempfile.mkdtemp(prefix="yolocli-perm-"))
-    root.chmod(0o755)
-    yield root
-    for path in root.rglob("*"):
-        if path.is_dir() and not path.is_symlink():
-            path.chmod(0o755)
-    shutil.rmtree(root)
 
 
 def test_locked_folders_are_error_sources_not_an_abort(open_tmp: Path) -> None:

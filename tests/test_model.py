@@ -192,7 +192,8 @@ def test_bad_custom_files_are_named_before_opencv_sees_them(
 @pytest.mark.parametrize(
     ("kwargs", "option", "message"),
     [
-        ({"size": 100}, "size", "must be a positive multiple of 32"),
+        ({"size": 100}, "size", "must be a multiple of 32 from 32 to 4096"),
+        ({"size": 32000}, "size", "must be a multiple of 32 from 32 to 4096"),
         ({"postprocess": Postprocess(classes=("dogg",))}, "classes", "did you mean dog?"),
         ({"postprocess": Postprocess(classes=(80,))}, "classes", "class id 80 is outside 0..79"),
     ],

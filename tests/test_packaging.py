@@ -83,6 +83,7 @@ def test_installed_wheel_runs_from_an_unrelated_folder(
         text=True,
     )
     assert paths.returncode == 0, paths.stderr
-    found = dict(line.split("\t") for line in paths.stdout.splitlines())
+    found = {line.split("\t")[0]: line.split("\t")[1] for line in paths.stdout.splitlines()}
+    assert all(line.endswith("\tinstalled") for line in paths.stdout.splitlines())
     assert found["cfg"].startswith(str(target / "yolocli" / "configs"))
     assert found["weights"] == str(tiny_weights)

@@ -114,9 +114,9 @@ def _hint(err: YolocliError) -> str:
         return " (--device cpu)"
     if isinstance(err, DownloadError) and getattr(err, "tried", None):
         return (
-            "\nyolocli: to go on: choose an installed model with --model NAME (see "
-            "`yolocli models list`), or fetch one ahead with `yolocli models download NAME` "
-            "where the network allows"
+            "\nyolocli: hint: --model NAME runs another model (`yolocli models list` shows "
+            "which are installed); `yolocli models download NAME` fetches one ahead, where "
+            "the network allows"
         )
     return ""
 
@@ -798,8 +798,8 @@ class _Signals:
         import signal
 
         kind = KeyboardInterrupt if signum == signal.SIGINT else Terminated
-        if self.holding:
-            self.pending = kind
+        if self.holding and self.pending is None:
+            self.pending = kind  # the first one waits for the record; a second one does not
             return
         raise kind()
 
