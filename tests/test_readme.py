@@ -32,3 +32,12 @@ def test_the_sample_image_of_the_install_command_ships_in_the_repo() -> None:
     image = re.search(r"detect (\S+)", install)
     assert image is not None
     assert (REPO / image.group(1)).is_file()
+
+
+def test_the_library_example_runs(use_real_store: object) -> None:
+    """The README's Python example, run as written on a real photo."""
+    (code,) = re.findall(r"```python\n(.+?)\n```", README, re.S)
+    code = code.replace('"dog.jpg"', repr(str(REPO / "tests" / "data" / "images" / "coffee.png")))
+    scope: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert len(scope["dets"]) > 0  # type: ignore[arg-type]

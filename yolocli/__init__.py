@@ -14,6 +14,8 @@ from yolocli.errors import (
     DownloadError,
     ImageError,
     ModelError,
+    OptionError,
+    OutputError,
     StoreError,
     YolocliError,
 )
@@ -21,6 +23,7 @@ from yolocli.errors import (
 if TYPE_CHECKING:
     from yolocli.detections import Detections
     from yolocli.model import Detector
+    from yolocli.postprocess import Postprocess
 
 
 @functools.cache
@@ -41,6 +44,9 @@ __all__ = [
     "DownloadError",
     "ImageError",
     "ModelError",
+    "OptionError",
+    "OutputError",
+    "Postprocess",
     "StoreError",
     "YolocliError",
     "__version__",
@@ -54,6 +60,10 @@ def __getattr__(name: str) -> Any:
         from yolocli.model import Detector
 
         return Detector
+    if name == "Postprocess":
+        from yolocli.postprocess import Postprocess
+
+        return Postprocess
     if name == "Detections":
         from yolocli.detections import Detections
 
