@@ -6,6 +6,7 @@ import contextlib
 import importlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -115,10 +116,19 @@ def run_cli(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args), catch_exceptions=False, prog_name="yolocli")
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spawn(
     args: Sequence[str], env: dict[str, str] | None = None, **kwargs: object
 ) -> subprocess.Popen[str]:
-    """Start ``python -m yolocli ARGS`` as a real process."""
+    """Start ``python -m yolocli ARGS`` as a real process.
+
+    Its Ctrl-C is the default one whatever the suite inherited (a background job starts with
+    SIGINT ignored, and a program keeps that), so the interrupt tests test yolocli.
+    """
+    kwargs.setdefault("preexec_fn", _default_sigint)
     kwargs.setdefault("stdout", subprocess.PIPE)
     kwargs.setdefault("stderr", subprocess.PIPE)
     return subprocess.Popen(

@@ -17,7 +17,6 @@ from yolocli.inputs import (
     Source,
     expand_sources,
     match_glob,
-    output_path,
     sniff_image,
 )
 
@@ -40,26 +39,6 @@ def test_folders_are_walked_recursively_sorted_and_filtered(tmp_path: Path) -> N
         str(tmp_path / n) for n in ("a.jpg", "b.PNG", "y/d.TIFF", "y/e.jpeg", "z/c.webp")
     ]
     assert [str(s.rel) for s in got] == ["a.jpg", "b.PNG", "y/d.TIFF", "y/e.jpeg", "z/c.webp"]
-
-
-@pytest.mark.parametrize(
-    ("given", "rel"),
-    [("shots/a.jpg", "shots/a.jpg"), ("../x.jpg", "x.jpg"), ("./a/../b.jpg", "b.jpg"),
-     ("/abs/path/c.jpg", "c.jpg")],
-)  # fmt: skip
-def test_output_paths_mirror_inputs_but_never_leave_out(given: str, rel: str) -> None:
-    (source,) = expand_sources([given])
-    assert str(source.rel) == rel
-    out = Path("/results")
-    target = output_path(out, source.rel)
-    assert target.is_relative_to(out)
-
-
-def test_output_path_is_sanitized_whatever_it_is_given() -> None:
-    out = Path("/results")
-    assert output_path(out, PurePosixPath("../../etc/passwd.png")) == out / "etc" / "passwd.png"
-    assert output_path(out, PurePosixPath("a/photo.heic")) == out / "a" / "photo.heic.jpg"
-    assert output_path(out, PurePosixPath("a/photo.jpg"), suffix=".txt") == out / "a" / "photo.txt"
 
 
 def test_missing_inputs_and_empty_patterns_still_get_a_source(tmp_path: Path) -> None:

@@ -61,16 +61,6 @@ def safe_rel(parts: Iterable[str]) -> PurePosixPath:
     return PurePosixPath(*clean) if clean else PurePosixPath("image")
 
 
-def output_path(out_dir: Path, rel: PurePosixPath, suffix: str | None = None) -> Path:
-    """Where an output for ``rel`` goes: inside ``out_dir``, always (``rel`` is sanitized)."""
-    safe = safe_rel(rel.parts)
-    if suffix is not None:
-        safe = safe.with_suffix(suffix)
-    elif safe.suffix.lower() not in IMAGE_EXTENSIONS:
-        safe = safe.with_name(safe.name + ".jpg")
-    return out_dir.joinpath(*safe.parts)
-
-
 # -- why an input cannot be used -------------------------------------------------------------
 
 _SPECIAL = (

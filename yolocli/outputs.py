@@ -37,7 +37,7 @@ from yolocli.detections import Detections
 from yolocli.draw import annotate
 from yolocli.errors import ImageError, OutputError
 from yolocli.files import clean_stale_temporaries, write_atomic
-from yolocli.inputs import IMAGE_EXTENSIONS, Source
+from yolocli.inputs import IMAGE_EXTENSIONS, Source, safe_rel
 from yolocli.preprocess import Letterbox
 from yolocli.records import OutputsRecord
 from yolocli.timing import Clock, Timings
@@ -190,9 +190,11 @@ class Outputs:
         opts = self.options
         if self.root is None:
             return Targets()
-        rel = _clean(source.rel)
-        suffix = rel.suffix if rel.suffix.lower() in IMAGE_EXTENSIONS else ".jpg"
-        stem = self._claim_stem(rel.with_suffix("") if rel.suffix else rel)
+        rel = safe_rel(source.rel.parts)  # never outside the output folder
+        if rel.suffix.lower() in IMAGE_EXTENSIONS:
+            stem, suffix = self._claim_stem(rel.with_suffix("")), rel.suffix
+        else:  # photo.heic: photo.heic.jpg and photo.heic.txt
+            stem, suffix = self._claim_stem(rel), ".jpg"
         image = self.root / f"{stem}{suffix}" if opts.save_images else None
         labels = self.root / f"{stem}.txt" if opts.save_txt else None
         crops = Path(stem) if opts.save_crops else None
@@ -353,12 +355,6 @@ def yolo_labels(dets: Detections, box: Letterbox, with_conf: bool) -> bytes:
             line += f" {dets.scores[i]:.6f}"
         lines.append(line)
     return ("\n".join(lines) + "\n").encode() if lines else b""
-
-
-def _clean(rel: PurePosixPath) -> PurePosixPath:
-    """``rel`` made only of ordinary names (no root, no '.', no '..'): never outside --out."""
-    parts = [p for p in rel.parts if p not in ("", ".", "..", "/") and "/" not in p]
-    return PurePosixPath(*parts) if parts else PurePosixPath("image")
 
 
 def _guard_input(source: Source, target: Path) -> None:
