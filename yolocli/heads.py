@@ -141,7 +141,7 @@ def decode_batch(
 ) -> FloatArray:
     """`decode` for a batch: ``raw[i]`` is head i's (N, A*(5+C), H_i, W_i); returns (N, R, 5 + C).
 
-    One pass per head over the whole batch; ``result[j]`` is image j's rows.
+    ``result[j]`` is image j's rows, as `decode` gives them.
     """
     if len(raw) != len(heads):
         raise ModelError(f"{len(raw)} raw outputs for {len(heads)} [yolo] heads")
@@ -164,17 +164,20 @@ def decode_batch(
         total += len(head.anchors) * r.shape[2] * r.shape[3]
     k = 5 + classes
     rows = np.empty((n, total, k), dtype=np.float32)
-    start = 0
-    # exp overflows to inf exactly where darknet's does (a logistic of 0, or an infinite
-    # box): the values are darknet's, the warnings are noise.
+    # One image at a time: its temporaries stay in cache (a whole batch at once is slower
+    # per image). exp overflows to inf exactly where darknet's does (a logistic of 0, or an
+    # infinite box): the values are darknet's, the warnings are noise.
     with np.errstate(over="ignore"):
-        for r, head in zip(raw, heads, strict=True):
-            a, (h, w) = len(head.anchors), r.shape[2:]
-            decoded = _decode_head(np.asarray(r, dtype=np.float32), head, net_w, net_h)
-            # (N, A, K, H*W) -> OpenCV's row order (N, H*W, A, K)
-            stop = start + h * w * a
-            rows[:, start:stop].reshape(n, h * w, a, k)[...] = decoded.transpose(0, 3, 1, 2)
-            start = stop
+        for j in range(n):
+            start = 0
+            for r, head in zip(raw, heads, strict=True):
+                a, (h, w) = len(head.anchors), r.shape[2:]
+                one = np.asarray(r[j : j + 1], dtype=np.float32)
+                decoded = _decode_head(one, head, net_w, net_h)[0]
+                # (A, K, H*W) -> OpenCV's row order (H*W, A, K)
+                stop = start + h * w * a
+                rows[j, start:stop].reshape(h * w, a, k)[...] = decoded.transpose(2, 0, 1)
+                start = stop
     return rows
 
 
