@@ -529,6 +529,51 @@ def with_threshold(cfg_text: str, thresh: float) -> str:
     return "\n".join(out) + "\n"
 
 
+def resized(network: Network, width: int, height: int) -> Network:
+    """``network`` re-traced for a ``width`` x ``height`` input: every layer's shape follows
+    (routes, SPP and upsample included); a `ModelError` if the layers no longer fit."""
+    net = Section(
+        "net",
+        {"width": str(width), "height": str(height), "channels": str(network.channels)},
+        0,
+    )
+    return describe([net, *(layer.section for layer in network.layers)])
+
+
+@dataclass(frozen=True)
+class ConvWeights:
+    """One convolution's parameters as the weights file stores them (float32 arrays).
+
+    ``bn`` is (scales, means, variances) of its batch norm, or None without one;
+    ``weights`` is (filters, in_channels / groups, size, size)."""
+
+    biases: np.ndarray
+    bn: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+    weights: np.ndarray
+
+
+def read_weights(network: Network, path: Path, cfg_name: str = "the cfg") -> list[ConvWeights]:
+    """Every convolution's parameters from darknet weights file ``path``, in cfg order.
+
+    The file is checked first (`check_weights`), then memory-mapped: the arrays are read-only
+    views into it, so nothing is copied until a caller computes with them."""
+    check_weights(network, Path(cfg_name), path)
+    values = np.memmap(
+        path, dtype="<f4", mode="r", offset=header_size(path), shape=(network.parameter_count,)
+    )
+    out: list[ConvWeights] = []
+    start = 0
+    for conv in network.convs:
+        parts: list[np.ndarray] = []
+        for count in conv.counts:
+            parts.append(values[start : start + count])
+            start += count
+        shape = (conv.filters, conv.in_channels // conv.groups, conv.size, conv.size)
+        bn = (parts[1], parts[2], parts[3]) if conv.batch_normalize else None
+        out.append(ConvWeights(parts[0], bn, parts[-1].reshape(shape)))
+    return out
+
+
 def write_random_weights(network: Network, path: Path, seed: int = 0) -> None:
     """Write a darknet 0.2 weights file of the right layout with random values.
 
