@@ -147,7 +147,7 @@ def as_nobody() -> Iterator[None]:
         yield
         return
     # This Python may live where that user cannot read (/root/.pyenv): load now what the
-    # command loads lazily.
+    # command loads lazily (engines load more: run the command once first, as root).
     for module in ("csv", "yolocli.pipeline", "yolocli.formats", "yolocli.store", "tqdm"):
         importlib.import_module(module)
     os.setegid(65534)

@@ -117,6 +117,7 @@ def test_permission_denied_is_a_record(open_tmp: Path, use_real_store: Path) -> 
     locked = open_tmp / "locked.jpg"
     locked.write_bytes((DATA / "images" / "rocket.jpg").read_bytes())
     locked.chmod(0)
+    warm_up()
     with as_nobody():  # root reads any file
         result = run_cli("detect", str(locked), *TINY, "--no-save", "-f", "jsonl")
     assert records(result.stdout)[0]["error"] == "permission denied"
@@ -283,6 +284,12 @@ def test_out_folder_as_input_folder_is_a_usage_error(tmp_path: Path) -> None:
     result = run_cli("detect", str(tmp_path / "in"), "-o", str(tmp_path / "in"))
     assert result.exit_code == 2
     assert "would overwrite the inputs" in result.stderr
+
+
+def warm_up() -> None:
+    """Run a detection first as root: the engines load parts of the standard library lazily,
+    and this machine's Python lives where an ordinary user cannot read."""
+    assert run_cli("detect", str(DATA / "images" / "rocket.jpg"), *TINY, "--no-save").exit_code == 0
 
 
 def small_pipe(proc: subprocess.Popen[str]) -> None:
@@ -600,6 +607,7 @@ def test_unreadable_folders_are_one_record_each_and_the_rest_is_done(
     (folder / "locked").chmod(0o644)  # listable, but its files cannot be reached
     (folder / "noread").chmod(0o311)  # reachable, but cannot be listed
     listed = folder / "locked" / "person.jpg"
+    warm_up()
     with as_nobody():
         result = run_cli("detect", str(folder), str(listed), *TINY, "--no-save", "-f", "jsonl")
     recs = {r["image"]: r["error"] for r in records(result.stdout)}

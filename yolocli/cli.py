@@ -21,6 +21,7 @@ import click
 
 from yolocli import version
 from yolocli.devices import DEVICES
+from yolocli.engines import BACKENDS
 from yolocli.errors import YolocliError
 from yolocli.formats import FORMATS
 
@@ -444,6 +445,68 @@ def models_remove(ctx: click.Context, names: tuple[str, ...]) -> None:
             log.info("%s was not installed", name)
 
 
+# ----------------------------------------------------------------------------- export
+
+
+@cli.command(context_settings=CONTEXT, epilog=ENVIRONMENT)
+@click.argument("model", required=False, callback=lambda c, p, v: v and _model_names(c, p, (v,))[0])
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Where to write the ONNX file.",
+)
+@click.option("--size", type=int, help="Network input size, a multiple of 32. [default: the cfg's]")
+@click.option(
+    "--cfg", type=click.Path(path_type=Path, dir_okay=False), help="Your own darknet cfg."
+)
+@click.option(
+    "--weights", type=click.Path(path_type=Path, dir_okay=False), help="... and its weights."
+)
+@_common
+@click.pass_context
+def export(
+    ctx: click.Context,
+    model: str | None,
+    output: Path,
+    size: int | None,
+    cfg: Path | None,
+    weights: Path | None,
+) -> None:
+    """Write a model compiled to ONNX, for running it elsewhere.
+
+    \b
+    The graph:
+      input   images   (N, 3, H, W) float32: RGB in [0, 1], letterboxed as darknet
+                       does (aspect kept, centered on 0.5 gray); N is dynamic
+      outputs head_0.. (N, A*(5+C), H/s, W/s) float32, one per [yolo] layer in cfg
+                       order: the raw convolution outputs, before any sigmoid
+    Decoding (darknet's): for anchor a at cell (i, j) of a head with stride s,
+    x = (j + sigmoid(tx)) / W_head, y = (i + sigmoid(ty)) / H_head (with scale_x_y
+    where the cfg sets it), w = exp(tw) * anchor_w / W, h = exp(th) * anchor_h / H;
+    score of class c = sigmoid(to) * sigmoid(tc). The README has the details.
+
+    \b
+    Examples:
+      yolocli export yolov3-tiny -o yolov3-tiny.onnx
+      yolocli export yolov3 --size 416 -o yolov3-416.onnx
+      yolocli export --cfg my.cfg --weights my.weights -o my.onnx
+    """
+    from yolocli.errors import OptionError
+    from yolocli.model import export_onnx
+
+    if (cfg is None) != (weights is None):
+        raise click.UsageError("a custom model needs both --cfg and --weights")
+    if cfg is not None and model is not None:
+        raise click.UsageError("MODEL and --cfg/--weights are alternatives: give one")
+    try:
+        path = export_onnx(output, model, size=size, cfg=cfg, weights=weights, store=_store(ctx))
+    except OptionError as err:
+        raise click.BadParameter(err.message, param_hint=f"'{_flag(err.option)}'") from None
+    log.info("wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
+
+
 # ----------------------------------------------------------------------------- detect
 
 DETECT_EPILOG = (
@@ -555,6 +618,18 @@ def _split_classes(text: str | None) -> tuple[int | str, ...] | None:
 )
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", help="Where the network runs.")
 @click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default="auto",
+    help="Engine that runs the network; auto: the fastest installed "
+    "(onnxruntime, openvino, then opencv).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="Threads the engine may use. [default: every core]",
+)
+@click.option(
     "-f", "--format", "fmt", type=click.Choice(FORMATS), default="text", help="Results on stdout."
 )
 @click.option(
@@ -618,6 +693,8 @@ def detect(
     max_det: int,
     letterbox: bool,
     device: str,
+    backend: str,
+    threads: int | None,
     fmt: str,
     out: Path,
     no_save: bool,
@@ -683,8 +760,8 @@ def detect(
             single_label=single_label, max_det=max_det,
         )  # fmt: skip
         detector_args = dict(
-            model=model, size=size, device=device, letterbox=letterbox, cfg=cfg,
-            weights=weights, names=names, postprocess=post,
+            model=model, size=size, device=device, backend=backend, threads=threads,
+            letterbox=letterbox, cfg=cfg, weights=weights, names=names, postprocess=post,
         )  # fmt: skip
         with _native_stderr_captured(relay=bool(ctx.meta.get("yolocli.debug"))):
             options = Options(batch=batch, max_bytes=max_bytes, max_pixels=max_pixels)

@@ -1,29 +1,29 @@
-"""`Detector`: a darknet YOLO network in OpenCV's DNN module, with darknet's own pre- and
+"""`Detector`: a darknet YOLO network on an engine, with darknet's own pre- and
 post-processing around it.
 
-The pipeline for one image: darknet's letterbox (`yolocli.preprocess`), OpenCV's forward
-pass, then decoding in NumPy: every (box, class) whose score (objectness x class
-probability) is above ``conf``, boxes mapped back through the letterbox, per-class NMS on the
-unclipped boxes as darknet does, then clipping to the image.
+The pipeline for one image: darknet's letterbox (`yolocli.preprocess`), the forward pass on an
+engine (`yolocli.engines`: OpenCV, ONNX Runtime or OpenVINO) up to the raw head tensors,
+darknet's decoding of those heads in NumPy (`yolocli.heads`), then `Postprocess`: every
+(box, class) whose score (objectness x class probability) is above ``conf``, boxes mapped back
+through the letterbox, per-class NMS on the unclipped boxes as darknet does, then clipping.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
-from yolocli import darknet
+from yolocli import darknet, engines, heads
 from yolocli.detections import Detections
 from yolocli.devices import check_device
 from yolocli.errors import ImageError, ModelError, OptionError
@@ -48,21 +48,11 @@ class ModelInfo:
     network: darknet.Network
     class_names: list[str]
     postprocess: Postprocess  # with classes resolved to ids of class_names
+    registered_sha256: str | None = None  # the weights' sha256 where the registry knows it
 
-
-def _read_net(cfg_text: str, weights: Path) -> cv2.dnn.Net:
-    """Load a darknet network from cfg text and a weights file (via a temporary cfg file:
-    OpenCV reads files several times faster than the same cfg from a memory buffer)."""
-    fd, tmp = tempfile.mkstemp(prefix="yolocli-", suffix=".cfg")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(cfg_text)
-        return cv2.dnn.readNetFromDarknet(tmp, str(weights))
-    except cv2.error as err:
-        first = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown error"
-        raise ModelError(f"OpenCV cannot load {weights.name}: {first}") from None
-    finally:
-        os.unlink(tmp)
+    def weights_sha256(self) -> str:
+        """The weights file's sha256 (hashed here only for the caller's own files)."""
+        return self.registered_sha256 or _sha256_cached(self.weights)
 
 
 class Detector:
@@ -86,6 +76,8 @@ class Detector:
         *,
         size: int | None = None,
         device: str = "cpu",
+        backend: str = "auto",
+        threads: int | None = None,
         letterbox: bool = True,
         cfg: str | os.PathLike[str] | None = None,
         weights: str | os.PathLike[str] | None = None,
@@ -93,13 +85,10 @@ class Detector:
         store: Store | None = None,
         postprocess: Postprocess | None = None,
     ) -> None:
-        if size is not None and not (0 < size <= darknet.MAX_SIDE and size % 32 == 0):
-            raise OptionError(
-                "size",
-                f"must be a multiple of 32 from 32 to {darknet.MAX_SIDE} (320, 416, 608), "
-                f"not {size}",
-            )
-        check_device(device)
+        _check_size(size)
+        self.backend = engines.resolve(backend, device)
+        if self.backend == "opencv":
+            check_device(device)  # before any download: a CPU-only OpenCV stays CPU-only
         self.info = _resolve(model, cfg, weights, names, store, postprocess or Postprocess())
         self.names = self.info.class_names
         self.postprocess = self.info.postprocess
@@ -107,33 +96,22 @@ class Detector:
         self.letterbox = letterbox
         network = self.info.network
         self.width, self.height = (size, size) if size else (network.width, network.height)
-        self._net = self._load()
-        self._outputs = list(self._net.getUnconnectedOutLayersNames())
+        self.heads = heads.yolo_heads(network)
+        self._store = store
+        graph = engines.Graph(
+            self.info.name, self.info.cfg, self.info.cfg_text, self.info.weights, network,
+            self.width, self.height, self.compiled,
+        )  # fmt: skip
+        self.engine = engines.open_engine(self.backend, graph, device, threads)
         self._local = threading.local()  # one Letterboxer (and its buffers) per thread
 
     @property
     def model_name(self) -> str:
         return self.info.name
 
-    def _load(self) -> cv2.dnn.Net:
-        # OpenCV's [yolo] layer zeroes every class score not above the cfg's thresh (0.2 by
-        # default): lower it to 0 so that any conf the caller asks for really works.
-        net = _read_net(darknet.with_threshold(self.info.cfg_text, 0.0), self.info.weights)
-        if self.device == "cpu":
-            net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-            net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
-        elif self.device == "opencl":
-            net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-            net.setPreferableTarget(cv2.dnn.DNN_TARGET_OPENCL)
-        else:
-            net.setPreferableBackend(cv2.dnn.DNN_BACKEND_CUDA)
-            target = (
-                cv2.dnn.DNN_TARGET_CUDA_FP16
-                if self.device == "cuda-fp16"
-                else cv2.dnn.DNN_TARGET_CUDA
-            )
-            net.setPreferableTarget(target)
-        return net
+    def compiled(self) -> Path:
+        """The network compiled to ONNX at this detector's input size (see `compiled`)."""
+        return compiled(self.info, self.width, self.height, self._store)
 
     # -- the pipeline, in stages (the CLI times them separately for --profile) ----------------
 
@@ -150,11 +128,9 @@ class Detector:
         return prep(image, out)
 
     def forward(self, blobs: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
-        """Raw outputs of the YOLO layers for a (N, 3, h, w) batch: each (N, rows, 5 + classes)."""
-        self._net.setInput(blobs)
-        outs = self._net.forward(self._outputs)
-        n = blobs.shape[0]
-        return [np.asarray(o, dtype=np.float32).reshape(n, -1, o.shape[-1]) for o in outs]
+        """The raw heads for a (N, 3, h, w) batch: one (N, A*(5+C), H_i, W_i) per [yolo]
+        layer, in cfg order, from whichever engine runs the network."""
+        return self.engine.forward(blobs)
 
     def decode(
         self,
@@ -162,10 +138,10 @@ class Detector:
         box: Letterbox,
         postprocess: Postprocess | None = None,
     ) -> Detections:
-        """Detections for one image from its rows of the YOLO outputs (each (rows, 5 + C)),
-        kept by ``postprocess`` (default: the detector's)."""
+        """Detections for one image from its raw heads (each (A*(5+C), H_i, W_i)), decoded as
+        darknet does (`yolocli.heads`) and kept by ``postprocess`` (default: the detector's)."""
         post = self.postprocess if postprocess is None else postprocess.for_names(self.names)
-        rows = np.concatenate(outputs) if len(outputs) > 1 else outputs[0]
+        rows = heads.decode(outputs, self.heads, self.width, self.height)
         return post.apply(rows, box, self.names, post.allowed(len(self.names)))
 
     def detect(
@@ -179,7 +155,60 @@ class Detector:
     def __repr__(self) -> str:
         return (
             f"Detector({self.model_name!r}, size={self.width}x{self.height}, "
-            f"device={self.device!r}, postprocess={self.postprocess})"
+            f"device={self.device!r}, engine={self.engine.name!r}, postprocess={self.postprocess})"
+        )
+
+
+def compiled(info: ModelInfo, width: int, height: int, store: Store | None = None) -> Path:
+    """``info``'s network compiled to ONNX for a ``width`` x ``height`` input
+    (`yolocli.compiler`), made once and cached in the model store, keyed by everything it is
+    made from: the cfg, the weights' sha256, the size and the compiler itself."""
+    from yolocli import compiler
+    from yolocli.store import Store
+
+    store = store or Store.from_env()
+    size = f"{width}x{height}"
+    key = "\n".join((info.cfg_text, info.weights_sha256(), size, _compiler_fingerprint()))
+
+    def build() -> bytes:
+        log.info("compiling %s to ONNX at %s (once; cached in the model store)", info.name, size)
+        graph = compiler.compile_onnx(info.network, info.weights, size=(width, height))
+        return bytes(graph.SerializeToString())
+
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return store.derived(f"{info.name}-{size}.onnx", digest, build)
+
+
+def export_onnx(
+    dest: str | os.PathLike[str],
+    model: str | None = None,
+    *,
+    size: int | None = None,
+    cfg: str | os.PathLike[str] | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    store: Store | None = None,
+) -> Path:
+    """Write ``model`` (a registry name, or ``cfg`` + ``weights``) compiled to ONNX at ``dest``.
+
+    The graph takes ``images`` (N, 3, H, W) float32, RGB in [0, 1], letterboxed as darknet
+    does, and gives one raw head (N, A*(5+C), H_i, W_i) per ``[yolo]`` layer, ``head_0`` on;
+    `yolocli.heads` documents the decoding. Returns ``dest``.
+    """
+    from yolocli.files import write_atomic
+
+    _check_size(size)
+    info = _resolve(model, cfg, weights, None, store, Postprocess())
+    width, height = (size, size) if size else (info.network.width, info.network.height)
+    out = Path(dest)
+    write_atomic(out, compiled(info, width, height, store).read_bytes())
+    return out
+
+
+def _check_size(size: int | None) -> None:
+    if size is not None and not (0 < size <= darknet.MAX_SIDE and size % 32 == 0):
+        raise OptionError(
+            "size",
+            f"must be a multiple of 32 from 32 to {darknet.MAX_SIDE} (320, 416, 608), not {size}",
         )
 
 
@@ -213,6 +242,7 @@ def _resolve(
         names_path = Path(names) if names is not None else None
         get_weights = None
         weights_path = Path(weights)
+        sha = None
     else:
         from yolocli.registry import load_registry
         from yolocli.store import Store
@@ -224,6 +254,7 @@ def _resolve(
         cfg_path = store.ensure(spec.cfg)  # bundled: never fetched
         names_path = Path(names) if names is not None else store.ensure(spec.names)
         get_weights = functools.partial(store.ensure, spec.weights)
+        sha = spec.weights.sha256
     text, network = darknet.read_cfg(cfg_path)
     if network.channels != 3:
         raise ModelError(
@@ -248,5 +279,21 @@ def _resolve(
         weights_path = get_weights()
         darknet.check_weights(network, cfg_path, weights_path)
     return ModelInfo(
-        name, cfg_path, weights_path, names_path, text, network, class_names, postprocess
+        name, cfg_path, weights_path, names_path, text, network, class_names, postprocess, sha
     )
+
+
+@functools.cache
+def _sha256_cached(path: Path) -> str:
+    from yolocli.files import sha256_file
+
+    return sha256_file(path)
+
+
+@functools.cache
+def _compiler_fingerprint() -> str:
+    """A hash of the code that writes the graph: any change to it makes a new cache entry."""
+    from yolocli import compiler
+
+    code = b"".join(Path(m.__file__).read_bytes() for m in (compiler, darknet) if m.__file__)
+    return hashlib.sha256(code).hexdigest()

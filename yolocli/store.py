@@ -7,6 +7,8 @@ Layout of the store root (``YOLOCLI_HOME``, else ``$XDG_CACHE_HOME/yolocli``, el
     yolov3-tiny.weights.part     a download in progress, resumed by the next try
     .verified/yolov3-tiny.weights  (size, mtime, inode, sha256) when the file last hashed correctly
     .locks/, .archives/          inter-process locks; source archives being unpacked
+    derived/yolov3-tiny-416x416-<key>.onnx (+ .sha256)  compiled graphs, keyed by what they
+                                 are made from (cfg, weights, size, compiler version)
 
 cfg and names files ship inside the package and are checked against the registry, never
 downloaded.
@@ -25,11 +27,12 @@ through a symbolic link: a link planted at a ``.part`` name is refused with a `S
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from functools import cached_property
@@ -311,6 +314,50 @@ class Store:
             self._write_stamp(spec, dest)
             log.info("installed %s", dest)
             return dest
+
+    def derived(self, name: str, key: str, build: Callable[[], bytes]) -> Path:
+        """A file made from other files (a compiled ONNX graph), cached under ``derived/``.
+
+        ``key`` names everything the file is made from (hashes of its inputs, the maker's
+        version): a new key makes a new file. The file is written atomically with its sha256
+        beside it, and verified like every other store file before it is used (the stamp, else
+        a re-hash); a copy that no longer matches is made again. Works offline.
+        """
+        dest = self.root / "derived" / f"{Path(name).stem}-{key[:16]}{Path(name).suffix}"
+        manifest = dest.with_name(dest.name + ".sha256")
+        spec = self._derived_spec(dest, manifest)
+        if spec is not None and self._stamp_current(spec, dest):
+            return dest  # made and verified before: no lock, so a read-only store works
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise write_failure(err, dest.parent, 0, 0) from err
+        with locked(dest):
+            spec = self._derived_spec(dest, manifest)
+            if spec is not None and (
+                self._stamp_current(spec, dest) or self.check(spec).problem is None
+            ):
+                return dest
+            if spec is not None:
+                log.warning("%s does not match its recorded sha256; making it again", dest)
+            data = build()
+            digest = hashlib.sha256(data).hexdigest()
+            try:
+                write_atomic(dest, data)
+                write_atomic(manifest, f"{digest} {len(data)}\n".encode())
+            except OSError as err:
+                raise write_failure(err, dest, 0, len(data)) from err
+            spec = FileSpec(dest.relative_to(self.root).as_posix(), len(data), digest, ())
+            self._write_stamp(spec, dest)
+            return dest
+
+    def _derived_spec(self, dest: Path, manifest: Path) -> FileSpec | None:
+        """What a derived file must be, from its manifest (None: not made yet, or unreadable)."""
+        try:
+            digest, size = manifest.read_text().split()
+            return FileSpec(dest.relative_to(self.root).as_posix(), int(size), digest, ())
+        except (OSError, ValueError):
+            return None
 
     def ensure_model(self, model: ModelSpec) -> ModelFiles:
         """All three files of ``model``, verified, fetching what is missing."""

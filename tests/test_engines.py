@@ -1,0 +1,163 @@
+"""Engines: each one gives the same raw heads and the reference answers; choosing and
+installing them; the compiled graph's cache; ``yolocli export``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import DATA, run_cli
+from yolocli import engines
+from yolocli.engines.opencv import has_darknet_importer
+from yolocli.errors import DeviceError, OptionError
+from yolocli.model import Detector
+from yolocli.postprocess import Postprocess
+from yolocli.preprocess import letterbox
+from yolocli.store import Store
+
+BACKENDS = ["opencv", "onnxruntime", "openvino"]
+REFERENCES = sorted((DATA / "reference").glob("*.json"))
+
+
+def photo(name: str) -> np.ndarray:
+    return cv2.imread(str(DATA / "images" / name), cv2.IMREAD_COLOR)
+
+
+@pytest.fixture(scope="module")
+def detectors(real_store: Store) -> dict[str, Detector]:
+    post = Postprocess(conf=0.1, nms=0.45)
+    return {b: Detector("yolov3-tiny", backend=b, store=real_store, postprocess=post)
+            for b in BACKENDS}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def blob() -> np.ndarray:
+    return np.concatenate(
+        [letterbox(photo(n), 416, 416) for n in ("motorcycle_left.png", "coffee.png")]
+    )
+
+
+def test_every_engine_gives_the_same_raw_heads(
+    detectors: dict[str, Detector], blob: np.ndarray
+) -> None:
+    """Within 1e-3 (heads reach about 20) of OpenCV's darknet importer where it exists,
+    else of ONNX Runtime; batch 2; the shapes are the [yolo] layers' (N, A*(5+C), H, W)."""
+    reference = detectors["opencv" if has_darknet_importer() else "onnxruntime"].forward(blob)
+    assert [r.shape for r in reference] == [(2, 255, 13, 13), (2, 255, 26, 26)]
+    for backend, det in detectors.items():
+        got = det.forward(blob)
+        worst = max(float(np.abs(g - r).max()) for g, r in zip(got, reference, strict=True))
+        print(f"\n{det.engine.name}: max |raw head difference| {worst:.2e}")
+        assert worst < 1e-3, backend
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_engine_gives_the_reference_answers(
+    detectors: dict[str, Detector], backend: str
+) -> None:
+    det = detectors[backend]
+    for path in REFERENCES:
+        ref = json.loads(path.read_text())
+        dets = det.detect(photo(ref["image"]))
+        assert sorted(dets.class_ids.tolist()) == sorted(d["class_id"] for d in ref["detections"])
+        theirs = sorted(d["score"] for d in ref["detections"])
+        np.testing.assert_allclose(sorted(dets.scores.tolist()), theirs, atol=0.005)
+
+
+def test_auto_takes_the_fastest_installed_engine() -> None:
+    assert engines.AUTO_ORDER == ("onnxruntime", "openvino", "opencv")
+    assert engines.resolve("auto", "cpu") == "onnxruntime"  # the test extra installs it
+    assert engines.resolve("auto", "opencl") == "opencv"  # the only one with OpenCL and CUDA
+
+
+def test_an_engine_that_is_not_installed_names_its_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what an uninstalled package looks like
+    assert not engines.installed("onnxruntime")
+    assert engines.resolve("auto", "cpu") == "openvino"
+    with pytest.raises(DeviceError, match=r"pip install 'yolocli\[onnxruntime\]'"):
+        engines.resolve("onnxruntime", "cpu")
+    with pytest.raises(OptionError, match="unknown backend 'tensorrt'"):
+        engines.resolve("tensorrt", "cpu")
+
+
+def test_backend_on_the_command_line(use_real_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    image = str(DATA / "images" / "motorcycle_left.png")
+    for backend in BACKENDS:
+        result = run_cli("detect", image, "-m", "yolov3-tiny", "--backend", backend, "--no-save",
+                         "-f", "jsonl", "--threads", "1")  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["detections"][0]["label"] == "motorbike"
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    missing = run_cli("detect", image, "-m", "yolov3-tiny", "--backend", "openvino")
+    assert missing.exit_code == 1
+    assert "the openvino engine is not installed: pip install 'yolocli[openvino]'" in (
+        missing.stderr
+    )
+
+
+def test_each_engine_honours_its_thread_count(real_store: Store) -> None:
+    ort = Detector("yolov3-tiny", backend="onnxruntime", threads=1, store=real_store).engine
+    assert ort.session.get_session_options().intra_op_num_threads == 1  # type: ignore[attr-defined]
+    ov = Detector("yolov3-tiny", backend="openvino", threads=1, store=real_store).engine
+    assert ov.model.get_property("INFERENCE_NUM_THREADS") == 1  # type: ignore[attr-defined]
+    before = cv2.getNumThreads()
+    try:
+        Detector("yolov3-tiny", backend="opencv", threads=1, store=real_store)
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(before)
+
+
+def test_the_compiled_graph_is_cached_verified_and_remade_when_wrong(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    store = Store.from_env({"YOLOCLI_HOME": str(tmp_path)})
+    cfg = DATA.parent.parent / "configs" / "yolov3-tiny.cfg"
+    det = Detector(cfg=cfg, weights=tiny_weights, backend="onnxruntime", store=store)
+    graph = det.compiled()
+    assert graph.parent == tmp_path / "derived"
+    assert graph.name.startswith("yolov3-tiny-416x416-")
+    made = graph.stat().st_mtime_ns
+    assert Detector(cfg=cfg, weights=tiny_weights, store=store).compiled() == graph
+    assert graph.stat().st_mtime_ns == made  # used again, not compiled again
+    other = Detector(cfg=cfg, weights=tiny_weights, size=320, store=store).compiled()
+    assert other != graph  # the size is part of the key
+    with open(graph, "r+b") as f:  # corrupt it in place, keeping size and mtime
+        f.seek(1000)
+        f.write(b"\0" * 16)
+    os.utime(graph, ns=(made, made))
+    (tmp_path / ".verified" / "derived" / graph.name).unlink()  # as after 30 days: re-hashed
+    again = Detector(cfg=cfg, weights=tiny_weights, backend="onnxruntime", store=store)
+    assert again.compiled() == graph
+    assert graph.stat().st_mtime_ns != made  # made afresh
+    assert len(again.detect(photo("motorcycle_left.png"))) > 0
+
+
+def test_export_writes_a_graph_onnx_runtime_runs_with_batch_2(
+    tmp_path: Path, use_real_store: Path, real_store: Store, blob: np.ndarray
+) -> None:
+    import onnxruntime as ort
+
+    out = tmp_path / "t.onnx"
+    result = run_cli("export", "yolov3-tiny", "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["images"]
+    heads = session.run(None, {"images": blob})
+    assert [h.shape for h in heads] == [(2, 255, 13, 13), (2, 255, 26, 26)]
+    ours = Detector("yolov3-tiny", backend="onnxruntime", store=real_store).forward(blob)
+    for mine, theirs in zip(ours, heads, strict=True):
+        np.testing.assert_allclose(mine, theirs, atol=1e-5)
+    small = run_cli("export", "yolov3-tiny", "--size", "320", "-o", str(tmp_path / "s.onnx"))
+    assert small.exit_code == 0
+    session = ort.InferenceSession(str(tmp_path / "s.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_outputs()[0].shape[2:] == [10, 10]
+    bad = run_cli("export", "yolov3-tiny", "--size", "100", "-o", str(tmp_path / "x.onnx"))
+    assert bad.exit_code == 2
+    assert "Invalid value for '--size'" in bad.stderr

@@ -1,0 +1,88 @@
+"""OpenCV's DNN module: the darknet importer where it exists (OpenCV 4), else the compiled
+ONNX graph (OpenCV 5 removed the darknet importer).
+
+Either way the engine returns the raw heads: with the darknet importer, the outputs of the
+layers that feed each ``[yolo]`` layer, so OpenCV's own ``[yolo]`` decoding (and its score
+threshold in the cfg) never runs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from yolocli.devices import check_device
+from yolocli.engines import Graph
+from yolocli.errors import ModelError
+
+_TARGETS = {
+    "cpu": (cv2.dnn.DNN_BACKEND_OPENCV, cv2.dnn.DNN_TARGET_CPU),
+    "opencl": (cv2.dnn.DNN_BACKEND_OPENCV, cv2.dnn.DNN_TARGET_OPENCL),
+    "cuda": (cv2.dnn.DNN_BACKEND_CUDA, cv2.dnn.DNN_TARGET_CUDA),
+    "cuda-fp16": (cv2.dnn.DNN_BACKEND_CUDA, cv2.dnn.DNN_TARGET_CUDA_FP16),
+}
+
+
+def has_darknet_importer() -> bool:
+    return hasattr(cv2.dnn, "readNetFromDarknet")
+
+
+class OpenCVEngine:
+    """A `cv2.dnn.Net` answering with the raw heads."""
+
+    def __init__(self, graph: Graph, device: str = "cpu", threads: int | None = None) -> None:
+        check_device(device)
+        if threads is not None:
+            cv2.setNumThreads(threads)  # process-wide: OpenCV has no per-network setting
+        if has_darknet_importer():
+            self.net = _read_darknet(graph)
+            self.outputs = raw_head_layers(self.net)
+            self.name = f"OpenCV {cv2.__version__} (darknet importer)"
+        else:
+            self.net = cv2.dnn.readNetFromONNX(str(graph.onnx()))
+            self.outputs = list(self.net.getUnconnectedOutLayersNames())
+            self.name = f"OpenCV {cv2.__version__} (compiled ONNX)"
+        backend, target = _TARGETS[device]
+        self.net.setPreferableBackend(backend)
+        self.net.setPreferableTarget(target)
+
+    def forward(self, blobs: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
+        self.net.setInput(blobs)
+        outs = self.net.forward(self.outputs)
+        return [np.asarray(o, dtype=np.float32) for o in outs]
+
+
+def raw_head_layers(net: cv2.dnn.Net) -> list[str]:
+    """Names of the layers whose outputs are the raw heads, in cfg order.
+
+    OpenCV's darknet importer turns each ``[yolo]`` section into ``permute_<k>`` then
+    ``yolo_<k>``; the layer just before the permute is the convolution feeding it.
+    """
+    names = list(net.getLayerNames())
+    heads = [names[i - 1] for i, name in enumerate(names) if name.startswith("permute_")]
+    if not heads:
+        raise ModelError("this network has no [yolo] layer: nothing to detect with")
+    return heads
+
+
+def _read_darknet(graph: Graph) -> cv2.dnn.Net:
+    """Load a darknet network from cfg text and a weights file (via a temporary cfg file:
+    OpenCV reads files several times faster than the same cfg from a memory buffer)."""
+    fd, tmp = tempfile.mkstemp(prefix="yolocli-", suffix=".cfg")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(graph.cfg_text)
+        return cv2.dnn.readNetFromDarknet(tmp, str(graph.weights))
+    except cv2.error as err:
+        first = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown error"
+        raise ModelError(f"OpenCV cannot load {graph.weights.name}: {first}") from None
+    finally:
+        os.unlink(tmp)
+
+
+def open_engine(graph: Graph, device: str, threads: int | None) -> OpenCVEngine:
+    return OpenCVEngine(graph, device, threads)
