@@ -92,8 +92,11 @@ def compile_onnx(
     return graph.model()
 
 
-def _where(index: int, layer: darknet.Layer) -> str:
-    return f"layer {index} [{layer.section.type}] (cfg line {layer.section.line})"
+def _where(index: int, layer: darknet.Layer, key: str | None = None) -> str:
+    """Where a problem is: the cfg line (of option ``key`` if given), the layer's index."""
+    sec = layer.section
+    line = sec.lines.get(key, sec.line) if key else sec.line
+    return f"cfg line {line}: layer {index} [{darknet.excerpt(sec.type)}]"
 
 
 def _check_supported(network: darknet.Network) -> None:
@@ -110,9 +113,8 @@ def _check_supported(network: darknet.Network) -> None:
             value = sec.options.get(key)
             if value is not None and _number(value) != float(off):
                 raise ModelError(
-                    f"{_where(index, layer)}: {darknet.excerpt(key)}={darknet.excerpt(value)} "
-                    "is not supported by the ONNX compiler (line "
-                    f"{sec.lines.get(key, sec.line)})"
+                    f"{_where(index, layer, key)}: {key}={darknet.excerpt(value)} "
+                    "is not supported by the ONNX compiler"
                 )
         for j in layer.inputs:
             if network.layers[j].section.type == "yolo":
@@ -133,8 +135,8 @@ def _check_supported(network: darknet.Network) -> None:
             padding = int(sec.options.get("padding", size - 1))
             if padding - padding // 2 >= size:
                 raise ModelError(
-                    f"{_where(index, layer)}: padding={padding} is not supported by the ONNX "
-                    f"compiler (ONNX pads less than the window, size={size})"
+                    f"{_where(index, layer, 'padding')}: padding={padding} is not supported "
+                    f"by the ONNX compiler (ONNX pads less than the window, size={size})"
                 )
 
 
