@@ -258,6 +258,20 @@ def test_every_activation_and_layer_type_at_both_opsets(
     assert np.abs(ours - theirs).max() < TOLERANCE
 
 
+@pytest.mark.parametrize("between", ["[dropout]\n", "[route]\nlayers=-1\n"])
+def test_a_head_behind_a_pass_through_layer(tmp_path: Path, between: str) -> None:
+    """A [yolo] fed by a layer that makes no node of its own still gets its named output,
+    equal to the same network without that layer (which has no weights)."""
+    plain = compile_text(tmp_path, NET + CONV + HEAD).SerializeToString()
+    text = NET + CONV + HEAD.replace("[yolo]", between + "[yolo]")
+    model = compile_text(tmp_path, text).SerializeToString()
+    onnx.checker.check_model(model, full_check=True)
+    blob = photo_blob(64, 64)
+    (ours,), (expected,) = run_onnx(model, blob), run_onnx(plain, blob)
+    assert ours.shape == expected.shape == (2, 18, 64, 64)
+    np.testing.assert_array_equal(ours, expected)
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
