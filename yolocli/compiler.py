@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from yolocli import darknet
 from yolocli.errors import ModelError, OptionError
@@ -152,13 +152,19 @@ class _Builder:
     network: darknet.Network
     opset: int
     nodes: list[onnx.NodeProto] = field(default_factory=list)
-    initializers: list[TensorProto] = field(default_factory=list)
+    # Parameters go straight into the model being built: copying a ModelProto or GraphProto
+    # copies every byte of its tensors (make_graph and make_model would make two more copies).
+    proto: onnx.ModelProto = field(default_factory=onnx.ModelProto)
     outputs: list[str] = field(default_factory=list)  # per layer: its output tensor
     heads: list[str] = field(default_factory=list)
     head_shapes: list[tuple[int, int, int]] = field(default_factory=list)
 
     def const(self, name: str, array: npt.NDArray[np.generic]) -> str:
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        tensor = self.proto.graph.initializer.add()
+        tensor.name = name
+        tensor.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
+        tensor.dims.extend(array.shape)
+        tensor.raw_data = np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes()
         return name
 
     def node(self, op: str, inputs: Sequence[str], output: str, **attrs: Any) -> str:
@@ -210,23 +216,23 @@ class _Builder:
 
     def model(self) -> onnx.ModelProto:
         c, h, w = self.network.channels, self.network.height, self.network.width
-        graph = helper.make_graph(
-            self.nodes,
-            "yolocli-darknet",
-            [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["N", c, h, w])],
-            [
-                helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", *shape])
-                for name, shape in zip(self.heads, self.head_shapes, strict=True)
-            ],
-            self.initializers,
-        )
-        total = sum(len(t.raw_data) for t in self.initializers)
+        model = self.proto
+        total = sum(len(t.raw_data) for t in model.graph.initializer)
         if total >= _PROTOBUF_LIMIT:
             raise ModelError(
                 f"the network's {total:,} bytes of parameters exceed ONNX's 2 GB single-file limit"
             )
+        graph = model.graph
+        graph.name = "yolocli-darknet"
+        graph.node.extend(self.nodes)
+        graph.input.append(helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["N", c, h, w]))
+        graph.output.extend(
+            helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", *shape])
+            for name, shape in zip(self.heads, self.head_shapes, strict=True)
+        )
         opsets = [helper.make_opsetid("", self.opset)]
-        model = helper.make_model(graph, opset_imports=opsets, producer_name="yolocli")
+        model.opset_import.extend(opsets)
+        model.producer_name = "yolocli"
         # the oldest IR that carries this opset, so older runtimes load the file too
         model.ir_version = helper.find_min_ir_version_for(opsets)
         return model
