@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from yolocli.darknet import (
     parse_cfg,
     read_cfg,
     read_names,
+    read_weights,
+    resized,
     with_threshold,
     write_random_weights,
 )
@@ -462,3 +465,36 @@ def test_opencv_loads_what_describe_accepts_with_the_traced_shapes(tmp_path: Pat
     net.setInput(np.zeros((1, 3, 64, 64), np.float32))
     outputs = net.forward(net.getUnconnectedOutLayersNames())
     assert [o.shape for o in outputs] == [(h * w * 3, 6) for _, h, w in heads]
+
+
+@pytest.mark.parametrize("name", ["yolov4", "yolov4-tiny", "yolov3-tiny"])
+@pytest.mark.parametrize(("width", "height"), [(320, 320), (640, 192)])
+def test_resized_traces_like_a_cfg_written_at_that_size(name: str, width: int, height: int) -> None:
+    text = (config_dir() / f"{name}.cfg").read_text()
+    _, network = read_cfg(config_dir() / f"{name}.cfg")
+    text = re.sub(r"(?m)^width\s*=.*$", f"width={width}", text)
+    written = describe(parse_cfg(re.sub(r"(?m)^height\s*=.*$", f"height={height}", text)))
+    again = resized(network, width, height)
+    assert (again.width, again.height) == (written.width, written.height) == (width, height)
+    assert [ly.shape for ly in again.layers] == [ly.shape for ly in written.layers]
+    assert again.convs == network.convs  # the weights do not depend on the size
+
+
+def test_read_weights_splits_the_file_into_each_convolutions_arrays(tmp_path: Path) -> None:
+    network = describe(parse_cfg(MINI, "x.cfg"), "x.cfg")
+    values = np.arange(network.parameter_count, dtype="<f4")
+    path = tmp_path / "x.weights"
+    path.write_bytes(struct.pack("<iiiq", 0, 2, 0, 0) + values.tobytes())
+    first, head = read_weights(network, path)
+    assert first.biases.tolist() == list(range(16))
+    assert first.bn is not None
+    assert [a.tolist() for a in first.bn] == [list(range(16 * k, 16 * k + 16)) for k in (1, 2, 3)]
+    assert first.weights.shape == (16, 3, 3, 3)
+    assert first.weights[1, 0, 0, 0] == 64 + 27  # filter-major, as darknet stores it
+    assert head.bn is None
+    assert head.biases[0] == 64 + 16 * 27
+    assert head.weights.shape == (18, 16, 1, 1)
+    assert head.weights[-1, -1, 0, 0] == network.parameter_count - 1
+    path.write_bytes(path.read_bytes()[:-4])
+    with pytest.raises(ModelError, match="or the file is truncated"):
+        read_weights(network, path)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from yolocli import darknet
 from yolocli.errors import ModelError, OptionError
@@ -36,8 +36,9 @@ MIN_OPSET = 13
 # Bumped whenever the same cfg and weights would compile to a different graph, so a cache of
 # compiled models keyed on the inputs' hashes can include it.
 COMPILER_VERSION = 1
-# darknet's normalize_cpu: (x - mean) / sqrt(variance + .00001f). (OpenCV's importer uses
-# 1e-6; the difference is far below float32 noise for any trained network's variances.)
+# The reference darknet's (pjreddie) normalize_cpu: (x - mean) / (sqrt(variance) + .000001f),
+# which produced yolocli's reference detections. OpenCV's importer uses sqrt(variance + 1e-6)
+# (1e-4 away on yolov3-tiny's heads), AlexeyAB's darknet sqrt(variance + .00001f) (4e-3 away).
 BN_EPS = 1e-6
 LEAKY_SLOPE = 0.1
 _PROTOBUF_LIMIT = 2**31 - 1
@@ -46,9 +47,6 @@ _PROTOBUF_LIMIT = 2**31 - 1
 _UNSUPPORTED: dict[str, dict[str, str]] = {
     "upsample": {"scale": "1"},
     "shortcut": {"alpha": "1", "beta": "1"},
-    "route": {},
-    "maxpool": {},
-    "convolutional": {},
 }
 
 
@@ -92,8 +90,11 @@ def compile_onnx(
     return graph.model()
 
 
-def _where(index: int, layer: darknet.Layer) -> str:
-    return f"layer {index} [{layer.section.type}] (cfg line {layer.section.line})"
+def _where(index: int, layer: darknet.Layer, key: str | None = None) -> str:
+    """Where a problem is: the cfg line (of option ``key`` if given), the layer's index."""
+    sec = layer.section
+    line = sec.lines.get(key, sec.line) if key else sec.line
+    return f"cfg line {line}: layer {index} [{darknet.excerpt(sec.type)}]"
 
 
 def _check_supported(network: darknet.Network) -> None:
@@ -110,9 +111,8 @@ def _check_supported(network: darknet.Network) -> None:
             value = sec.options.get(key)
             if value is not None and _number(value) != float(off):
                 raise ModelError(
-                    f"{_where(index, layer)}: {darknet.excerpt(key)}={darknet.excerpt(value)} "
-                    "is not supported by the ONNX compiler (line "
-                    f"{sec.lines.get(key, sec.line)})"
+                    f"{_where(index, layer, key)}: {key}={darknet.excerpt(value)} "
+                    "is not supported by the ONNX compiler"
                 )
         for j in layer.inputs:
             if network.layers[j].section.type == "yolo":
@@ -133,8 +133,8 @@ def _check_supported(network: darknet.Network) -> None:
             padding = int(sec.options.get("padding", size - 1))
             if padding - padding // 2 >= size:
                 raise ModelError(
-                    f"{_where(index, layer)}: padding={padding} is not supported by the ONNX "
-                    f"compiler (ONNX pads less than the window, size={size})"
+                    f"{_where(index, layer, 'padding')}: padding={padding} is not supported "
+                    f"by the ONNX compiler (ONNX pads less than the window, size={size})"
                 )
 
 
@@ -152,13 +152,19 @@ class _Builder:
     network: darknet.Network
     opset: int
     nodes: list[onnx.NodeProto] = field(default_factory=list)
-    initializers: list[TensorProto] = field(default_factory=list)
+    # Parameters go straight into the model being built: copying a ModelProto or GraphProto
+    # copies every byte of its tensors (make_graph and make_model would make two more copies).
+    proto: onnx.ModelProto = field(default_factory=onnx.ModelProto)
     outputs: list[str] = field(default_factory=list)  # per layer: its output tensor
     heads: list[str] = field(default_factory=list)
     head_shapes: list[tuple[int, int, int]] = field(default_factory=list)
 
     def const(self, name: str, array: npt.NDArray[np.generic]) -> str:
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        tensor = self.proto.graph.initializer.add()
+        tensor.name = name
+        tensor.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
+        tensor.dims.extend(array.shape)
+        tensor.raw_data = np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes()
         return name
 
     def node(self, op: str, inputs: Sequence[str], output: str, **attrs: Any) -> str:
@@ -174,15 +180,13 @@ class _Builder:
         conv_weights = iter(convs)
         for index, layer in enumerate(self.network.layers):
             src = [self.outputs[j] for j in layer.inputs] if layer.inputs else [INPUT]
+            before = len(self.nodes)
             out = _LAYERS[layer.section.type](self, index, layer, src, conv_weights)
-            names = feeds.get(index, [])
-            for k, head in enumerate(names):
-                # a head must be a node's own output: rename this layer's last node if it is
-                # its own (the usual conv), else copy
-                last = self.nodes[-1] if self.nodes else None
-                owned = last is not None and last.output[0] == out and out.endswith(f"_{index}")
-                if k == 0 and owned:
-                    assert last is not None
+            for k, head in enumerate(feeds.get(index, [])):
+                # a head must be a node's own output: rename this layer's last node if it made
+                # `out` (the usual conv), else copy (a layer that passes its input on)
+                last = self.nodes[-1]
+                if k == 0 and len(self.nodes) > before and last.output[0] == out:
                     last.output[0] = last.name = head
                     out = head
                 else:
@@ -212,23 +216,23 @@ class _Builder:
 
     def model(self) -> onnx.ModelProto:
         c, h, w = self.network.channels, self.network.height, self.network.width
-        graph = helper.make_graph(
-            self.nodes,
-            "yolocli-darknet",
-            [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["N", c, h, w])],
-            [
-                helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", *shape])
-                for name, shape in zip(self.heads, self.head_shapes, strict=True)
-            ],
-            self.initializers,
-        )
-        total = sum(len(t.raw_data) for t in self.initializers)
+        model = self.proto
+        total = sum(len(t.raw_data) for t in model.graph.initializer)
         if total >= _PROTOBUF_LIMIT:
             raise ModelError(
                 f"the network's {total:,} bytes of parameters exceed ONNX's 2 GB single-file limit"
             )
+        graph = model.graph
+        graph.name = "yolocli-darknet"
+        graph.node.extend(self.nodes)
+        graph.input.append(helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["N", c, h, w]))
+        graph.output.extend(
+            helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", *shape])
+            for name, shape in zip(self.heads, self.head_shapes, strict=True)
+        )
         opsets = [helper.make_opsetid("", self.opset)]
-        model = helper.make_model(graph, opset_imports=opsets, producer_name="yolocli")
+        model.opset_import.extend(opsets)
+        model.producer_name = "yolocli"
         # the oldest IR that carries this opset, so older runtimes load the file too
         model.ir_version = helper.find_min_ir_version_for(opsets)
         return model
