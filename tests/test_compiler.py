@@ -12,7 +12,7 @@ import numpy.typing as npt
 import onnx
 import pytest
 
-from tests.conftest import DATA
+from tests.conftest import DATA, needs_darknet_importer
 from yolocli import darknet
 from yolocli.compiler import INPUT, compile_onnx, head_names
 from yolocli.errors import ModelError, OptionError
@@ -21,10 +21,7 @@ from yolocli.registry import config_dir
 
 ort = pytest.importorskip("onnxruntime", reason="the compiled graphs are run by ONNX Runtime")
 
-needs_darknet = pytest.mark.skipif(
-    not hasattr(cv2.dnn, "readNetFromDarknet"),
-    reason="this OpenCV (5.x) has no darknet importer to compare the compiled graph with",
-)
+
 TOLERANCE = 1e-3  # max abs on heads whose values reach ~10-50
 PHOTOS = sorted((DATA / "images").iterdir())
 # Small inputs keep the big networks cheap; 96 and 160 give odd grids (3x3, 5x5), where
@@ -128,7 +125,7 @@ def compare(name: str, weights: Path, width: int, height: int, blob: Array) -> f
     return worst
 
 
-@needs_darknet
+@needs_darknet_importer
 @pytest.mark.parametrize("name", list(SIZES))
 def test_every_registered_cfg_compiles_to_opencvs_raw_heads(
     name: str, random_weights: Callable[[str], Path]
@@ -139,14 +136,14 @@ def test_every_registered_cfg_compiles_to_opencvs_raw_heads(
     assert compare(name, random_weights(name), size, size, photo_blob(size, size)) < TOLERANCE
 
 
-@needs_darknet
+@needs_darknet_importer
 def test_real_yolov3_tiny_weights_on_the_reference_photos(tiny_weights: Path) -> None:
     """The trained network on all six reference photos at the cfg's 416, one batch."""
     blob = photo_blob(416, 416, PHOTOS)
     assert compare("yolov3-tiny", tiny_weights, 416, 416, blob) < TOLERANCE
 
 
-@needs_darknet
+@needs_darknet_importer
 @pytest.mark.parametrize(
     ("name", "width", "height"),
     [("yolov3-tiny", 320, 320), ("yolov4-tiny", 320, 320), ("yolov4-tiny", 320, 192)],
@@ -236,7 +233,7 @@ EVERY_LAYER = (
 )
 
 
-@needs_darknet
+@needs_darknet_importer
 @pytest.mark.parametrize("opset", [13, 18])
 @pytest.mark.parametrize("act", ["linear", "leaky", "mish", "logistic", "swish"])
 def test_every_activation_and_layer_type_at_both_opsets(

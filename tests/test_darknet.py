@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.conftest import needs_darknet_importer
 from yolocli.darknet import (
     check_weights,
     describe,
@@ -430,6 +431,7 @@ def test_names_keep_darknets_lines() -> None:
     assert (len(names), names[9]) == (80, "traffic light")
 
 
+@needs_darknet_importer
 def test_opencv_loads_what_describe_accepts_with_the_traced_shapes(tmp_path: Path) -> None:
     """Every layer kind the tracer knows (grouped conv and route, shortcut, reorg, upsample,
     multi-input route, two heads): OpenCV's importer loads the random weights, and its

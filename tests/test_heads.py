@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import DATA
+from tests.conftest import DATA, needs_darknet_importer
 from yolocli import darknet
 from yolocli.errors import ModelError
 from yolocli.heads import YoloHead, decode, decode_batch, yolo_heads
@@ -136,6 +136,7 @@ def tiny_on_photos(
     return heads, raw, rows, boxes
 
 
+@needs_darknet_importer
 def test_real_yolov3_tiny_on_photos_equals_opencv(tiny_on_photos: tuple) -> None:
     heads, raw, rows, _ = tiny_on_photos
     assert [h.layer for h in heads] == [16, 23]
@@ -150,6 +151,7 @@ def test_real_yolov3_tiny_on_photos_equals_opencv(tiny_on_photos: tuple) -> None
     print(f"\nyolov3-tiny on {len(PHOTOS)} photos: decode - OpenCV: {worst}")
 
 
+@needs_darknet_importer
 def test_detections_from_decoded_heads_equal_todays_pipeline(tiny_on_photos: tuple) -> None:
     """Postprocess on decode(raw) gives the Detections it gives on OpenCV's [yolo] rows:
     the same boxes, classes and order; scores and boxes equal within float32 rounding."""
@@ -173,6 +175,7 @@ def test_detections_from_decoded_heads_equal_todays_pipeline(tiny_on_photos: tup
 # -- every registered cfg's heads, random weights, small non-square input ---------------------
 
 
+@needs_darknet_importer
 @pytest.mark.parametrize("model", REGISTERED)
 def test_registered_heads_equal_opencv(model: str, tmp_path: Path) -> None:
     """Each registered cfg's [yolo] sections verbatim (scale_x_y 1.05-1.2 in yolov4, the
@@ -194,6 +197,7 @@ def test_registered_heads_equal_opencv(model: str, tmp_path: Path) -> None:
     print(f"\n{model} heads at {width}x{height}: decode - OpenCV: {worst}")
 
 
+@needs_darknet_importer
 def test_full_yolov4_tiny_graph_with_random_weights(tmp_path: Path) -> None:
     """The whole yolov4-tiny network (route groups, scale_x_y=1.05) at 160x128."""
     text, _ = darknet.read_cfg(config_dir() / "yolov4-tiny.cfg")
@@ -211,6 +215,7 @@ def test_full_yolov4_tiny_graph_with_random_weights(tmp_path: Path) -> None:
 ONE_CLASS = "[yolo]\nmask=0,2\nanchors=10,14, 23,27, 37,58\nclasses=1\nnum=3\n"
 
 
+@needs_darknet_importer
 @pytest.mark.parametrize(
     ("section", "width", "height", "bias"),
     [
@@ -232,6 +237,7 @@ def test_one_head_equals_opencv(
     assert_rows_equal(decode_batch(raw, heads, width, height), rows)
 
 
+@needs_darknet_importer
 def test_extreme_raw_values_give_darknets_answer_without_warnings(tmp_path: Path) -> None:
     """Raw values of +-100: logistic 0 or 1, exp overflowing to inf in w and h exactly where
     darknet's (and OpenCV's) does, no NaN, and no NumPy overflow warnings."""

@@ -33,9 +33,6 @@ INPUT = "images"
 # Runtime, OpenVINO) and has all the operators needed; 18 and later use the fused Mish.
 OPSET = 13
 MIN_OPSET = 13
-# Bumped whenever the same cfg and weights would compile to a different graph, so a cache of
-# compiled models keyed on the inputs' hashes can include it.
-COMPILER_VERSION = 1
 # The reference darknet's (pjreddie) normalize_cpu: (x - mean) / (sqrt(variance) + .000001f),
 # which produced yolocli's reference detections. OpenCV's importer uses sqrt(variance + 1e-6)
 # (1e-4 away on yolov3-tiny's heads), AlexeyAB's darknet sqrt(variance + .00001f) (4e-3 away).
