@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -76,7 +77,9 @@ def _read_darknet(graph: Graph) -> cv2.dnn.Net:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(graph.cfg_text)
-        return cv2.dnn.readNetFromDarknet(tmp, str(graph.weights))
+        # looked up by name: OpenCV 5 (and its type stubs) no longer has it
+        read: Callable[[str, str], cv2.dnn.Net] = getattr(cv2.dnn, "readNetFromDarknet")  # noqa: B009
+        return read(tmp, str(graph.weights))
     except cv2.error as err:
         first = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown error"
         raise ModelError(f"OpenCV cannot load {graph.weights.name}: {first}") from None
