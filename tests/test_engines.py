@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import DATA, run_cli
 from yolocli import engines
 from yolocli.engines.opencv import has_darknet_importer
-from yolocli.errors import DeviceError, OptionError
+from yolocli.errors import EngineError, OptionError
 from yolocli.model import Detector
 from yolocli.postprocess import Postprocess
 from yolocli.preprocess import letterbox
@@ -80,7 +80,7 @@ def test_an_engine_that_is_not_installed_names_its_extra(monkeypatch: pytest.Mon
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what an uninstalled package looks like
     assert not engines.installed("onnxruntime")
     assert engines.resolve("auto", "cpu") == "openvino"
-    with pytest.raises(DeviceError, match=r"pip install 'yolocli\[onnxruntime\]'"):
+    with pytest.raises(EngineError, match=r"pip install 'yolocli\[onnxruntime\]'"):
         engines.resolve("onnxruntime", "cpu")
     with pytest.raises(OptionError, match="unknown backend 'tensorrt'"):
         engines.resolve("tensorrt", "cpu")
@@ -96,8 +96,9 @@ def test_backend_on_the_command_line(use_real_store: Path, monkeypatch: pytest.M
     monkeypatch.setitem(sys.modules, "openvino", None)
     missing = run_cli("detect", image, "-m", "yolov3-tiny", "--backend", "openvino")
     assert missing.exit_code == 1
-    assert "the openvino engine is not installed: pip install 'yolocli[openvino]'" in (
-        missing.stderr
+    assert missing.stderr == (
+        "yolocli: error: the openvino engine is not installed: pip install 'yolocli[openvino]' "
+        "(it needs the openvino package)\n"
     )
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from yolocli.errors import (
     DeviceError,
     DownloadError,
+    EngineError,
     ImageError,
     ModelError,
     OptionError,
@@ -42,6 +43,7 @@ __all__ = [
     "Detector",
     "DeviceError",
     "DownloadError",
+    "EngineError",
     "ImageError",
     "ModelError",
     "OptionError",

@@ -27,6 +27,10 @@ class DeviceError(YolocliError):
     """The requested compute device is not available in this OpenCV build."""
 
 
+class EngineError(YolocliError):
+    """The requested engine is not installed, or cannot run what was asked of it here."""
+
+
 class OutputError(YolocliError):
     """The output folder cannot be used: not writable, or in use by another yolocli run."""
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from yolocli.errors import DeviceError, OptionError
+from yolocli.errors import EngineError, OptionError
 
 if TYPE_CHECKING:  # this module stays cheap to import: the command line reads its constants
     import numpy as np
@@ -72,12 +72,15 @@ def installed(backend: str) -> bool:
     if backend == "opencv":
         return True
     module, _ = _NEEDS[backend]
-    return importlib.util.find_spec(module) is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # sys.modules holds None for it: deliberately made unimportable
+        return False
 
 
 def resolve(backend: str, device: str) -> str:
     """The engine ``backend`` means here: ``auto`` becomes the fastest installed one that
-    runs on ``device``; a named one must be installed (`DeviceError` naming its extra)."""
+    runs on ``device``; a named one must be installed (`EngineError` naming its extra)."""
     if backend not in BACKENDS:
         raise OptionError("backend", f"unknown backend {backend!r}; choose one of {BACKENDS}")
     if backend == "auto":
@@ -86,12 +89,12 @@ def resolve(backend: str, device: str) -> str:
         return next(b for b in AUTO_ORDER if installed(b))
     if not installed(backend):
         module, extra = _NEEDS[backend]
-        raise DeviceError(
+        raise EngineError(
             f"the {backend} engine is not installed: pip install 'yolocli[{extra}]' "
             f"(it needs the {module} package)"
         )
     if backend != "opencv" and device != "cpu":
-        raise DeviceError(f"the {backend} engine runs on the CPU here, not on {device!r}")
+        raise EngineError(f"the {backend} engine runs on the CPU here, not on {device!r}")
     return backend
 
 
