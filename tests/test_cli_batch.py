@@ -313,14 +313,28 @@ def settled(count: object, quiet: float = 1.0, timeout: float = 60.0) -> int:
     raise AssertionError("never settled")
 
 
-def test_kill_9_then_skip_existing_loses_no_record(tmp_path: Path, env: dict[str, str]) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_kill_9_then_skip_existing_loses_no_record(
+    tmp_path: Path, env: dict[str, str], workers: str
+) -> None:
     """Outputs are written ahead of their records: a kill between the two must not make the
     resumed run skip an input whose record was never written (bug 3 of issue 9)."""
     folder = tmp_path / "in"
     awkward.copies(folder, 24)
     names = {str(p) for p in image_files(folder)}
     out = tmp_path / "out"
-    args = ["detect", str(folder), *TINY, "-f", "jsonl", "-o", str(out), "--save-txt"]
+    args = [
+        "detect",
+        str(folder),
+        *TINY,
+        "-f",
+        "jsonl",
+        "-o",
+        str(out),
+        "--save-txt",
+        "-j",
+        workers,
+    ]
     proc = spawn(args, env=env)
     small_pipe(proc)
     # Nobody reads stdout: the writer blocks on the full pipe while the output threads finish
@@ -352,12 +366,19 @@ def test_kill_9_then_skip_existing_loses_no_record(tmp_path: Path, env: dict[str
     ("signum", "status", "said"),
     [(signal.SIGINT, 130, "yolocli: interrupted"), (signal.SIGTERM, 143, "yolocli: terminated")],
 )
-@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+@pytest.mark.parametrize(("fmt", "workers"), [("jsonl", "1"), ("json", "1"), ("json", "2")])
 def test_interrupt_stops_cleanly_and_output_stays_valid(
-    tmp_path: Path, env: dict[str, str], signum: int, status: int, said: str, fmt: str
+    tmp_path: Path,
+    env: dict[str, str],
+    signum: int,
+    status: int,
+    said: str,
+    fmt: str,
+    workers: str,
 ) -> None:
     awkward.copies(tmp_path / "in", 40)
-    proc = spawn(["detect", str(tmp_path / "in"), *TINY, "-f", fmt, "--no-save"], env=env)
+    args = ["detect", str(tmp_path / "in"), *TINY, "-f", fmt, "--no-save", "-j", workers]
+    proc = spawn(args, env=env)
     small_pipe(proc)
     assert proc.stdout is not None
     head = proc.stdout.readline()
@@ -378,9 +399,11 @@ def test_interrupt_stops_cleanly_and_output_stays_valid(
     assert "Traceback" not in stderr
 
 
-def test_closed_pipe_ends_quietly(tmp_path: Path, env: dict[str, str]) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_closed_pipe_ends_quietly(tmp_path: Path, env: dict[str, str], workers: str) -> None:
     awkward.copies(tmp_path / "in", 20)
-    proc = spawn(["detect", str(tmp_path / "in"), *TINY, "-f", "jsonl", "--no-save"], env=env)
+    args = ["detect", str(tmp_path / "in"), *TINY, "-f", "jsonl", "--no-save", "-j", workers]
+    proc = spawn(args, env=env)
     assert proc.stdout is not None
     assert proc.stderr is not None
     json.loads(proc.stdout.readline())
@@ -609,7 +632,9 @@ def test_unreadable_folders_are_one_record_each_and_the_rest_is_done(
     listed = folder / "locked" / "person.jpg"
     warm_up()
     with as_nobody():
-        result = run_cli("detect", str(folder), str(listed), *TINY, "--no-save", "-f", "jsonl")
+        # one network in this process: a worker process would start Python as that user
+        result = run_cli("detect", str(folder), str(listed), *TINY, "--no-save", "-f", "jsonl",
+                         "-j", "1")  # fmt: skip
     recs = {r["image"]: r["error"] for r in records(result.stdout)}
     assert result.exit_code == 1, result.stderr
     assert "internal error" not in result.stderr

@@ -556,6 +556,12 @@ class _Amount(click.ParamType):  # type: ignore[type-arg]  # generic only in cli
         return int(amount)
 
 
+def _workers(value: str) -> str:
+    if value != "auto" and not (value.isdigit() and int(value) >= 1):
+        raise click.BadParameter(f"{value!r} is not 'auto' or a number of processes (1, 2, ...)")
+    return value
+
+
 def _flag(option: str) -> str:
     """The command-line spelling of a library option (``max_det`` -> ``--max-det``)."""
     return "--" + option.replace("_", "-")
@@ -627,7 +633,15 @@ def _split_classes(text: str | None) -> tuple[int | str, ...] | None:
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
-    help="Threads the engine may use. [default: every core]",
+    help="Engine threads per network. [default: cores / workers]",
+)
+@click.option(
+    "-j",
+    "--workers",
+    default="auto",
+    callback=lambda c, p, v: _workers(v),
+    help="Worker processes, each with its own network; auto: one per core as memory "
+    "allows (one for a single image or a GPU).",
 )
 @click.option(
     "-f", "--format", "fmt", type=click.Choice(FORMATS), default="text", help="Results on stdout."
@@ -657,7 +671,12 @@ def _split_classes(text: str | None) -> tuple[int | str, ...] | None:
     help="Leave images whose outputs already exist (resume a killed batch).",
 )
 @click.option("-0", "--null", is_flag=True, help="Paths on stdin are NUL-separated (find -print0).")
-@click.option("--batch", type=click.IntRange(1, 64), default=1, help="Images per forward pass.")
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 64),
+    default=1,
+    help="Images per forward pass (with one network in this process).",
+)
 @click.option(
     "--max-bytes",
     type=_Amount(1024),
@@ -695,6 +714,7 @@ def detect(
     device: str,
     backend: str,
     threads: int | None,
+    workers: str,
     fmt: str,
     out: Path,
     no_save: bool,
@@ -761,7 +781,8 @@ def detect(
         )  # fmt: skip
         detector_args = dict(
             model=model, size=size, device=device, backend=backend, threads=threads,
-            letterbox=letterbox, cfg=cfg, weights=weights, names=names, postprocess=post,
+            workers=workers, letterbox=letterbox, cfg=cfg, weights=weights, names=names,
+            postprocess=post,
         )  # fmt: skip
         with _native_stderr_captured(relay=bool(ctx.meta.get("yolocli.debug"))):
             options = Options(batch=batch, max_bytes=max_bytes, max_pixels=max_pixels)
@@ -786,6 +807,7 @@ def _run_detect(
     """The detect run itself; returns how many inputs failed."""
     from yolocli.inputs import expand_sources
     from yolocli.model import Detector
+    from yolocli.model import plan as make_plan
     from yolocli.outputs import Outputs
     from yolocli.store import Store
 
@@ -794,7 +816,11 @@ def _run_detect(
         sys.stdout.reconfigure(errors="surrogateescape")
     with Outputs(save) as outputs:  # an unusable output folder fails here, before any work
         store = Store.from_env(progress=_progress_wanted(ctx))
-        detector = Detector(**detector_args, store=store)
+        threads = detector_args.pop("threads")
+        workers = detector_args.pop("workers")
+        plan = make_plan(**detector_args, store=store)
+        options, rule = _parallel(plan, sources, workers, threads, options)
+        detector: Any = plan if options.workers > 1 else Detector.from_plan(plan, options.threads)
         stdin = sys.stdin.buffer if "-" in sources else None
         items = expand_sources(
             sources, stdin=stdin, null=null, out_dir=save.out_dir, max_bytes=options.max_bytes
@@ -803,30 +829,75 @@ def _run_detect(
         if _progress_wanted(ctx) and stdin is None:  # a bar with an ETA: count first (cheap)
             total = sum(not s.not_an_image for s in expand_sources(sources, out_dir=save.out_dir))
         with _Signals() as signals:
-            return _stream(ctx, detector, outputs, options, items, total, fmt, profile, signals)
+            return _stream(
+                ctx, plan.info.name, detector, outputs, options, items, total, fmt,
+                (rule if profile else None), signals,
+            )  # fmt: skip
+
+
+def _parallel(
+    plan: Any, sources: tuple[str, ...], workers: str, threads: int | None, options: Any
+) -> tuple[Any, str]:
+    """``options`` with the worker processes and engine threads to use, and the rule that
+    chose them in words (for --profile)."""
+    import dataclasses
+
+    from yolocli.workers import MIN_IMAGES, auto_workers
+
+    cores = os.cpu_count() or 1
+    share: int | None
+    if workers != "auto":
+        count = int(workers)
+        share = threads or max(1, cores // count)
+        rule = f"--workers {count}"
+    elif "-" not in sources and _fewer_images(sources, MIN_IMAGES):
+        count, share = 1, threads  # starting worker processes would cost more than they save
+        rule = f"auto: fewer than {MIN_IMAGES} images, so one network in this process"
+    else:
+        count, share = auto_workers(plan, cores)
+        share = threads or share
+        rule = (
+            f"auto: {cores} cores, one worker per core as memory allows"
+            if count > 1
+            else f"auto: one network in this process ({plan.device}, or memory for one)"
+        )
+    return dataclasses.replace(options, workers=count, threads=share), rule
+
+
+def _fewer_images(sources: tuple[str, ...], limit: int) -> bool:
+    """True if ``sources`` name fewer than ``limit`` images (stops counting at ``limit``)."""
+    import itertools
+
+    from yolocli.inputs import expand_sources
+
+    found = (s for s in expand_sources(sources) if not s.not_an_image)
+    return sum(1 for _ in itertools.islice(found, limit)) < limit
 
 
 def _stream(
     ctx: click.Context,
+    model: str,
     detector: Any,
     outputs: Any,
     options: Any,
     items: Any,
     total: int | None,
     fmt: str,
-    profile: bool,
+    profile: str | None,
     signals: _Signals,
 ) -> int:
-    """Results to stdout as they come; the record, then the journal, never half of either."""
+    """Results to stdout as they come; the record, then the journal, never half of either.
+    ``profile``: None, or the rule that chose the workers (shown with the stage times)."""
     from yolocli.formats import make_writer
     from yolocli.pipeline import Pipeline
 
     writer = make_writer(fmt, sys.stdout)
-    run = _Run(ctx, detector.model_name, outputs.options.out_dir, total)
+    run = _Run(ctx, model, outputs.options.out_dir, total)
+    pipeline = Pipeline(detector, outputs, options)
     try:
-        for result in run.track(Pipeline(detector, outputs, options).run(items)):
+        for result in run.track(pipeline.run(items)):
             with signals.deferred():
-                writer.write(result.record(detector.model_name))
+                writer.write(result.record(model))
                 outputs.commit(result.source, result.outputs)
     except BrokenPipeError:
         run.close()  # the reader is gone: no summary, just stop
@@ -836,7 +907,11 @@ def _stream(
         run.finish(profile=False)
         raise
     writer.close()
-    run.finish(profile)
+    if profile is not None:
+        threads = f"{options.threads} thread(s)" if options.threads else "its default threads"
+        each = " each" if options.workers > 1 else ""
+        run.engine = f"{pipeline.engine}, {threads}{each} ({profile})"
+    run.finish(profile is not None)
     return run.failed + run.input_errors
 
 
@@ -905,6 +980,7 @@ class _Run:
         self.model = model
         self.out_dir = out_dir
         self.done = self.failed = self.skipped = self.objects = self.input_errors = 0
+        self.engine = ""
         self.wall: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
         self.start = time.perf_counter()
@@ -997,8 +1073,11 @@ class _Run:
         lines.append(f"  {'wall clock':<12} {ms(elapsed)}")
         lines.append(
             "  (cpu: what a stage costs on its thread; wall also counts waiting for a core."
-            " Stages overlap on threads; the forward pass runs on OpenCV's.)"
+            " Stages overlap on threads and worker processes; the forward pass runs on the"
+            " engine's threads.)"
         )
+        if self.engine:
+            lines.append(f"  engine: {self.engine}")
         click.echo("\n".join(lines), err=True)
 
 

@@ -85,24 +85,34 @@ class Detector:
         store: Store | None = None,
         postprocess: Postprocess | None = None,
     ) -> None:
-        _check_size(size)
-        self.backend = engines.resolve(backend, device)
-        if self.backend == "opencv":
-            check_device(device)  # before any download: a CPU-only OpenCV stays CPU-only
-        self.info = _resolve(model, cfg, weights, names, store, postprocess or Postprocess())
-        self.names = self.info.class_names
-        self.postprocess = self.info.postprocess
-        self.device = device
-        self.letterbox = letterbox
-        network = self.info.network
-        self.width, self.height = (size, size) if size else (network.width, network.height)
-        self.heads = heads.yolo_heads(network)
-        self._store = store
-        graph = engines.Graph(
-            self.info.name, self.info.cfg, self.info.cfg_text, self.info.weights, network,
-            self.width, self.height, self.compiled,
+        self._open(
+            plan(model, size=size, device=device, backend=backend, letterbox=letterbox, cfg=cfg,
+                 weights=weights, names=names, store=store, postprocess=postprocess),
+            threads,
         )  # fmt: skip
-        self.engine = engines.open_engine(self.backend, graph, device, threads)
+
+    @classmethod
+    def from_plan(cls, plan: Plan, threads: int | None = None) -> Detector:
+        """A detector for a `Plan` made elsewhere (a worker process's copy of the network)."""
+        detector = cls.__new__(cls)
+        detector._open(plan, threads)
+        return detector
+
+    def _open(self, plan: Plan, threads: int | None) -> None:
+        self.plan = plan
+        self.info = plan.info
+        self.backend = plan.backend
+        self.names = plan.info.class_names
+        self.postprocess = plan.info.postprocess
+        self.device = plan.device
+        self.letterbox = plan.letterbox
+        self.width, self.height = plan.width, plan.height
+        self.heads = heads.yolo_heads(plan.info.network)
+        graph = engines.Graph(
+            plan.info.name, plan.info.cfg, plan.info.cfg_text, plan.info.weights,
+            plan.info.network, plan.width, plan.height, plan.compiled,
+        )  # fmt: skip
+        self.engine = engines.open_engine(plan.backend, graph, plan.device, threads)
         self._local = threading.local()  # one Letterboxer (and its buffers) per thread
 
     @property
@@ -111,7 +121,7 @@ class Detector:
 
     def compiled(self) -> Path:
         """The network compiled to ONNX at this detector's input size (see `compiled`)."""
-        return compiled(self.info, self.width, self.height, self._store)
+        return self.plan.compiled()
 
     # -- the pipeline, in stages (the CLI times them separately for --profile) ----------------
 
@@ -157,6 +167,55 @@ class Detector:
             f"Detector({self.model_name!r}, size={self.width}x{self.height}, "
             f"device={self.device!r}, engine={self.engine.name!r}, postprocess={self.postprocess})"
         )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a `Detector` is made from, resolved and checked, but no engine loaded:
+    small and picklable, so worker processes can each open their own copy of the network
+    (`Detector.from_plan`) without fetching, hashing or compiling anything again."""
+
+    info: ModelInfo
+    backend: str  # resolved: never "auto"
+    device: str
+    width: int
+    height: int
+    letterbox: bool
+    store: Store | None
+
+    def compiled(self) -> Path:
+        """The network compiled to ONNX at this plan's input size (see `compiled`)."""
+        return compiled(self.info, self.width, self.height, self.store)
+
+    @property
+    def needs_onnx(self) -> bool:
+        """True if the engine runs the compiled graph (anything but OpenCV 4's importer)."""
+        from yolocli.engines.opencv import has_darknet_importer
+
+        return self.backend != "opencv" or not has_darknet_importer()
+
+
+def plan(
+    model: str | None = None,
+    *,
+    size: int | None = None,
+    device: str = "cpu",
+    backend: str = "auto",
+    letterbox: bool = True,
+    cfg: str | os.PathLike[str] | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    names: str | os.PathLike[str] | None = None,
+    store: Store | None = None,
+    postprocess: Postprocess | None = None,
+) -> Plan:
+    """Resolve and check a detector's settings and files (see `Detector`); no engine yet."""
+    _check_size(size)
+    resolved = engines.resolve(backend, device)
+    if resolved == "opencv":
+        check_device(device)  # before any download: a CPU-only OpenCV stays CPU-only
+    info = _resolve(model, cfg, weights, names, store, postprocess or Postprocess())
+    width, height = (size, size) if size else (info.network.width, info.network.height)
+    return Plan(info, resolved, device, width, height, letterbox, store)
 
 
 def compiled(info: ModelInfo, width: int, height: int, store: Store | None = None) -> Path:

@@ -302,42 +302,77 @@ class Outputs:
         dets: Detections,
         box: Letterbox,
     ) -> Saved:
-        """Write ``source``'s outputs (each atomically); `ImageError` or `OSError` on failure."""
-        saved = Saved()
-        if targets.image is not None:
+        """Render and write ``source``'s outputs; `ImageError` or `OSError` on failure."""
+        rendered = render(targets, image, dets, box, self.options.save_conf)
+        return self.write(source, targets, rendered)
+
+    def write(self, source: Source, targets: Targets, rendered: Rendered) -> Saved:
+        """Write what `render` made for ``source``, each file atomically, crops claimed first.
+
+        The I/O half of saving: it runs where the journal is (the parent process), while
+        `render`, the CPU half, may run in a worker process.
+        """
+        saved = Saved(timings=dict(rendered.timings))
+        clock = Clock(saved.timings)
+        if targets.image is not None and rendered.image is not None:
             _guard_input(source, targets.image)
-            clock = Clock(saved.timings)
-            drawn = annotate(image, dets)
-            clock.lap("draw")
-            data = images.encode_image(drawn, targets.image.suffix)
-            clock.lap("encode")
-            self._write(targets.image, data)
-            clock.lap("write")
+            self._write(targets.image, rendered.image)
             saved.outputs["image"] = str(targets.image)
-        if targets.labels is not None:
+        if targets.labels is not None and rendered.labels is not None:
             _guard_input(source, targets.labels)
-            self._write(targets.labels, yolo_labels(dets, box, self.options.save_conf))
+            self._write(targets.labels, rendered.labels)
             saved.outputs["labels"] = str(targets.labels)
         if targets.crops is not None:
-            saved.outputs["crops"] = self._save_crops(image, dets, targets.crops)
+            assert self.root is not None
+            crops = [
+                (self.root / "crops" / _safe_label(label) / f"{targets.crops}_{i}.jpg", data)
+                for label, i, data in rendered.crops
+            ]
+            foreign = self._foreign([target for target, _ in crops])
+            if foreign is not None:
+                raise ImageError(foreign)
+            for target, data in crops:
+                self._write(target, data)
+            saved.outputs["crops"] = [str(target) for target, _ in crops]
+        clock.lap("write")
         return saved
 
-    def _save_crops(self, image: npt.NDArray[np.uint8], dets: Detections, stem: Path) -> list[str]:
-        """One JPEG per detection: ``crops/<label>/<stem>_<index>.jpg``."""
-        assert self.root is not None
+
+@dataclass
+class Rendered:
+    """One input's outputs as bytes, ready to be written: the annotated image, the label
+    lines, and (label, detection index, JPEG) per crop; None where not wanted."""
+
+    image: bytes | None = None
+    labels: bytes | None = None
+    crops: list[tuple[str, int, bytes]] = field(default_factory=list)
+    timings: Timings = field(default_factory=dict)
+
+
+def render(
+    targets: Targets,
+    image: npt.NDArray[np.uint8],
+    dets: Detections,
+    box: Letterbox,
+    save_conf: bool = False,
+) -> Rendered:
+    """The bytes of every output ``targets`` asks for: pure CPU work, no file system."""
+    out = Rendered()
+    clock = Clock(out.timings)
+    if targets.image is not None:
+        drawn = annotate(image, dets)
+        clock.lap("draw")
+        out.image = images.encode_image(drawn, targets.image.suffix)
+        clock.lap("encode")
+    if targets.labels is not None:
+        out.labels = yolo_labels(dets, box, save_conf)
+    if targets.crops is not None:
         boxes = np.round(dets.xyxy).astype(np.int64)
-        planned: list[tuple[Path, npt.NDArray[np.uint8]]] = []
         for i, label in enumerate(dets.labels):
             x1, y1, x2, y2 = boxes[i].tolist()
             if x2 > x1 and y2 > y1:
-                target = self.root / "crops" / _safe_label(label) / f"{stem}_{i}.jpg"
-                planned.append((target, image[y1:y2, x1:x2]))
-        foreign = self._foreign([target for target, _ in planned])
-        if foreign is not None:
-            raise ImageError(foreign)
-        for target, crop in planned:
-            self._write(target, images.encode_image(crop, ".jpg"))
-        return [str(target) for target, _ in planned]
+                out.crops.append((label, i, images.encode_image(image[y1:y2, x1:x2], ".jpg")))
+    return out
 
 
 def yolo_labels(dets: Detections, box: Letterbox, with_conf: bool) -> bytes:

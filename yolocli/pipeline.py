@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from yolocli import images, inputs
+from yolocli import inputs, workers
 from yolocli.detections import Detections
 from yolocli.errors import ImageError
-from yolocli.model import Detector
-from yolocli.outputs import Outputs, SaveOptions, Targets
+from yolocli.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from yolocli.model import Detector, Plan
+from yolocli.outputs import Outputs, Saved, SaveOptions, Targets
 from yolocli.preprocess import Letterbox
 from yolocli.records import ImageRecord, OutputsRecord
 from yolocli.timing import STAGES, Clock, Timings
@@ -38,10 +39,12 @@ log = logging.getLogger(__name__)
 class Options:
     """How much work to keep in flight."""
 
-    batch: int = 1  # images per forward pass
-    workers: int = 2  # threads reading and decoding ahead, and drawing and writing behind
-    max_bytes: int = images.DEFAULT_MAX_BYTES  # per input file, read no further
-    max_pixels: int = images.DEFAULT_MAX_PIXELS  # per image, refused from its header
+    batch: int = 1  # images per forward pass (in-process)
+    workers: int = 1  # worker processes, each with its own network; 1: in this process
+    threads: int | None = None  # engine threads per network (None: the engine's default)
+    stage_threads: int = 2  # in-process: threads reading ahead, and drawing and writing behind
+    max_bytes: int = DEFAULT_MAX_BYTES  # per input file, read no further
+    max_pixels: int = DEFAULT_MAX_PIXELS  # per image, refused from its header
 
 
 @dataclass
@@ -118,18 +121,30 @@ class Pipeline:
     """
 
     def __init__(
-        self, detector: Detector, outputs: Outputs | None = None, options: Options | None = None
+        self,
+        detector: Detector | Plan,
+        outputs: Outputs | None = None,
+        options: Options | None = None,
     ) -> None:
-        self.detector = detector
+        self.plan = detector if isinstance(detector, Plan) else detector.plan
+        self._detector = detector if isinstance(detector, Detector) else None
         self.outputs = outputs or Outputs(SaveOptions())
         self.options = options or Options()
         if self.options.batch < 1:
             raise ValueError(f"batch must be >= 1, got {self.options.batch}")
+        if self.options.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.options.workers}")
+        self.engine = ""  # what ran the network, once known (for --profile)
 
-    # -- stages ----------------------------------------------------------------------------
+    @property
+    def detector(self) -> Detector:
+        """The in-process network (opened on first use when given a `Plan`)."""
+        if self._detector is None:
+            self._detector = Detector.from_plan(self.plan, self.options.threads)
+        return self._detector
 
-    def _load(self, source: inputs.Source, targets: Targets) -> _Loaded | Result:
-        timings: Timings = {}
+    def _early(self, source: inputs.Source, targets: Targets) -> Result | None:
+        """The result of an input that needs no network: an error, or done in an earlier run."""
         if source.error:
             return Result(source, error=source.error)
         if targets.error:
@@ -137,21 +152,23 @@ class Pipeline:
         done = self.outputs.done_before(source)
         if done is not None:
             return Result(source, skipped=True, outputs=done)
+        return None
+
+    # -- stages ----------------------------------------------------------------------------
+
+    def _load(self, source: inputs.Source, targets: Targets) -> _Loaded | Result:
+        early = self._early(source, targets)
+        if early is not None:
+            return early
+        opts = self.options
         try:
-            clock = Clock(timings)
-            data = images.read_bytes(source, max_bytes=self.options.max_bytes)
-            clock.lap("read")
-            image = images.decode(data, max_pixels=self.options.max_pixels)
-            note = images.frame_note(data)
-            clock.lap("decode")
-            blob, box = self.detector.preprocess(image)
-            clock.lap("preprocess")
+            got = workers.load(self.detector, source, opts.max_bytes, opts.max_pixels)
         except ImageError as err:
             return Result(source, error=str(err))
         except Exception as err:  # a bug must cost one image, not the batch
             log.debug("internal error on %s", source.name, exc_info=True)
             return Result(source, error=_internal(err))
-        return _Loaded(source, image, blob, box, targets, timings, [note] if note else [])
+        return _Loaded(source, got.image, got.blob, got.box, targets, got.timings, got.warnings)
 
     def _save(self, loaded: _Loaded, dets: Detections) -> Result:
         result = Result(
@@ -162,8 +179,15 @@ class Pipeline:
             warnings=loaded.warnings,
             timings=loaded.timings,
         )
+        self._store(result, lambda: self.outputs.save(
+            loaded.source, loaded.targets, loaded.image, dets, loaded.box
+        ))  # fmt: skip
+        return result
+
+    def _store(self, result: Result, save: Callable[[], Saved]) -> None:
+        """Run ``save`` for ``result``; its failure becomes the result's error."""
         try:
-            saved = self.outputs.save(loaded.source, loaded.targets, loaded.image, dets, loaded.box)
+            saved = save()
             result.outputs = saved.outputs
             result.timings.update(saved.timings)
         except ImageError as err:
@@ -174,9 +198,8 @@ class Pipeline:
             where = f" ({err.filename})" if err.filename else ""
             result.error = f"cannot write outputs: {err.strerror or err}{where}"
         except Exception as err:  # a bug must cost one image, not the batch
-            log.debug("internal error saving %s", loaded.source.name, exc_info=True)
+            log.debug("internal error saving %s", result.source.name, exc_info=True)
             result.error = _internal(err)
-        return result
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -188,14 +211,18 @@ class Pipeline:
         whenever nothing is loading, every finished result is yielded before waiting for
         more input.
         """
+        if self.options.workers > 1:
+            yield from self._run_workers(sources)
+            return
         opts = self.options
-        window = 2 * opts.batch + opts.workers
+        self.engine = self.detector.engine.name
+        window = 2 * opts.batch + opts.stage_threads
         inbox: queue.Queue[Any] = queue.Queue(maxsize=window)
         threading.Thread(
             target=_produce, args=(sources, inbox), name="yolocli-inputs", daemon=True
         ).start()
-        loader = ThreadPoolExecutor(opts.workers, thread_name_prefix="yolocli-load")
-        saver = ThreadPoolExecutor(opts.workers, thread_name_prefix="yolocli-save")
+        loader = ThreadPoolExecutor(opts.stage_threads, thread_name_prefix="yolocli-load")
+        saver = ThreadPoolExecutor(opts.stage_threads, thread_name_prefix="yolocli-save")
         loads: deque[Future[_Loaded | Result]] = deque()
         saves: deque[Future[Result]] = deque()
         exhausted = False
@@ -244,6 +271,75 @@ class Pipeline:
         finally:
             loader.shutdown(wait=True, cancel_futures=True)
             saver.shutdown(wait=True, cancel_futures=True)
+
+    def _run_workers(self, sources: Iterable[inputs.Source]) -> Iterator[Result]:
+        """`run` with worker processes: each does the whole job for an image; this process
+        names outputs, writes them, keeps input order and yields results as they complete."""
+        opts = self.options
+        window = 2 * opts.workers + 2  # inputs in hand: some in workers, some waiting
+        inbox: queue.Queue[Any] = queue.Queue(maxsize=window)
+        threading.Thread(
+            target=_produce, args=(sources, inbox), name="yolocli-inputs", daemon=True
+        ).start()
+        order: deque[int] = deque()  # indices in hand, in input order
+        waiting: deque[workers.Task] = deque()  # ready for the next idle worker
+        held: dict[int, tuple[inputs.Source, Targets]] = {}
+        finished: dict[int, Result] = {}
+        exhausted, count = False, 0
+        with workers.Workers(self.plan, opts.workers, opts.threads or 1) as pool:
+            self.engine = f"{pool.engine} x {opts.workers} processes"
+            while True:
+                while not exhausted and len(order) < window:
+                    try:  # wait for input only when nothing else is in hand
+                        item = inbox.get(block=not order)
+                    except queue.Empty:
+                        break
+                    if item is _END:
+                        exhausted = True
+                        break
+                    if isinstance(item, BaseException):
+                        raise item
+                    targets = self.outputs.plan(item)
+                    order.append(count)
+                    early = self._early(item, targets)
+                    if early is not None:
+                        finished[count] = early
+                    else:
+                        held[count] = (item, targets)
+                        waiting.append(workers.Task(
+                            count, item, targets, self.outputs.options.save_conf,
+                            opts.max_bytes, opts.max_pixels,
+                        ))  # fmt: skip
+                    count += 1
+                while waiting and pool.idle:
+                    pool.submit(waiting.popleft())
+                while order and order[0] in finished:
+                    yield finished.pop(order.popleft())
+                if not order:
+                    if exhausted:
+                        return
+                    continue  # nothing in hand: wait for input
+                # Block for answers when there is nothing else to do; otherwise only look.
+                full = exhausted or len(order) >= window
+                for done in pool.results(timeout=None if full else 0.05):
+                    source, targets = held.pop(done.index)
+                    finished[done.index] = self._finish(source, targets, done)
+
+    def _finish(self, source: inputs.Source, targets: Targets, done: workers.Done) -> Result:
+        """A worker's answer as a `Result`, its rendered outputs written here."""
+        result = Result(source, done.width, done.height, error=done.error,
+                        warnings=done.warnings, timings=done.timings)  # fmt: skip
+        if done.error is None:
+            dets, rendered = done.detections, done.rendered
+            assert dets is not None
+            assert rendered is not None
+            result.detections = Detections(dets.xyxy, dets.scores, dets.class_ids, self.names)
+            self._store(result, lambda: self.outputs.write(source, targets, rendered))
+        return result
+
+    @property
+    def names(self) -> list[str]:
+        return self.plan.info.class_names
 
     def _infer(self, batch: list[_Loaded]) -> list[Detections]:
         t0 = time.perf_counter()

@@ -1,0 +1,111 @@
+"""Worker processes: how many, the same answers as one network, and surviving a crash."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tests import awkward
+from tests.conftest import DATA, WEIGHTS_CACHE, spawn
+from yolocli.model import plan
+from yolocli.store import Store
+from yolocli.workers import WORKER_BASE_BYTES, auto_workers
+
+TINY = ["--model", "yolov3-tiny", "--conf", "0.2", "-f", "jsonl"]
+MB = 1 << 20
+
+
+@pytest.fixture
+def env(tiny_weights: Path) -> dict[str, str]:
+    return {**os.environ, "YOLOCLI_HOME": str(WEIGHTS_CACHE), "YOLOCLI_OFFLINE": "1"}
+
+
+@pytest.mark.parametrize(
+    ("cores", "memory", "device", "expected"),
+    [
+        (2, 8 << 30, "cpu", (2, 1)),  # one per core, one thread each
+        (16, 64 << 30, "cpu", (16, 1)),
+        (16, 2 * (WORKER_BASE_BYTES + 3 * 35_434_956) + 10 * MB, "cpu", (1, 16)),  # room for 1
+        (16, 8 * (WORKER_BASE_BYTES + 3 * 35_434_956) + 10 * MB, "cpu", (4, 4)),
+        (1, 8 << 30, "cpu", (1, 1)),
+        (16, 64 << 30, "opencl", (1, 16)),  # a GPU device: one network, in process
+    ],
+)
+def test_auto_workers_follows_cores_memory_and_device(
+    real_store: Store, cores: int, memory: int, device: str, expected: tuple[int, int]
+) -> None:
+    tiny = dataclasses.replace(plan("yolov3-tiny", store=real_store), device=device)
+    assert auto_workers(tiny, cores, memory) == expected
+
+
+def run(args: list[str], env: dict[str, str]) -> tuple[int, list[dict], str]:
+    proc = spawn(args, env=env)
+    stdout, stderr = proc.communicate(timeout=300)
+    return proc.returncode, [json.loads(line) for line in stdout.splitlines()], stderr
+
+
+def test_workers_give_the_same_records_in_the_same_order(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    folder = tmp_path / "in"
+    awkward.copies(folder, 12)
+    one = run(["detect", str(folder), *TINY, "-o", str(tmp_path / "a"), "-j", "1"], env)
+    three = run(["detect", str(folder), *TINY, "-o", str(tmp_path / "b"), "-j", "3"], env)
+    assert one[0] == three[0] == 0
+    for a, b in zip(one[1], three[1], strict=True):
+        assert (a["image"], a["detections"]) == (b["image"], b["detections"])
+        assert Path(b["outputs"]["image"]).read_bytes() == Path(a["outputs"]["image"]).read_bytes()
+
+
+def test_a_worker_that_crashes_costs_one_image(tmp_path: Path, env: dict[str, str]) -> None:
+    """A real SIGSEGV in a worker, in the middle of one image: that image's record says so,
+    a new worker takes over, every other image is processed, exit status 1."""
+    folder = tmp_path / "in"
+    awkward.copies(folder, 8)
+    (folder / "004-crash.png").write_bytes((DATA / "images" / "coffee.png").read_bytes())
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    # Loaded by every Python that starts with this PYTHONPATH, worker processes included.
+    (hooks / "sitecustomize.py").write_text(
+        "import os, signal\n"
+        "import yolocli.images as images\n"
+        "_read = images.read_bytes\n"
+        "def read_bytes(source, **kwargs):\n"
+        "    if source.name.endswith('crash.png'):\n"
+        "        os.kill(os.getpid(), signal.SIGSEGV)\n"
+        "    return _read(source, **kwargs)\n"
+        "images.read_bytes = read_bytes\n"
+    )
+    path = os.pathsep.join(filter(None, [str(hooks), env.get("PYTHONPATH")]))
+    code, recs, stderr = run(
+        ["detect", str(folder), *TINY, "--no-save", "-j", "2"], {**env, "PYTHONPATH": path}
+    )
+    assert code == 1, stderr
+    assert len(recs) == 9
+    errors = {Path(r["image"]).name: r["error"] for r in recs if r["error"]}
+    assert errors == {
+        "004-crash.png": "the worker process running this image died: it was killed by SIGSEGV"
+    }
+    assert "a worker process died while on" in stderr
+    assert re.search(r"yolocli: 9 images, \d+ objects, 1 failed in ", stderr)
+
+
+def test_workers_on_the_command_line(tmp_path: Path, env: dict[str, str]) -> None:
+    folder = tmp_path / "in"
+    awkward.copies(folder, 4)
+    code, recs, stderr = run(["detect", str(folder), *TINY, "--no-save", "--profile"], env)
+    assert code == 0
+    assert len(recs) == 4
+    assert "(auto: fewer than 200 images, so one network in this process)" in stderr
+    code, recs, stderr = run(["detect", str(folder), *TINY, "--no-save", "--profile", "-j2"], env)
+    assert code == 0
+    assert len(recs) == 4
+    assert re.search(r"engine: .+ x 2 processes, 1 thread\(s\) each \(--workers 2\)", stderr)
+    code, _, stderr = run(["detect", str(folder), *TINY, "-j", "zero"], env)
+    assert code == 2
+    assert "'zero' is not 'auto' or a number of processes" in stderr

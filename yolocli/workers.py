@@ -1,0 +1,322 @@
+"""Worker processes: k copies of the network, each doing the whole job for its images.
+
+A worker reads, decodes and letterboxes an image, runs the forward pass on its own engine
+with a share of the cores, decodes the heads, runs NMS, and renders the outputs (annotated
+image, labels, crops) to bytes. The parent process only plans names, writes files, keeps
+order and streams records, so nothing it does competes with the workers for long.
+
+Processes rather than threads: measured no slower here (benchmarks/RESULTS.md), and a worker
+that dies (a segfault in a decoder, the kernel's OOM killer) costs the one image it held: that
+image gets an error record, a new worker takes its place, and the run goes on.
+
+`auto_workers` decides how many: one per core, each with one engine thread (the best
+configuration measured for yolov3-tiny and yolov3 alike), as many as memory allows with room
+to spare (each holds a copy of the network), and one in-process network on a GPU device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from yolocli import images
+from yolocli.detections import Detections
+from yolocli.errors import ImageError, YolocliError
+from yolocli.inputs import Source
+from yolocli.model import Detector, Plan
+from yolocli.outputs import Rendered, Targets, render
+from yolocli.preprocess import Letterbox
+from yolocli.timing import Clock, Timings
+
+log = logging.getLogger(__name__)
+
+# Memory one worker needs beyond its weights (interpreter, OpenCV, the engine's workspace,
+# image buffers), and how many times the weights' size the engine holds (measured: ONNX
+# Runtime keeps the graph's initializers plus optimized copies).
+WORKER_BASE_BYTES = 300 << 20
+WEIGHTS_FACTOR = 3
+MEMORY_SHARE = 0.5  # of the available memory, at most, for all workers together
+
+# Fewer images than this run on one network in the calling process: starting workers (a
+# Python, OpenCV and an engine each) takes longer than they save on a short run
+# (benchmarks/RESULTS.md, "Workers").
+MIN_IMAGES = 200
+
+
+@dataclass(frozen=True)
+class Task:
+    """One image for a worker: where it is, which outputs to render, within which limits."""
+
+    index: int
+    source: Source
+    targets: Targets
+    save_conf: bool
+    max_bytes: int
+    max_pixels: int
+
+
+@dataclass
+class Done:
+    """A worker's answer for one `Task`: detections as arrays, outputs as bytes."""
+
+    index: int
+    width: int | None = None
+    height: int | None = None
+    detections: Detections | None = None
+    rendered: Rendered | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    timings: Timings = field(default_factory=dict)
+
+
+@dataclass
+class Loaded:
+    """An image read, decoded and letterboxed: the first half of the per-image job."""
+
+    image: npt.NDArray[np.uint8]
+    blob: npt.NDArray[np.float32]
+    box: Letterbox
+    warnings: list[str]
+    timings: Timings
+
+
+def load(detector: Detector, source: Source, max_bytes: int, max_pixels: int) -> Loaded:
+    """Read, decode and letterbox ``source`` for ``detector``; `ImageError` saying why not."""
+    timings: Timings = {}
+    clock = Clock(timings)
+    data = images.read_bytes(source, max_bytes=max_bytes)
+    clock.lap("read")
+    image = images.decode(data, max_pixels=max_pixels)
+    note = images.frame_note(data)
+    clock.lap("decode")
+    blob, box = detector.preprocess(image)
+    clock.lap("preprocess")
+    return Loaded(image, blob, box, [note] if note else [], timings)
+
+
+def run_task(detector: Detector, task: Task) -> Done:
+    """The whole job for one image, as a worker does it; every failure is the image's error."""
+    done = Done(task.index)
+    try:
+        loaded = load(detector, task.source, task.max_bytes, task.max_pixels)
+        done.timings, done.warnings = loaded.timings, loaded.warnings
+        done.width, done.height = loaded.box.width, loaded.box.height
+        clock = Clock(done.timings)
+        heads = detector.forward(loaded.blob[None])
+        clock.lap("forward")
+        dets = detector.decode([h[0] for h in heads], loaded.box)
+        clock.lap("postprocess")
+        done.detections = Detections(dets.xyxy, dets.scores, dets.class_ids)  # names: parent's
+        done.rendered = render(task.targets, loaded.image, dets, loaded.box, task.save_conf)
+        done.timings.update(done.rendered.timings)
+    except ImageError as err:
+        done.error = str(err)
+    except MemoryError:
+        done.error = "out of memory while processing this image"
+    except Exception as err:  # a bug must cost one image, not the batch
+        log.debug("internal error on %s", task.source.name, exc_info=True)
+        done.error = f"internal error: {type(err).__name__}: {err}"
+    return done
+
+
+def _worker_main(conn: multiprocessing.connection.Connection, plan: Plan, threads: int) -> None:
+    """A worker process: open the network, then answer tasks until told to stop or orphaned."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    try:
+        detector = Detector.from_plan(plan, threads)
+    except Exception as err:
+        conn.send(("failed", str(err) if isinstance(err, YolocliError) else repr(err)))
+        return
+    conn.send(("ready", detector.engine.name))
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return  # the parent is gone (killed, say): nothing left to do
+        if task is None:
+            return
+        try:
+            conn.send(run_task(detector, task))
+        except (BrokenPipeError, OSError):
+            return
+
+
+class _Worker:
+    def __init__(self, ctx: Any, plan: Plan, threads: int, number: int) -> None:
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(
+            target=_worker_main,
+            args=(child, plan, threads),
+            name=f"yolocli-worker-{number}",
+            daemon=True,
+        )
+        self.process.start()
+        child.close()
+        self.task: Task | None = None
+
+    def death(self) -> str:
+        """Why the process ended, in words (its exit status or signal)."""
+        self.process.join(timeout=1)
+        code = self.process.exitcode
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+            return f"it was killed by {name}{hint}"
+        return f"it exited with status {code}"
+
+
+class Workers:
+    """``count`` worker processes over one `Plan`, each with ``threads`` engine threads.
+
+    `submit` hands a task to an idle worker; `results` yields `Done` answers as they arrive,
+    replacing a worker that dies (its task's answer is then an error). Use as a context
+    manager: leaving it stops every worker.
+    """
+
+    def __init__(self, plan: Plan, count: int, threads: int) -> None:
+        if count < 1 or threads < 1:
+            raise ValueError(f"need at least one worker and one thread, got {count} x {threads}")
+        self.plan, self.count, self.threads = plan, count, threads
+        self.ctx = multiprocessing.get_context("spawn")  # never fork a process with threads
+        self.engine = ""
+        self._started = 0
+        self.replaced = 0
+        self.workers: list[_Worker] = []
+        if plan.needs_onnx:
+            plan.compiled()  # once, here, rather than in every worker at the same time
+        try:
+            for _ in range(count):
+                self.workers.append(self._start())
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> _Worker:
+        self._started += 1
+        worker = _Worker(self.ctx, self.plan, self.threads, self._started)
+        try:
+            status, detail = worker.conn.recv()
+        except (EOFError, OSError):
+            raise YolocliError(f"a worker process could not start: {worker.death()}") from None
+        if status != "ready":
+            worker.process.join()
+            raise YolocliError(f"a worker process could not load the network: {detail}")
+        self.engine = detail
+        return worker
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def idle(self) -> int:
+        return sum(w.task is None for w in self.workers)
+
+    def submit(self, task: Task) -> None:
+        """Give ``task`` to an idle worker (there must be one: see `idle`)."""
+        worker = next(w for w in self.workers if w.task is None)
+        worker.task = task
+        # if it died, `results` notices, answers for the task and replaces the worker
+        with contextlib.suppress(BrokenPipeError, OSError):
+            worker.conn.send(task)
+
+    def results(self, timeout: float | None = None) -> Iterator[Done]:
+        """Answers that are ready (waiting up to ``timeout`` seconds for the first one)."""
+        busy = [w for w in self.workers if w.task is not None]
+        by_conn: dict[Any, _Worker] = {w.conn: w for w in busy}
+        by_sentinel: dict[Any, _Worker] = {w.process.sentinel: w for w in busy}
+        if not busy:
+            return
+        for ready in multiprocessing.connection.wait([*by_conn, *by_sentinel], timeout):
+            worker = by_conn[ready] if ready in by_conn else by_sentinel[ready]
+            if worker.task is None:
+                continue  # both its pipe and its sentinel were ready: answered already
+            if ready in by_conn:
+                try:
+                    done: Done = worker.conn.recv()
+                except (EOFError, OSError):
+                    pass  # it died mid-answer: replaced below
+                else:
+                    worker.task = None
+                    yield done
+                    continue
+            yield self._replace(worker)
+
+    def _replace(self, worker: _Worker) -> Done:
+        """The error answer for a dead worker's task, and a new worker in its place."""
+        task = worker.task
+        assert task is not None
+        why = worker.death()
+        log.warning(
+            "a worker process died while on %s (%s); starting another", task.source.name, why
+        )
+        self.workers.remove(worker)
+        worker.conn.close()
+        self.replaced += 1
+        self.workers.append(self._start())
+        return Done(task.index, error=f"the worker process running this image died: {why}")
+
+    def close(self) -> None:
+        """Stop every worker: ask nicely, then insist."""
+        for worker in self.workers:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                worker.conn.send(None)
+        for worker in self.workers:
+            worker.process.join(timeout=2)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(timeout=2)
+            worker.conn.close()
+        self.workers.clear()
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new processes (Linux's MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def auto_workers(
+    plan: Plan, cores: int | None = None, memory: int | None = None
+) -> tuple[int, int]:
+    """(worker processes, engine threads each) for ``plan`` on this machine.
+
+    One worker per core with one thread each: on 2 and 16 cores alike, k networks of one
+    thread beat one network on every core for yolov3-tiny and yolov3 (benchmarks/RESULTS.md).
+    At most as many as half the available memory holds (each worker needs about three times
+    the weights' size plus 300 MB); a GPU device gets one in-process network.
+    Returns (1, cores) when one network should run in the calling process. (The command line
+    also keeps runs of fewer than `MIN_IMAGES` images in process.)
+    """
+    cores = cores or os.cpu_count() or 1
+    if plan.device != "cpu":
+        return 1, cores
+    memory = available_memory() if memory is None else memory
+    count = cores
+    if memory is not None:
+        need = WORKER_BASE_BYTES + WEIGHTS_FACTOR * plan.info.weights.stat().st_size
+        count = min(count, max(1, int(memory * MEMORY_SHARE // need)))
+    if count <= 1:
+        return 1, cores
+    return count, max(1, cores // count)
