@@ -675,6 +675,12 @@ def _split_classes(text: str | None) -> tuple[int | str, ...] | None:
     is_flag=True,
     help="Print time per stage (read, forward, ...) on stderr at the end.",
 )
+@click.option(
+    "--coco-ids",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="With -f coco: image ids from this COCO annotations file, by file name. "
+    "[default: the file stem, a number if all digits]",
+)
 @_common
 @click.pass_context
 def detect(
@@ -707,6 +713,7 @@ def detect(
     max_bytes: int,
     max_pixels: int,
     profile: bool,
+    coco_ids: Path | None,
 ) -> None:
     """Detect objects in images: annotated copies in --out, results on stdout.
 
@@ -733,6 +740,7 @@ def detect(
         raise click.UsageError("-0/--null is about paths on stdin: add - to the sources")
     if sources.count("-") > 1:
         raise click.UsageError("stdin (-) can be read only once")
+    ctx.meta["yolocli.coco_ids"] = _load_coco_ids(coco_ids, fmt)
     if not no_save or save_txt or save_crops:
         for item in sources:
             if Path(item).is_dir() and Path(item).resolve() == out.resolve():
@@ -821,7 +829,7 @@ def _stream(
     from yolocli.formats import make_writer
     from yolocli.pipeline import Pipeline
 
-    writer = make_writer(fmt, sys.stdout)
+    writer = make_writer(fmt, sys.stdout, coco=_coco_options(ctx, detector))
     run = _Run(ctx, detector.model_name, outputs.options.out_dir, total)
     try:
         for result in run.track(Pipeline(detector, outputs, options).run(items)):
@@ -1011,6 +1019,249 @@ def _printable(text: str) -> str:
     from yolocli.formats import printable
 
     return printable(text)
+
+
+# -------------------------------------------------------------------------------- val
+
+VAL_EPILOG = (
+    """\b
+DATA is a COCO annotations JSON (images found by file_name under the
+JSON's folder, or --images DIR; categories matched to the model's classes
+by name) or a YOLO-layout folder: images/ with labels/ mirroring it, one
+"class cx cy w h" line per object, normalized to [0, 1]; an image without
+a label file has no objects. Object sizes (small < 32x32 px <= medium <
+96x96 px <= large) come from the JSON's "area" field, or from the box's w*h
+for YOLO labels.
+
+\b
+The figures are pycocotools' COCOeval (bbox): 101-point interpolated AP at
+IoU 0.50:0.05:0.95, at most 100 detections per image and class; crowd
+regions ignored as COCO does. Detections are rounded as -f coco writes them,
+so `yolocli detect -f coco` plus pycocotools gives the same numbers.
+A bad label line, a box outside its image or a listed image that is missing
+is reported (one line each) and left out; the rest is evaluated. Exit status
+1 when an image could not be evaluated.
+
+"""
+    + ENVIRONMENT
+)
+
+
+@cli.command(context_settings=CONTEXT, epilog=VAL_EPILOG)
+@click.argument("data", type=click.Path(path_type=Path, exists=True))
+@click.option(
+    "--images",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Folder of the COCO JSON's images. [default: the JSON's folder]",
+)
+@click.option(
+    "-m",
+    "--model",
+    callback=lambda c, p, v: v and _model_names(c, p, (v,))[0],
+    help="Registry model to evaluate (see `yolocli models list`). [default: yolov3]",
+)
+@click.option(
+    "--cfg",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Custom darknet cfg file (with --weights).",
+)
+@click.option(
+    "--weights",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Custom darknet weights file (with --cfg).",
+)
+@click.option(
+    "--names",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Class names, one a line (default: the model's).",
+)
+@click.option("--size", type=int, help="Network input size, a multiple of 32. [default: the cfg's]")
+@click.option("--conf", type=click.FloatRange(0, 1), default=0.001, help="Keep scores above this.")
+@click.option("--nms", type=click.FloatRange(0, 1), default=0.6, help="NMS IoU threshold.")
+@click.option(
+    "--classes",
+    metavar="LIST",
+    help="Only detect these classes: names or ids, comma-separated.",
+)
+@click.option(
+    "--max-det",
+    type=click.IntRange(min=0),
+    default=300,
+    help="At most this many detections per image (0: no limit).",
+)
+@click.option(
+    "--letterbox/--no-letterbox",
+    default=True,
+    help="Keep the aspect ratio with gray padding, as darknet does.",
+)
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", help="Where the network runs.")
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default="auto",
+    help="Engine that runs the network; auto: the fastest installed.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="Threads the engine may use. [default: every core]",
+)
+@click.option("--batch", type=click.IntRange(1, 64), default=1, help="Images per forward pass.")
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="A table, or one JSON object (map50, map, ..., classes).",
+)
+@click.option(
+    "--plots",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write PR curves and a confusion matrix here, as PNG (needs yolocli[plots]).",
+)
+@_common
+@click.pass_context
+def val(
+    ctx: click.Context,
+    data: Path,
+    images: Path | None,
+    model: str | None,
+    cfg: Path | None,
+    weights: Path | None,
+    names: Path | None,
+    size: int | None,
+    conf: float,
+    nms: float,
+    classes: str | None,
+    max_det: int,
+    letterbox: bool,
+    device: str,
+    backend: str,
+    threads: int | None,
+    batch: int,
+    fmt: str,
+    plots: Path | None,
+) -> None:
+    """Measure a model on labelled images: COCO mAP, per-class AP, precision and recall.
+
+    \b
+    Examples:
+      yolocli val data/ --model yolov3-tiny
+      yolocli val annotations/instances_val2017.json --images val2017/ -f json | jq .map
+      yolocli val data/ --model yolov3-tiny --plots plots/
+    """
+    from yolocli.errors import OptionError
+    from yolocli.pipeline import Options
+    from yolocli.postprocess import Postprocess
+
+    if (cfg is None) != (weights is None):
+        raise click.UsageError("a custom model needs both --cfg and --weights")
+    if cfg is not None and model is not None:
+        raise click.UsageError("--model and --cfg/--weights are alternatives: give one")
+    if images is not None and data.is_dir():
+        raise click.UsageError("--images goes with a COCO annotations file, not a folder")
+    if plots is not None:
+        from yolocli.plots import check_available
+
+        check_available()  # before any work: a missing extra is known now
+    try:
+        post = Postprocess(conf=conf, nms=nms, classes=_split_classes(classes), max_det=max_det)
+        detector_args = dict(
+            model=model, size=size, device=device, backend=backend, threads=threads,
+            letterbox=letterbox, cfg=cfg, weights=weights, names=names, postprocess=post,
+        )  # fmt: skip
+        with _native_stderr_captured(relay=bool(ctx.meta.get("yolocli.debug"))):
+            failed = _run_val(ctx, data, images, detector_args, Options(batch=batch), fmt, plots)
+    except OptionError as err:
+        raise click.BadParameter(err.message, param_hint=f"'{_flag(err.option)}'") from None
+    ctx.exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _run_val(
+    ctx: click.Context,
+    data: Path,
+    images: Path | None,
+    detector_args: dict[str, Any],
+    options: Any,
+    fmt: str,
+    plots: Path | None,
+) -> int:
+    """The val run itself: detect on every labelled image, evaluate, report; returns how many
+    images could not be evaluated."""
+    from yolocli import datasets
+    from yolocli.evaluate import Found, evaluate, report, table
+    from yolocli.formats import coco_bbox
+    from yolocli.inputs import Source, safe_rel
+    from yolocli.model import Detector
+    from yolocli.pipeline import Pipeline
+
+    detector = Detector(**detector_args, store=_store(ctx))
+    dataset = datasets.load(data, detector.names, images)
+    for problem in dataset.problems:
+        click.echo(f"yolocli: warning: {_printable(problem)}", err=True)
+    missing = sum("left out of the evaluation" in p for p in dataset.problems)
+    sources = [Source(str(i.path), i.path, safe_rel([i.path.name])) for i in dataset.images]
+    truths, found = [], []
+    run = _Run(ctx, detector.model_name, None, len(sources))
+    results = Pipeline(detector, None, options).run(sources)
+    for item, result in zip(dataset.images, run.track(results), strict=True):
+        if result.error or result.detections is None:
+            continue  # said by run.track; the image is left out
+        truths.append(item.truth(result.width, result.height))
+        # Rounded as `-f coco` writes them: pycocotools on that file gives these numbers.
+        records = result.detections.records()
+        found.append(
+            Found.of(
+                [coco_bbox(r["box"]) for r in records],
+                [r["score"] for r in records],
+                [r["class_id"] for r in records],
+            )
+        )
+    run.finish(profile=False)
+    evaluation = evaluate(truths, found, dataset.classes)
+    doc = report(evaluation, dataset.names, dataset.category_ids)
+    doc = {
+        "model": detector.model_name,
+        "data": str(data),
+        "images": len(truths),
+        "boxes": sum(len(t.classes) for t in truths),
+        "areas": "annotation area field" if any(i.areas is not None for i in dataset.images)
+        else "box w*h",
+        **doc,
+    }  # fmt: skip
+    if fmt == "json":
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        click.echo(
+            f"{doc['model']} on {_printable(str(data))}: {doc['images']} images, "
+            f"{doc['boxes']} boxes"
+        )
+        click.echo(table(doc))
+    if plots is not None:
+        from yolocli.plots import plot_all
+
+        written = plot_all(evaluation, dataset.names, plots)
+        log.info("wrote %d plots in %s/", len(written), plots)
+    return missing + run.failed
+
+
+def _load_coco_ids(path: Path | None, fmt: str) -> dict[str, int | str]:
+    """``--coco-ids``: file name -> image id, for ``-f coco`` only."""
+    if path is None:
+        return {}
+    if fmt != "coco":
+        raise click.UsageError("--coco-ids names the image ids of -f coco: add -f coco")
+    from yolocli.datasets import coco_image_ids
+
+    return coco_image_ids(path)
+
+
+def _coco_options(ctx: click.Context, detector: Any) -> Any:
+    """How ``-f coco`` numbers images and categories in this run."""
+    from yolocli.formats import CocoOptions
+
+    return CocoOptions(ctx.meta.get("yolocli.coco_ids") or {}, detector.names)
 
 
 def main() -> None:

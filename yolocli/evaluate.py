@@ -12,8 +12,9 @@ sorted by id to reproduce its figures exactly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -149,6 +150,87 @@ class Evaluation:
             "mar_medium": self.ar("medium"),
             "mar_large": self.ar("large"),
         }
+
+
+def _number(value: float | None) -> float | None:
+    """A figure for JSON: None where pycocotools says -1 (nothing to measure)."""
+    return None if value is None or value < 0 else round(float(value), 6)
+
+
+def report(
+    result: Evaluation, names: Mapping[int, str], category_ids: Mapping[int, int] | None = None
+) -> dict[str, Any]:
+    """The evaluation as one JSON-ready object: the headline figures (``map50``, ``map``, ...,
+    in [0, 1], or null where nothing could be measured) and a ``classes`` list holding every
+    class with ground truth or detections."""
+    doc: dict[str, Any] = {name: _number(v) for name, v in result.stats().items()}
+    classes = []
+    for info in result.per_class:
+        if not info.boxes and not info.detections:
+            continue
+        entry: dict[str, Any] = {
+            "class_id": info.class_id,
+            "name": names.get(info.class_id, str(info.class_id)),
+            "boxes": info.boxes,
+            "detections": info.detections,
+            "ap50": _number(info.ap50),
+            "ap": _number(info.ap),
+            "precision": _number(info.precision),
+            "recall": _number(info.recall),
+            "conf": _number(info.conf),
+        }
+        if category_ids and info.class_id in category_ids:
+            entry["category_id"] = category_ids[info.class_id]
+        classes.append(entry)
+    doc["classes"] = classes
+    return doc
+
+
+def table(doc: Mapping[str, Any]) -> str:
+    """`report`'s object as text for people: the headline figures, then one row per class."""
+
+    def f(value: Any) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    lines = [
+        f"mAP@0.5:0.95 {f(doc['map'])}   mAP@0.5 {f(doc['map50'])}   mAP@0.75 {f(doc['map75'])}",
+        f"AP small {f(doc['map_small'])}   medium {f(doc['map_medium'])}   "
+        f"large {f(doc['map_large'])}   AR@100 {f(doc['mar100'])}",
+        "",
+    ]
+    rows = [r for r in doc["classes"] if r["boxes"]]
+    others = [r for r in doc["classes"] if not r["boxes"]]
+    total = {
+        "name": "all",
+        "boxes": sum(r["boxes"] for r in rows),
+        "detections": sum(r["detections"] for r in rows),
+        "ap50": doc["map50"],
+        "ap": doc["map"],
+        "precision": None,
+        "recall": None,
+        "conf": None,
+    }
+    width = max([len("class"), *(len(str(r["name"])) for r in rows)])
+    lines.append(
+        f"{'class':<{width}}  {'boxes':>6}  {'found':>6}  {'AP50':>6}  {'AP':>6}  "
+        f"{'P':>6}  {'R':>6}  {'score':>6}"
+    )
+    for r in [total, *rows]:
+        lines.append(
+            f"{r['name']:<{width}}  {r['boxes']:>6}  {r['detections']:>6}  {f(r['ap50']):>6}  "
+            f"{f(r['ap']):>6}  {f(r['precision']):>6}  {f(r['recall']):>6}  {f(r['conf']):>6}"
+        )
+    if others:
+        n = sum(r["detections"] for r in others)
+        lines.append(
+            f"(and {n} detection{'s' * (n != 1)} of {len(others)} class"
+            f"{'es' * (len(others) != 1)} without ground truth, which COCO's means leave out)"
+        )
+    lines.append(
+        "(AP50: AP at IoU 0.5; AP: mean over IoU 0.5:0.95; P, R: precision and recall at IoU "
+        "0.5 keeping scores of at least `score`, where F1 is best)"
+    )
+    return "\n".join(lines)
 
 
 def box_iou_coco(dt: Floats, gt: Floats, crowd: Bools) -> Floats:
@@ -305,14 +387,12 @@ def confusion_matrix(
             if not used_d[d] and not used_g[g]:
                 used_d[d] = used_g[g] = True
                 matrix[g_cls[g], d_cls[d]] += 1
-        np.add.at(matrix, (g_cls[~used_g], k), 1)
-        np.add.at(matrix, (k, d_cls[~used_d]), 1)
+        matrix[:, k] += np.bincount(g_cls[~used_g], minlength=k + 1)  # missed
+        matrix[k] += np.bincount(d_cls[~used_d], minlength=k + 1)  # found where nothing is
     return matrix
 
 
-def evaluate(
-    truths: Sequence[Truth], found: Sequence[Found], classes: Sequence[int]
-) -> Evaluation:
+def evaluate(truths: Sequence[Truth], found: Sequence[Found], classes: Sequence[int]) -> Evaluation:
     """COCO bbox metrics of ``found`` against ``truths`` (one of each per image, same order)
     for the class ids in ``classes`` (pycocotools' catIds: detections of other classes are not
     counted; a class without ground truth is left out of the means)."""
@@ -362,5 +442,7 @@ __all__ = [
     "box_iou_coco",
     "confusion_matrix",
     "evaluate",
+    "report",
+    "table",
     "xyxy_to_xywh",
 ]
