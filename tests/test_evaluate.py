@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import shutil
+import sys
+from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import DATA, run_cli
 from yolocli.evaluate import Found, Truth, best_f1, box_iou_coco, confusion_matrix, evaluate
+from yolocli.formats import COCO80_TO_91, coco_names
 
 COCO = pytest.importorskip("pycocotools.coco")
 COCOEVAL = pytest.importorskip("pycocotools.cocoeval")
@@ -152,9 +159,12 @@ def g(image: int, cat: int, bbox: list[float], crowd: int = 0, n: int = 1) -> di
         # a crowd region swallows several detections without a miss or false positive
         (
             [g(1, 1, [0, 0, 200, 200], crowd=1), g(1, 1, [300, 300, 40, 40], n=2)],
-            [d(1, 1, [10, 10, 50, 50], 0.9), d(1, 1, [60, 60, 50, 50], 0.8),
-             d(1, 1, [300, 300, 40, 40], 0.7)],
-        ),  # fmt: skip
+            [
+                d(1, 1, [10, 10, 50, 50], 0.9),
+                d(1, 1, [60, 60, 50, 50], 0.8),
+                d(1, 1, [300, 300, 40, 40], 0.7),
+            ],
+        ),
         # ground truth only in class 1, detections only in absent class 2 and non-category 9
         ([g(1, 1, [0, 0, 50, 50])], [d(1, 2, [0, 0, 50, 50], 0.9), d(1, 9, [0, 0, 50, 50], 0.9)]),
         # a detection equally close to two boxes takes the later one, as pycocotools does,
@@ -167,9 +177,7 @@ def g(image: int, cat: int, bbox: list[float], crowd: int = 0, n: int = 1) -> di
         ([g(3, 3, [5, 5, 10, 10])], [d(3, 3, [5, 5, 10, 10], 1.0)]),
     ],
 )
-def test_edge_cases_equal_pycocotools(
-    gts: list[dict[str, Any]], dts: list[dict[str, Any]]
-) -> None:
+def test_edge_cases_equal_pycocotools(gts: list[dict[str, Any]], dts: list[dict[str, Any]]) -> None:
     check_equal(gts, dts)
 
 
@@ -212,3 +220,153 @@ def test_no_ground_truth_anywhere_gives_minus_one() -> None:
     result = evaluate([Truth.of([], [])], [Found.of([[0, 0, 5, 5]], [0.5], [1])], [1])
     assert result.map == -1.0
     assert result.per_class[0].ap is None
+
+
+# -- yolocli val, end to end ------------------------------------------------------------------
+
+REFERENCE = DATA / "reference"
+
+
+def reference_truth() -> list[tuple[Path, int, int, list[tuple[int, list[float]]]]]:
+    """(image, width, height, [(class id, [x1, y1, x2, y2] clipped)]) from the reference
+    darknet output: ground truth a model should find."""
+    items = []
+    for ref in sorted(REFERENCE.glob("*.json")):
+        doc = json.loads(ref.read_text())
+        image = DATA / "images" / doc["image"]
+        h, w = cv2.imread(str(image)).shape[:2]
+        boxes = []
+        for det in doc["detections"]:
+            x1, y1, x2, y2 = det["box_xyxy"]
+            boxes.append((det["class_id"], [max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)]))
+        items.append((image, w, h, boxes))
+    return items
+
+
+def coco_dataset(root: Path, prefix: str = "images/") -> Path:
+    """The test photos as a COCO dataset: COCO's category ids and names (not darknet's); file
+    names ``prefix`` + name, relative to the JSON's folder."""
+    coco_spelling = {
+        "motorbike": "motorcycle", "aeroplane": "airplane", "sofa": "couch",
+        "pottedplant": "potted plant", "diningtable": "dining table", "tvmonitor": "tv",
+    }  # fmt: skip
+    images, annotations = [], []
+    (root / "images").mkdir(parents=True)
+    for n, (image, w, h, boxes) in enumerate(reference_truth(), 1):
+        shutil.copy(image, root / "images" / image.name)
+        images.append({"id": n * 10, "file_name": prefix + image.name, "width": w, "height": h})
+        for cls, (x1, y1, x2, y2) in boxes:
+            annotations.append(
+                {"id": len(annotations) + 1, "image_id": n * 10,
+                 "category_id": COCO80_TO_91[cls], "bbox": [x1, y1, x2 - x1, y2 - y1],
+                 "area": (x2 - x1) * (y2 - y1), "iscrowd": 0}
+            )  # fmt: skip
+    categories = [
+        {"id": cid, "name": coco_spelling.get(name, name)}
+        for cid, name in zip(COCO80_TO_91, coco_names(), strict=True)
+    ]
+    path = root / "instances.json"
+    doc = {"images": images, "annotations": annotations, "categories": categories}
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def yolo_dataset(root: Path) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for image, w, h, boxes in reference_truth():
+        shutil.copy(image, root / "images" / image.name)
+        lines = [
+            f"{cls} {(x1 + x2) / 2 / w} {(y1 + y2) / 2 / h} {(x2 - x1) / w} {(y2 - y1) / h}"
+            for cls, (x1, y1, x2, y2) in boxes
+        ]
+        if lines:  # an image without objects has no label file
+            (root / "labels" / f"{image.stem}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_val_equals_pycocotools_on_the_same_detections(
+    tmp_path: Path, use_real_store: Path
+) -> None:
+    gt_path = coco_dataset(tmp_path / "coco")
+    result = run_cli("val", str(gt_path), "-m", "yolov3-tiny", "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    detect = run_cli(
+        "detect", str(tmp_path / "coco" / "images"), "-m", "yolov3-tiny", "--conf", "0.001",
+        "--nms", "0.6", "--no-save", "-f", "coco", "--coco-ids", str(gt_path),
+    )  # fmt: skip
+    assert detect.exit_code == 0, detect.stderr
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO.COCO(str(gt_path))
+        ev = COCOEVAL.COCOeval(gt, gt.loadRes(json.loads(detect.stdout)), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    for i, name in enumerate(STATS):
+        expected = None if ev.stats[i] == -1 else ev.stats[i]
+        assert doc[name] == pytest.approx(expected, abs=1e-4), name
+    assert 0.5 < doc["map50"] <= 1  # the detections are the reference's: a good score
+    assert doc["images"] == 6
+    by_name = {c["name"]: c for c in doc["classes"]}
+    assert by_name["motorbike"]["category_id"] == 4  # COCO's "motorcycle", matched by name
+    assert by_name["motorbike"]["boxes"] == 3
+
+
+def test_val_on_a_yolo_folder_reports_bad_labels_and_writes_plots(
+    tmp_path: Path, use_real_store: Path
+) -> None:
+    pytest.importorskip("matplotlib")
+    root = yolo_dataset(tmp_path / "data")
+    label = root / "labels" / "coffee.txt"
+    good = label.read_text()
+    label.write_text(good + "0 0.5 0.5 0.2\n99 0.5 0.5 0.1 0.1\n0 1.5 1.5 0.1 0.1\n")
+    plots = tmp_path / "plots"
+    result = run_cli("val", str(root), "-m", "yolov3-tiny", "--plots", str(plots))
+    assert result.exit_code == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    n = len(good.splitlines())
+    assert warnings == [
+        f"yolocli: warning: {label}:{n + 1}: expected 5 fields (class cx cy w h), got 4; "
+        "line skipped",
+        f"yolocli: warning: {label}:{n + 2}: class id 99 is out of range: the model has 80 "
+        "classes (0-79); line skipped",
+        f"yolocli: warning: {label}:{n + 3}: box [1.45, 1.45, 0.1, 0.1] lies outside the "
+        "image; left out",
+    ]
+    out = result.stdout.splitlines()
+    assert out[0] == f"yolov3-tiny on {root}: 6 images, 12 boxes"
+    assert out[1].startswith("mAP@0.5:0.95 0.9")
+    rows = {line.split()[0]: line.split() for line in out[4:] if line and line[0] != "("}
+    assert rows["person"][1] == "2"  # boxes
+    assert float(rows["all"][3]) > 0.9  # mAP@0.5 on the reference's own detections
+    assert (plots / "pr_curve.png").stat().st_size > 1000
+    assert (plots / "confusion_matrix.png").stat().st_size > 1000
+    assert (plots / "pr_curves" / "person.png").is_file()
+
+
+def test_val_goes_on_without_a_missing_image(tmp_path: Path, use_real_store: Path) -> None:
+    gt_path = coco_dataset(tmp_path / "coco", prefix="")
+    (tmp_path / "coco" / "images" / "rocket.jpg").unlink()
+    result = run_cli(
+        "val", str(gt_path), "--images", str(tmp_path / "coco" / "images"), "-m", "yolov3-tiny",
+        "-f", "json",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if "rocket" in line]
+    assert len(lines) == 1
+    assert "image 60 (rocket.jpg): no such file" in lines[0]
+    assert json.loads(result.stdout)["images"] == 5
+
+
+def test_val_plots_without_matplotlib_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    root = yolo_dataset(tmp_path / "data")
+    result = run_cli("val", str(root), "--plots", str(tmp_path / "plots"))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "yolocli: error: plots need matplotlib, which is not installed: "
+        "pip install 'yolocli[plots]'"
+    ]

@@ -1200,7 +1200,8 @@ def _run_val(
     dataset = datasets.load(data, detector.names, images)
     for problem in dataset.problems:
         click.echo(f"yolocli: warning: {_printable(problem)}", err=True)
-    missing = sum("left out of the evaluation" in p for p in dataset.problems)
+    for line in dataset.missing:
+        click.echo(f"yolocli: {_printable(line)}", err=True)
     sources = [Source(str(i.path), i.path, safe_rel([i.path.name])) for i in dataset.images]
     truths, found = [], []
     run = _Run(ctx, detector.model_name, None, len(sources))
@@ -1243,7 +1244,7 @@ def _run_val(
 
         written = plot_all(evaluation, dataset.names, plots)
         log.info("wrote %d plots in %s/", len(written), plots)
-    return missing + run.failed
+    return len(dataset.missing) + run.failed
 
 
 def _load_coco_ids(path: Path | None, fmt: str) -> dict[str, int | str]:

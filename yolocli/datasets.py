@@ -77,13 +77,15 @@ class LabelledImage:
 @dataclass
 class Dataset:
     """Images in evaluation order (sorted by image id, as pycocotools orders them), the class
-    ids to evaluate, their display names, and what was wrong with the input."""
+    ids to evaluate, their display names, and what was wrong with the input: ``problems``
+    (entries fixed or left out) and ``missing`` (images that cannot be evaluated at all)."""
 
     images: list[LabelledImage]
     classes: list[int]
     names: dict[int, str]
     problems: list[str] = field(default_factory=list)
     category_ids: dict[int, int] = field(default_factory=dict)  # class -> COCO category id
+    missing: list[str] = field(default_factory=list)  # listed images not on disk, one line each
 
 
 def load(
@@ -218,6 +220,7 @@ def load_coco(
         raise DatasetError(f'{path}: not a COCO annotations file (no "images" list)')
     folder = Path(images_dir) if images_dir is not None else path.parent
     problems: list[str] = []
+    missing: list[str] = []
     names, categories = _coco_categories(doc.get("categories") or [], class_names, path, problems)
     by_id: dict[Any, dict[str, Any]] = {}
     for i, entry in enumerate(doc["images"]):
@@ -226,7 +229,7 @@ def load_coco(
             continue
         file = folder / str(entry["file_name"])
         if not file.is_file():
-            problems.append(
+            missing.append(
                 f"{path}: image {entry['id']} ({entry['file_name']}): no such file {file}; "
                 "left out of the evaluation"
             )
@@ -241,7 +244,8 @@ def load_coco(
         for _, entry in sorted(by_id.items(), key=lambda kv: _sort_key(kv[0]))
     ]
     classes = sorted(categories.values())
-    return Dataset(images, classes, names, problems, {cls: cat for cat, cls in categories.items()})
+    ids = {cls: cat for cat, cls in categories.items()}
+    return Dataset(images, classes, names, problems, ids, missing)
 
 
 def _sort_key(image_id: Any) -> tuple[int, Any]:
