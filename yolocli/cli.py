@@ -1029,8 +1029,8 @@ DATA is a COCO annotations JSON (images found by file_name under the
 JSON's folder, or --images DIR; categories matched to the model's classes
 by name) or a YOLO-layout folder: images/ with labels/ mirroring it, one
 "class cx cy w h" line per object, normalized to [0, 1]; an image without
-a label file has no objects. Object sizes (small < 32x32 px <= medium <
-96x96 px <= large) come from the JSON's "area" field, or from the box's w*h
+a label file has no objects. Object sizes (small: up to 32x32 px, medium:
+up to 96x96 px, large: above) come from the JSON's "area" field, or the box's w*h
 for YOLO labels.
 
 \b

@@ -289,12 +289,15 @@ def _match(truth: Truth, found: Found, k: int) -> _Matched | None:
         thresholds = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)[None, :, None]
         taken = np.zeros((n_a, n_t, n_g), bool)
         flip = np.arange(n_g)[::-1]
-        for d in range(n_d):
+        # Only a detection overlapping some box by the lowest threshold can match anything.
+        for d in np.flatnonzero(ious.max(axis=1) >= IOU_THRESHOLDS[0]).tolist():
             iou = ious[d][None, None, :]
             free = (~taken | crowd) & (iou >= thresholds)  # (A, T, G)
             best = np.full((n_a, n_t), -1)
             # Boxes not ignored first; among them the highest IoU, the last one on a tie.
             for pool in (~g_ignore, g_ignore):
+                if not (best < 0).any() or not pool.any():
+                    continue
                 cand = np.where(free & pool[:, None, :], iou, -np.inf)[..., flip]
                 pick = n_g - 1 - np.argmax(cand, axis=-1)
                 ok = (best < 0) & np.isfinite(np.max(cand, axis=-1))
@@ -403,8 +406,14 @@ def evaluate(truths: Sequence[Truth], found: Sequence[Found], classes: Sequence[
     precision = -np.ones((n_t, n_r, len(cats), n_a))
     recall = -np.ones((n_t, len(cats), n_a))
     per_class = []
+    parts_by_class: dict[int, list[_Matched]] = {k: [] for k in cats}
+    for truth, dets in zip(truths, found, strict=True):  # image by image, in order
+        present = np.union1d(truth.classes, dets.classes).tolist()
+        for k in present:
+            if k in parts_by_class and (matched := _match(truth, dets, k)) is not None:
+                parts_by_class[k].append(matched)
     for ki, k in enumerate(cats):
-        parts = [m for t, f in zip(truths, found, strict=True) if (m := _match(t, f, k))]
+        parts = parts_by_class[k]
         precision[:, :, ki], recall[:, ki], (scores, hits, n_truth) = _accumulate(parts)
         has_truth = precision[0, 0, ki, 0] > -1
         p, r, conf = best_f1(scores, hits, n_truth)
