@@ -1227,7 +1227,7 @@ def _run_val(
         "data": str(data),
         "images": len(truths),
         "boxes": sum(len(t.classes) for t in truths),
-        "areas": "annotation area field" if any(i.areas is not None for i in dataset.images)
+        "area_source": "annotation area field" if any(i.areas is not None for i in dataset.images)
         else "box w*h",
         **doc,
     }  # fmt: skip
