@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from yolocli.formats import CSV_COLUMNS, make_writer
+from tests.conftest import DATA, run_cli
+from yolocli.formats import (
+    COCO80_TO_91,
+    CSV_COLUMNS,
+    CocoOptions,
+    coco_names,
+    image_id,
+    make_writer,
+    stem_id,
+)
 
 RECORDS = [
     {"image": "a.jpg", "width": 640, "height": 480, "model": "m", "error": None,
@@ -64,3 +76,115 @@ def test_text_is_a_summary_line_then_one_line_per_detection() -> None:
 def test_unknown_format() -> None:
     with pytest.raises(ValueError, match="unknown format 'xml'"):
         make_writer("xml", io.StringIO())
+
+
+# -- coco --------------------------------------------------------------------------------------
+
+
+def write_coco(records: list[dict[str, Any]], options: CocoOptions | None = None) -> Any:
+    out = io.StringIO()
+    writer = make_writer("coco", out, coco=options)
+    for rec in records:
+        writer.write(rec)
+    writer.close()
+    return json.loads(out.getvalue())
+
+
+def test_coco_results_from_a_coco_model_use_coco_category_ids() -> None:
+    names = coco_names()
+    record = {**RECORDS[0], "image": "photos/000000397133.jpg"}
+    got = write_coco([record, RECORDS[1], RECORDS[2]], CocoOptions(class_names=names))
+    assert got == [
+        # class 16 (dog) is category 18, class 15 (cat) 17: COCO skips ids 12 and 26
+        {"image_id": 397133, "category_id": 18, "bbox": [1.0, 2.0, 29.5, 38.25], "score": 0.87},
+        {"image_id": 397133, "category_id": 17, "bbox": [5.0, 6.0, 2.0, 2.0], "score": 0.5},
+    ]
+
+
+def test_coco_category_table() -> None:
+    assert len(COCO80_TO_91) == 80
+    assert len(set(COCO80_TO_91)) == 80
+    assert COCO80_TO_91[0] == 1
+    assert COCO80_TO_91[-1] == 90
+    assert [COCO80_TO_91[i] for i in (11, 24, 39, 79)] == [13, 27, 44, 90]
+
+
+def test_coco_results_from_another_model_keep_class_ids() -> None:
+    got = write_coco(RECORDS[:1], CocoOptions(class_names=["a"] * 17))
+    assert [r["category_id"] for r in got] == [16, 15]
+    assert [r["image_id"] for r in got] == ["a", "a"]  # the stem: not a number
+
+
+@pytest.mark.parametrize(
+    ("name", "ids", "expected"),
+    [
+        ("shots/x.jpg", {"shots/x.jpg": 4, "x.jpg": 5}, 4),  # the name as given first
+        ("/data/val/x.jpg", {"val/x.jpg": 4, "x.jpg": 5}, 5),  # then the base name
+        ("0042.png", {}, 42),  # no file: the stem, a number
+        ("IMG_1.png", {}, "IMG_1"),
+        ("١٢.png", {}, "١٢"),  # digits that are not ASCII stay a string
+    ],
+)
+def test_coco_image_ids(name: str, ids: dict[str, int | str], expected: int | str) -> None:
+    got = image_id(name, ids)
+    assert (got if got is not None else stem_id(name)) == expected
+
+
+def test_coco_image_not_in_the_annotations_falls_back_to_its_stem(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    record = {**RECORDS[0], "image": "17.jpg"}
+    with caplog.at_level("WARNING", logger="yolocli.formats"):
+        got = write_coco([record], CocoOptions(image_ids={"other.jpg": 1}))
+    assert {r["image_id"] for r in got} == {17}
+    assert "17.jpg is not in the COCO annotations file" in caplog.text
+
+
+def test_coco_results_are_an_array_even_when_empty() -> None:
+    assert write_coco([]) == []
+    assert write_coco(RECORDS[1:]) == []
+
+
+def test_coco_results_load_in_pycocotools(tmp_path: Path) -> None:
+    coco = pytest.importorskip("pycocotools.coco")
+    results = write_coco(RECORDS[:1], CocoOptions(class_names=coco_names()))
+    gt = coco.COCO()
+    gt.dataset = {
+        "images": [{"id": "a", "width": 640, "height": 480}],
+        "annotations": [],
+        "categories": [{"id": 17, "name": "cat"}, {"id": 18, "name": "dog"}],
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+        dt = gt.loadRes(results)
+    assert dt.anns[1]["area"] == pytest.approx(29.5 * 38.25)
+
+
+def test_detect_writes_coco_results_with_ids_from_annotations(
+    tmp_path: Path, use_real_store: Path
+) -> None:
+    ann = tmp_path / "instances.json"
+    ann.write_text(json.dumps({"images": [{"id": 31, "file_name": "grace_hopper.jpg"}]}))
+    photo = DATA / "images" / "grace_hopper.jpg"
+    args = ["detect", str(photo), "-m", "yolov3-tiny", "--conf", "0.3", "--no-save", "-f", "coco"]
+    result = run_cli(*args, "--coco-ids", str(ann))
+    assert result.exit_code == 0, result.stderr
+    got = json.loads(result.stdout)
+    assert got
+    assert {r["image_id"] for r in got} == {31}
+    assert 32 in {r["category_id"] for r in got}  # tie: class 27, COCO category 32
+    for r in got:
+        _, _, w, h = r["bbox"]
+        assert w > 0
+        assert h > 0
+        assert 0 < r["score"] <= 1
+    plain = json.loads(run_cli(*args).stdout)
+    assert {r["image_id"] for r in plain} == {"grace_hopper"}
+
+
+def test_coco_ids_need_the_coco_format(tmp_path: Path) -> None:
+    ann = tmp_path / "instances.json"
+    ann.write_text("{}")
+    result = run_cli("detect", "x.jpg", "--coco-ids", str(ann), "--no-save")
+    assert result.exit_code == 2
+    assert "add -f coco" in result.stderr

@@ -694,6 +694,12 @@ def _split_classes(text: str | None) -> tuple[int | str, ...] | None:
     is_flag=True,
     help="Print time per stage (read, forward, ...) on stderr at the end.",
 )
+@click.option(
+    "--coco-ids",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="With -f coco: image ids from this COCO annotations file, by file name. "
+    "[default: the file stem, a number if all digits]",
+)
 @_common
 @click.pass_context
 def detect(
@@ -727,6 +733,7 @@ def detect(
     max_bytes: int,
     max_pixels: int,
     profile: bool,
+    coco_ids: Path | None,
 ) -> None:
     """Detect objects in images: annotated copies in --out, results on stdout.
 
@@ -753,6 +760,7 @@ def detect(
         raise click.UsageError("-0/--null is about paths on stdin: add - to the sources")
     if sources.count("-") > 1:
         raise click.UsageError("stdin (-) can be read only once")
+    ctx.meta["yolocli.coco_ids"] = _load_coco_ids(coco_ids, fmt)
     if not no_save or save_txt or save_crops:
         for item in sources:
             if Path(item).is_dir() and Path(item).resolve() == out.resolve():
@@ -810,6 +818,7 @@ def _run_detect(
     from yolocli.model import plan as make_plan
     from yolocli.outputs import Outputs
     from yolocli.store import Store
+    from yolocli.workers import MIN_IMAGES
 
     if isinstance(sys.stdout, io.TextIOWrapper):
         # Paths that are not valid UTF-8 reach stdout as the bytes they are.
@@ -819,7 +828,8 @@ def _run_detect(
         threads = detector_args.pop("threads")
         workers = detector_args.pop("workers")
         plan = make_plan(**detector_args, store=store)
-        options, rule = _parallel(plan, sources, workers, threads, options)
+        few = "-" not in sources and _fewer_images(sources, MIN_IMAGES)
+        options, rule = _parallel(plan, few, workers, threads, options)
         detector: Any = plan if options.workers > 1 else Detector.from_plan(plan, options.threads)
         stdin = sys.stdin.buffer if "-" in sources else None
         items = expand_sources(
@@ -836,10 +846,11 @@ def _run_detect(
 
 
 def _parallel(
-    plan: Any, sources: tuple[str, ...], workers: str, threads: int | None, options: Any
+    plan: Any, few: bool, workers: str, threads: int | None, options: Any
 ) -> tuple[Any, str]:
     """``options`` with the worker processes and engine threads to use, and the rule that
-    chose them in words (for --profile)."""
+    chose them in words (for --profile). ``few``: the run is known to have fewer than
+    `yolocli.workers.MIN_IMAGES` images."""
     import dataclasses
 
     from yolocli.workers import MIN_IMAGES, auto_workers
@@ -850,7 +861,7 @@ def _parallel(
         count = int(workers)
         share = threads or max(1, cores // count)
         rule = f"--workers {count}"
-    elif "-" not in sources and _fewer_images(sources, MIN_IMAGES):
+    elif few:
         count, share = 1, threads  # starting worker processes would cost more than they save
         rule = f"auto: fewer than {MIN_IMAGES} images, so one network in this process"
     else:
@@ -891,9 +902,9 @@ def _stream(
     from yolocli.formats import make_writer
     from yolocli.pipeline import Pipeline
 
-    writer = make_writer(fmt, sys.stdout)
-    run = _Run(ctx, model, outputs.options.out_dir, total)
     pipeline = Pipeline(detector, outputs, options)
+    writer = make_writer(fmt, sys.stdout, coco=_coco_options(ctx, pipeline.names))
+    run = _Run(ctx, model, outputs.options.out_dir, total)
     try:
         for result in run.track(pipeline.run(items)):
             with signals.deferred():
@@ -1090,6 +1101,268 @@ def _printable(text: str) -> str:
     from yolocli.formats import printable
 
     return printable(text)
+
+
+# -------------------------------------------------------------------------------- val
+
+VAL_EPILOG = (
+    """\b
+DATA is a COCO annotations JSON (images found by file_name under the
+JSON's folder, or --images DIR; categories matched to the model's classes
+by name) or a YOLO-layout folder: images/ with labels/ mirroring it, one
+"class cx cy w h" line per object, normalized to [0, 1]; an image without
+a label file has no objects. Object sizes (small: up to 32x32 px, medium:
+up to 96x96 px, large: above) come from the JSON's "area" field, or the box's w*h
+for YOLO labels.
+
+\b
+The figures are pycocotools' COCOeval (bbox): 101-point interpolated AP at
+IoU 0.50:0.05:0.95, at most 100 detections per image and class; crowd
+regions ignored as COCO does. Detections are rounded as -f coco writes them,
+so `yolocli detect -f coco` plus pycocotools gives the same numbers.
+A bad label line, a box outside its image or a listed image that is missing
+is reported (one line each) and left out; the rest is evaluated. Exit status
+1 when an image could not be evaluated.
+
+"""
+    + ENVIRONMENT
+)
+
+
+@cli.command(context_settings=CONTEXT, epilog=VAL_EPILOG)
+@click.argument("data", type=click.Path(path_type=Path, exists=True))
+@click.option(
+    "--images",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Folder of the COCO JSON's images. [default: the JSON's folder]",
+)
+@click.option(
+    "-m",
+    "--model",
+    callback=lambda c, p, v: v and _model_names(c, p, (v,))[0],
+    help="Registry model to evaluate (see `yolocli models list`). [default: yolov3]",
+)
+@click.option(
+    "--cfg",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Custom darknet cfg file (with --weights).",
+)
+@click.option(
+    "--weights",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Custom darknet weights file (with --cfg).",
+)
+@click.option(
+    "--names",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Class names, one a line (default: the model's).",
+)
+@click.option("--size", type=int, help="Network input size, a multiple of 32. [default: the cfg's]")
+@click.option("--conf", type=click.FloatRange(0, 1), default=0.001, help="Keep scores above this.")
+@click.option("--nms", type=click.FloatRange(0, 1), default=0.6, help="NMS IoU threshold.")
+@click.option(
+    "--classes",
+    metavar="LIST",
+    help="Only detect these classes: names or ids, comma-separated.",
+)
+@click.option(
+    "--max-det",
+    type=click.IntRange(min=0),
+    default=300,
+    help="At most this many detections per image (0: no limit).",
+)
+@click.option(
+    "--letterbox/--no-letterbox",
+    default=True,
+    help="Keep the aspect ratio with gray padding, as darknet does.",
+)
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", help="Where the network runs.")
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default="auto",
+    help="Engine that runs the network; auto: the fastest installed.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="Threads the engine may use. [default: every core]",
+)
+@click.option(
+    "-j",
+    "--workers",
+    default="auto",
+    callback=lambda c, p, v: _workers(v),
+    help="Worker processes, each with its own network (see yolocli detect -h).",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 64),
+    default=1,
+    help="Images per forward pass (with one network in this process).",
+)
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="A table, or one JSON object (map50, map, ..., classes).",
+)
+@click.option(
+    "--plots",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write PR curves and a confusion matrix here, as PNG (needs yolocli[plots]).",
+)
+@_common
+@click.pass_context
+def val(
+    ctx: click.Context,
+    data: Path,
+    images: Path | None,
+    model: str | None,
+    cfg: Path | None,
+    weights: Path | None,
+    names: Path | None,
+    size: int | None,
+    conf: float,
+    nms: float,
+    classes: str | None,
+    max_det: int,
+    letterbox: bool,
+    device: str,
+    backend: str,
+    threads: int | None,
+    workers: str,
+    batch: int,
+    fmt: str,
+    plots: Path | None,
+) -> None:
+    """Measure a model on labelled images: COCO mAP, per-class AP, precision and recall.
+
+    \b
+    Examples:
+      yolocli val data/ --model yolov3-tiny
+      yolocli val annotations/instances_val2017.json --images val2017/ -f json | jq .map
+      yolocli val data/ --model yolov3-tiny --plots plots/
+    """
+    from yolocli.errors import OptionError
+    from yolocli.pipeline import Options
+    from yolocli.postprocess import Postprocess
+
+    if (cfg is None) != (weights is None):
+        raise click.UsageError("a custom model needs both --cfg and --weights")
+    if cfg is not None and model is not None:
+        raise click.UsageError("--model and --cfg/--weights are alternatives: give one")
+    if images is not None and data.is_dir():
+        raise click.UsageError("--images goes with a COCO annotations file, not a folder")
+    if plots is not None:
+        from yolocli.plots import check_available
+
+        check_available()  # before any work: a missing extra is known now
+    try:
+        post = Postprocess(conf=conf, nms=nms, classes=_split_classes(classes), max_det=max_det)
+        detector_args = dict(
+            model=model, size=size, device=device, backend=backend, letterbox=letterbox,
+            cfg=cfg, weights=weights, names=names, postprocess=post,
+        )  # fmt: skip
+        parallel = (workers, threads, Options(batch=batch))
+        with _native_stderr_captured(relay=bool(ctx.meta.get("yolocli.debug"))):
+            failed = _run_val(ctx, data, images, detector_args, parallel, fmt, plots)
+    except OptionError as err:
+        raise click.BadParameter(err.message, param_hint=f"'{_flag(err.option)}'") from None
+    ctx.exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _run_val(
+    ctx: click.Context,
+    data: Path,
+    images: Path | None,
+    detector_args: dict[str, Any],
+    parallel: tuple[str, int | None, Any],
+    fmt: str,
+    plots: Path | None,
+) -> int:
+    """The val run itself: detect on every labelled image, evaluate, report; returns how many
+    images could not be evaluated."""
+    from yolocli import datasets
+    from yolocli.evaluate import Found, evaluate, report, table
+    from yolocli.formats import coco_bbox
+    from yolocli.inputs import Source, safe_rel
+    from yolocli.model import Detector, plan
+    from yolocli.pipeline import Pipeline
+    from yolocli.workers import MIN_IMAGES
+
+    model = plan(**detector_args, store=_store(ctx))
+    dataset = datasets.load(data, model.info.class_names, images)
+    for problem in dataset.problems:
+        click.echo(f"yolocli: warning: {_printable(problem)}", err=True)
+    for line in dataset.missing:
+        click.echo(f"yolocli: {_printable(line)}", err=True)
+    sources = [Source(str(i.path), i.path, safe_rel([i.path.name])) for i in dataset.images]
+    workers, threads, options = parallel
+    options, _ = _parallel(model, len(sources) < MIN_IMAGES, workers, threads, options)
+    detector = model if options.workers > 1 else Detector.from_plan(model, options.threads)
+    truths, found = [], []
+    run = _Run(ctx, model.info.name, None, len(sources))
+    results = Pipeline(detector, None, options).run(sources)
+    for item, result in zip(dataset.images, run.track(results), strict=True):
+        if result.error or result.detections is None:
+            continue  # said by run.track; the image is left out
+        truths.append(item.truth(result.width, result.height))
+        # Rounded as `-f coco` writes them: pycocotools on that file gives these numbers.
+        records = result.detections.records()
+        found.append(
+            Found.of(
+                [coco_bbox(r["box"]) for r in records],
+                [r["score"] for r in records],
+                [r["class_id"] for r in records],
+            )
+        )
+    run.finish(profile=False)
+    evaluation = evaluate(truths, found, dataset.classes)
+    doc = report(evaluation, dataset.names, dataset.category_ids)
+    doc = {
+        "model": model.info.name,
+        "data": str(data),
+        "images": len(truths),
+        "boxes": sum(len(t.classes) for t in truths),
+        "area_source": "annotation area field" if any(i.areas is not None for i in dataset.images)
+        else "box w*h",
+        **doc,
+    }  # fmt: skip
+    if fmt == "json":
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        click.echo(
+            f"{doc['model']} on {_printable(str(data))}: {doc['images']} images, "
+            f"{doc['boxes']} boxes"
+        )
+        click.echo(table(doc))
+    if plots is not None:
+        from yolocli.plots import plot_all
+
+        written = plot_all(evaluation, dataset.names, plots)
+        log.info("wrote %d plots in %s/", len(written), plots)
+    return len(dataset.missing) + run.failed
+
+
+def _load_coco_ids(path: Path | None, fmt: str) -> dict[str, int | str]:
+    """``--coco-ids``: file name -> image id, for ``-f coco`` only."""
+    if path is None:
+        return {}
+    if fmt != "coco":
+        raise click.UsageError("--coco-ids names the image ids of -f coco: add -f coco")
+    from yolocli.datasets import coco_image_ids
+
+    return coco_image_ids(path)
+
+
+def _coco_options(ctx: click.Context, names: list[str]) -> Any:
+    """How ``-f coco`` numbers images and categories in this run."""
+    from yolocli.formats import CocoOptions
+
+    return CocoOptions(ctx.meta.get("yolocli.coco_ids") or {}, names)
 
 
 def main() -> None:

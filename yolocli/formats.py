@@ -9,13 +9,17 @@ after an interruption too.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Protocol, TextIO
 
 from yolocli.records import ImageRecord
 
-FORMATS = ("text", "jsonl", "json", "csv")
+FORMATS = ("text", "jsonl", "json", "csv", "coco")
 CSV_COLUMNS = (
     "image",
     "width",
@@ -31,6 +35,17 @@ CSV_COLUMNS = (
 )
 
 Record = ImageRecord
+
+log = logging.getLogger(__name__)
+
+# COCO's category ids for the 80 classes of coco.names, in order: the dataset numbers 91
+# categories and leaves 11 unused, so class i of a COCO-trained model is not category i + 1.
+COCO80_TO_91 = (
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27,
+    28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53,
+    54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80,
+    81, 82, 84, 85, 86, 87, 88, 89, 90,
+)  # fmt: skip
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -154,7 +169,105 @@ class CsvWriter:
         self.out.flush()
 
 
-def make_writer(fmt: str, out: TextIO) -> Writer:
+def coco_names() -> list[str]:
+    """The 80 class names of COCO-trained darknet models (the bundled coco.names)."""
+    from yolocli.darknet import read_names
+    from yolocli.registry import config_dir
+
+    return read_names(config_dir() / "coco.names")
+
+
+@dataclass(frozen=True)
+class CocoOptions:
+    """How `CocoWriter` numbers things. ``image_ids``: file name -> image id (from a COCO
+    annotations file; matched by the name as given, then by base name); an image not in it,
+    or every image when it is empty, gets its file stem (an int if all digits, as in COCO's
+    ``000000397133.jpg``). ``class_names``: the model's; when they are COCO's 80, class ids
+    become COCO's category ids (`COCO80_TO_91`), otherwise a category id is the class id."""
+
+    image_ids: Mapping[str, int | str] = field(default_factory=dict)
+    class_names: Sequence[str] = ()
+
+    def category_ids(self) -> Sequence[int] | None:
+        """Class id -> category id, or None where they are the same."""
+        if len(self.class_names) == 80 and list(self.class_names) == coco_names():
+            return COCO80_TO_91
+        return None
+
+
+def image_id(name: str, ids: Mapping[str, int | str]) -> int | str | None:
+    """The COCO image id of an input named ``name``: from ``ids`` by the name as given, then
+    its base name; None if ``ids`` has neither."""
+    found = ids.get(name)
+    if found is None:
+        found = ids.get(PurePath(name).name)
+    return found
+
+
+def stem_id(name: str) -> int | str:
+    """An image id from a file name alone: its stem, as an int if it is all digits."""
+    stem = PurePath(name).stem
+    return int(stem) if stem.isascii() and stem.isdigit() else stem
+
+
+def coco_bbox(box: Sequence[float]) -> list[float]:
+    """A record's ``[x1, y1, x2, y2]`` as COCO's ``[x, y, w, h]`` (2 decimals, as records)."""
+    x1, y1, x2, y2 = box
+    return [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)]
+
+
+class CocoWriter:
+    """COCO's results format: one JSON array of ``{"image_id", "category_id", "bbox": [x, y,
+    w, h], "score"}`` objects, one per detection, written (and flushed) image by image; what
+    pycocotools' ``COCO.loadRes`` and the COCO evaluation server read."""
+
+    def __init__(self, out: TextIO, options: CocoOptions | None = None) -> None:
+        self.out = out
+        self.options = options or CocoOptions()
+        self.categories = self.options.category_ids()
+        self.count = 0
+        self.closed = False
+
+    def write(self, record: Record) -> None:
+        if record.get("error") or record.get("skipped"):
+            return  # said on stderr, once
+        name = record["image"]
+        ident = image_id(name, self.options.image_ids)
+        if ident is None:
+            ident = stem_id(name)
+            if self.options.image_ids:
+                log.warning(
+                    "%s is not in the COCO annotations file: its image id is the file stem, %r",
+                    printable(name),
+                    ident,
+                )
+        parts = []
+        for d in record["detections"]:
+            cid = d["class_id"]
+            category = self.categories[cid] if self.categories is not None else cid
+            item = {
+                "image_id": ident,
+                "category_id": category,
+                "bbox": coco_bbox(d["box"]),
+                "score": d["score"],
+            }
+            parts.append(("[\n" if self.count == 0 else ",\n") + json.dumps(item))
+            self.count += 1
+        if parts:
+            self.out.write("".join(parts))
+            self.out.flush()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.out.write("[]\n" if self.count == 0 else "\n]\n")
+            self.closed = True
+        self.out.flush()
+
+
+def make_writer(fmt: str, out: TextIO, *, coco: CocoOptions | None = None) -> Writer:
+    """The writer for ``fmt``; ``coco`` configures the ``coco`` format (`CocoOptions`)."""
+    if fmt == "coco":
+        return CocoWriter(out, coco)
     writers: dict[str, type[Writer]] = {
         "text": TextWriter,
         "jsonl": JsonLinesWriter,
