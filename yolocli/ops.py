@@ -7,6 +7,7 @@ Python: NMS runs in a handful of NumPy passes over blocks of boxes (see `nms`).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -237,6 +238,18 @@ def nms(
             m &= np.equal.outer(cls[a], cls[b])
         return m
 
+    return order[_greedy_keep(n, suppression, boxes_.pairs)]
+
+
+def _greedy_keep(
+    n: int, suppression: Callable[[IntArray, IntArray], npt.NDArray[np.bool_]], pairs: int
+) -> IntArray:
+    """Positions (ascending) greedy suppression keeps among ``n`` boxes already in priority
+    order, where ``suppression(a, b)[i, j]`` says box a_i would suppress box b_j.
+
+    One block of boxes at a time is resolved exactly (`_greedy`), then its survivors remove
+    what they suppress from the rest, in slices of about ``pairs`` pairs.
+    """
     kept: list[IntArray] = []
     alive = np.arange(n)
     while alive.size:
@@ -247,7 +260,7 @@ def nms(
         winners = block[_greedy(m)]
         kept.append(winners)
         if rest.size:
-            step = max(1, boxes_.pairs // winners.size)
+            step = max(1, pairs // winners.size)
             dead = np.concatenate(
                 [
                     suppression(winners, rest[i : i + step]).any(axis=0)
@@ -256,4 +269,4 @@ def nms(
             )
             rest = rest[~dead]
         alive = rest
-    return order[np.concatenate(kept)]
+    return np.concatenate(kept)
