@@ -362,18 +362,21 @@ def merge(
     method: str = "nms",
     match: str = "iou",
     threshold: float = 0.45,
+    priority: npt.ArrayLike | None = None,
 ) -> Merged:
     """Greedy non-maximum suppression (``"nms"``) or merging (``"nmm"``) of boxes.
 
-    Boxes are taken best score first; each one not yet matched starts a result, and every
-    later box that it matches (``match``: IoU or IoS, intersection over the smaller box,
-    above ``threshold``; with ``class_ids``, same class only) joins that result. NMS reports
-    the first box of each result; NMM its union, with the first box's score and class (boxes
-    are matched against the first box itself, not the growing union, as SAHI's greedy NMM
-    does). Ties in score are broken by the box coordinates and class, not by input order, so
-    any permutation of the same boxes gives the same results; where scores do not tie, NMS
-    with IoU keeps exactly what `nms` keeps (OpenCV's rounding included). When no two boxes
-    of a class match, every box is its own result under either method.
+    Boxes are taken best score first (with ``priority`` (N,): highest priority first, then
+    best score; sliced inference ranks the finer views of an object first). Each box not yet
+    matched starts a result, and every later box that it matches (``match``: IoU, or IoS,
+    intersection over the smaller box; above ``threshold``; with ``class_ids``, same class
+    only) joins that result. NMS reports the first box of each result; NMM their union, with
+    the first box's score and class (boxes are matched against the first box itself, not the
+    growing union, as SAHI's greedy NMM does). Ties are broken by the box coordinates and
+    class, not by input order, so any permutation of the same boxes gives the same results;
+    where scores do not tie (and without ``priority``), NMS with IoU keeps exactly what `nms`
+    keeps, OpenCV's rounding included. When no two boxes of a class match, every box is its
+    own result under either method.
     """
     if method not in MERGE_METHODS:
         raise ValueError(f"method must be one of {', '.join(MERGE_METHODS)}, got {method!r}")
@@ -393,7 +396,13 @@ def merge(
         empty = np.zeros(0, dtype=np.int64)
         return Merged(empty, np.zeros((0, 4)), empty)
     tie = np.zeros(n, dtype=np.int64) if cls is None else cls
-    order = np.lexsort((tie, boxes[:, 3], boxes[:, 2], boxes[:, 1], boxes[:, 0], -score))
+    keys = [tie, boxes[:, 3], boxes[:, 2], boxes[:, 1], boxes[:, 0], -score]
+    if priority is not None:
+        rank = np.asarray(priority, dtype=np.float64).reshape(-1)
+        if rank.shape[0] != n:
+            raise ValueError(f"{n} boxes but {rank.shape[0]} priorities")
+        keys.append(-rank)
+    order = np.lexsort(keys)
     ordered_cls = None if cls is None else cls[order]
 
     if match == "iou":

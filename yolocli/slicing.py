@@ -189,7 +189,7 @@ class Slicer:
             for k, i in enumerate(idx):
                 found.append((detector.decode([o[k] for o in heads], boxes[k], post), i))
             clock.lap("postprocess")
-        dets = self._combine(found, win, post, detector.names)
+        dets = self._combine(found, win, post, detector.names, (detector.width, detector.height))
         clock.lap("postprocess")
         return dets
 
@@ -199,12 +199,16 @@ class Slicer:
         win: Windows,
         post: Postprocess,
         names: Sequence[str],
+        net: tuple[int, int],
     ) -> Detections:
         """The detections of every pass, in original pixels, cut boxes resolved, merged."""
         counts = np.array([len(d) for d, _ in found], dtype=np.int64)
         if counts.sum() == 0:
             return Detections.empty(names)
         which = np.repeat(np.array([i for _, i in found], dtype=np.int64), counts)
+        # how many network pixels each pass gives a pixel of the image: finer views first
+        sides = (win.xyxy[:, 2:] - win.xyxy[:, :2]).astype(np.float64)
+        fineness = win.scale * np.min(np.array(net) / sides, axis=1)
         local = np.concatenate([d.xyxy for d, _ in found]).astype(np.float64)
         scores = np.concatenate([d.scores for d, _ in found])
         cls = np.concatenate([d.class_ids for d, _ in found])
@@ -212,7 +216,7 @@ class Slicer:
         xyxy = (local + np.tile(origin[:, :2], 2)) / win.scale[which, None]
         if self.edge is not None:
             keep = ~_covered_cuts(xyxy, cls, _cut(local, origin, win.inner[which], self.edge))
-            xyxy, scores, cls = xyxy[keep], scores[keep], cls[keep]
+            xyxy, scores, cls, which = xyxy[keep], scores[keep], cls[keep], which[keep]
         merged = ops.merge(
             xyxy,
             scores,
@@ -220,6 +224,7 @@ class Slicer:
             method=self.merge,
             match=self.match,
             threshold=post.nms if self.threshold is None else self.threshold,
+            priority=fineness[which],
         )
         keep_ = merged.keep[: post.max_det] if post.max_det else merged.keep
         boxes = merged.xyxy[: len(keep_)].astype(np.float32)
