@@ -342,7 +342,7 @@ MATCH_METRICS = ("iou", "ios")
 
 
 class Merged(NamedTuple):
-    """What `merge` made of N boxes: K results, best first.
+    """What `merge` made of N boxes: K results, best score first.
 
     ``keep`` (K,): the input index of each result's best box (its score and class are the
     result's); ``xyxy`` (K, 4) float64: the result boxes (``xyxy[keep]`` for NMS, each
@@ -434,14 +434,18 @@ def merge(
         m &= kept[:, None] < cols[None, :]
         hit = m.any(axis=0)
         owner[cols[hit]] = m[:, hit].argmax(axis=0)
+    # results best score first (a no-op without priority), ties in the order they were made
+    best = np.argsort(-score[order[kept]], kind="stable")
+    rank = np.empty(kept.size, dtype=np.int64)
+    rank[best] = np.arange(kept.size)
     group = np.empty(n, dtype=np.int64)
-    group[order] = owner
-    keep = order[kept]
+    group[order] = rank[owner]
+    keep = order[kept[best]]
     if method == "nms":
         return Merged(keep, boxes[keep], group)
-    by_group = np.argsort(owner, kind="stable")
-    starts = np.searchsorted(owner[by_group], np.arange(kept.size))
-    members = boxes[order[by_group]]
+    by_group = np.argsort(group, kind="stable")
+    starts = np.searchsorted(group[by_group], np.arange(kept.size))
+    members = boxes[by_group]
     union = np.empty((kept.size, 4))
     union[:, :2] = np.minimum.reduceat(members[:, :2], starts, axis=0)
     union[:, 2:] = np.maximum.reduceat(members[:, 2:], starts, axis=0)
