@@ -239,3 +239,19 @@ def test_slicing_finds_the_small_objects_a_plain_run_misses(
     print(f"recall at IoU 0.5 of {len(boxes)} objects: plain {plain:.2f}, sliced {sliced:.2f}")
     assert plain <= 0.1
     assert sliced >= 0.5
+
+
+@pytest.mark.parametrize(("edge", "boxes"), [(0.04, 1), (None, 2)])
+def test_an_object_cut_by_every_tile_is_joined_from_its_pieces(
+    tiny: Detector, edge: float | None, boxes: int
+) -> None:
+    """The cat (300 px at x 200-500) straddles the 416 tiles' shared band (292-416) and no
+    tile sees it whole; without the full-image pass only its pieces are found."""
+    small, _ = shrink(photo("chelsea.png"), 300)
+    canvas = np.full((416, 1000, 3), GRAY, np.uint8)
+    canvas[50 : 50 + small.shape[0], 200:500] = small
+    dets = Slicer(416, full=False, edge=edge).detect(tiny, canvas)
+    cats = dets[dets.labels == np.array("cat")]
+    assert len(cats) == boxes
+    if edge is not None:
+        assert box_iou(cats.xyxy, [[200, 50, 500, 50 + small.shape[0]]])[0, 0] >= 0.7

@@ -396,7 +396,7 @@ def merge(
         empty = np.zeros(0, dtype=np.int64)
         return Merged(empty, np.zeros((0, 4)), empty)
     tie = np.zeros(n, dtype=np.int64) if cls is None else cls
-    keys = [tie, boxes[:, 3], boxes[:, 2], boxes[:, 1], boxes[:, 0], -score]
+    keys: list[npt.NDArray[np.generic]] = [tie, *boxes[:, ::-1].T, -score]
     if priority is not None:
         rank = np.asarray(priority, dtype=np.float64).reshape(-1)
         if rank.shape[0] != n:

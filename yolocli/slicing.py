@@ -7,14 +7,23 @@ batches, maps the boxes back to the original pixels, adds one pass over the whol
 the objects larger than a tile, and merges the lot (`yolocli.ops.merge`).
 
 Boxes cut by a tile edge. An object across an inner tile edge comes out of each tile as a
-piece ending at that edge. The rule here: a detection that touches an inner edge of its tile
-(within ``edge`` pixels; the image border is not an inner edge) is a *cut* box, and a cut
-box is dropped when a same-class box that is not cut and is larger covers most of it (IoS
-of at least `COVER`): the whole object, seen whole by the full-image pass or by a
-neighbouring tile through the overlap. Cut boxes nothing covers are kept (they may be all
-there is of the object) and merged like any other box; ``merge="nmm", match="ios"`` also
-joins such pieces into one box, at the price of merging a small object into a larger one of
-its class that contains it.
+piece ending at (or, the network's boxes being loose, near) that edge. The rule here, in two
+steps before the merge:
+
+1. A detection within ``edge`` (a share of the tile's side) of an inner side of its tile is
+   *cut* (the image border is not an inner side: nothing is cut there). A cut box is dropped
+   when a larger uncut box of its class covers most of it (IoS of at least `COVER`): the
+   whole object, seen whole by the full-image pass or by a neighbouring tile.
+2. The cut boxes left are joined when they are pieces of one object: two cut boxes of one
+   class from different passes that agree where both passes saw the image (each cropped to
+   the intersection of the two windows, IoU of at least `AGREE`) become one box, their
+   union, with the better score. Pieces of one object chain across several tiles.
+
+So an object larger than the tile overlap is reported once: whole from the full-image pass,
+or joined from its pieces; a whole object never loses to a piece of itself, and two distinct
+objects are only joined if both are cut and they coincide in the band the tiles share.
+``merge="nmm", match="ios"`` (SAHI's choice) would also join pieces, but it fuses every
+small object with a larger one of its class that contains it (a child in front of an adult).
 """
 
 from __future__ import annotations
@@ -41,6 +50,9 @@ if TYPE_CHECKING:
 # A piece of an object lies inside the object's whole box (IoS near 1); 0.6 leaves room for
 # the two boxes' own jitter while a neighbour of the same class rarely covers that much.
 COVER = 0.6
+# Two cut boxes from different passes are pieces of one object when, cropped to the part of
+# the image both passes saw, they overlap this much (IoU): there they see the same thing.
+AGREE = 0.5
 
 
 class Windows(NamedTuple):
@@ -74,8 +86,9 @@ class Slicer:
     The default, NMS by IoU at the detector's own threshold, is the detector's own rule: it
     keeps apart overlapping objects of one class (a crowd) that IoS merging would fuse, and
     the cut-box rule (see the module) already handles the pieces that IoU cannot match.
-    ``edge``: how close (in tile pixels) a box must come to an inner tile edge to count as
-    cut (None: no cut-box rule). ``batch``: tiles per forward pass.
+    ``edge``: how close to an inner tile side a box must come to count as cut, as a share of
+    the tile's side (0.04: 16 px of a 416 px tile; None: no cut-box rule). ``batch``: tiles
+    per forward pass.
 
     >>> dets = Slicer(416).detect(detector, cv2.imread("big.jpg"))  # doctest: +SKIP
     """
@@ -87,7 +100,7 @@ class Slicer:
     merge: str = "nms"
     match: str = "iou"
     threshold: float | None = None
-    edge: int | None = 2
+    edge: float | None = 0.04
     batch: int = 8
 
     def __post_init__(self) -> None:
@@ -110,8 +123,8 @@ class Slicer:
             raise OptionError("match", f"must be one of {', '.join(ops.MATCH_METRICS)}")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise OptionError("threshold", f"must be in [0, 1], got {self.threshold}")
-        if self.edge is not None and self.edge < 0:
-            raise OptionError("edge", f"must be >= 0, got {self.edge}")
+        if self.edge is not None and not 0.0 <= self.edge < 0.5:
+            raise OptionError("edge", f"must be in [0, 0.5), got {self.edge}")
         if self.batch < 1:
             raise OptionError("batch", f"must be >= 1, got {self.batch}")
 
@@ -215,7 +228,19 @@ class Slicer:
         origin = win.xyxy[which]
         xyxy = (local + np.tile(origin[:, :2], 2)) / win.scale[which, None]
         if self.edge is not None:
-            keep = ~_covered_cuts(xyxy, cls, _cut(local, origin, win.inner[which], self.edge))
+            cut = _cut(local, origin, win.inner[which], self.edge)
+            keep = ~_covered_cuts(xyxy, cls, cut, ~cut)
+            xyxy, scores, cls, which, cut = (
+                xyxy[keep],
+                scores[keep],
+                cls[keep],
+                which[keep],
+                cut[keep],
+            )
+            seen = win.xyxy / win.scale[:, None]  # each pass's window, in original pixels
+            keep, joined = _join_pieces(xyxy, scores, cls, cut, seen[which])
+            # what is left of an object joined from its pieces: the bits inside it
+            keep &= ~_covered_cuts(xyxy, cls, cut & ~joined, joined)
             xyxy, scores, cls, which = xyxy[keep], scores[keep], cls[keep], which[keep]
         merged = ops.merge(
             xyxy,
@@ -242,22 +267,26 @@ def _cut(
     local: npt.NDArray[np.float64],
     origin: npt.NDArray[np.int64],
     inner: npt.NDArray[np.bool_],
-    edge: int,
+    edge: float,
 ) -> npt.NDArray[np.bool_]:
-    """(N,) True for boxes (in their tile's pixels) within ``edge`` of an inner tile side."""
-    size = (origin[:, 2:] - origin[:, :2]).astype(np.float64)
-    near = np.concatenate([local[:, :2] <= edge, local[:, 2:] >= size - edge], axis=1)
+    """(N,) True for boxes (in their tile's pixels) within ``edge`` (a share of the tile's
+    side) of an inner side of their tile."""
+    size = np.tile((origin[:, 2:] - origin[:, :2]).astype(np.float64), 2)
+    near = np.concatenate([local[:, :2], size[:, 2:] - local[:, 2:]], axis=1) <= edge * size
     out: npt.NDArray[np.bool_] = np.asarray((near & inner).any(axis=1))
     return out
 
 
 def _covered_cuts(
-    xyxy: npt.NDArray[np.float64], cls: npt.NDArray[np.int64], cut: npt.NDArray[np.bool_]
+    xyxy: npt.NDArray[np.float64],
+    cls: npt.NDArray[np.int64],
+    cut: npt.NDArray[np.bool_],
+    covers: npt.NDArray[np.bool_],
 ) -> npt.NDArray[np.bool_]:
-    """(N,) True for the cut boxes that a larger uncut box of the same class covers (IoS of
-    at least `COVER`): pieces of an object that was also seen whole."""
+    """(N,) True for the ``cut`` boxes that a larger ``covers`` box of the same class covers
+    (IoS of at least `COVER`): pieces of an object that was also seen whole."""
     out = np.zeros(cut.shape[0], dtype=bool)
-    pieces, whole = np.flatnonzero(cut), np.flatnonzero(~cut)
+    pieces, whole = np.flatnonzero(cut), np.flatnonzero(covers)
     if pieces.size == 0 or whole.size == 0:
         return out
     area = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
@@ -268,6 +297,66 @@ def _covered_cuts(
         m = m & np.equal.outer(cls[p], cls[whole]) & np.less.outer(area[p], area[whole])
         out[p] = m.any(axis=1)
     return out
+
+
+def _join_pieces(
+    xyxy: npt.NDArray[np.float64],
+    scores: npt.NDArray[np.float32],
+    cls: npt.NDArray[np.int64],
+    cut: npt.NDArray[np.bool_],
+    seen: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Join the cut boxes that are pieces of one object: two cut boxes of one class from
+    different passes are, if they agree where both passes saw the image (cropped to the
+    intersection of their windows ``seen`` (N, 4), IoU of at least `AGREE`). Each group of
+    pieces becomes its best-scoring piece, grown (in place in ``xyxy``) to their union.
+    Returns the (N,) masks of the boxes left and of those grown from several pieces."""
+    keep = np.ones(cut.shape[0], dtype=bool)
+    joined = np.zeros(cut.shape[0], dtype=bool)
+    p = np.flatnonzero(cut)
+    if p.size < 2:
+        return keep, joined
+    box, win = xyxy[p], seen[p]
+    # shared window of each pair, and each box of the pair cropped to it: (P, P, 4)
+    shared = np.concatenate(
+        [
+            np.maximum(win[:, None, :2], win[None, :, :2]),
+            np.minimum(win[:, None, 2:], win[None, :, 2:]),
+        ],
+        axis=2,
+    )
+    lo, hi = shared[..., :2], np.maximum(shared[..., 2:], shared[..., :2])
+    a = np.concatenate([np.clip(box[:, None, :2], lo, hi), np.clip(box[:, None, 2:], lo, hi)], 2)
+    b = np.concatenate([np.clip(box[None, :, :2], lo, hi), np.clip(box[None, :, 2:], lo, hi)], 2)
+    inter = np.prod(
+        np.clip(np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2]), 0, None),
+        axis=2,
+    )
+    area_a = np.prod(a[..., 2:] - a[..., :2], axis=2)
+    area_b = np.prod(b[..., 2:] - b[..., :2], axis=2)
+    union = area_a + area_b - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        agree = np.where(union > 0, inter / union, 0.0) >= AGREE
+    agree &= np.equal.outer(cls[p], cls[p])
+    agree &= (win[:, None, :] != win[None, :, :]).any(axis=2)  # different passes only
+    agree |= np.eye(p.size, dtype=bool)
+    # groups: connected components, by spreading the smallest member index to a fixed point
+    label = np.arange(p.size)
+    while True:
+        new = np.where(agree, label[None, :], p.size).min(axis=1)
+        if (new == label).all():
+            break
+        label = new
+    best = np.lexsort((-scores[p], label))  # by group, best score first
+    first = np.ones(p.size, dtype=bool)
+    first[1:] = label[best][1:] != label[best][:-1]
+    starts = np.flatnonzero(first)
+    grouped = box[best]
+    xyxy[p[best[first]], :2] = np.minimum.reduceat(grouped[:, :2], starts, axis=0)
+    xyxy[p[best[first]], 2:] = np.maximum.reduceat(grouped[:, 2:], starts, axis=0)
+    keep[p[best[~first]]] = False
+    joined[p[best[first]]] = np.diff(np.append(starts, p.size)) > 1
+    return keep, joined
 
 
 class _Clock:
