@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from tests.clusters import clustered
-from yolocli.ops import box_iou, clip_boxes, nms
+from yolocli.ops import box_ios, box_iou, clip_boxes, merge, nms, tiles
 
 
 def slow_iou(a: list[float], b: list[float]) -> float:
@@ -174,3 +176,221 @@ def test_pairs_at_the_cut_are_decided_exactly(thr: float) -> None:
         xyxy = np.array([[0, 0, 100, 100], [0, 0, width, 100]], dtype=np.float32)
         scores = np.array([0.9, 0.8], dtype=np.float32)
         assert nms(xyxy, scores, thr).tolist() == cv2_nms(xyxy, scores, thr), width
+
+
+# -- tiles -----------------------------------------------------------------------------------
+
+
+def slow_ios(a: list[float], b: list[float]) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return iw * ih / smaller if smaller > 0 else 0.0
+
+
+@given(a=boxes(20), b=boxes(20))
+def test_box_ios_matches_the_obvious_implementation(a: np.ndarray, b: np.ndarray) -> None:
+    got = box_ios(a, b)
+    assert got.shape == (len(a), len(b))
+    want = [[slow_ios(p, q) for q in b.tolist()] for p in a.tolist()]
+    np.testing.assert_allclose(got, np.array(want).reshape(got.shape), rtol=1e-12, atol=0)
+
+
+@settings(max_examples=150)
+@given(
+    width=st.integers(1, 4000),
+    height=st.integers(1, 4000),
+    size=st.integers(32, 1200) | st.tuples(st.integers(32, 1200), st.integers(32, 1200)),
+    overlap=st.sampled_from([0.0, 0.2, 0.25, 0.5, 0.75]) | st.floats(0.0, 0.75),
+)
+def test_tiles_cover_the_image_inside_it_with_the_requested_overlap(
+    width: int, height: int, size: int | tuple[int, int], overlap: float
+) -> None:
+    win = tiles(width, height, size, overlap)
+    assert win.dtype == np.int64
+    assert win.shape == (len(win), 4)
+    tile_w, tile_h = (size, size) if isinstance(size, int) else size
+    xs = win[win[:, 1] == 0][:, 0::2]  # the first row's x spans
+    ys = win[win[:, 0] == 0][:, 1::2]  # the first column's y spans
+    # a grid: every y span with every x span, rows top to bottom
+    grid = np.concatenate(
+        np.broadcast_arrays(xs[None, :, :1], ys[:, None, :1], xs[None, :, 1:], ys[:, None, 1:]),
+        axis=2,
+    )
+    np.testing.assert_array_equal(win, grid.reshape(-1, 4))
+    for sp, length, tile in ((xs, width, tile_w), (ys, height, tile_h)):
+        side = min(tile, length)
+        assert (sp[:, 1] - sp[:, 0] == side).all()  # never padded, never cropped
+        assert sp[0, 0] == 0  # inside, and reaching both edges
+        assert sp[-1, 1] == length
+        starts, ends = sp[:, 0], sp[:, 1]
+        assert (starts[1:] > starts[:-1]).all()  # so no tile twice
+        assert (ends[:-1] - starts[1:] >= overlap * side - 1e-9).all()  # the overlap, at least
+        assert (ends[:-1] >= starts[1:]).all()  # so every pixel is covered
+        # and no more tiles than that overlap needs
+        step = side - max(0, math.ceil(round(overlap * side, 9)))
+        assert len(sp) == 1 or (len(sp) - 2) * min(step, side - 1) < length - side
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "size", "want"),
+    [
+        (416, 416, 416, [[0, 0, 416, 416]]),  # exactly one tile
+        (300, 200, 416, [[0, 0, 300, 200]]),  # smaller: the image itself
+        (1, 1, 32, [[0, 0, 1, 1]]),
+        (500, 300, (600, 400), [[0, 0, 500, 300]]),
+        (1000, 416, 416, [[0, 0, 416, 416], [292, 0, 708, 416], [584, 0, 1000, 416]]),
+        (417, 100, 416, [[0, 0, 416, 100], [1, 0, 417, 100]]),  # the last one shifted inwards
+        (100, 900, (100, 500), [[0, 0, 100, 500], [0, 400, 100, 900]]),
+    ],
+)
+def test_tiles_table(
+    width: int, height: int, size: int | tuple[int, int], want: list[list[int]]
+) -> None:
+    assert tiles(width, height, size, 0.2).tolist() == want
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((0, 10, 416, 0.2), "pixels"),
+        ((10, 10, 0, 0.2), "at least 1 pixel"),
+        ((10, 10, 416, 1.0), "overlap"),
+        ((10, 10, 416, -0.1), "overlap"),
+    ],
+)
+def test_tiles_rejects(args: tuple[int, int, int, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        tiles(*args)
+
+
+# -- merge -----------------------------------------------------------------------------------
+
+
+def results(m: object, scores: np.ndarray, cls: np.ndarray) -> list[tuple[object, ...]]:
+    """A merge's results as sorted (box, score, class) rows: what a permutation must keep."""
+    keep, xyxy = m.keep, m.xyxy  # type: ignore[attr-defined]
+    return sorted(
+        zip(map(tuple, xyxy.tolist()), scores[keep].tolist(), cls[keep].tolist(), strict=True)
+    )
+
+
+@settings(max_examples=50)
+@given(case=scene(classes=3), thr=thresholds, seed=st.integers(0, 2**32 - 1))
+@example(case=EDGE, thr=0.5, seed=1)
+def test_merge_is_order_independent(case: Scene, thr: float, seed: int) -> None:
+    xyxy, scores, cls = case
+    perm = np.random.default_rng(seed).permutation(len(xyxy))
+    for method in ("nms", "nmm"):
+        for match in ("iou", "ios"):
+            kw = {"method": method, "match": match, "threshold": thr}
+            a = merge(xyxy, scores, cls, **kw)
+            b = merge(xyxy[perm], scores[perm], cls[perm], **kw)
+            assert results(a, scores, cls) == results(b, scores[perm], cls[perm])
+
+
+@settings(max_examples=75)
+@given(case=scene(classes=3), thr=thresholds)
+@example(case=EDGE, thr=0.0)
+def test_merge_nms_by_iou_is_nms_where_scores_do_not_tie(case: Scene, thr: float) -> None:
+    xyxy, scores, cls = case
+    _, first = np.unique(scores, return_index=True)
+    xyxy, scores, cls = xyxy[np.sort(first)], scores[np.sort(first)], cls[np.sort(first)]
+    got = merge(xyxy, scores, cls, threshold=thr)
+    assert got.keep.tolist() == nms(xyxy, scores, thr, class_ids=cls).tolist()
+    np.testing.assert_array_equal(got.xyxy, xyxy[got.keep])
+    assert merge(xyxy, scores, threshold=thr).keep.tolist() == nms(xyxy, scores, thr).tolist()
+
+
+@st.composite
+def apart(draw: st.DrawFn) -> Scene:
+    """Boxes of one class never touching each other (one per cell of a 100 px grid), while
+    boxes of different classes may overlap freely."""
+    n = draw(st.integers(0, 40))
+    cls = draw(arrays(np.int64, n, elements=st.integers(0, 2)))
+    cells = draw(arrays(np.int64, n, elements=st.integers(0, 99), unique=True))
+    corner = draw(arrays(np.float64, (n, 2), elements=st.floats(0, 49)))
+    size = draw(arrays(np.float64, (n, 2), elements=st.floats(1, 49)))
+    # each class has its own grid, shifted: classes overlap, a class never does
+    origin = np.stack([cells % 10, cells // 10], axis=1) * 100.0 + cls[:, None] * 30.0
+    xyxy = np.concatenate([origin + corner, origin + corner + size], axis=1)
+    scores = draw(arrays(np.float32, n, elements=score_values))
+    return xyxy, scores, cls
+
+
+@settings(max_examples=50)
+@given(case=apart(), thr=thresholds, match=st.sampled_from(["iou", "ios"]))
+def test_nmm_is_nms_when_no_boxes_of_a_class_overlap(case: Scene, thr: float, match: str) -> None:
+    xyxy, scores, cls = case
+    nmm = merge(xyxy, scores, cls, method="nmm", match=match, threshold=thr)
+    plain = merge(xyxy, scores, cls, method="nms", match=match, threshold=thr)
+    assert nmm.keep.tolist() == plain.keep.tolist()
+    np.testing.assert_array_equal(nmm.xyxy, plain.xyxy)
+    assert sorted(nmm.keep.tolist()) == list(range(len(xyxy)))  # every box its own result
+
+
+@settings(max_examples=50)
+@given(case=scene(classes=2), thr=thresholds, match=st.sampled_from(["iou", "ios"]))
+def test_nmm_results_are_the_unions_of_their_groups(case: Scene, thr: float, match: str) -> None:
+    xyxy, scores, cls = case
+    m = merge(xyxy, scores, cls, method="nmm", match=match, threshold=thr)
+    assert (m.group[m.keep] == np.arange(len(m.keep))).all()  # each result's best box
+    assert (cls == cls[m.keep][m.group]).all()  # joins only its own class
+    assert (scores <= scores[m.keep][m.group]).all()  # and the best score leads
+    for k in range(len(m.keep)):
+        members = xyxy[m.group == k].astype(np.float64)
+        want = [*members[:, :2].min(axis=0), *members[:, 2:].max(axis=0)]
+        assert m.xyxy[k].tolist() == want
+    assert (np.diff(scores[m.keep]) <= 0).all()
+
+
+# A box cut in two by a tile edge, the pieces overlapping in the 20 px band the tiles share:
+# IoU cannot match them (0.2), IoS can (0.4 of the smaller piece), and NMM joins them.
+HALVES = np.array([[0, 0, 60, 50], [40, 0, 100, 50], [300, 0, 340, 50]], np.float64)
+
+
+@pytest.mark.parametrize(
+    ("method", "match", "want"),
+    [
+        ("nms", "iou", [[0, 0, 60, 50], [40, 0, 100, 50], [300, 0, 340, 50]]),
+        ("nmm", "iou", [[0, 0, 60, 50], [40, 0, 100, 50], [300, 0, 340, 50]]),
+        ("nms", "ios", [[0, 0, 60, 50], [300, 0, 340, 50]]),
+        ("nmm", "ios", [[0, 0, 100, 50], [300, 0, 340, 50]]),
+    ],
+)
+def test_merge_of_a_box_cut_in_two(method: str, match: str, want: list[list[float]]) -> None:
+    scores = np.array([0.9, 0.6, 0.5])
+    m = merge(HALVES, scores, [0, 0, 0], method=method, match=match, threshold=0.3)
+    assert m.xyxy.tolist() == want
+    assert m.keep[0] == 0  # the result keeps its best box's score and class
+
+
+def test_merge_matches_within_a_class_only() -> None:
+    m = merge(HALVES, [0.9, 0.6, 0.5], [0, 1, 0], method="nmm", match="ios", threshold=0.3)
+    assert m.xyxy.tolist() == HALVES.tolist()
+
+
+def test_merge_priority_ranks_before_score() -> None:
+    xyxy = np.array([[0, 0, 100, 100], [2, 2, 98, 98]], np.float64)
+    assert merge(xyxy, [0.9, 0.3]).keep.tolist() == [0]
+    assert merge(xyxy, [0.9, 0.3], priority=[0, 1]).keep.tolist() == [1]
+
+
+def test_merge_of_nothing() -> None:
+    m = merge(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), method="nmm")
+    assert m.keep.shape == m.group.shape == (0,)
+    assert m.xyxy.shape == (0, 4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"method": "wbf"}, "method"),
+        ({"match": "giou"}, "match"),
+        ({"threshold": 1.5}, "threshold"),
+        ({"priority": [1.0]}, "priorities"),
+    ],
+)
+def test_merge_rejects(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        merge(HALVES, [0.9, 0.6, 0.5], **kwargs)  # type: ignore[arg-type]

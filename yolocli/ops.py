@@ -1,4 +1,5 @@
-"""Pure, vectorized box math: IoU, non-maximum suppression, clipping.
+"""Pure, vectorized box math: IoU and IoS, non-maximum suppression and merging, clipping,
+tiling an image into overlapping windows.
 
 Boxes are (N, 4) arrays of (x1, y1, x2, y2) in pixels. Nothing here loops over boxes in
 Python: NMS runs in a handful of NumPy passes over blocks of boxes (see `nms`).
@@ -7,6 +8,9 @@ Python: NMS runs in a handful of NumPy passes over blocks of boxes (see `nms`).
 from __future__ import annotations
 
 import functools
+import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -237,6 +241,18 @@ def nms(
             m &= np.equal.outer(cls[a], cls[b])
         return m
 
+    return order[_greedy_keep(n, suppression, boxes_.pairs)]
+
+
+def _greedy_keep(
+    n: int, suppression: Callable[[IntArray, IntArray], npt.NDArray[np.bool_]], pairs: int
+) -> IntArray:
+    """Positions (ascending) greedy suppression keeps among ``n`` boxes already in priority
+    order, where ``suppression(a, b)[i, j]`` says box a_i would suppress box b_j.
+
+    One block of boxes at a time is resolved exactly (`_greedy`), then its survivors remove
+    what they suppress from the rest, in slices of about ``pairs`` pairs.
+    """
     kept: list[IntArray] = []
     alive = np.arange(n)
     while alive.size:
@@ -247,7 +263,7 @@ def nms(
         winners = block[_greedy(m)]
         kept.append(winners)
         if rest.size:
-            step = max(1, boxes_.pairs // winners.size)
+            step = max(1, pairs // winners.size)
             dead = np.concatenate(
                 [
                     suppression(winners, rest[i : i + step]).any(axis=0)
@@ -256,4 +272,181 @@ def nms(
             )
             rest = rest[~dead]
         alive = rest
-    return order[np.concatenate(kept)]
+    return np.concatenate(kept)
+
+
+def box_ios(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Intersection over the smaller area of every box in ``a`` (N, 4) with every box in ``b``
+    (M, 4): (N, M) float64, 1 when one box lies inside the other (IoU cannot see that a
+    half-object box belongs to the whole one). Boxes with no area have IoS 0 with everything.
+    """
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        return np.zeros((a.shape[0], b.shape[0]))
+    return _ios(a.T, b.T)
+
+
+def _ios(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """(n, m) IoS of boxes given as (4, n) and (4, m) rows x1, y1, x2, y2."""
+    iw = np.minimum.outer(a[2], b[2]) - np.maximum.outer(a[0], b[0])
+    ih = np.minimum.outer(a[3], b[3]) - np.maximum.outer(a[1], b[1])
+    inter = np.maximum(iw, 0) * np.maximum(ih, 0)
+    smaller = np.minimum.outer((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = inter / smaller
+    return np.where(smaller > 0, out, 0.0)
+
+
+def tiles(width: int, height: int, size: int | tuple[int, int], overlap: float) -> IntArray:
+    """Windows (T, 4) int64 x1, y1, x2, y2 that cut a ``width`` x ``height`` image into tiles
+    of ``size`` pixels (an int, or (w, h)), neighbours overlapping by at least ``overlap`` (a
+    fraction of the tile side, in [0, 1)), rows top to bottom, left to right within a row.
+
+    Every tile lies inside the image, never padded: along each axis, as many tiles as that
+    overlap needs are spread evenly from edge to edge (so the last one is shifted inwards and
+    the overlaps are equal, to within a pixel). A side no longer than the tile is one tile of
+    the whole side: an image no larger than a tile is one tile, the image itself.
+    """
+    tile_w, tile_h = (size, size) if isinstance(size, int | np.integer) else size
+    if width < 1 or height < 1:
+        raise ValueError(f"the image must have pixels, got {width}x{height}")
+    if tile_w < 1 or tile_h < 1:
+        raise ValueError(f"tiles must be at least 1 pixel, got {tile_w}x{tile_h}")
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    xs = _spans(int(width), int(tile_w), overlap)
+    ys = _spans(int(height), int(tile_h), overlap)
+    out = np.empty((ys.shape[0], xs.shape[0], 4), dtype=np.int64)
+    out[..., 0::2] = xs[None, :, :]
+    out[..., 1::2] = ys[:, None, :]
+    return out.reshape(-1, 4)
+
+
+def _spans(length: int, tile: int, overlap: float) -> IntArray:
+    """(n, 2) start, end of the tiles along one axis (see `tiles`)."""
+    tile = min(tile, length)
+    if tile == length:
+        return np.array([[0, length]], dtype=np.int64)
+    # the overlap in pixels, rounded up so it is never less than asked (round() first drops
+    # the float noise of e.g. 0.2 * 415 = 83.00000000000001)
+    step = tile - min(tile - 1, math.ceil(round(overlap * tile, 9)))
+    n = -(-(length - tile) // step) + 1
+    # n - 1 strides of at most `step` pixels each reach from 0 to length - tile
+    starts = np.arange(n, dtype=np.int64) * (length - tile) // (n - 1)
+    return np.stack([starts, starts + tile], axis=1)
+
+
+MERGE_METHODS = ("nms", "nmm")
+MATCH_METRICS = ("iou", "ios")
+
+
+class Merged(NamedTuple):
+    """What `merge` made of N boxes: K results, best score first.
+
+    ``keep`` (K,): the input index of each result's best box (its score and class are the
+    result's); ``xyxy`` (K, 4) float64: the result boxes (``xyxy[keep]`` for NMS, each
+    group's union for NMM); ``group`` (N,): which result each input box went into.
+    """
+
+    keep: IntArray
+    xyxy: npt.NDArray[np.float64]
+    group: IntArray
+
+
+def merge(
+    xyxy: npt.ArrayLike,
+    scores: npt.ArrayLike,
+    class_ids: npt.ArrayLike | None = None,
+    *,
+    method: str = "nms",
+    match: str = "iou",
+    threshold: float = 0.45,
+    priority: npt.ArrayLike | None = None,
+) -> Merged:
+    """Greedy non-maximum suppression (``"nms"``) or merging (``"nmm"``) of boxes.
+
+    Boxes are taken best score first (with ``priority`` (N,): highest priority first, then
+    best score; sliced inference ranks the finer views of an object first). Each box not yet
+    matched starts a result, and every later box that it matches (``match``: IoU, or IoS,
+    intersection over the smaller box; above ``threshold``; with ``class_ids``, same class
+    only) joins that result. NMS reports the first box of each result; NMM their union, with
+    the first box's score and class (boxes are matched against the first box itself, not the
+    growing union, as SAHI's greedy NMM does). Ties are broken by the box coordinates and
+    class, not by input order, so any permutation of the same boxes gives the same results;
+    where scores do not tie (and without ``priority``), NMS with IoU keeps exactly what `nms`
+    keeps, OpenCV's rounding included. When no two boxes of a class match, every box is its
+    own result under either method.
+    """
+    if method not in MERGE_METHODS:
+        raise ValueError(f"method must be one of {', '.join(MERGE_METHODS)}, got {method!r}")
+    if match not in MATCH_METRICS:
+        raise ValueError(f"match must be one of {', '.join(MATCH_METRICS)}, got {match!r}")
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    boxes = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    score = np.asarray(scores, dtype=np.float32).reshape(-1)
+    n = boxes.shape[0]
+    if score.shape[0] != n:
+        raise ValueError(f"{n} boxes but {score.shape[0]} scores")
+    cls = None if class_ids is None else np.asarray(class_ids, dtype=np.int64).reshape(-1)
+    if cls is not None and cls.shape[0] != n:
+        raise ValueError(f"{n} boxes but {cls.shape[0]} class ids")
+    if n == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return Merged(empty, np.zeros((0, 4)), empty)
+    tie = np.zeros(n, dtype=np.int64) if cls is None else cls
+    keys: list[npt.NDArray[np.generic]] = [tie, *boxes[:, ::-1].T, -score]
+    if priority is not None:
+        rank = np.asarray(priority, dtype=np.float64).reshape(-1)
+        if rank.shape[0] != n:
+            raise ValueError(f"{n} boxes but {rank.shape[0]} priorities")
+        keys.append(-rank)
+    order = np.lexsort(keys)
+    ordered_cls = None if cls is None else cls[order]
+
+    if match == "iou":
+        boxes_ = _Boxes(boxes, order, float(threshold))
+        overlap, pairs = boxes_.suppresses, boxes_.pairs
+    else:
+        rows = np.ascontiguousarray(boxes[order].T)
+
+        def overlap(a: IntArray, b: IntArray) -> npt.NDArray[np.bool_]:
+            out: npt.NDArray[np.bool_] = _ios(rows[:, a], rows[:, b]) > threshold
+            return out
+
+        pairs = _PAIRS[np.float64]
+
+    def matches(a: IntArray, b: IntArray) -> npt.NDArray[np.bool_]:
+        m = overlap(a, b)
+        if ordered_cls is not None:
+            m &= np.equal.outer(ordered_cls[a], ordered_cls[b])
+        return m
+
+    kept = _greedy_keep(n, matches, pairs)  # positions in `order`, ascending
+    # Each box joins the first kept box before it that matches it (greedy: one exists unless
+    # the box is kept itself), found in slices of columns to bound the (K, slice) temporaries.
+    owner = np.searchsorted(kept, np.arange(n))  # right for kept boxes, overwritten below
+    step = max(1, pairs // kept.size)
+    for lo in range(0, n, step):
+        cols = np.arange(lo, min(n, lo + step))
+        m = matches(kept, cols)
+        m &= kept[:, None] < cols[None, :]
+        hit = m.any(axis=0)
+        owner[cols[hit]] = m[:, hit].argmax(axis=0)
+    # results best score first (a no-op without priority), ties in the order they were made
+    best = np.argsort(-score[order[kept]], kind="stable")
+    rank = np.empty(kept.size, dtype=np.int64)
+    rank[best] = np.arange(kept.size)
+    group = np.empty(n, dtype=np.int64)
+    group[order] = rank[owner]
+    keep = order[kept[best]]
+    if method == "nms":
+        return Merged(keep, boxes[keep], group)
+    by_group = np.argsort(group, kind="stable")
+    starts = np.searchsorted(group[by_group], np.arange(kept.size))
+    members = boxes[by_group]
+    union = np.empty((kept.size, 4))
+    union[:, :2] = np.minimum.reduceat(members[:, :2], starts, axis=0)
+    union[:, 2:] = np.maximum.reduceat(members[:, 2:], starts, axis=0)
+    return Merged(keep, union, group)
