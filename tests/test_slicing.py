@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import DATA
+from tests.conftest import DATA, run_cli
 from yolocli.detections import Detections
 from yolocli.errors import OptionError
 from yolocli.model import Detector
@@ -255,3 +258,39 @@ def test_an_object_cut_by_every_tile_is_joined_from_its_pieces(
     assert len(cats) == boxes
     if edge is not None:
         assert box_iou(cats.xyxy, [[200, 50, 500, 50 + small.shape[0]]])[0, 0] >= 0.7
+
+
+def test_slice_on_the_command_line_in_process_and_in_workers(
+    tmp_path: Path,
+    use_real_store: Path,
+    tiny: Detector,
+    mosaic: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    """`detect big.png --slice 416` finds what the library's Slicer finds, with one network or
+    with worker processes; --profile counts the passes; the --slice options need --slice."""
+    canvas, boxes, classes = mosaic
+    big = tmp_path / "big.png"
+    cv2.imwrite(str(big), canvas)
+    args = ["detect", str(big), "-m", "yolov3-tiny", "--conf", "0.1", "-f", "jsonl"]
+    plain = run_cli(*args, "--no-save")
+    found = {}
+    for workers in ("1", "2"):
+        result = run_cli(*args, "-o", str(tmp_path / workers), "--slice", "416", "--profile",
+                         "-j", workers)  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        found[workers] = json.loads(result.stdout)
+        assert "network passes per image (--slice): 37.0" in result.stderr
+    assert found["1"]["detections"] == found["2"]["detections"]
+    ours = Slicer(416).detect(tiny, canvas)
+    assert len(found["1"]["detections"]) == len(ours)
+    sliced = np.array([d["box"] for d in found["1"]["detections"]], np.float32)
+    cls = np.array([d["class_id"] for d in found["1"]["detections"]])
+    unsliced = json.loads(plain.stdout)["detections"]
+    assert recall(Detections(sliced, np.ones(len(cls)), cls), boxes, classes) >= 0.5
+    assert len(unsliced) < len(found["1"]["detections"])
+    bad = run_cli(*args, "--scales", "1,0.5")
+    assert bad.exit_code == 2
+    assert "--scales is about sliced inference: add --slice S" in bad.stderr
+    worse = run_cli(*args, "--slice", "16")
+    assert worse.exit_code == 2
+    assert "Invalid value for '--slice': tiles must be at least 32 pixels a side" in worse.stderr

@@ -556,6 +556,36 @@ class _Amount(click.ParamType):  # type: ignore[type-arg]  # generic only in cli
         return int(amount)
 
 
+def _slicer(
+    size: str | None,
+    overlap: float | None,
+    full: bool | None,
+    scales: str | None,
+    merge: str | None,
+    match: str | None,
+) -> Any:
+    """The `yolocli.slicing.Slicer` the --slice options describe (None without --slice)."""
+    given = {"--overlap": overlap, "--full/--no-full": full, "--scales": scales,
+             "--merge": merge, "--match": match}  # fmt: skip
+    if size is None:
+        extra = [flag for flag, value in given.items() if value is not None]
+        if extra:
+            raise click.UsageError(f"{extra[0]} is about sliced inference: add --slice S")
+        return None
+    from yolocli.errors import OptionError
+    from yolocli.slicing import Slicer
+
+    w, _, h = size.lower().partition("x")
+    try:
+        tile: int | tuple[int, int] = (int(w), int(h)) if h else int(w)
+        pyramid = tuple(float(s) for s in (scales or "1").split(","))
+    except ValueError:
+        raise OptionError("slice", f"{size!r} / {scales!r}: give --slice 416 or 640x480, "
+                          "--scales 1,0.5") from None  # fmt: skip
+    settings: dict[str, Any] = {"overlap": overlap, "full": full, "merge": merge, "match": match}
+    return Slicer(tile, scales=pyramid, **{k: v for k, v in settings.items() if v is not None})
+
+
 def _workers(value: str) -> str:
     if value != "auto" and not (value.isdigit() and int(value) >= 1):
         raise click.BadParameter(f"{value!r} is not 'auto' or a number of processes (1, 2, ...)")
@@ -678,6 +708,42 @@ def _split_classes(text: str | None) -> tuple[int | str, ...] | None:
     help="Images per forward pass (with one network in this process).",
 )
 @click.option(
+    "--slice",
+    "slice_",
+    metavar="S|WxH",
+    help="Cut each image into tiles of S (or WxH) pixels of the original image, each run at "
+    "--size, and merge the boxes: finds small objects in large images.",
+)
+@click.option(
+    "--overlap",
+    type=click.FloatRange(0, 1, max_open=True),
+    help="With --slice: overlap between neighbouring tiles, as a share of a tile. [default: 0.2]",
+)
+@click.option(
+    "--full/--no-full",
+    default=None,
+    help="With --slice: also run the whole image once, for objects larger than a tile. "
+    "[default: --full]",
+)
+@click.option(
+    "--scales",
+    metavar="LIST",
+    help="With --slice: an image pyramid, e.g. 1,0.5: tile each scaled copy (0 < s <= 1). "
+    "[default: 1]",
+)
+@click.option(
+    "--merge",
+    type=click.Choice(["nms", "nmm"]),
+    help="With --slice: how overlapping boxes merge: nms keeps the best, nmm their union. "
+    "[default: nms]",
+)
+@click.option(
+    "--match",
+    type=click.Choice(["iou", "ios"]),
+    help="With --slice: overlap measure for --merge (ios: over the smaller box), at --nms. "
+    "[default: iou]",
+)
+@click.option(
     "--max-bytes",
     type=_Amount(1024),
     default="512M",
@@ -730,6 +796,12 @@ def detect(
     skip_existing: bool,
     null: bool,
     batch: int,
+    slice_: str | None,
+    overlap: float | None,
+    full: bool | None,
+    scales: str | None,
+    merge: str | None,
+    match: str | None,
     max_bytes: int,
     max_pixels: int,
     profile: bool,
@@ -793,7 +865,10 @@ def detect(
             postprocess=post,
         )  # fmt: skip
         with _native_stderr_captured(relay=bool(ctx.meta.get("yolocli.debug"))):
-            options = Options(batch=batch, max_bytes=max_bytes, max_pixels=max_pixels)
+            slicer = _slicer(slice_, overlap, full, scales, merge, match)
+            options = Options(
+                batch=batch, max_bytes=max_bytes, max_pixels=max_pixels, slicer=slicer
+            )
             failed = _run_detect(ctx, sources, detector_args, save, options, fmt, null, profile)
     except OptionError as err:
         raise click.BadParameter(err.message, param_hint=f"'{_flag(err.option)}'") from None
@@ -991,6 +1066,7 @@ class _Run:
         self.model = model
         self.out_dir = out_dir
         self.done = self.failed = self.skipped = self.objects = self.input_errors = 0
+        self.tiles = 0
         self.engine = ""
         self.wall: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
@@ -1019,6 +1095,7 @@ class _Run:
                 self.skipped += 1
             elif result.detections is not None:
                 self.objects += len(result.detections)
+                self.tiles += result.tiles
             for stage, (wall, cpu) in result.timings.items():
                 self.wall[stage] = self.wall.get(stage, 0.0) + wall
                 if cpu is not None:
@@ -1087,6 +1164,8 @@ class _Run:
             " Stages overlap on threads and worker processes; the forward pass runs on the"
             " engine's threads.)"
         )
+        if self.tiles > processed:
+            lines.append(f"  network passes per image (--slice): {self.tiles / processed:.1f}")
         if self.engine:
             lines.append(f"  engine: {self.engine}")
         click.echo("\n".join(lines), err=True)

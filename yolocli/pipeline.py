@@ -30,6 +30,7 @@ from yolocli.model import Detector, Plan
 from yolocli.outputs import Outputs, Saved, SaveOptions, Targets
 from yolocli.preprocess import Letterbox
 from yolocli.records import ImageRecord, OutputsRecord
+from yolocli.slicing import Slicer
 from yolocli.timing import STAGES, Clock, Timings
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class Options:
     stage_threads: int = 2  # in-process: threads reading ahead, and drawing and writing behind
     max_bytes: int = DEFAULT_MAX_BYTES  # per input file, read no further
     max_pixels: int = DEFAULT_MAX_PIXELS  # per image, refused from its header
+    slicer: Slicer | None = None  # sliced inference (yolocli.slicing); None: one pass an image
 
 
 @dataclass
@@ -60,6 +62,7 @@ class Result:
     outputs: OutputsRecord = field(default_factory=lambda: OutputsRecord())
     warnings: list[str] = field(default_factory=list)
     timings: Timings = field(default_factory=dict)
+    tiles: int = 1  # network passes this image took (more than one when sliced)
 
     @property
     def input_error(self) -> bool:
@@ -162,7 +165,9 @@ class Pipeline:
             return early
         opts = self.options
         try:
-            got = workers.load(self.detector, source, opts.max_bytes, opts.max_pixels)
+            got = workers.load(
+                self.detector, source, opts.max_bytes, opts.max_pixels, opts.slicer is None
+            )
         except ImageError as err:
             return Result(source, error=str(err))
         except Exception as err:  # a bug must cost one image, not the batch
@@ -179,6 +184,8 @@ class Pipeline:
             warnings=loaded.warnings,
             timings=loaded.timings,
         )
+        if self.options.slicer is not None:
+            result.tiles = len(self.options.slicer.windows(loaded.box.width, loaded.box.height))
         self._store(result, lambda: self.outputs.save(
             loaded.source, loaded.targets, loaded.image, dets, loaded.box
         ))  # fmt: skip
@@ -308,7 +315,7 @@ class Pipeline:
                         held[count] = (item, targets)
                         waiting.append(workers.Task(
                             count, item, targets, self.outputs.options.save_conf,
-                            opts.max_bytes, opts.max_pixels,
+                            opts.max_bytes, opts.max_pixels, opts.slicer,
                         ))  # fmt: skip
                     count += 1
                 while waiting and pool.idle:
@@ -328,7 +335,7 @@ class Pipeline:
     def _finish(self, source: inputs.Source, targets: Targets, done: workers.Done) -> Result:
         """A worker's answer as a `Result`, its rendered outputs written here."""
         result = Result(source, done.width, done.height, error=done.error,
-                        warnings=done.warnings, timings=done.timings)  # fmt: skip
+                        warnings=done.warnings, timings=done.timings, tiles=done.tiles)  # fmt: skip
         if done.error is None:
             dets, rendered = done.detections, done.rendered
             assert dets is not None
@@ -342,6 +349,9 @@ class Pipeline:
         return self.plan.info.class_names
 
     def _infer(self, batch: list[_Loaded]) -> list[Detections]:
+        slicer = self.options.slicer
+        if slicer is not None:  # each image is its own batch of tiles
+            return [slicer.detect(self.detector, i.image, timings=i.timings) for i in batch]
         t0 = time.perf_counter()
         blobs = np.stack([item.blob for item in batch]) if len(batch) > 1 else batch[0].blob[None]
         outputs = self.detector.forward(blobs)

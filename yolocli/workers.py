@@ -36,6 +36,7 @@ from yolocli.inputs import Source
 from yolocli.model import Detector, Plan
 from yolocli.outputs import Rendered, Targets, render
 from yolocli.preprocess import Letterbox
+from yolocli.slicing import Slicer
 from yolocli.timing import Clock, Timings
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class Task:
     save_conf: bool
     max_bytes: int
     max_pixels: int
+    slicer: Slicer | None = None
 
 
 @dataclass
@@ -74,6 +76,7 @@ class Done:
     height: int | None = None
     detections: Detections | None = None
     rendered: Rendered | None = None
+    tiles: int = 1  # network passes it took (more than one when sliced)
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     timings: Timings = field(default_factory=dict)
@@ -90,8 +93,13 @@ class Loaded:
     timings: Timings
 
 
-def load(detector: Detector, source: Source, max_bytes: int, max_pixels: int) -> Loaded:
-    """Read, decode and letterbox ``source`` for ``detector``; `ImageError` saying why not."""
+def load(
+    detector: Detector, source: Source, max_bytes: int, max_pixels: int, letterbox: bool = True
+) -> Loaded:
+    """Read, decode and letterbox ``source`` for ``detector``; `ImageError` saying why not.
+
+    ``letterbox`` False leaves that to a `Slicer` (``blob`` is then empty), which letterboxes
+    each tile itself; ``box`` still gives the image's size."""
     timings: Timings = {}
     clock = Clock(timings)
     data = images.read_bytes(source, max_bytes=max_bytes)
@@ -99,8 +107,13 @@ def load(detector: Detector, source: Source, max_bytes: int, max_pixels: int) ->
     image = images.decode(data, max_pixels=max_pixels)
     note = images.frame_note(data)
     clock.lap("decode")
-    blob, box = detector.preprocess(image)
-    clock.lap("preprocess")
+    if letterbox:
+        blob, box = detector.preprocess(image)
+        clock.lap("preprocess")
+    else:
+        height, width = image.shape[:2]
+        blob = np.zeros((0, 0, 0), np.float32)
+        box = Letterbox(width, height, detector.width, detector.height, not detector.letterbox)
     return Loaded(image, blob, box, [note] if note else [], timings)
 
 
@@ -108,14 +121,19 @@ def run_task(detector: Detector, task: Task) -> Done:
     """The whole job for one image, as a worker does it; every failure is the image's error."""
     done = Done(task.index)
     try:
-        loaded = load(detector, task.source, task.max_bytes, task.max_pixels)
+        slicer = task.slicer
+        loaded = load(detector, task.source, task.max_bytes, task.max_pixels, slicer is None)
         done.timings, done.warnings = loaded.timings, loaded.warnings
         done.width, done.height = loaded.box.width, loaded.box.height
-        clock = Clock(done.timings)
-        heads = detector.forward(loaded.blob[None])
-        clock.lap("forward")
-        dets = detector.decode([h[0] for h in heads], loaded.box)
-        clock.lap("postprocess")
+        if slicer is not None:
+            dets = slicer.detect(detector, loaded.image, timings=done.timings)
+            done.tiles = len(slicer.windows(loaded.box.width, loaded.box.height))
+        else:
+            clock = Clock(done.timings)
+            heads = detector.forward(loaded.blob[None])
+            clock.lap("forward")
+            dets = detector.decode([h[0] for h in heads], loaded.box)
+            clock.lap("postprocess")
         done.detections = Detections(dets.xyxy, dets.scores, dets.class_ids)  # names: parent's
         done.rendered = render(task.targets, loaded.image, dets, loaded.box, task.save_conf)
         done.timings.update(done.rendered.timings)
