@@ -496,10 +496,7 @@ def export(
     from yolocli.errors import OptionError
     from yolocli.model import export_onnx
 
-    if (cfg is None) != (weights is None):
-        raise click.UsageError("a custom model needs both --cfg and --weights")
-    if cfg is not None and model is not None:
-        raise click.UsageError("MODEL and --cfg/--weights are alternatives: give one")
+    _check_model_choice(model, cfg, weights)
     try:
         path = export_onnx(output, model, size=size, cfg=cfg, weights=weights, store=_store(ctx))
     except OptionError as err:
@@ -604,75 +601,116 @@ def _split_classes(text: str | None) -> tuple[int | str, ...] | None:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def _check_model_choice(model: str | None, cfg: Path | None, weights: Path | None) -> None:
+    if (cfg is None) != (weights is None):
+        raise click.UsageError("a custom model needs both --cfg and --weights")
+    if cfg is not None and model is not None:
+        raise click.UsageError("--model and --cfg/--weights are alternatives: give one")
+
+
+def _network_options(func: F) -> F:
+    """Which network runs, and on what: the options `detect` and `val` share."""
+    options = [
+        click.option(
+            "-m",
+            "--model",
+            callback=lambda c, p, v: v and _model_names(c, p, (v,))[0],
+            help="Registry model to run (see `yolocli models list`). [default: yolov3]",
+        ),
+        click.option(
+            "--cfg",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Custom darknet cfg file (with --weights).",
+        ),
+        click.option(
+            "--weights",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Custom darknet weights file (with --cfg).",
+        ),
+        click.option(
+            "--names",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Class names, one a line (default: the model's).",
+        ),
+        click.option(
+            "--size",
+            type=int,
+            help="Network input size, a multiple of 32. [default: the cfg's]",
+        ),
+        click.option(
+            "--letterbox/--no-letterbox",
+            default=True,
+            help="Keep the aspect ratio with gray padding, as darknet does.",
+        ),
+        click.option(
+            "--device", type=click.Choice(DEVICES), default="cpu", help="Where the network runs."
+        ),
+        click.option(
+            "--backend",
+            type=click.Choice(BACKENDS),
+            default="auto",
+            help="Engine that runs the network; auto: the fastest installed "
+            "(onnxruntime, openvino, then opencv).",
+        ),
+        click.option(
+            "--threads",
+            type=click.IntRange(min=1),
+            help="Engine threads per network. [default: cores / workers]",
+        ),
+        click.option(
+            "-j",
+            "--workers",
+            default="auto",
+            callback=lambda c, p, v: _workers(v),
+            help="Worker processes, each with its own network; auto: one per core as memory "
+            "allows (one in this process for a short run, a GPU or video).",
+        ),
+        click.option(
+            "--batch",
+            type=click.IntRange(1, 64),
+            default=1,
+            help="Images per forward pass (with one network in this process).",
+        ),
+    ]
+    for option in reversed(options):  # so that --help lists them in this order
+        func = option(func)
+    return func
+
+
+def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
+    """What is kept of the network's candidates (defaults differ: detect and val)."""
+
+    def decorate(func: F) -> F:
+        options = [
+            click.option("--conf", type=click.FloatRange(0, 1), default=conf, help=conf_help),
+            click.option(
+                "--nms", type=click.FloatRange(0, 1), default=nms, help="NMS IoU threshold."
+            ),
+            click.option(
+                "--classes",
+                metavar="LIST",
+                help="Only these classes: names or ids, comma-separated (person,car or 0,2).",
+            ),
+            click.option(
+                "--max-det",
+                type=click.IntRange(min=0),
+                default=300,
+                help="At most this many detections per image (0: no limit).",
+            ),
+        ]
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
 @cli.command(context_settings=CONTEXT, epilog=DETECT_EPILOG)
 @click.argument("sources", nargs=-1, required=True, metavar="SOURCES...")
-@click.option(
-    "-m",
-    "--model",
-    callback=lambda c, p, v: v and _model_names(c, p, (v,))[0],
-    help="Registry model to run (see `yolocli models list`). [default: yolov3]",
-)
-@click.option(
-    "--cfg",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Custom darknet cfg file (with --weights).",
-)
-@click.option(
-    "--weights",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Custom darknet weights file (with --cfg).",
-)
-@click.option(
-    "--names",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Class names, one a line (default: the model's).",
-)
-@click.option(
-    "--size",
-    type=int,
-    help="Network input size, a multiple of 32. [default: the cfg's]",
-)
-@click.option("--conf", type=click.FloatRange(0, 1), default=0.5, help="Report scores above this.")
-@click.option("--nms", type=click.FloatRange(0, 1), default=0.45, help="NMS IoU threshold.")
-@click.option(
-    "--classes",
-    metavar="LIST",
-    help="Only these classes: names or ids, comma-separated (person,car or 0,2).",
-)
+@_network_options
+@_keep_options(conf=0.5, nms=0.45, conf_help="Report scores above this.")
 @click.option("--agnostic", is_flag=True, help="NMS across classes, not per class.")
 @click.option("--single-label", is_flag=True, help="Only the best class of each box.")
-@click.option(
-    "--max-det",
-    type=click.IntRange(min=0),
-    default=300,
-    help="At most this many detections per image (0: no limit).",
-)
-@click.option(
-    "--letterbox/--no-letterbox",
-    default=True,
-    help="Keep the aspect ratio with gray padding, as darknet does.",
-)
-@click.option("--device", type=click.Choice(DEVICES), default="cpu", help="Where the network runs.")
-@click.option(
-    "--backend",
-    type=click.Choice(BACKENDS),
-    default="auto",
-    help="Engine that runs the network; auto: the fastest installed "
-    "(onnxruntime, openvino, then opencv).",
-)
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    help="Engine threads per network. [default: cores / workers]",
-)
-@click.option(
-    "-j",
-    "--workers",
-    default="auto",
-    callback=lambda c, p, v: _workers(v),
-    help="Worker processes, each with its own network; auto: one per core as memory "
-    "allows (one for a single image or a GPU).",
-)
 @click.option(
     "-f", "--format", "fmt", type=click.Choice(FORMATS), default="text", help="Results on stdout."
 )
@@ -701,12 +739,6 @@ def _split_classes(text: str | None) -> tuple[int | str, ...] | None:
     help="Leave images whose outputs already exist (resume a killed batch).",
 )
 @click.option("-0", "--null", is_flag=True, help="Paths on stdin are NUL-separated (find -print0).")
-@click.option(
-    "--batch",
-    type=click.IntRange(1, 64),
-    default=1,
-    help="Images per forward pass (with one network in this process).",
-)
 @click.option(
     "--slice",
     "slice_",
@@ -818,10 +850,7 @@ def detect(
       yolocli detect big-folder/ --skip-existing      # resume after an interruption
     """
     # -- usage checks: everything that can be known before any work ----------------------
-    if (cfg is None) != (weights is None):
-        raise click.UsageError("a custom model needs both --cfg and --weights")
-    if cfg is not None and model is not None:
-        raise click.UsageError("--model and --cfg/--weights are alternatives: give one")
+    _check_model_choice(model, cfg, weights)
     if save_conf and not save_txt:
         raise click.UsageError("--save-conf adds scores to --save-txt files: add --save-txt")
     if skip_existing and no_save and not save_txt:
@@ -1215,71 +1244,8 @@ is reported (one line each) and left out; the rest is evaluated. Exit status
     type=click.Path(path_type=Path, file_okay=False, exists=True),
     help="Folder of the COCO JSON's images. [default: the JSON's folder]",
 )
-@click.option(
-    "-m",
-    "--model",
-    callback=lambda c, p, v: v and _model_names(c, p, (v,))[0],
-    help="Registry model to evaluate (see `yolocli models list`). [default: yolov3]",
-)
-@click.option(
-    "--cfg",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Custom darknet cfg file (with --weights).",
-)
-@click.option(
-    "--weights",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Custom darknet weights file (with --cfg).",
-)
-@click.option(
-    "--names",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Class names, one a line (default: the model's).",
-)
-@click.option("--size", type=int, help="Network input size, a multiple of 32. [default: the cfg's]")
-@click.option("--conf", type=click.FloatRange(0, 1), default=0.001, help="Keep scores above this.")
-@click.option("--nms", type=click.FloatRange(0, 1), default=0.6, help="NMS IoU threshold.")
-@click.option(
-    "--classes",
-    metavar="LIST",
-    help="Only detect these classes: names or ids, comma-separated.",
-)
-@click.option(
-    "--max-det",
-    type=click.IntRange(min=0),
-    default=300,
-    help="At most this many detections per image (0: no limit).",
-)
-@click.option(
-    "--letterbox/--no-letterbox",
-    default=True,
-    help="Keep the aspect ratio with gray padding, as darknet does.",
-)
-@click.option("--device", type=click.Choice(DEVICES), default="cpu", help="Where the network runs.")
-@click.option(
-    "--backend",
-    type=click.Choice(BACKENDS),
-    default="auto",
-    help="Engine that runs the network; auto: the fastest installed.",
-)
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    help="Threads the engine may use. [default: every core]",
-)
-@click.option(
-    "-j",
-    "--workers",
-    default="auto",
-    callback=lambda c, p, v: _workers(v),
-    help="Worker processes, each with its own network (see yolocli detect -h).",
-)
-@click.option(
-    "--batch",
-    type=click.IntRange(1, 64),
-    default=1,
-    help="Images per forward pass (with one network in this process).",
-)
+@_network_options
+@_keep_options(conf=0.001, nms=0.6, conf_help="Keep scores above this.")
 @click.option(
     "-f",
     "--format",
@@ -1329,10 +1295,7 @@ def val(
     from yolocli.pipeline import Options
     from yolocli.postprocess import Postprocess
 
-    if (cfg is None) != (weights is None):
-        raise click.UsageError("a custom model needs both --cfg and --weights")
-    if cfg is not None and model is not None:
-        raise click.UsageError("--model and --cfg/--weights are alternatives: give one")
+    _check_model_choice(model, cfg, weights)
     if images is not None and data.is_dir():
         raise click.UsageError("--images goes with a COCO annotations file, not a folder")
     if plots is not None:
