@@ -8,7 +8,6 @@ it can; ``pip install 'yolocli[cuda]'`` installs it with CUDA.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -29,7 +28,7 @@ from yolocli.postprocess import Postprocess
 from yolocli.preprocess import Letterboxer
 from yolocli.store import Store
 
-HAVE_TORCH = importlib.util.find_spec("torch") is not None
+HAVE_TORCH = engines.installed("torch")
 needs_torch = pytest.mark.skipif(
     not HAVE_TORCH, reason="PyTorch is not installed (pip install torch, or 'yolocli[cuda]')"
 )
@@ -333,7 +332,9 @@ def test_on_the_gpu_the_reference_answers(real_store: Store, device: str) -> Non
             assert sorted(dets.class_ids.tolist()) == ids
             np.testing.assert_allclose(sorted(dets.scores.tolist()), theirs, atol=0.005)
         elif len(dets) == len(theirs):
-            worst = max(worst, float(np.abs(np.subtract(sorted(dets.scores), theirs)).max()))
+            worst = max(
+                worst, float(np.abs(np.subtract(sorted(dets.scores), theirs)).max(initial=0))
+            )
     print(f"\n{det.engine.name}: worst score difference from the reference {worst:.4f}")
     assert worst < 0.05
 
