@@ -293,7 +293,8 @@ def test_cuda_without_a_gpu_names_the_extra_and_never_runs_on_the_cpu(
     assert CUDA_EXTRA in message
     if HAVE_TORCH:
         assert "CPU-only build" in message  # this machine's torch: the CPU wheel
-        with pytest.raises(DeviceError, match=r"CPU-only build: pip install 'yolocli\[cuda\]'"):
+        refusal = r"CPU-only build \(pip install 'yolocli\[cuda\]'.*; or run on the CPU$"
+        with pytest.raises(DeviceError, match=refusal):
             engines.resolve("torch", device)  # before any download
 
 

@@ -28,9 +28,9 @@ def torch_cuda_problem() -> str | None:
 
     if torch.version.cuda is None:
         return (
-            f"PyTorch {torch.__version__} is installed but is a CPU-only build: "
-            f"{CUDA_EXTRA} in a fresh environment gives the CUDA build on Linux "
-            "(elsewhere, install torch with CUDA as pytorch.org says)"
+            f"PyTorch {torch.__version__} is installed but is a CPU-only build ({CUDA_EXTRA} "
+            "in a fresh environment gives the CUDA build on Linux; elsewhere, install torch "
+            "with CUDA as pytorch.org says)"
         )
     if not torch.cuda.is_available():
         return (

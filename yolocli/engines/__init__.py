@@ -114,7 +114,7 @@ def resolve(backend: str, device: str) -> str:
     if backend == "torch" and device.startswith("cuda"):
         problem = torch_cuda_problem()
         if problem:  # before any download, like OpenCV's device check
-            raise DeviceError(f"device {device!r}: {problem}")
+            raise DeviceError(f"device {device!r}: {problem}; or run on the CPU")
     return backend
 
 

@@ -235,7 +235,7 @@ class TorchEngine:
         if device.startswith("cuda"):
             problem = torch_cuda_problem()
             if problem:
-                raise DeviceError(f"device {device!r}: {problem}")
+                raise DeviceError(f"device {device!r}: {problem}; or run on the CPU")
         elif threads is not None:
             torch.set_num_threads(threads)  # process-wide, like OpenCV's setting
         network = graph.network
