@@ -1,12 +1,48 @@
 """Compute devices: what ``--device`` may name, and an honest check that it really works.
 
 OpenCV falls back to the CPU with only a log line when a CUDA or OpenCL target is
-unavailable; yolocli checks first and says what is missing instead.
+unavailable; yolocli checks first and says what is missing instead. CUDA comes from either of
+two places: PyTorch with CUDA (the torch engine, ``pip install 'yolocli[cuda]'``), or an
+OpenCV built with CUDA and cuDNN; with neither, the message names both ways.
 """
 
 from __future__ import annotations
 
+import importlib.util
+
 DEVICES = ("cpu", "opencl", "cuda", "cuda-fp16")
+CUDA_EXTRA = "pip install 'yolocli[cuda]'"
+
+
+def torch_cuda_problem() -> str | None:
+    """Why the torch engine cannot run on an NVIDIA GPU here, or None if it can.
+
+    Imports torch only when it is installed (seconds; only asked about for a CUDA device).
+    """
+    try:
+        if importlib.util.find_spec("torch") is None:
+            return f"the torch engine is not installed: {CUDA_EXTRA} (PyTorch with CUDA)"
+    except ValueError:  # sys.modules holds None for it: deliberately made unimportable
+        return f"the torch engine is not installed: {CUDA_EXTRA} (PyTorch with CUDA)"
+    import torch
+
+    if torch.version.cuda is None:
+        return (
+            f"PyTorch {torch.__version__} is installed but is a CPU-only build ({CUDA_EXTRA} "
+            "in a fresh environment gives the CUDA build on Linux; elsewhere, install torch "
+            "with CUDA as pytorch.org says)"
+        )
+    if not torch.cuda.is_available():
+        return (
+            f"PyTorch {torch.__version__} (CUDA {torch.version.cuda}) sees no NVIDIA GPU "
+            "(check the driver, nvidia-smi and CUDA_VISIBLE_DEVICES)"
+        )
+    return None
+
+
+def torch_has_cuda() -> bool:
+    """True if the torch engine can run on an NVIDIA GPU here."""
+    return torch_cuda_problem() is None
 
 
 def opencv_has_cuda() -> bool:
@@ -46,11 +82,17 @@ def check_device(device: str) -> None:
             "driver, e.g. an ICD loader and vendor runtime), or run on the CPU"
         )
     if device.startswith("cuda") and not opencv_has_cuda():
+        problem = torch_cuda_problem()
+        torch_part = (
+            "the torch engine runs on this GPU: choose backend 'torch' (or 'auto')"
+            if problem is None
+            else problem
+        )
         raise DeviceError(
-            f"device {device!r} needs OpenCV built with CUDA, and this one "
-            f"(OpenCV {cv2.__version__}) is not: the pip wheels (opencv-python-headless) are "
-            "CPU-only. Build OpenCV from source with -DWITH_CUDA=ON -DWITH_CUDNN=ON "
-            "-DOPENCV_DNN_CUDA=ON (keeping 4.x), or run on the CPU"
+            f"device {device!r} needs OpenCV built with CUDA or the torch engine: "
+            f"{torch_part}; and this OpenCV ({cv2.__version__}) is not built with CUDA: the pip "
+            "wheels (opencv-python-headless) are CPU-only. Build OpenCV from source with "
+            "-DWITH_CUDA=ON -DWITH_CUDNN=ON -DOPENCV_DNN_CUDA=ON (keeping 4.x), or run on the CPU"
         )
     if device.startswith("cuda") and cuda_devices() < 1:
         raise DeviceError(

@@ -9,10 +9,13 @@ extra that installs them.
 - ``opencv`` (always installed): OpenCV's darknet importer on OpenCV 4, the compiled ONNX
   graph on OpenCV 5;
 - ``onnxruntime``: the compiled ONNX graph on ONNX Runtime (``yolocli[onnxruntime]``);
-- ``openvino``: the compiled ONNX graph on OpenVINO (``yolocli[openvino]``).
+- ``openvino``: the compiled ONNX graph on OpenVINO (``yolocli[openvino]``);
+- ``torch``: the darknet network as a PyTorch module, on an NVIDIA GPU or the CPU
+  (``yolocli[cuda]``).
 
-``auto`` takes the first installed one of `AUTO_ORDER`, fastest first as measured in
-benchmarks/RESULTS.md.
+On the CPU, ``auto`` takes the first installed one of `AUTO_ORDER`, fastest first as measured
+in benchmarks/RESULTS.md. On ``cuda`` and ``cuda-fp16`` it takes the torch engine when PyTorch
+sees a GPU, else OpenCV (whose device check says what is missing: never a CPU fallback).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from yolocli.errors import EngineError, OptionError
+from yolocli.errors import DeviceError, EngineError, OptionError
 
 if TYPE_CHECKING:  # this module stays cheap to import: the command line reads its constants
     import numpy as np
@@ -32,13 +35,19 @@ if TYPE_CHECKING:  # this module stays cheap to import: the command line reads i
 
     from yolocli import darknet
 
-BACKENDS = ("auto", "opencv", "onnxruntime", "openvino")
+BACKENDS = ("auto", "opencv", "onnxruntime", "openvino", "torch")
 
 # Fastest first on a CPU (benchmarks/RESULTS.md, "Engines"): `auto` takes the first installed.
 AUTO_ORDER = ("onnxruntime", "openvino", "opencv")
 
 # backend -> (module that must be importable, the extra that installs it)
-_NEEDS = {"onnxruntime": ("onnxruntime", "onnxruntime"), "openvino": ("openvino", "openvino")}
+_NEEDS = {
+    "onnxruntime": ("onnxruntime", "onnxruntime"),
+    "openvino": ("openvino", "openvino"),
+    "torch": ("torch", "cuda"),
+}
+# the devices each engine runs on (the rest: the CPU only)
+_DEVICES = {"opencv": ("cpu", "opencl", "cuda", "cuda-fp16"), "torch": ("cpu", "cuda", "cuda-fp16")}
 
 
 @dataclass(frozen=True)
@@ -83,9 +92,14 @@ def resolve(backend: str, device: str) -> str:
     runs on ``device``; a named one must be installed (`EngineError` naming its extra)."""
     if backend not in BACKENDS:
         raise OptionError("backend", f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    from yolocli.devices import torch_cuda_problem
+
     if backend == "auto":
+        if device.startswith("cuda"):
+            # OpenCV when PyTorch cannot: its device check then names what to install
+            return "torch" if torch_cuda_problem() is None else "opencv"
         if device != "cpu":
-            return "opencv"  # the only engine here with OpenCL and CUDA targets
+            return "opencv"  # the only engine here with OpenCL
         return next(b for b in AUTO_ORDER if installed(b))
     if not installed(backend):
         module, extra = _NEEDS[backend]
@@ -93,8 +107,14 @@ def resolve(backend: str, device: str) -> str:
             f"the {backend} engine is not installed: pip install 'yolocli[{extra}]' "
             f"(it needs the {module} package)"
         )
-    if backend != "opencv" and device != "cpu":
-        raise EngineError(f"the {backend} engine runs on the CPU here, not on {device!r}")
+    runs_on = _DEVICES.get(backend, ("cpu",))
+    if device not in runs_on:
+        where = "the CPU here" if runs_on == ("cpu",) else ", ".join(map(repr, runs_on))
+        raise EngineError(f"the {backend} engine runs on {where}, not on {device!r}")
+    if backend == "torch" and device.startswith("cuda"):
+        problem = torch_cuda_problem()
+        if problem:  # before any download, like OpenCV's device check
+            raise DeviceError(f"device {device!r}: {problem}; or run on the CPU")
     return backend
 
 
