@@ -649,8 +649,8 @@ def _network_options(func: F) -> F:
             "--backend",
             type=click.Choice(BACKENDS),
             default="auto",
-            help="Engine that runs the network; auto: the fastest installed "
-            "(onnxruntime, openvino, then opencv).",
+            help="Engine that runs the network; auto: the fastest installed on the CPU "
+            "(onnxruntime, openvino, then opencv), torch on cuda.",
         ),
         click.option(
             "--threads",

@@ -189,10 +189,11 @@ class Plan:
 
     @property
     def needs_onnx(self) -> bool:
-        """True if the engine runs the compiled graph (anything but OpenCV 4's importer)."""
+        """True if the engine runs the compiled graph: not torch (it builds its own module from
+        the cfg), nor OpenCV 4 (its darknet importer reads the files)."""
         from yolocli.engines.opencv import has_darknet_importer
 
-        return self.backend != "opencv" or not has_darknet_importer()
+        return self.backend != "torch" and (self.backend != "opencv" or not has_darknet_importer())
 
 
 def plan(
