@@ -2,6 +2,7 @@
 
     python benchmarks/run.py            # the full set, a few minutes; writes benchmarks/RESULTS.md
     python benchmarks/run.py --quick    # tiny sizes, seconds: checks the machinery (tests use it)
+    python benchmarks/run.py --only engines --output engines.md    # some sections only
 
 Every figure is written with the command (or code) that produced it. The real yolov3-tiny
 weights come through yolocli's store (YOLOCLI_HOME, else this checkout's weights/); yolov3
@@ -501,7 +502,7 @@ def tuning_section(report: Report, tiny: Path, quick: bool) -> None:
     report.add(
         "Tuning: batch size and threads (yolov3-tiny, 416, bare forward)",
         "\n".join(lines)
-        + f"\n\nOpenCV only ({ENGINE_LABELS[reference_kind()]}); the other engines' batch "
+        + f"\n\nOpenCV only, its {ENGINE_LABELS[reference_kind()]}; the other engines' batch "
         "sizes are in the Engines table. With `--backend opencv`, yolocli's default is the "
         "first row (batch 1, OpenCV's own thread count); the "
         f"fastest here: {best[0]}, {best[1] * 1e3:.1f} ms. `--batch N` chooses another batch "
@@ -610,10 +611,10 @@ def cold_section(report: Report, env: dict[str, str], tiny: Path, quick: bool) -
         f"| minimal cv2 script (benchmarks/peers/minimal_cold.py) | {engine} | "
         f"{med['minimal'] * 1e3:.0f} ms | 1.00 |\n\n"
         f"Ratios: the median of the {runs} interleaved rounds' ratios (goal <= 1.25 for the "
-        f"default: {'met' if ok else 'NOT met'}). All after one untimed run each (which also "
-        "caches the compiled graph in the store), with Python's bytecode cache on, as a "
-        "pip-installed yolocli has it. The default backend pays for importing its engine "
-        "(ONNX Runtime or OpenVINO) on top of OpenCV, which yolocli always imports.",
+        f"default: {'met' if ok else 'NOT met'}). In a full run, all after one untimed run "
+        "each (which also caches the compiled graph in the store), with Python's bytecode "
+        "cache on, as a pip-installed yolocli has it. The default backend pays for importing "
+        "its engine (ONNX Runtime or OpenVINO) on top of OpenCV, which yolocli always imports.",
     )
 
 
@@ -887,11 +888,18 @@ def machine() -> str:
     )
 
 
+SECTIONS = ("stages", "throughput", "memory", "nms", "tuning", "cold", "engines", "backends",
+            "precision")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: check the machinery only")
     parser.add_argument(
         "--output", type=Path, default=Path(__file__).resolve().parent / "RESULTS.md"
+    )
+    parser.add_argument(
+        "--only", nargs="+", choices=SECTIONS, help="run these sections only (default: all)"
     )
     args = parser.parse_args()
 
@@ -906,20 +914,20 @@ def main() -> None:
         root = Path(tmp)
         WORKDIR = tmp
         v3_weights = random_v3_weights()
-        sections: list[Callable[[], object]] = [
-            lambda: stages_section(report, env, tiny, v3_weights, root, args.quick),
-            lambda: throughput_section(report, env, tiny, root, args.quick),
-            lambda: memory_section(report, env, root, args.quick),
-            lambda: nms_section(report, args.quick),
-            lambda: tuning_section(report, tiny, args.quick),
-            lambda: cold_section(report, env, tiny, args.quick),
-            lambda: engines_section(report, tiny, args.quick),
-            lambda: backends_section(report, env, root, args.quick),
-            lambda: precision_section(report, store, args.quick),
-        ]
-        for section in sections:
+        sections: dict[str, Callable[[], object]] = {
+            "stages": lambda: stages_section(report, env, tiny, v3_weights, root, args.quick),
+            "throughput": lambda: throughput_section(report, env, tiny, root, args.quick),
+            "memory": lambda: memory_section(report, env, root, args.quick),
+            "nms": lambda: nms_section(report, args.quick),
+            "tuning": lambda: tuning_section(report, tiny, args.quick),
+            "cold": lambda: cold_section(report, env, tiny, args.quick),
+            "engines": lambda: engines_section(report, tiny, args.quick),
+            "backends": lambda: backends_section(report, env, root, args.quick),
+            "precision": lambda: precision_section(report, store, args.quick),
+        }
+        for key in args.only or sections:
             start = time.perf_counter()
-            section()
+            sections[key]()
             print(f"({time.perf_counter() - start:.1f} s)", flush=True)
 
     goals = "\n".join(
