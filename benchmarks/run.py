@@ -386,8 +386,8 @@ def throughput_section(
         images = sorted(folder.iterdir())
         times: dict[str, list[float]] = {k: [] for k in [*kinds, *goals, "peer"]}
         for r in range(rounds):  # interleaved, so drifts in machine load hit every row alike
-            for k, run in bounds.items():
-                times[k].append(timed(run, blobs))
+            for k, run in bounds.items():  # bounds before and after the processes: a short
+                times[k].append(timed(run, blobs))  # burst of load then moves one sample only
             for label, extra in (("--no-save", ["--no-save"]), ("annotated images saved", [])):
                 out = root / f"out-throughput-{len(commands)}-{r}"
                 cmd = cli("detect", str(folder), "--model", "yolov3-tiny", "-f", "jsonl",
@@ -402,6 +402,8 @@ def throughput_section(
                             str(config_dir() / "coco.names"), str(root / f"out-peer-{r}"),
                             *map(str, images)]  # fmt: skip
                 times["peer"].append(measured(peer_cmd, env)[0] / n)
+            for k, run in bounds.items():
+                times[k].append(timed(run, blobs))
         med = {k: statistics.median(v) for k, v in times.items() if v}
         best = min(kinds, key=lambda k: med[k])
         for k in kinds:
@@ -435,7 +437,8 @@ def throughput_section(
     report.add(
         f"2, 3, 7. Folder throughput, yolov3-tiny at 416, {n} images",
         "\n".join(lines)
-        + f"\n\nMedians of {rounds} interleaved rounds. `yolocli detect` runs its default "
+        + f"\n\nMedians of {rounds} interleaved rounds (each bound measured at the start "
+        "and the end of every round). `yolocli detect` runs its default "
         f"`--backend auto`, which is {ENGINE_LABELS[auto]} here; its share is taken of that "
         "engine's bare bound (like with like) and of the fastest bound. Whole-process wall "
         "clock: Python start, imports, model load and the engine's first-pass set-up count for "
