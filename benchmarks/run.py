@@ -2,6 +2,7 @@
 
     python benchmarks/run.py            # the full set, a few minutes; writes benchmarks/RESULTS.md
     python benchmarks/run.py --quick    # tiny sizes, seconds: checks the machinery (tests use it)
+    python benchmarks/run.py --only engines --output engines.md    # some sections only
 
 Every figure is written with the command (or code) that produced it. The real yolov3-tiny
 weights come through yolocli's store (YOLOCLI_HOME, else this checkout's weights/); yolov3
@@ -32,13 +33,18 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tests.clusters import clustered  # noqa: E402
-from yolocli import darknet  # noqa: E402
+from yolocli import darknet, engines  # noqa: E402
 from yolocli.ops import nms  # noqa: E402
 from yolocli.registry import config_dir, load_registry  # noqa: E402
 from yolocli.store import Store  # noqa: E402
 
 IMAGES = REPO / "tests" / "data" / "images"
+REFERENCES = REPO / "tests" / "data" / "reference"
 PEERS = Path(__file__).resolve().parent / "peers"
+# Random yolov3 weights (250 MB) and compiled graphs survive between runs here.
+CACHE = Path(tempfile.gettempdir()) / "yolocli-bench-cache"
+THREADS = 2  # every engine gets the same thread count: this machine's cores
+HAS_DARKNET = hasattr(cv2.dnn, "readNetFromDarknet")  # OpenCV 5 removed the darknet importer
 
 
 @dataclass
@@ -110,24 +116,159 @@ def profile_table(stderr: str) -> dict[str, tuple[float, float | None]]:
     return stages
 
 
-def bare_forward(
-    cfg: Path, weights: Path, images: list[Path], size: int, repeats: int = 1
-) -> float:
-    """Seconds per image of OpenCV's forward pass alone, on blobs made in advance, warm."""
-    net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
-    names = net.getUnconnectedOutLayersNames()
-    blobs = [
-        cv2.dnn.blobFromImage(cv2.imread(str(p)), 1 / 255, (size, size), swapRB=True)
-        for p in images
-    ]
-    net.setInput(blobs[0])
-    net.forward(names)  # the first pass sets the network up; not part of the bound
+# ------------------------------------------------------------------------------ engines
+
+ENGINE_LABELS = {
+    "opencv-darknet": "OpenCV darknet importer",
+    "opencv-onnx": "OpenCV ONNX importer (compiled graph)",
+    "onnxruntime": "ONNX Runtime",
+    "openvino": "OpenVINO",
+}
+# yolocli's backend name -> the bare engine it runs here
+BACKEND_KIND = {
+    "opencv": "opencv-darknet" if HAS_DARKNET else "opencv-onnx",
+    "onnxruntime": "onnxruntime",
+    "openvino": "openvino",
+}
+
+
+def engine_kinds() -> list[str]:
+    """The bare engines this environment can run, OpenCV's first (the ratios' reference)."""
+    kinds = ["opencv-darknet"] if HAS_DARKNET else []
+    kinds.append("opencv-onnx")
+    kinds += [b for b in ("onnxruntime", "openvino") if engines.installed(b)]
+    return kinds
+
+
+def reference_kind() -> str:
+    """What ratios are taken to: OpenCV's darknet importer, or its ONNX importer on OpenCV 5."""
+    return "opencv-darknet" if HAS_DARKNET else "opencv-onnx"
+
+
+def versions() -> str:
+    parts = [f"OpenCV {cv2.__version__}"]
+    for module in ("onnxruntime", "openvino"):
+        if engines.installed(module):
+            mod = __import__(module)
+            parts.append(f"{module} {mod.__version__.split('-')[0]}")
+    return ", ".join(parts)
+
+
+Runner = Callable[[np.ndarray], object]
+
+
+def bare_engine(kind: str, cfg: Path, weights: Path, onnx: Callable[[], Path],
+                precision: str = "f32") -> Runner:  # fmt: skip
+    """A function running one forward pass of ``kind`` on a blob, with yolocli's settings for
+    that engine (2 threads, fp32 unless ``precision`` says otherwise), nothing around it."""
+    if kind.startswith("opencv"):
+        cv2.setNumThreads(THREADS)  # process-wide: OpenCV has no per-network setting
+        net = (
+            cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
+            if kind == "opencv-darknet"
+            else cv2.dnn.readNetFromONNX(str(onnx()))
+        )
+        names = net.getUnconnectedOutLayersNames()
+
+        def run_cv(blob: np.ndarray) -> object:
+            net.setInput(blob)
+            return net.forward(names)
+
+        return run_cv
+    if kind == "onnxruntime":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = THREADS
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        path = onnx() if precision == "f32" else Path(precision)  # an int8 model's path
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return lambda blob: session.run(None, {name: blob})
+    if kind == "openvino":
+        import openvino as ov
+
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision,
+                  "INFERENCE_NUM_THREADS": THREADS}  # fmt: skip
+        request = ov.Core().compile_model(str(onnx()), "CPU", config).create_infer_request()
+        return lambda blob: request.infer({0: blob})
+    raise ValueError(kind)
+
+
+def compiled_onnx(cfg: Path, weights: Path, size: int) -> Path:
+    """``cfg`` + ``weights`` compiled by yolocli at ``size``, cached by their contents."""
+    from yolocli.compiler import compile_onnx
+    from yolocli.files import sha256_file
+
+    key = f"{cfg.stem}-{size}-{sha256_file(weights)[:12]}-{sha256_file(cfg)[:8]}"
+    path = CACHE / f"{key}-{compiler_stamp()}.onnx"
+    if not path.exists():
+        _, network = darknet.read_cfg(cfg)
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(compile_onnx(network, weights, size=(size, size)).SerializeToString())
+        tmp.replace(path)
+    return path
+
+
+@functools.cache
+def compiler_stamp() -> str:
+    import hashlib
+
+    from yolocli import compiler
+
+    return hashlib.sha256(Path(compiler.__file__ or "").read_bytes()).hexdigest()[:8]
+
+
+def random_v3_weights() -> Path:
+    """yolov3's darknet layout filled with random values, written once into the cache."""
+    path = CACHE / "yolov3-random.weights"
+    if not path.exists():
+        _, network = darknet.read_cfg(config_dir() / "yolov3.cfg")
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        darknet.write_random_weights(network, tmp)
+        tmp.replace(path)
+    return path
+
+
+def photo_blobs(size: int, n: int) -> list[np.ndarray]:
+    """``n`` letterboxed test photos (cycled), (1, 3, size, size) each, as yolocli feeds them."""
+    from yolocli.preprocess import letterbox
+
+    photos = [cv2.imread(str(p)) for p in sorted(IMAGES.iterdir())]
+    return [letterbox(photos[i % len(photos)], size, size) for i in range(n)]
+
+
+def timed(run: Runner, blobs: Sequence[np.ndarray], repeats: int = 1) -> float:
+    """Seconds per image of ``run`` over ``blobs`` (made before the clock starts)."""
     start = time.perf_counter()
     for _ in range(repeats):
         for blob in blobs:
-            net.setInput(blob)
-            net.forward(names)
-    return (time.perf_counter() - start) / (len(blobs) * repeats)
+            run(blob)
+    return (time.perf_counter() - start) / (repeats * sum(len(b) for b in blobs))
+
+
+def interleaved(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Each function once per round, in a rotating order, with a short pause between them
+    (a thread pool that spins after its run must not slow the next engine)."""
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    keys = list(runs)
+    for r in range(rounds):
+        for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
+            time.sleep(0.05)
+            times[key].append(runs[key]())
+    return times
+
+
+def spread(values: Sequence[float], scale: float = 1e3) -> str:
+    return f"{min(values) * scale:.1f}-{max(values) * scale:.1f}"
+
+
+def ratios(a: Sequence[float], b: Sequence[float]) -> float:
+    """The median of the per-round ratios a/b: what drift between rounds leaves alone."""
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
 def mean_time(fn: Callable[[], object], repeats: int) -> float:
@@ -193,10 +334,11 @@ def stages_section(report: Report, env: dict[str, str], tiny: Path, v3_weights: 
         lines.append(f"| {name} | {size} | {n} | " + " | ".join(cells) + " |")
     report.add(
         "1. Time per image by stage (ms)",
-        "\n".join(lines)
-        + "\n\nEach cell is CPU time on the stage's thread (what the stage costs), then wall "
+        "\n".join(lines) + f"\n\nEngine: `--backend auto`, which is "
+        f"{ENGINE_LABELS[BACKEND_KIND[engines.resolve('auto', 'cpu')]]} here. "
+        "Each cell is CPU time on the stage's thread (what the stage costs), then wall "
         "time in brackets (which also counts waiting for a core while the forward pass holds "
-        "both). The forward pass runs on OpenCV's own threads: wall time only. Stages overlap "
+        "both). The forward pass runs on the engine's own threads: wall time only. Stages overlap "
         "on three kinds of thread (read/decode/preprocess ahead of the forward pass, "
         "draw/encode/write behind it), so the wall clock per image is less than their sum. "
         "`postprocess` is decoding the YOLO outputs plus NMS. From `--profile`.\n\nCommands:\n\n"
@@ -221,23 +363,31 @@ def jpeg_folder_of(n: int, root: Path) -> Path:
 def throughput_section(
     report: Report, env: dict[str, str], tiny: Path, root: Path, quick: bool
 ) -> None:
-    n, rounds = (12, 1) if quick else (240, 3)
+    n, rounds = (6, 1) if quick else (240, 3)
     cfg = config_dir() / "yolov3-tiny.cfg"
-    folders = {
-        "JPEG photos": jpeg_folder_of(n, root),
-        "the six test photos as they are (4 PNG, 2 JPEG)": folder_of(n, root),
-    }
+    folders = {"JPEG photos": jpeg_folder_of(n, root)}
+    if not quick:
+        folders["the six test photos as they are (4 PNG, 2 JPEG)"] = folder_of(n, root)
+    auto = BACKEND_KIND[engines.resolve("auto", "cpu")]
+    kinds = engine_kinds()
+    onnx = compiled_onnx(cfg, tiny, 416)
+    bounds = {k: bare_engine(k, cfg, tiny, lambda: onnx) for k in kinds}
+    blobs = photo_blobs(416, 6 if quick else 24)
+    for run in bounds.values():
+        run(blobs[0])  # set-up pass, not part of the bound
     goals = {"--no-save": 0.9, "annotated images saved": 0.8}
     lines = [
-        "| images | run | images/s | ms/image | share of the bound | goal |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| images | run | engine | images/s | ms/image | share of the same engine's bound "
+        "| share of the best bound | goal |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     commands: list[str] = []
     for kind, folder in folders.items():
         images = sorted(folder.iterdir())
-        times: dict[str, list[float]] = {"bound": [], **{k: [] for k in goals}, "peer": []}
+        times: dict[str, list[float]] = {k: [] for k in [*kinds, *goals, "peer"]}
         for r in range(rounds):  # interleaved, so drifts in machine load hit every row alike
-            times["bound"].append(bare_forward(cfg, tiny, images[: n // 2], 416))
+            for k, run in bounds.items():  # bounds before and after the processes: a short
+                times[k].append(timed(run, blobs))  # burst of load then moves one sample only
             for label, extra in (("--no-save", ["--no-save"]), ("annotated images saved", [])):
                 out = root / f"out-throughput-{len(commands)}-{r}"
                 cmd = cli("detect", str(folder), "--model", "yolov3-tiny", "-f", "jsonl",
@@ -247,38 +397,60 @@ def throughput_section(
                 times[label].append(wall / n)
                 if r == 0 and kind == "JPEG photos":
                     commands.append(shown(cmd))
-            peer_cmd = [sys.executable, str(PEERS / "opencv_sample.py"), str(cfg), str(tiny),
-                        str(config_dir() / "coco.names"), str(root / f"out-peer-{r}"),
-                        *map(str, images)]  # fmt: skip
-            times["peer"].append(measured(peer_cmd, env)[0] / n)
-        med = {k: statistics.median(v) for k, v in times.items()}
-        bound = med["bound"]
-        lines.append(f"| {kind} | bare OpenCV forward pass, blobs made in advance (the bound) "
-                     f"| {1 / bound:.1f} | {bound * 1e3:.1f} | 1.00 | |")  # fmt: skip
+            if HAS_DARKNET:  # the peer is the OpenCV sample: darknet files, OpenCV 4 only
+                peer_cmd = [sys.executable, str(PEERS / "opencv_sample.py"), str(cfg), str(tiny),
+                            str(config_dir() / "coco.names"), str(root / f"out-peer-{r}"),
+                            *map(str, images)]  # fmt: skip
+                times["peer"].append(measured(peer_cmd, env)[0] / n)
+            for k, run in bounds.items():
+                times[k].append(timed(run, blobs))
+        med = {k: statistics.median(v) for k, v in times.items() if v}
+        best = min(kinds, key=lambda k: med[k])
+        for k in kinds:
+            lines.append(f"| {kind} | bare forward pass, blobs made in advance (a bound) | "
+                         f"{ENGINE_LABELS[k]} | {1 / med[k]:.1f} | {med[k] * 1e3:.1f} | 1.00 | "
+                         f"{med[best] / med[k]:.2f} | |")  # fmt: skip
         for label, goal in goals.items():
-            share = bound / med[label]
+            share = med[auto] / med[label]
             ok = share >= goal
             if kind == "JPEG photos":
-                report.goal(f"throughput, {label}", f"{share:.2f} of the bound (goal {goal})", ok)
-            lines.append(f"| {kind} | `yolocli detect`, {label} | {1 / med[label]:.1f} | "
-                         f"{med[label] * 1e3:.1f} | {share:.2f} | >= {goal}: "
+                best_share = med[best] / med[label]
+                value = (f"{share:.2f} of the same engine's bound ({ENGINE_LABELS[auto]}; "
+                         f"{best_share:.2f} of the best) (goal {goal})")  # fmt: skip
+                report.goal(f"throughput, {label}", value, ok)
+            lines.append(f"| {kind} | `yolocli detect`, {label} | {ENGINE_LABELS[auto]} (auto) "
+                         f"| {1 / med[label]:.1f} | {med[label] * 1e3:.1f} | {share:.2f} | "
+                         f"{med[best] / med[label]:.2f} | >= {goal}: "
                          f"{'met' if ok else 'NOT met'} |")  # fmt: skip
-        lines.append(f"| {kind} | peer: OpenCV-sample-style script, images saved | "
-                     f"{1 / med['peer']:.1f} | {med['peer'] * 1e3:.1f} | "
-                     f"{bound / med['peer']:.2f} | |")  # fmt: skip
+        if "peer" in med:
+            ref = "opencv-darknet"
+            lines.append(f"| {kind} | peer: OpenCV-sample-style script, images saved | "
+                         f"{ENGINE_LABELS[ref]} | {1 / med['peer']:.1f} | "
+                         f"{med['peer'] * 1e3:.1f} | {med[ref] / med['peer']:.2f} | "
+                         f"{med[best] / med['peer']:.2f} | |")  # fmt: skip
+    peer_note = (
+        ""
+        if HAS_DARKNET
+        else " The peer script (OpenCV's DNN sample) needs the darknet "
+        "importer, which this OpenCV lacks: no peer row."
+    )
     report.add(
         f"2, 3, 7. Folder throughput, yolov3-tiny at 416, {n} images",
         "\n".join(lines)
-        + f"\n\nMedians of {rounds} interleaved rounds. Whole-process wall clock: Python start, "
-        "imports, model load and OpenCV's first-pass set-up count for yolocli and the peer, "
-        "not for the bound (its blobs are made before the clock starts, and its first pass "
-        "is excluded). The peer does less than yolocli: no letterbox (a plain resize), one "
-        "label per box, no records, no annotated-image safety.\n\nCommands (JPEG folder; the "
+        + f"\n\nMedians of {rounds} interleaved rounds (each bound measured at the start "
+        "and the end of every round). `yolocli detect` runs its default "
+        f"`--backend auto`, which is {ENGINE_LABELS[auto]} here; its share is taken of that "
+        "engine's bare bound (like with like) and of the fastest bound. Whole-process wall "
+        "clock: Python start, imports, model load and the engine's first-pass set-up count for "
+        "yolocli and the peer, not for the bounds (their blobs, letterboxed as yolocli does, are "
+        "made before the clock starts, and their first pass is excluded; 2 threads each). The "
+        "peer does less than yolocli: no letterbox (a plain resize), one label per box, no "
+        f"records, no annotated-image safety.{peer_note}\n\nCommands (JPEG folder; the "
         "other is the same):\n\n"
         + "\n".join(f"    {c}" for c in commands)
         + "\n    python benchmarks/peers/opencv_sample.py CFG WEIGHTS coco.names OUT <the images>"
-        + "\n    bound: cv2.dnn.readNetFromDarknet, blobFromImage for half the images, then "
-        "timed net.setInput/net.forward over them (benchmarks/run.py: bare_forward)",
+        + "\n    bounds: benchmarks/run.py: bare_engine, timed over letterboxed blobs of the "
+        "test photos",
     )
 
 
@@ -286,12 +458,17 @@ def tuning_section(report: Report, tiny: Path, quick: bool) -> None:
     """The OpenCV settings yolocli could choose: batch size and threading, measured bare."""
     from concurrent.futures import ThreadPoolExecutor
 
-    cfg = str(config_dir() / "yolov3-tiny.cfg")
-    reps = 2 if quick else 12
+    cfg = config_dir() / "yolov3-tiny.cfg"
+    reps = 1 if quick else 12
     default_threads = cv2.getNumThreads()
+    onnx = compiled_onnx(cfg, tiny, 416)
 
     def net() -> cv2.dnn.Net:
-        n = cv2.dnn.readNetFromDarknet(cfg, str(tiny))
+        n = (
+            cv2.dnn.readNetFromDarknet(str(cfg), str(tiny))
+            if HAS_DARKNET
+            else cv2.dnn.readNetFromONNX(str(onnx))
+        )
         n.setInput(np.zeros((1, 3, 416, 416), np.float32))
         n.forward(n.getUnconnectedOutLayersNames())
         return n
@@ -328,14 +505,16 @@ def tuning_section(report: Report, tiny: Path, quick: bool) -> None:
     report.add(
         "Tuning: batch size and threads (yolov3-tiny, 416, bare forward)",
         "\n".join(lines)
-        + f"\n\nyolocli's default is the first row (batch 1, OpenCV's own thread count); the "
+        + f"\n\nOpenCV only, its {ENGINE_LABELS[reference_kind()]}; the other engines' batch "
+        "sizes are in the Engines table. With `--backend opencv`, yolocli's default is the "
+        "first row (batch 1, OpenCV's own thread count); the "
         f"fastest here: {best[0]}, {best[1] * 1e3:.1f} ms. `--batch N` chooses another batch "
         "size (benchmarks/run.py: tuning_section).",
     )
 
 
 def memory_section(report: Report, env: dict[str, str], root: Path, quick: bool) -> None:
-    small, large = (6, 24) if quick else (30, 600)
+    small, large = (3, 12) if quick else (30, 600)
     peaks = {}
     cmds = []
     for n in (small, large):
@@ -400,28 +579,291 @@ def nms_section(report: Report, quick: bool) -> None:
 
 def cold_section(report: Report, env: dict[str, str], tiny: Path, quick: bool) -> None:
     image = IMAGES / "motorcycle_left.png"
-    ours = cli("detect", str(image), "--model", "yolov3-tiny", "--no-save")
-    base = [sys.executable, str(PEERS / "minimal_cold.py"), str(config_dir() / "yolov3-tiny.cfg"),
-            str(tiny), str(image)]  # fmt: skip
-    runs = 2 if quick else 11
+    cfg = config_dir() / "yolov3-tiny.cfg"
+    auto = BACKEND_KIND[engines.resolve("auto", "cpu")]
+    cmds = {
+        "auto": cli("detect", str(image), "--model", "yolov3-tiny", "--no-save"),
+        "opencv": cli("detect", str(image), "--model", "yolov3-tiny", "--backend", "opencv",
+                      "--no-save"),
+        # OpenCV 5 has no darknet importer: the script reads the graph yolocli export writes
+        "minimal": [sys.executable, str(PEERS / "minimal_cold.py"),
+                    *(map(str, (cfg, tiny)) if HAS_DARKNET
+                      else [str(compiled_onnx(cfg, tiny, 416))]), str(image)],
+    }  # fmt: skip
+    runs = 1 if quick else 11
     # As installed by pip, with compiled bytecode: this environment sets
     # PYTHONDONTWRITEBYTECODE, which would recompile yolocli's modules on every start.
     env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    measured(ours, env)  # writes the bytecode, and warms the page cache for both
-    measured(base, env)
-    m_ours, m_base, ratio = paired(
-        lambda: measured(ours, env)[0], lambda: measured(base, env)[0], runs
-    )
+    for cmd in cmds.values() if not quick else ():  # writes the bytecode and the compiled
+        measured(cmd, env)  # graph, warms the page cache (--quick checks only the machinery)
+    times = interleaved({k: (lambda c=c: measured(c, env)[0]) for k, c in cmds.items()}, runs)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    ratio = ratios(times["auto"], times["minimal"])
+    like = ratios(times["opencv"], times["minimal"])
     ok = ratio <= 1.25
-    report.goal("cold start", f"{ratio:.2f}x the minimal script (goal <= 1.25)", ok)
+    report.goal("cold start", f"{ratio:.2f}x the minimal script (goal <= 1.25); "
+                f"{like:.2f}x with --backend opencv", ok)  # fmt: skip
+    engine = ENGINE_LABELS[reference_kind()]
     report.add(
         "6. Cold start, one image",
-        f"| command | median of {runs} |\n| --- | --- |\n"
-        f"| `{shown(ours)}` | {m_ours * 1e3:.0f} ms |\n"
-        f"| minimal cv2 script (benchmarks/peers/minimal_cold.py) | {m_base * 1e3:.0f} ms |\n\n"
-        f"Ratio {ratio:.2f}, the median of the {runs} alternating pairs' ratios "
-        f"(goal <= 1.25: {'met' if ok else 'NOT met'}). Both after one untimed run each, "
-        "with Python's bytecode cache on, as a pip-installed yolocli has it.",
+        f"| command | engine | median of {runs} | ratio to the minimal script |\n"
+        "| --- | --- | --- | --- |\n"
+        f"| `{shown(cmds['auto'])}` | {ENGINE_LABELS[auto]} (auto) | {med['auto'] * 1e3:.0f} ms "
+        f"| {ratio:.2f} |\n"
+        f"| `{shown(cmds['opencv'])}` | {engine} | {med['opencv'] * 1e3:.0f} ms | {like:.2f} |\n"
+        f"| minimal cv2 script (benchmarks/peers/minimal_cold.py) | {engine} | "
+        f"{med['minimal'] * 1e3:.0f} ms | 1.00 |\n\n"
+        f"Ratios: the median of the {runs} interleaved rounds' ratios (goal <= 1.25 for the "
+        f"default: {'met' if ok else 'NOT met'}). In a full run, all after one untimed run "
+        "each (which also caches the compiled graph in the store), with Python's bytecode "
+        "cache on, as a pip-installed yolocli has it. The default backend pays for importing "
+        "its engine (ONNX Runtime or OpenVINO) on top of OpenCV, which yolocli always imports.",
+    )
+
+
+def engines_section(report: Report, tiny: Path, quick: bool) -> dict[str, float]:
+    """Forward ms/image of every engine on the same blobs, batch 1 and the best batch;
+    returns each engine's yolov3-tiny batch-1 ms (for the README's summary)."""
+    kinds = engine_kinds()
+    ref = reference_kind()
+    v3 = config_dir() / "yolov3.cfg"
+    tiny_cfg = config_dir() / "yolov3-tiny.cfg"
+    if quick:
+        models = [("yolov3-tiny", tiny_cfg, tiny, 416, (1, 2))]  # yolov3's loads take seconds
+        rounds, budget = 1, 0.02
+    else:  # yolov3 at batch 8: 5-10 s a pass on two cores, no gain in earlier runs
+        models = [("yolov3-tiny", tiny_cfg, tiny, 416, (1, 2, 4, 8)),
+                  ("yolov3 (random weights)", v3, None, 416, (1, 2, 4)),
+                  ("yolov3 (random weights)", v3, None, 608, (1, 2, 4))]  # fmt: skip
+        rounds, budget = 5, 0.25
+    head = " | ".join(ENGINE_LABELS[k] for k in kinds)
+    lines = [
+        f"| model | size | batch | {head} |",
+        "| --- | --- | --- |" + " --- |" * len(kinds),
+    ]
+    summary: dict[str, float] = {}
+    for name, cfg, weights, size, batches in models:
+        weights = weights or random_v3_weights()
+        onnx = compiled_onnx(cfg, weights, size)
+        # One network per engine and batch size: OpenCV sets a network up again whenever the
+        # input shape changes, and every (engine, batch) pair alternates within each round.
+        runs: dict[tuple[str, int], Callable[[], float]] = {}
+        for batch in batches:
+            blob = np.concatenate(photo_blobs(size, batch))
+            for k in kinds:
+                run = bare_engine(k, cfg, weights, lambda o=onnx: o)
+                run(blob)  # the first pass sets the engine up: not timed
+                reps = max(1, round(budget / (timed(run, [blob]) * batch)))
+                runs[k, batch] = functools.partial(timed, run, [blob], reps)
+        times = interleaved(runs, rounds)
+        del runs
+        med = {key: statistics.median(v) for key, v in times.items()}
+        best_batch = {k: min(batches, key=lambda b, k=k: med[k, b]) for k in kinds}
+        row1 = []
+        rowb = []
+        for k in kinds:
+            r1 = ratios(times[k, 1], times[ref, 1])
+            row1.append(f"{med[k, 1] * 1e3:.1f} ({spread(times[k, 1])}), x{r1:.2f}")
+            best = best_batch[k]
+            rb = ratios(times[k, best], times[ref, 1])
+            rowb.append(f"{med[k, best] * 1e3:.1f} at batch {best}, x{rb:.2f}")
+            if name == "yolov3-tiny":
+                summary[k] = med[k, 1]
+        lines.append(f"| {name} | {size} | 1 | " + " | ".join(row1) + " |")
+        lines.append(f"| {name} | {size} | best of {batches} | " + " | ".join(rowb) + " |")
+    report.add(
+        "Engines: forward ms/image",
+        "\n".join(lines)
+        + f"\n\nEach cell: the median ms/image of {rounds} interleaved rounds (every engine "
+        "and batch size once per round, the order rotating each round), the spread "
+        "(fastest-slowest round) in brackets, and the ratio to "
+        f"{ENGINE_LABELS[ref]} at batch 1, the median of the per-round ratios. fp32, 2 "
+        "threads each (OpenCV's process-wide setting, ONNX Runtime's intra-op threads, "
+        "OpenVINO's INFERENCE_NUM_THREADS and LATENCY hint); the same letterboxed test "
+        "photos as blobs made before the clock starts; one network per engine and batch "
+        "size, each given one untimed pass first. yolov3 runs random weights of its real "
+        "layout (speed does not depend on the values). Every engine except OpenCV's "
+        "darknet importer runs the graph `yolocli export` writes "
+        "(yolocli.compiler.compile_onnx).\n\nCode: benchmarks/run.py: engines_section, "
+        "bare_engine (the same settings as yolocli/engines/).",
+    )
+    return summary
+
+
+def backends_section(report: Report, env: dict[str, str], root: Path, quick: bool) -> None:
+    """`yolocli detect DIR` end to end with ``--backend auto`` and each explicit backend."""
+    n, rounds = (6, 1) if quick else (96, 3)
+    folder = jpeg_folder_of(n, root / "backends")
+    backends = ["auto"] + [b for b in ("opencv", "onnxruntime", "openvino") if engines.installed(b)]
+    cmds = {b: cli("detect", str(folder), "--model", "yolov3-tiny", "--backend", b, "--no-save",
+                   "-f", "jsonl", "-o", str(root / f"out-backend-{b}"))
+            for b in backends}  # fmt: skip
+
+    def wall(b: str) -> float:
+        seconds, _, stdout, _ = measured(cmds[b], env)
+        assert len(stdout.splitlines()) == n
+        return seconds / n
+
+    times = interleaved({b: functools.partial(wall, b) for b in backends}, rounds)
+    auto = engines.resolve("auto", "cpu")
+    lines = ["| --backend | engine | images/s | ms/image (spread) | ratio to opencv |",
+             "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    for b in backends:
+        m = statistics.median(times[b])
+        kind = BACKEND_KIND[auto if b == "auto" else b]
+        ratio = ratios(times[b], times["opencv"])
+        lines.append(f"| {b} | {ENGINE_LABELS[kind]} | {1 / m:.1f} | {m * 1e3:.1f} "
+                     f"({spread(times[b])}) | {ratio:.2f} |")  # fmt: skip
+    report.add(
+        f"Engines: `yolocli detect` folder throughput by backend, yolov3-tiny at 416, {n} JPEG "
+        "photos",
+        "\n".join(lines)
+        + f"\n\n`auto` chose {auto} here (AUTO_ORDER {engines.AUTO_ORDER}). Whole-process "
+        f"wall clock (start, imports, model load included), medians of {rounds} interleaved "
+        "rounds, ratio = the median of the per-round ratios to `--backend opencv`; the engine "
+        "uses every core (no --threads).\n\nCommands:\n\n"
+        + "\n".join(f"    {shown(c)}" for c in cmds.values()),
+    )
+
+
+class SwappedEngine:
+    """An engine answering like yolocli's, for a session yolocli does not make itself."""
+
+    def __init__(self, run: Runner, name: str) -> None:
+        self.run, self.name = run, name
+
+    def forward(self, blobs: np.ndarray) -> list[np.ndarray]:
+        out = self.run(np.ascontiguousarray(blobs, dtype=np.float32))
+        if isinstance(out, dict) or hasattr(out, "values"):  # OpenVINO's result
+            out = list(out.values())
+        return [np.asarray(o, dtype=np.float32) for o in out]  # type: ignore[union-attr]
+
+
+def reference_match(det: object) -> tuple[int, int, float]:
+    """(reference detections found with the same class at IoU >= 0.5, how many there are,
+    the worst score difference among those found) for ``det`` on the six reference photos."""
+    import json
+
+    from yolocli.ops import box_iou
+
+    found = total = 0
+    worst = 0.0
+    for path in sorted(REFERENCES.glob("*.json")):
+        ref = json.loads(path.read_text())
+        got = det.detect(cv2.imread(str(IMAGES / ref["image"])))  # type: ignore[attr-defined]
+        used: set[int] = set()
+        for d in ref["detections"]:
+            total += 1
+            if len(got) == 0:
+                continue
+            iou = box_iou(np.array([d["box_xyxy"]]), got.xyxy)[0]
+            ok = [i for i in np.argsort(-iou) if iou[i] >= 0.5
+                  and int(got.class_ids[i]) == d["class_id"] and int(i) not in used]  # fmt: skip
+            if ok:
+                used.add(int(ok[0]))
+                found += 1
+                worst = max(worst, abs(float(got.scores[ok[0]]) - d["score"]))
+    return found, total, worst
+
+
+def quantized_int8(onnx: Path, size: int, quick: bool) -> Path:
+    """ONNX Runtime's static int8 (QDQ, per-channel) of ``onnx``, calibrated on the six test
+    photos, cached beside it."""
+    from onnxruntime import quantization as q
+
+    out = onnx.with_name(onnx.stem + "-int8-qdq.onnx")
+    if out.exists():
+        return out
+
+    class Photos(q.CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.blobs = iter(photo_blobs(size, 6))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            blob = next(self.blobs, None)
+            return None if blob is None else {"images": blob}
+
+    tmp = out.with_suffix(".tmp.onnx")
+    q.quantize_static(str(onnx), str(tmp), Photos(), quant_format=q.QuantFormat.QDQ,
+                      per_channel=True, activation_type=q.QuantType.QInt8,
+                      weight_type=q.QuantType.QInt8)  # fmt: skip
+    tmp.replace(out)
+    return out
+
+
+def precision_section(report: Report, store: Store, quick: bool) -> None:
+    """Reduced precision the engines offer, against fp32 on the same engine: speed, and what
+    happens to the reference detections. Reported only: yolocli runs fp32."""
+    from yolocli.model import Detector
+    from yolocli.postprocess import Postprocess
+
+    size = 416
+    rounds, budget = (1, 0.02) if quick else (5, 0.4)
+    post = Postprocess(conf=0.1, nms=0.45)  # the reference files' thresholds
+    variants: list[tuple[str, str, str, str]] = []  # (engine, precision, kind, precision arg)
+    det = None
+    for backend in ("onnxruntime", "openvino"):
+        if engines.installed(backend):
+            det = det or Detector("yolov3-tiny", backend=backend, threads=THREADS, store=store,
+                                  postprocess=post)  # fmt: skip
+    if det is None:
+        report.add("Reduced precision (not enabled)", "Neither ONNX Runtime nor OpenVINO is "
+                   "installed here: nothing to measure.")  # fmt: skip
+        return
+    onnx = det.compiled()
+    cfg, weights = det.info.cfg, det.info.weights
+    if engines.installed("onnxruntime"):
+        int8 = quantized_int8(onnx, size, quick)
+        variants += [
+            ("ONNX Runtime", "fp32", "onnxruntime", "f32"),
+            ("ONNX Runtime", "int8 static (QDQ, per-channel)", "onnxruntime", str(int8)),
+        ]
+    if engines.installed("openvino"):
+        variants += [
+            ("OpenVINO", "fp32", "openvino", "f32"),
+            ("OpenVINO", "bf16 (INFERENCE_PRECISION_HINT)", "openvino", "bf16"),
+        ]
+    runners = {v: bare_engine(v[2], cfg, weights, lambda: onnx, v[3]) for v in variants}
+    blobs = photo_blobs(size, 6)
+    reps = {}
+    for v, run in runners.items():
+        run(blobs[0])
+        reps[v] = max(1, round(budget / (timed(run, blobs) * 6)))
+    times = interleaved({v: functools.partial(timed, runners[v], blobs, reps[v])
+                         for v in variants}, rounds)  # fmt: skip
+    lines = ["| engine | precision | forward ms/image (spread) | ratio to fp32 | reference "
+             "detections found | worst score difference |",
+             "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for v in variants:
+        engine, precision, kind, _ = v
+        fp32 = next(w for w in variants if w[2] == kind and w[1] == "fp32")
+        det.engine = SwappedEngine(runners[v], f"{engine} {precision}")
+        found, total, worst = reference_match(det)
+        lines.append(f"| {engine} | {precision} | {statistics.median(times[v]) * 1e3:.1f} "
+                     f"({spread(times[v])}) | {ratios(times[v], times[fp32]):.2f} | "
+                     f"{found} of {total} | {worst:.3f} |")  # fmt: skip
+    ov_note = ""
+    if engines.installed("openvino"):
+        import openvino as ov
+
+        core = ov.Core()
+        chosen = core.compile_model(str(onnx), "CPU").get_property("INFERENCE_PRECISION_HINT")
+        caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        ov_note = (
+            f" OpenVINO's CPU plugin, left to itself, infers in {chosen} here "
+            f"(capabilities: {', '.join(map(str, caps))}); yolocli asks for f32."
+        )
+    report.add(
+        "Reduced precision (reported, not enabled)",
+        "\n".join(lines)
+        + f"\n\nyolov3-tiny (real weights) at {size}, batch 1, 2 threads, the six test photos "
+        f"as blobs; medians of {rounds} interleaved rounds, ratio = median of per-round ratios "
+        "to fp32 on the same engine. Detections: yolocli's own decoding and NMS (conf 0.1, "
+        "NMS 0.45, as the references) on the engine's raw heads; a reference detection "
+        "counts as found if one of the same class overlaps it at IoU >= 0.5; the score "
+        "difference is taken over those found. int8: onnxruntime.quantization.quantize_static, "
+        "QDQ, per-channel, int8 weights and activations, calibrated (MinMax) on the six test "
+        f"photos.{ov_note}\n\nCode: benchmarks/run.py: precision_section.",
     )
 
 
@@ -443,9 +885,13 @@ def machine() -> str:
         f"- date: {datetime.date.today().isoformat()}\n"
         f"- machine: {cpu}, {os.cpu_count()} logical cores, "
         f"{platform.system()} {platform.release()}\n"
-        f"- Python {platform.python_version()}, OpenCV {cv2.__version__} "
-        f"({cv2.getNumThreads()} threads), NumPy {np.__version__}, yolocli {__version__}"
+        f"- Python {platform.python_version()}, {versions()} "
+        f"(OpenCV: {cv2.getNumThreads()} threads), NumPy {np.__version__}, yolocli {__version__}"
     )
+
+
+SECTIONS = ("stages", "throughput", "memory", "nms", "tuning", "cold", "engines", "backends",
+            "precision")  # fmt: skip
 
 
 def main() -> None:
@@ -453,6 +899,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: check the machinery only")
     parser.add_argument(
         "--output", type=Path, default=Path(__file__).resolve().parent / "RESULTS.md"
+    )
+    parser.add_argument(
+        "--only", nargs="+", choices=SECTIONS, help="run these sections only (default: all)"
     )
     args = parser.parse_args()
 
@@ -466,15 +915,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="yolocli-bench-") as tmp:
         root = Path(tmp)
         WORKDIR = tmp
-        _, network = darknet.read_cfg(config_dir() / "yolov3.cfg")
-        v3_weights = root / "yolov3-random.weights"
-        darknet.write_random_weights(network, v3_weights)
-        stages_section(report, env, tiny, v3_weights, root, args.quick)
-        throughput_section(report, env, tiny, root, args.quick)
-        memory_section(report, env, root, args.quick)
-        nms_section(report, args.quick)
-        tuning_section(report, tiny, args.quick)
-        cold_section(report, env, tiny, args.quick)
+        v3_weights = random_v3_weights()
+        sections: dict[str, Callable[[], object]] = {
+            "stages": lambda: stages_section(report, env, tiny, v3_weights, root, args.quick),
+            "throughput": lambda: throughput_section(report, env, tiny, root, args.quick),
+            "memory": lambda: memory_section(report, env, root, args.quick),
+            "nms": lambda: nms_section(report, args.quick),
+            "tuning": lambda: tuning_section(report, tiny, args.quick),
+            "cold": lambda: cold_section(report, env, tiny, args.quick),
+            "engines": lambda: engines_section(report, tiny, args.quick),
+            "backends": lambda: backends_section(report, env, root, args.quick),
+            "precision": lambda: precision_section(report, store, args.quick),
+        }
+        for key in args.only or sections:
+            start = time.perf_counter()
+            sections[key]()
+            print(f"({time.perf_counter() - start:.1f} s)", flush=True)
 
     goals = "\n".join(
         f"| {name} | {value} | {'met' if ok else 'NOT met'} |" for name, value, ok in report.goals

@@ -26,7 +26,12 @@ def test_quick_benchmark_writes_every_table(tmp_path: Path, tiny_weights: Path) 
         "## 5. NMS against OpenCV",
         "## Tuning: batch size and threads",
         "## 6. Cold start, one image",
+        "## Engines: forward ms/image",
+        "## Engines: `yolocli detect` folder throughput by backend",
+        "## Reduced precision (reported, not enabled)",
     ):
         assert heading in text
     assert "| 5000 | 60 |" in text
     assert "| yes |" in text  # identical kept lists
+    assert "| yolov3-tiny | 416 | 1 | " in text  # an engines row
+    assert "| int8 static (QDQ, per-channel) |" in text or "Neither ONNX Runtime" in text
