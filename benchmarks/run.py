@@ -454,6 +454,100 @@ def throughput_section(
     )
 
 
+def bare_parallel(kind: str, k: int, threads: int, n: int, tiny: Path, onnx: Path,
+                  root: Path) -> float:  # fmt: skip
+    """Images/s of ``k`` bare networks of ``kind`` with ``threads`` threads each, in separate
+    processes started together, ``n`` forward passes each (blobs made in advance)."""
+    go = root / f"go-{kind}-{k}x{threads}-{time.monotonic_ns()}"
+    cfg = config_dir() / "yolov3-tiny.cfg"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(PEERS / "bare_parallel.py"),
+                kind,
+                str(threads),
+                str(n),
+                str(cfg),
+                str(tiny),
+                str(onnx),
+                str(go),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(k)
+    ]
+    for proc in procs:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+    go.touch()
+    elapsed = [float(proc.communicate()[0].strip()) for proc in procs]
+    return k * n / max(elapsed)
+
+
+def workers_section(
+    report: Report, env: dict[str, str], tiny: Path, root: Path, quick: bool
+) -> None:
+    """Issue 11: the machine's best bare configuration (every k dividing the cores: k networks
+    x cores/k threads, separate processes) against `yolocli detect DIR` with its defaults."""
+    cores = os.cpu_count() or 1
+    n, passes, rounds = (6, 6, 1) if quick else (240, 40, 3)
+    folder = jpeg_folder_of(n, root)
+    auto = BACKEND_KIND[engines.resolve("auto", "cpu")]
+    kinds = [auto] if quick else list(dict.fromkeys([auto, BACKEND_KIND["opencv"]]))
+    onnx = compiled_onnx(config_dir() / "yolov3-tiny.cfg", tiny, 416)
+    configs = [(k, cores // k) for k in range(1, cores + 1) if cores % k == 0]
+    rates: dict[tuple[str, int, int] | str, list[float]] = {}
+    commands: list[str] = []
+    for _ in range(rounds):  # interleaved: bounds and yolocli share each round's load
+        for kind in kinds:
+            for k, t in configs:
+                rates.setdefault((kind, k, t), []).append(
+                    bare_parallel(kind, k, t, passes, tiny, onnx, root)
+                )
+        for label, extra in (("--no-save", ["--no-save"]), ("annotated images saved", [])):
+            out = root / f"out-workers-{len(commands)}-{len(rates.get(label, []))}"
+            cmd = cli("detect", str(folder), "--model", "yolov3-tiny", "-f", "jsonl",
+                      "-o", str(out), "--profile", *extra)  # fmt: skip
+            wall, _, stdout, stderr = measured(cmd, env)
+            assert len(stdout.splitlines()) == n
+            rates.setdefault(label, []).append(n / wall)
+            engine_line = next((ln for ln in stderr.splitlines() if "engine:" in ln), "")
+            if len(commands) < 2:
+                commands.append(f"{shown(cmd)}\n      ->{engine_line}")
+    med = {key: statistics.median(v) for key, v in rates.items()}
+    lines = ["| run | engine | networks x threads | images/s | share of the best bound |",
+             "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    best = {kind: max(med[(kind, k, t)] for k, t in configs) for kind in kinds}
+    for kind in kinds:
+        for k, t in configs:
+            lines.append(f"| bare forward passes, separate processes | {ENGINE_LABELS[kind]} | "
+                         f"{k} x {t} | {med[(kind, k, t)]:.1f} | "
+                         f"{med[(kind, k, t)] / best[kind]:.2f} |")  # fmt: skip
+    goals = {"--no-save": 0.9, "annotated images saved": 0.85}
+    for label, goal in goals.items():
+        share = med[label] / best[auto]
+        ok = share >= goal
+        report.goal(f"workers, {label}",
+                    f"{share:.2f} of the best bare configuration ({ENGINE_LABELS[auto]}) "
+                    f"(goal {goal})", ok)  # fmt: skip
+        lines.append(f"| `yolocli detect DIR` (defaults), {label} | {ENGINE_LABELS[auto]} | auto "
+                     f"| {med[label]:.1f} | {share:.2f} (goal >= {goal}: "
+                     f"{'met' if ok else 'NOT met'}) |")  # fmt: skip
+    report.add(
+        f"8. Workers: {n} JPEG photos against the best bare configuration ({cores} cores)",
+        "\n".join(lines)
+        + f"\n\nMedians of {rounds} interleaved rounds. A bound is k processes started "
+        f"together, each running {passes} bare forward passes of yolov3-tiny at 416 on blobs "
+        "letterboxed before the clock starts (benchmarks/peers/bare_parallel.py); its rate is "
+        "k x passes over the slowest process's time. `yolocli detect` is the whole process: "
+        "Python start, worker start-up, reading, decoding, letterboxing, decoding the heads, "
+        "NMS, drawing and writing included.\n\nCommands:\n\n"
+        + "\n".join(f"    {c}" for c in commands),
+    )
+
+
 def tuning_section(report: Report, tiny: Path, quick: bool) -> None:
     """The OpenCV settings yolocli could choose: batch size and threading, measured bare."""
     from concurrent.futures import ThreadPoolExecutor
@@ -890,8 +984,8 @@ def machine() -> str:
     )
 
 
-SECTIONS = ("stages", "throughput", "memory", "nms", "tuning", "cold", "engines", "backends",
-            "precision")  # fmt: skip
+SECTIONS = ("stages", "throughput", "workers", "memory", "nms", "tuning", "cold", "engines",
+            "backends", "precision")  # fmt: skip
 
 
 def main() -> None:
@@ -919,6 +1013,7 @@ def main() -> None:
         sections: dict[str, Callable[[], object]] = {
             "stages": lambda: stages_section(report, env, tiny, v3_weights, root, args.quick),
             "throughput": lambda: throughput_section(report, env, tiny, root, args.quick),
+            "workers": lambda: workers_section(report, env, tiny, root, args.quick),
             "memory": lambda: memory_section(report, env, root, args.quick),
             "nms": lambda: nms_section(report, args.quick),
             "tuning": lambda: tuning_section(report, tiny, args.quick),

@@ -29,6 +29,7 @@ def test_quick_benchmark_writes_every_table(tmp_path: Path, tiny_weights: Path) 
         "## Engines: forward ms/image",
         "## Engines: `yolocli detect` folder throughput by backend",
         "## Reduced precision (reported, not enabled)",
+        "## 8. Workers:",
     ):
         assert heading in text
     assert "| 5000 | 60 |" in text

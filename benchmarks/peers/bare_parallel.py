@@ -1,0 +1,37 @@
+"""One of k bare networks running side by side: the bound for parallel workers.
+
+Usage: bare_parallel.py KIND THREADS N CFG WEIGHTS ONNX GO
+
+Loads engine KIND (see benchmarks/run.py bare_engine) with THREADS threads, letterboxes the
+test photos before any clock starts, runs one set-up pass, prints "ready", waits until the
+file GO exists (so that all k processes start together), then runs N forward passes and
+prints their wall-clock seconds. No yolocli pipeline: only the engine.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import run as bench
+
+
+def main() -> None:
+    kind, threads, n, cfg, weights, onnx, go = sys.argv[1:8]
+    bench.THREADS = int(threads)
+    runner = bench.bare_engine(kind, Path(cfg), Path(weights), lambda: Path(onnx))
+    blobs = bench.photo_blobs(416, 6)
+    runner(blobs[0])  # set-up pass
+    print("ready", flush=True)
+    while not Path(go).exists():
+        time.sleep(0.005)
+    start = time.perf_counter()
+    for i in range(int(n)):
+        runner(blobs[i % len(blobs)])
+    print(f"{time.perf_counter() - start:.6f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
