@@ -363,3 +363,17 @@ def test_kill_9_leaves_no_video_at_its_final_name(tmp_path: Path, env: dict[str,
     assert [p.name for p in out.iterdir() if not p.name.startswith(".yolocli-journal")] == [
         "clip.mp4"
     ]
+
+
+def test_h264_output_when_imageio_ffmpeg_is_installed(tmp_path: Path) -> None:
+    iio = pytest.importorskip("imageio_ffmpeg")
+    frames = photo_frames(6)
+    sink = video.VideoSink(tmp_path / "out.mp4", 10, *SIZE)
+    for frame in frames:
+        sink.write(frame)
+    assert sink.close() == tmp_path / "out.mp4"
+    probe = subprocess.run([iio.get_ffmpeg_exe(), "-hide_banner", "-i", str(tmp_path / "out.mp4")],
+                           capture_output=True, text=True)  # fmt: skip
+    assert "h264" in probe.stderr
+    assert f"{SIZE[0]}x{SIZE[1]}" in probe.stderr
+    assert cv2.VideoCapture(str(tmp_path / "out.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == 6
