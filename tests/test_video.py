@@ -305,10 +305,11 @@ def peak_rss_kib(args: list[str], env: dict[str, str], cwd: Path) -> int:
 
 
 def test_memory_stays_flat_over_a_long_video(tmp_path: Path, env: dict[str, str]) -> None:
-    noise = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    # 12 KiB a decoded frame: holding all 10,000 would take 117 MiB, far past the margin.
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     write_clip(tmp_path / "short.avi", [noise] * 100, "MJPG")
     write_clip(tmp_path / "long.avi", [noise] * 10_000, "MJPG")
-    args = ["detect", *TINY, "--size", "64", "-f", "jsonl", "--no-save"]
+    args = ["detect", *TINY, "--size", "32", "-f", "jsonl", "--no-save"]  # a cheap network
     short = peak_rss_kib([*args, "short.avi"], env, tmp_path)
     long = peak_rss_kib([*args, "long.avi"], env, tmp_path)
     assert long - short < 30 * 1024, f"{short} KiB for 100 frames, {long} KiB for 10,000"
@@ -377,3 +378,41 @@ def test_h264_output_when_imageio_ffmpeg_is_installed(tmp_path: Path) -> None:
     assert "h264" in probe.stderr
     assert f"{SIZE[0]}x{SIZE[1]}" in probe.stderr
     assert cv2.VideoCapture(str(tmp_path / "out.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == 6
+
+
+def test_detect_video_yields_index_time_frame_and_detections(
+    tmp_path: Path, use_real_store: Path
+) -> None:
+    from yolocli.model import Detector
+    from yolocli.postprocess import Postprocess
+
+    frames = photo_frames(3)
+    clip = write_clip(tmp_path / "clip.mkv", frames, "FFV1")
+    detector = Detector("yolov3-tiny", postprocess=Postprocess(conf=0.2))
+    got = list(video.detect_video(detector, str(clip)))
+    assert [(i, t) for i, t, _, _ in got] == [(0, 0.0), (1, 0.1), (2, 0.2)]
+    for (_, _, frame, dets), original in zip(got, frames, strict=True):
+        assert np.array_equal(frame, original)
+        assert dets.records() == detector.detect(original).records()
+
+
+def test_with_worker_processes_a_video_runs_here_in_order(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    cv2.imwrite(str(tmp_path / "a.png"), photo_frames(1)[0])
+    write_clip(tmp_path / "b.avi", photo_frames(3), "MJPG")
+    cv2.imwrite(str(tmp_path / "c.png"), photo_frames(2)[1])
+    proc = subprocess.run(
+        [sys.executable, "-m", "yolocli", "detect", "-", *TINY, "-j", "2", "-f", "jsonl"],
+        input="a.png\nb.avi\nc.png\n", cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    got = [(r["image"], r.get("frame")) for r in records(proc.stdout)]
+    assert got == [
+        ("a.png", None),
+        *(("b.avi", i) for i in range(3)),
+        ("b.avi", None),
+        ("c.png", None),
+    ]
+    assert (tmp_path / "detections" / "b.mp4").is_file()

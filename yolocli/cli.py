@@ -1257,12 +1257,13 @@ class _Run:
         from yolocli.pipeline import STAGES
 
         processed = max(self.done - self.videos + self.frames - self.failed - self.skipped, 1)
+        what = "image or frame" if self.videos else "image"
 
         def ms(total: float) -> str:
             return f"{total / processed * 1e3:8.1f}"
 
         lines = [
-            f"yolocli: time per image by stage ({self.model}, {processed} images):",
+            f"yolocli: time per {what} by stage ({self.model}, {processed} {what}s):",
             f"  {'stage':<12} {'wall ms':>8} {'cpu ms':>8}",
         ]
         for stage in STAGES:
