@@ -854,7 +854,8 @@ def detect(
     profile: bool,
     coco_ids: Path | None,
 ) -> None:
-    """Detect objects in images: annotated copies in --out, results on stdout.
+    """Detect objects in images, videos, cameras and streams: annotated copies in --out,
+    results on stdout.
 
     \b
     Examples:
