@@ -25,6 +25,8 @@ from yolocli.engines import BACKENDS
 from yolocli.errors import YolocliError
 from yolocli.formats import FORMATS
 
+SOURCE_TYPES = ("auto", "file", "camera", "stream")  # yolocli.video.SOURCE_TYPES (cv2 is slow)
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -508,9 +510,18 @@ def export(
 
 DETECT_EPILOG = (
     """\b
-Inputs: files; folders (recursive, sorted; jpg jpeg png bmp webp tif tiff); glob
-patterns (quote them: "shots/**/*.jpg"); @list.txt (one path a line); - for
-stdin, holding paths one a line (NUL-separated with -0), or one image's bytes.
+Inputs: files; folders (recursive, sorted; jpg jpeg png bmp webp tif tiff, and
+videos: mp4 avi mkv mov webm m4v mpg ts ...); glob patterns (quote them:
+"shots/**/*.jpg"); @list.txt (one path a line); - for stdin, holding paths one a
+line (NUL-separated with -0), or one image's bytes. Cameras: 0 (a device index,
+unless a file named 0 exists; see --source-type), /dev/video0. Streams: rtsp://,
+rtmp://, http(s):// URLs that OpenCV's FFmpeg backend reads.
+
+\b
+Videos: one record per processed frame, with "frame" (index in the source)
+and "time" (seconds), then one closing record per video ("frame": null,
+"frames": N, outputs.image: the annotated MP4 in --out). Text output: a
+summary per video. --save-txt/--save-crops: one file per frame (clip_000012.txt).
 
 \b
 Scores are objectness x class probability, as darknet reports them. Like
@@ -776,6 +787,37 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
     "[default: iou]",
 )
 @click.option(
+    "--vid-stride",
+    type=click.IntRange(min=1),
+    default=1,
+    help="Videos: process every Nth frame.",
+)
+@click.option(
+    "--max-frames",
+    type=click.IntRange(min=1),
+    help="Videos: stop after this many processed frames of each. [default: all]",
+)
+@click.option(
+    "--buffer",
+    is_flag=True,
+    help="Cameras and streams: process every frame, not only the newest (latency grows "
+    "when the network is slower than the source).",
+)
+@click.option(
+    "--source-type",
+    type=click.Choice(SOURCE_TYPES),
+    default="auto",
+    help="What SOURCES are: auto (0 is camera 0 unless a file named 0 exists), or force "
+    "file, camera or stream.",
+)
+@click.option(
+    "--reconnect",
+    type=click.IntRange(min=0),
+    default=5,
+    help="Streams and cameras: attempts to reopen one that drops (backoff 0.5 s, doubling "
+    "to 8 s) before giving up on it.",
+)
+@click.option(
     "--max-bytes",
     type=_Amount(1024),
     default="512M",
@@ -834,12 +876,18 @@ def detect(
     scales: str | None,
     merge: str | None,
     match: str | None,
+    vid_stride: int,
+    max_frames: int | None,
+    buffer: bool,
+    source_type: str,
+    reconnect: int,
     max_bytes: int,
     max_pixels: int,
     profile: bool,
     coco_ids: Path | None,
 ) -> None:
-    """Detect objects in images: annotated copies in --out, results on stdout.
+    """Detect objects in images, videos, cameras and streams: annotated copies in --out,
+    results on stdout.
 
     \b
     Examples:
@@ -848,6 +896,8 @@ def detect(
       find . -name '*.jpg' -print0 | yolocli detect - -0 -f jsonl --no-save | jq .
       curl -s https://example.com/cat.jpg | yolocli detect - --save-crops
       yolocli detect big-folder/ --skip-existing      # resume after an interruption
+      yolocli detect clip.mp4 -f jsonl > frames.jsonl # + detections/clip.mp4
+      yolocli detect rtsp://cam.local/stream --max-frames 100
     """
     # -- usage checks: everything that can be known before any work ----------------------
     _check_model_choice(model, cfg, weights)
@@ -895,9 +945,17 @@ def detect(
         )  # fmt: skip
         with _native_stderr_captured(relay=bool(ctx.meta.get("yolocli.debug"))):
             slicer = _slicer(slice_, overlap, full, scales, merge, match)
+            from yolocli.video import ReadOptions, Reconnect
+
+            reading = ReadOptions(
+                stride=vid_stride, max_frames=max_frames, buffer=buffer,
+                reconnect=Reconnect(attempts=reconnect),
+            )  # fmt: skip
             options = Options(
-                batch=batch, max_bytes=max_bytes, max_pixels=max_pixels, slicer=slicer
-            )
+                batch=batch, max_bytes=max_bytes, max_pixels=max_pixels, slicer=slicer,
+                video=reading,
+            )  # fmt: skip
+            ctx.meta["yolocli.source_type"] = source_type
             failed = _run_detect(ctx, sources, detector_args, save, options, fmt, null, profile)
     except OptionError as err:
         raise click.BadParameter(err.message, param_hint=f"'{_flag(err.option)}'") from None
@@ -932,16 +990,22 @@ def _run_detect(
         threads = detector_args.pop("threads")
         workers = detector_args.pop("workers")
         plan = make_plan(**detector_args, store=store)
-        few = "-" not in sources and _fewer_images(sources, MIN_IMAGES)
-        options, rule = _parallel(plan, few, workers, threads, options)
+        kind = ctx.meta.get("yolocli.source_type", "auto")
+        named = [] if "-" in sources else _named(sources, kind, MIN_IMAGES)
+        few = "-" not in sources and len(named) < MIN_IMAGES
+        videos = any(s.is_video for s in named)
+        ctx.meta["yolocli.videos"] = videos
+        options, rule = _parallel(plan, few, workers, threads, options, videos)
         detector: Any = plan if options.workers > 1 else Detector.from_plan(plan, options.threads)
         stdin = sys.stdin.buffer if "-" in sources else None
         items = expand_sources(
-            sources, stdin=stdin, null=null, out_dir=save.out_dir, max_bytes=options.max_bytes
-        )
+            sources, stdin=stdin, null=null, out_dir=save.out_dir, max_bytes=options.max_bytes,
+            source_type=kind,
+        )  # fmt: skip
         total = None
-        if _progress_wanted(ctx) and stdin is None:  # a bar with an ETA: count first (cheap)
-            total = sum(not s.not_an_image for s in expand_sources(sources, out_dir=save.out_dir))
+        if _progress_wanted(ctx) and stdin is None and not videos:  # an ETA: count first
+            found = expand_sources(sources, out_dir=save.out_dir, source_type=kind)
+            total = sum(not s.not_an_image for s in found)
         with _Signals() as signals:
             return _stream(
                 ctx, plan.info.name, detector, outputs, options, items, total, fmt,
@@ -950,11 +1014,12 @@ def _run_detect(
 
 
 def _parallel(
-    plan: Any, few: bool, workers: str, threads: int | None, options: Any
+    plan: Any, few: bool, workers: str, threads: int | None, options: Any, videos: bool = False
 ) -> tuple[Any, str]:
     """``options`` with the worker processes and engine threads to use, and the rule that
     chose them in words (for --profile). ``few``: the run is known to have fewer than
-    `yolocli.workers.MIN_IMAGES` images."""
+    `yolocli.workers.MIN_IMAGES` images; ``videos``: it names a video, camera or stream,
+    whose frames run in this process anyway (`yolocli.pipeline`)."""
     import dataclasses
 
     from yolocli.workers import MIN_IMAGES, auto_workers
@@ -965,6 +1030,9 @@ def _parallel(
         count = int(workers)
         share = threads or max(1, cores // count)
         rule = f"--workers {count}"
+    elif videos:
+        count, share = 1, threads  # frames are not worth shipping to other processes
+        rule = "auto: videos run on one network in this process"
     elif few:
         count, share = 1, threads  # starting worker processes would cost more than they save
         rule = f"auto: fewer than {MIN_IMAGES} images, so one network in this process"
@@ -979,14 +1047,14 @@ def _parallel(
     return dataclasses.replace(options, workers=count, threads=share), rule
 
 
-def _fewer_images(sources: tuple[str, ...], limit: int) -> bool:
-    """True if ``sources`` name fewer than ``limit`` images (stops counting at ``limit``)."""
+def _named(sources: tuple[str, ...], source_type: str, limit: int) -> list[Any]:
+    """The first ``limit`` inputs ``sources`` name (images and videos), to choose workers."""
     import itertools
 
     from yolocli.inputs import expand_sources
 
-    found = (s for s in expand_sources(sources) if not s.not_an_image)
-    return sum(1 for _ in itertools.islice(found, limit)) < limit
+    found = (s for s in expand_sources(sources, source_type=source_type) if not s.not_an_image)
+    return list(itertools.islice(found, limit))
 
 
 def _stream(
@@ -1009,11 +1077,19 @@ def _stream(
     pipeline = Pipeline(detector, outputs, options)
     writer = make_writer(fmt, sys.stdout, coco=_coco_options(ctx, pipeline.names))
     run = _Run(ctx, model, outputs.options.out_dir, total)
+    results = pipeline.run(items)
     try:
-        for result in run.track(pipeline.run(items)):
-            with signals.deferred():
-                writer.write(result.record(model))
-                outputs.commit(result.source, result.outputs)
+        # closing: an interruption finishes the videos being written at once.
+        with contextlib.closing(results):  # type: ignore[type-var]  # a generator
+            for result in run.track(results):
+                with signals.deferred():
+                    if fmt == "text" and result.source.is_video and not result.skipped:
+                        if result.video_end:  # a summary per video, not a line per frame
+                            click.echo(run.video_summary(result))
+                    else:
+                        writer.write(result.record(model))
+                    if result.frame is None:  # a video is done with its closing record
+                        outputs.commit(result.source, result.outputs)
     except BrokenPipeError:
         run.close()  # the reader is gone: no summary, just stop
         raise
@@ -1096,6 +1172,9 @@ class _Run:
         self.out_dir = out_dir
         self.done = self.failed = self.skipped = self.objects = self.input_errors = 0
         self.tiles = 0
+        self.frames = self.videos = 0
+        self.per_video: dict[int | None, Any] = {}
+        self.encoder = ""
         self.engine = ""
         self.wall: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
@@ -1105,15 +1184,31 @@ class _Run:
             from tqdm import tqdm
 
             self.bar = tqdm(
-                total=total, unit="img", file=sys.stderr, dynamic_ncols=True, leave=False
+                total=total,
+                unit="frame" if ctx.meta.get("yolocli.videos") else "img",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                leave=False,
             )
 
     def track(self, results: Any) -> Any:
+        from collections import Counter
+
         for result in results:
             if result.input_error:
                 self.input_errors += 1  # names no image: not counted as one
+            elif result.frame is not None:
+                self.frames += 1
+                if result.detections is not None:
+                    counts = self.per_video.setdefault(result.video_id, Counter())
+                    counts.update(result.detections.labels)
             else:
                 self.done += 1
+                self.videos += result.source.is_video
+                if result.video_end and "image" in result.outputs and not self.encoder:
+                    from yolocli.video import encoder
+
+                    self.encoder = encoder()
             for warning in result.warnings:
                 self._say(f"yolocli: warning: {_printable(result.source.name)}: {warning}")
             if result.error:
@@ -1129,11 +1224,24 @@ class _Run:
                 self.wall[stage] = self.wall.get(stage, 0.0) + wall
                 if cpu is not None:
                     self.cpu[stage] = self.cpu.get(stage, 0.0) + cpu
-            if self.bar is not None:
+            if self.bar is not None and not result.video_end:
                 self.bar.update(1)
                 if self.failed:
                     self.bar.set_postfix(failed=self.failed, refresh=False)
             yield result
+
+    def video_summary(self, result: Any) -> str:
+        """One line for a video (text output): frames, objects per class, its output."""
+        from collections import Counter
+
+        counts: Counter[str] = self.per_video.pop(result.video_id, None) or Counter()
+        n = sum(counts.values())
+        found = ", ".join(f"{k} {_printable(label)}" for label, k in counts.most_common())
+        line = f"{_printable(result.source.name)}: {result.frames} frames, {n} objects"
+        line += f" ({found})" if found else ""
+        if "image" in result.outputs:
+            line += f" -> {_printable(result.outputs['image'])}"
+        return line + (f" [stopped: {result.error}]" if result.error else "")
 
     def _say(self, line: str) -> None:
         if self.bar is not None:
@@ -1151,11 +1259,13 @@ class _Run:
         elapsed = time.perf_counter() - self.start
         if self.ctx.meta.get("yolocli.quiet"):
             return
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        parts = [
-            f"{self.done} image{'s' * (self.done != 1)}",
-            f"{self.objects} object{'s' * (self.objects != 1)}",
-        ]
+        images = self.done - self.videos
+        count = images + self.frames
+        rate = count / elapsed if elapsed > 0 else 0.0
+        parts = [f"{images} image{'s' * (images != 1)}"] if images or not self.videos else []
+        if self.videos:
+            parts.append(f"{self.videos} video{'s' * (self.videos != 1)} ({self.frames} frames)")
+        parts.append(f"{self.objects} object{'s' * (self.objects != 1)}")
         if self.skipped:
             parts.append(f"{self.skipped} skipped")
         if self.failed:
@@ -1165,22 +1275,25 @@ class _Run:
         where = ""
         if self.out_dir is not None and self.done > self.failed + self.skipped:
             where = f"; outputs in {self.out_dir}/"
-        click.echo(
-            f"yolocli: {', '.join(parts)} in {elapsed:.1f} s ({rate:.1f} images/s){where}", err=True
-        )
+        unit = "frames/s" if self.videos else "images/s"
+        if self.encoder:
+            where += f" (videos: {self.encoder})"
+        click.echo(f"yolocli: {', '.join(parts)} in {elapsed:.1f} s ({rate:.1f} {unit}){where}",
+                   err=True)  # fmt: skip
         if profile:
             self._profile(elapsed)
 
     def _profile(self, elapsed: float) -> None:
         from yolocli.pipeline import STAGES
 
-        processed = max(self.done - self.failed - self.skipped, 1)
+        processed = max(self.done - self.videos + self.frames - self.failed - self.skipped, 1)
+        what = "image or frame" if self.videos else "image"
 
         def ms(total: float) -> str:
             return f"{total / processed * 1e3:8.1f}"
 
         lines = [
-            f"yolocli: time per image by stage ({self.model}, {processed} images):",
+            f"yolocli: time per {what} by stage ({self.model}, {processed} {what}s):",
             f"  {'stage':<12} {'wall ms':>8} {'cpu ms':>8}",
         ]
         for stage in STAGES:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from yolocli.video import Kind, classify, is_camera_device, is_video_name, output_stem, sniff_video
+
 # Read as inputs, and written back in kind (OpenCV encodes all of them); other names get .jpg.
 # GIF: OpenCV 4.11+ decodes it (the first frame); annotated GIFs are written as .gif too.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
@@ -49,6 +51,11 @@ class Source:
     data: bytes | None = None
     error: str | None = None
     not_an_image: bool = False
+    kind: Kind = "image"  # or "video" (a file), "camera" or "stream" (live): read frame by frame
+
+    @property
+    def is_video(self) -> bool:
+        return self.kind != "image"
 
 
 def is_image_name(path: str | os.PathLike[str]) -> bool:
@@ -129,7 +136,8 @@ def _walk(root: Path, parts: tuple[str, ...], excluded: tuple[int, int] | None) 
         if _is_dir(entry, follow=False):
             folders.append(entry)
             continue
-        if not is_image_name(entry.name):
+        kind: Kind = "image" if is_image_name(entry.name) else "video"
+        if kind == "video" and not is_video_name(entry.name):
             continue
         rel = safe_rel((*parts, entry.name))
         error = None
@@ -140,7 +148,7 @@ def _walk(root: Path, parts: tuple[str, ...], excluded: tuple[int, int] | None) 
                 error = special_file_error(entry.stat(follow_symlinks=False).st_mode)
         except OSError as err:  # the entry vanished or cannot be examined
             error = os_reason(err)
-        yield Source(str(here / entry.name), here / entry.name, rel, error=error)
+        yield Source(str(here / entry.name), here / entry.name, rel, error=error, kind=kind)
     for entry in folders:
         if excluded is not None:
             try:
@@ -177,10 +185,26 @@ def expand_paths(items: Iterable[str], out_dir: Path | None = None) -> Iterator[
                 found = True
                 yield source
             if not found:
-                error = "no images in this folder"
+                error = "no images or videos in this folder"
                 yield Source(item, path, rel, error=error, not_an_image=True)
+        elif is_camera_device(path, mode):
+            yield Source(item, path, safe_rel([output_stem(item, "camera")]), kind="camera")
         else:
-            yield Source(item, path, rel, error=special_file_error(mode))
+            kind: Kind = "video" if _looks_like_video(path, mode) else "image"
+            yield Source(item, path, rel, error=special_file_error(mode), kind=kind)
+
+
+def _looks_like_video(path: Path, mode: int) -> bool:
+    """A video by its name, or (a regular file without an image name) by its first bytes."""
+    if is_video_name(path):
+        return True
+    if is_image_name(path) or not stat.S_ISREG(mode):
+        return False
+    try:
+        with open(path, "rb") as f:
+            return sniff_video(f.read(12))
+    except OSError:
+        return False  # reading it as an image reports why
 
 
 def _stat_error(path: Path, err: OSError | ValueError) -> str:
@@ -400,16 +424,23 @@ def expand_sources(
     null: bool = False,
     out_dir: Path | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    source_type: str = "auto",
 ) -> Iterator[Source]:
     """Every input the user named, lazily, in order; never raises for a bad input.
 
     An item is a file, a folder (recursive, sorted, image extensions only), a glob pattern
     (expanded here, so it works quoted), ``@list.txt`` (one path a line), or ``-``: stdin,
     which holds either paths (newline- or, with ``null``, NUL-separated) or one image's
-    bytes (at most ``max_bytes`` of them), reported as image "-".
+    bytes (at most ``max_bytes`` of them), reported as image "-". Video files (by extension
+    or content) become one `Source` of kind "video"; a camera (``0``, ``/dev/video0``) or a
+    stream URL (rtsp, rtmp, http) one of kind "camera" or "stream" (`yolocli.video.classify`,
+    ``source_type`` settling what a bare number is).
     """
     for item in items:
-        if item == "-":
+        live = classify(item, source_type) if item != "-" else None
+        if live is not None:
+            yield Source(item, None, safe_rel([output_stem(item, live)]), kind=live)
+        elif item == "-":
             if stdin is None:
                 raise ValueError("'-' needs a stdin stream")
             yield from _expand_stdin(stdin, null, out_dir, max_bytes)

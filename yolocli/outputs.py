@@ -41,6 +41,7 @@ from yolocli.inputs import IMAGE_EXTENSIONS, Source, safe_rel
 from yolocli.preprocess import Letterbox
 from yolocli.records import OutputsRecord
 from yolocli.timing import Clock, Timings
+from yolocli.video import VideoSink, clean_stale_videos, is_video_name
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class Targets:
     labels: Path | None = None
     crops: Path | None = None  # the stem below each crops/<label>/ folder (relative)
     error: str | None = None
+    stem: str | None = None  # a video's claimed name, from which its frames' names derive
 
 
 @dataclass
@@ -191,6 +193,11 @@ class Outputs:
         if self.root is None:
             return Targets()
         rel = safe_rel(source.rel.parts)  # never outside the output folder
+        if source.is_video:  # clip.avi: clip.mp4, and clip_000012.txt for each frame
+            stem = self._claim_stem(rel.with_suffix("") if is_video_name(rel) else rel)
+            video = self.root / f"{stem}.mp4" if opts.save_images else None
+            foreign = self._foreign([video] if video is not None else [])
+            return Targets(error=foreign) if foreign else Targets(video, stem=stem)
         if rel.suffix.lower() in IMAGE_EXTENSIONS:
             stem, suffix = self._claim_stem(rel.with_suffix("")), rel.suffix
         else:  # photo.heic: photo.heic.jpg and photo.heic.txt
@@ -203,6 +210,17 @@ class Outputs:
         if foreign is not None:
             return Targets(error=foreign)
         return targets
+
+    def frame_targets(self, video: Targets, index: int) -> Targets:
+        """Where frame ``index`` of a video planned as ``video`` has its own outputs: labels
+        ``<stem>_000012.txt`` and crops ``crops/<label>/<stem>_000012_<i>.jpg``."""
+        if self.root is None or video.error or video.stem is None:
+            return Targets(error=video.error)
+        name = f"{video.stem}_{index:06d}"
+        labels = self.root / f"{name}.txt" if self.options.save_txt else None
+        crops = Path(name) if self.options.save_crops else None
+        foreign = self._foreign([labels] if labels is not None else [])
+        return Targets(error=foreign) if foreign else Targets(None, labels, crops)
 
     def _claim_stem(self, stem: PurePosixPath) -> str:
         """``stem``, or ``stem-2``, ``stem-3``... if another input of this run has it.
@@ -243,15 +261,17 @@ class Outputs:
         if not self.options.skip_existing or self.root is None:
             return None
         entry = self._done.get(source.name)
-        if entry is None or not self.options.kinds <= entry.keys():
+        # A video is done with its video file; its per-frame labels and crops are not listed.
+        kinds = self.options.kinds & {"image"} if source.is_video else self.options.kinds
+        if entry is None or not kinds <= entry.keys():
             return None
         files: list[str] = []
-        for kind in self.options.kinds:
+        for kind in kinds:
             value = entry[kind]
             files += value if isinstance(value, list) else [value]
         if not all(isinstance(f, str) and (self.root / f).is_file() for f in files):
             return None
-        return self._absolute(entry)
+        return self._absolute(entry, kinds)
 
     def commit(self, source: Source, outputs: OutputsRecord) -> None:
         """Record that ``source`` is complete: its outputs written and its record delivered."""
@@ -269,11 +289,11 @@ class Outputs:
         assert self.root is not None
         return Path(path).relative_to(self.root).as_posix()
 
-    def _absolute(self, entry: dict[str, Any]) -> OutputsRecord:
+    def _absolute(self, entry: dict[str, Any], kinds: frozenset[str]) -> OutputsRecord:
         assert self.root is not None
         root = self.root
         out: dict[str, Any] = {}
-        for kind in self.options.kinds:
+        for kind in kinds:
             value = entry[kind]
             out[kind] = (
                 [str(root / v) for v in value] if isinstance(value, list) else str(root / value)
@@ -285,14 +305,23 @@ class Outputs:
     def _write(self, path: Path, data: bytes) -> None:
         """``path`` written atomically; the first write into a folder in this run also removes
         the temporaries a killed earlier run left there."""
-        folder = path.parent
+        self._sweep(path.parent)
+        write_atomic(path, data)
+
+    def _sweep(self, folder: Path) -> None:
         if folder not in self._swept:
             with self._lock:
                 fresh = folder not in self._swept
                 self._swept.add(folder)
             if fresh and folder.is_dir():
                 clean_stale_temporaries(folder)
-        write_atomic(path, data)
+                clean_stale_videos(folder)
+
+    def open_video(self, path: Path, fps: float, width: int, height: int) -> VideoSink:
+        """A `yolocli.video.VideoSink` for ``path`` (a claimed video target), after removing
+        the temporaries a killed earlier run left in its folder."""
+        self._sweep(path.parent)
+        return VideoSink(path, fps, width, height)
 
     def save(
         self,

@@ -5,16 +5,26 @@ encoding and writing run on worker threads behind it; the forward pass (itself
 multi-threaded inside OpenCV) runs on the calling thread. Work waits in bounded windows, so
 memory stays flat however many images there are, and results come out in input order, one
 at a time, as soon as each is complete (its files written).
+
+A video file, camera or stream is one `Source` that becomes many frames: the thread that
+draws inputs decodes it (`yolocli.video.frames`) ahead of inference, into the same bounded
+window, and each frame gives its own `Result` (``frame`` and ``time`` set), then one closing
+`Result` per video (``frame`` None, ``frames`` counted) once its annotated video is written.
+Frames always run on one network in this process: shipping decoded frames to worker
+processes would cost more than the forward pass they save, so with workers a video waits
+until the images before it are done and then runs here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,8 +32,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from yolocli import inputs, workers
+from yolocli import inputs, video, workers
 from yolocli.detections import Detections
+from yolocli.draw import annotate
 from yolocli.errors import ImageError
 from yolocli.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from yolocli.model import Detector, Plan
@@ -47,6 +58,7 @@ class Options:
     max_bytes: int = DEFAULT_MAX_BYTES  # per input file, read no further
     max_pixels: int = DEFAULT_MAX_PIXELS  # per image, refused from its header
     slicer: Slicer | None = None  # sliced inference (yolocli.slicing); None: one pass an image
+    video: video.ReadOptions = field(default_factory=video.ReadOptions)  # frames to read
 
 
 @dataclass
@@ -63,6 +75,16 @@ class Result:
     warnings: list[str] = field(default_factory=list)
     timings: Timings = field(default_factory=dict)
     tiles: int = 1  # network passes this image took (more than one when sliced)
+    frame: int | None = None  # a video frame's index in its source (None: an image, or a video)
+    time: float | None = None  # a video frame's time, seconds from the start
+    frames: int | None = None  # a video's closing result: how many frames were processed
+    drawn: npt.NDArray[np.uint8] | None = field(default=None, repr=False)  # for the video
+    video_id: int | None = field(default=None, repr=False)
+
+    @property
+    def video_end(self) -> bool:
+        """True for a video's closing result (after all its frames)."""
+        return self.source.is_video and self.frame is None
 
     @property
     def input_error(self) -> bool:
@@ -80,6 +102,11 @@ class Result:
             "outputs": self.outputs,
             "error": self.error,
         }
+        if self.source.is_video:
+            rec["frame"] = self.frame
+            rec["time"] = None if self.time is None else round(self.time, 6)
+            if self.frame is None:
+                rec["frames"] = self.frames or 0
         if self.skipped:
             rec["skipped"] = True
         if self.warnings:
@@ -96,19 +123,75 @@ class _Loaded:
     targets: Targets
     timings: Timings
     warnings: list[str]
+    frame: video.Frame | None = None
+    video_id: int | None = None
+    draw: bool = False  # keep an annotated copy for the video's output
+
+
+@dataclass
+class _VideoStart:
+    id: int
+    source: inputs.Source
+
+
+@dataclass
+class _VideoFrame:
+    id: int
+    source: inputs.Source
+    frame: video.Frame
+
+
+@dataclass
+class _VideoEnd:
+    id: int
+    source: inputs.Source
+    error: str | None
+
+
+@dataclass
+class _Video:
+    """A video being processed: its targets, its output once the first frame is in."""
+
+    targets: Targets
+    sink: video.VideoSink | None = None
+    frames: int = 0
+    error: str | None = None
+    fps: float | None = None
 
 
 _END = object()
 
 
-def _produce(sources: Iterable[inputs.Source], inbox: queue.Queue[Any]) -> None:
-    """Feed ``inbox`` with every source, then ``_END`` (an exception is passed on as is)."""
+def _put(inbox: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
+    """Put ``item`` unless ``stop`` is set first (then False)."""
+    while not stop.is_set():
+        try:
+            inbox.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _produce(
+    sources: Iterable[inputs.Source],
+    inbox: queue.Queue[Any],
+    stop: threading.Event,
+    expand: Callable[[inputs.Source], Iterator[Any]] | None = None,
+) -> None:
+    """Feed ``inbox`` with every source (a video as ``expand`` gives it, when given), then
+    ``_END`` (an exception is passed on as is); gives up when ``stop`` is set."""
     try:
         for source in sources:
-            inbox.put(source)
+            items = expand(source) if expand is not None and source.is_video else [source]
+            for item in items:
+                if not _put(inbox, item, stop):
+                    if isinstance(items, Generator):
+                        items.close()  # releases a video's capture now
+                    return
     except BaseException as err:  # handed to the consuming thread, which raises it
-        inbox.put(err)
-    inbox.put(_END)
+        _put(inbox, err, stop)
+    _put(inbox, _END, stop)
 
 
 def _done(value: Any) -> Future[Any]:
@@ -138,6 +221,9 @@ class Pipeline:
         if self.options.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.options.workers}")
         self.engine = ""  # what ran the network, once known (for --profile)
+        self._videos: dict[int, _Video] = {}
+        self._cancelled: set[int] = set()  # videos whose frames are no longer wanted
+        self._ids = itertools.count()
 
     @property
     def detector(self) -> Detector:
@@ -186,6 +272,13 @@ class Pipeline:
         )
         if self.options.slicer is not None:
             result.tiles = len(self.options.slicer.windows(loaded.box.width, loaded.box.height))
+        if loaded.frame is not None:
+            result.frame, result.time = loaded.frame.index, loaded.frame.time
+            result.video_id = loaded.video_id
+            if loaded.draw:
+                clock = Clock(result.timings)
+                result.drawn = annotate(loaded.image, dets)
+                clock.lap("draw")
         self._store(result, lambda: self.outputs.save(
             loaded.source, loaded.targets, loaded.image, dets, loaded.box
         ))  # fmt: skip
@@ -208,6 +301,95 @@ class Pipeline:
             log.debug("internal error saving %s", result.source.name, exc_info=True)
             result.error = _internal(err)
 
+    # -- video ---------------------------------------------------------------------------
+
+    def _expand_video(self, source: inputs.Source) -> Iterator[Any]:
+        """A video `Source` as a start, its frames and an end (on the inputs thread, so
+        decoding runs ahead of inference); one done before or unusable passes as it is."""
+        if source.error or self.outputs.done_before(source) is not None:
+            yield source  # answered without reading, like an image (`_early`)
+            return
+        vid = next(self._ids)
+        yield _VideoStart(vid, source)
+        error = None
+        target = str(source.path) if source.path is not None else source.name
+        try:
+            with contextlib.closing(video.frames(target, source.kind, self.options.video)) as it:
+                for frame in it:
+                    if vid in self._cancelled:
+                        break
+                    yield _VideoFrame(vid, source, frame)
+        except ImageError as err:
+            error = str(err)
+        except Exception as err:  # a bug must cost one video, not the batch
+            log.debug("internal error reading %s", source.name, exc_info=True)
+            error = _internal(err)
+        yield _VideoEnd(vid, source, error)
+
+    def _load_frame(self, item: _VideoFrame, targets: Targets, draw: bool) -> _Loaded | Result:
+        frame = item.frame
+        if targets.error:
+            return Result(item.source, error=targets.error, frame=frame.index, time=frame.time,
+                          video_id=item.id)  # fmt: skip
+        timings: Timings = {}
+        clock = Clock(timings)
+        try:
+            if self.options.slicer is None:
+                blob, box = self.detector.preprocess(frame.image)
+                clock.lap("preprocess")
+            else:
+                height, width = frame.image.shape[:2]
+                blob = np.zeros((0, 0, 0), np.float32)
+                det = self.detector
+                box = Letterbox(width, height, det.width, det.height, not det.letterbox)
+        except Exception as err:  # a bug must cost one frame, not the video
+            log.debug("internal error on %s", item.source.name, exc_info=True)
+            return Result(item.source, error=_internal(err), frame=frame.index,
+                          time=frame.time, video_id=item.id)  # fmt: skip
+        return _Loaded(item.source, frame.image, blob, box, targets, timings,
+                       list(frame.warnings), frame, item.id, draw)  # fmt: skip
+
+    def _deliver(self, result: Result) -> Result:
+        """On the calling thread, in order: a frame's annotated copy into its video; at a
+        video's end, the video finished and named in its closing result."""
+        state = self._videos.get(result.video_id) if result.video_id is not None else None
+        if state is None:
+            return result
+        if result.frame is not None:
+            state.frames += result.error is None
+            drawn, result.drawn = result.drawn, None
+            if drawn is not None and state.error is None and state.targets.image is not None:
+                try:
+                    if state.sink is None:
+                        stride = self.options.video.stride
+                        fps = (state.fps or video.DEFAULT_FPS) / stride
+                        height, width = drawn.shape[:2]
+                        target = state.targets.image
+                        state.sink = self.outputs.open_video(target, fps, width, height)
+                    state.sink.write(drawn)
+                except (ImageError, OSError) as err:
+                    state.error = str(err)
+                    assert result.video_id is not None
+                    self._cancelled.add(result.video_id)
+            return result
+        del self._videos[result.video_id]  # type: ignore[arg-type]
+        result.frames = state.frames
+        if state.sink is not None:
+            try:
+                result.outputs["image"] = str(state.sink.close())
+            except (ImageError, OSError) as err:
+                state.error = state.error or str(err)
+        result.error = result.error or state.error
+        return result
+
+    def _close_videos(self) -> None:
+        """Finish every video still open (an interrupted run): the frames so far play."""
+        for state in self._videos.values():
+            if state.sink is not None:
+                with contextlib.suppress(ImageError, OSError):
+                    state.sink.close()
+        self._videos.clear()
+
     # -- the loop --------------------------------------------------------------------------
 
     def run(self, sources: Iterable[inputs.Source]) -> Iterator[Result]:
@@ -216,18 +398,23 @@ class Pipeline:
         Inputs are drawn from ``sources`` on a thread of their own, so a source that blocks
         (paths arriving on stdin from ``find``) never holds back images already in hand:
         whenever nothing is loading, every finished result is yielded before waiting for
-        more input.
+        more input. A video gives a result per frame, then a closing one (see the module).
         """
         if self.options.workers > 1:
             yield from self._run_workers(sources)
-            return
+        else:
+            yield from self._run_here(sources)
+
+    def _run_here(self, sources: Iterable[inputs.Source]) -> Iterator[Result]:
         opts = self.options
         self.engine = self.detector.engine.name
         window = 2 * opts.batch + opts.stage_threads
         inbox: queue.Queue[Any] = queue.Queue(maxsize=window)
+        stop = threading.Event()
         threading.Thread(
-            target=_produce, args=(sources, inbox), name="yolocli-inputs", daemon=True
-        ).start()
+            target=_produce, args=(sources, inbox, stop, self._expand_video),
+            name="yolocli-inputs", daemon=True,
+        ).start()  # fmt: skip
         loader = ThreadPoolExecutor(opts.stage_threads, thread_name_prefix="yolocli-load")
         saver = ThreadPoolExecutor(opts.stage_threads, thread_name_prefix="yolocli-save")
         loads: deque[Future[_Loaded | Result]] = deque()
@@ -245,7 +432,24 @@ class Pipeline:
                     return False
                 if isinstance(item, BaseException):
                     raise item
-                loads.append(loader.submit(self._load, item, self.outputs.plan(item)))
+                if isinstance(item, _VideoStart):
+                    targets = self.outputs.plan(item.source)
+                    self._videos[item.id] = _Video(targets, error=targets.error)
+                    if targets.error:
+                        self._cancelled.add(item.id)
+                    continue
+                if isinstance(item, _VideoFrame):
+                    state = self._videos[item.id]
+                    if state.error:
+                        continue  # the video failed: its remaining frames are not wanted
+                    state.fps = state.fps or item.frame.fps
+                    targets = self.outputs.frame_targets(state.targets, item.frame.index)
+                    draw = state.targets.image is not None
+                    loads.append(loader.submit(self._load_frame, item, targets, draw))
+                elif isinstance(item, _VideoEnd):
+                    loads.append(_done(Result(item.source, error=item.error, video_id=item.id)))
+                else:
+                    loads.append(loader.submit(self._load, item, self.outputs.plan(item)))
                 block = False
             return True
 
@@ -255,7 +459,7 @@ class Pipeline:
                     exhausted = not take_inputs(block=False)
                 if not loads and not exhausted:
                     while saves:  # nothing in hand: hand out what is done, then wait
-                        yield saves.popleft().result()
+                        yield self._deliver(saves.popleft().result())
                     exhausted = not take_inputs(block=True)
                 if not loads:
                     break
@@ -272,12 +476,14 @@ class Pipeline:
                     for loaded, dets in zip(batch, self._infer(batch), strict=True):
                         saves.append(saver.submit(self._save, loaded, dets))
                 while saves and (saves[0].done() or len(saves) > window):
-                    yield saves.popleft().result()
+                    yield self._deliver(saves.popleft().result())
             while saves:
-                yield saves.popleft().result()
+                yield self._deliver(saves.popleft().result())
         finally:
+            stop.set()
             loader.shutdown(wait=True, cancel_futures=True)
             saver.shutdown(wait=True, cancel_futures=True)
+            self._close_videos()
 
     def _run_workers(self, sources: Iterable[inputs.Source]) -> Iterator[Result]:
         """`run` with worker processes: each does the whole job for an image; this process
@@ -285,18 +491,27 @@ class Pipeline:
         opts = self.options
         window = 2 * opts.workers + 2  # inputs in hand: some in workers, some waiting
         inbox: queue.Queue[Any] = queue.Queue(maxsize=window)
+        stop = threading.Event()
         threading.Thread(
-            target=_produce, args=(sources, inbox), name="yolocli-inputs", daemon=True
+            target=_produce, args=(sources, inbox, stop), name="yolocli-inputs", daemon=True
         ).start()
+        try:
+            yield from self._run_pool(inbox, window)
+        finally:
+            stop.set()
+
+    def _run_pool(self, inbox: queue.Queue[Any], window: int) -> Iterator[Result]:
+        opts = self.options
         order: deque[int] = deque()  # indices in hand, in input order
         waiting: deque[workers.Task] = deque()  # ready for the next idle worker
         held: dict[int, tuple[inputs.Source, Targets]] = {}
         finished: dict[int, Result] = {}
         exhausted, count = False, 0
+        video_next: inputs.Source | None = None  # waits until every earlier input is out
         with workers.Workers(self.plan, opts.workers, opts.threads or 1) as pool:
             self.engine = f"{pool.engine} x {opts.workers} processes"
             while True:
-                while not exhausted and len(order) < window:
+                while not exhausted and video_next is None and len(order) < window:
                     try:  # wait for input only when nothing else is in hand
                         item = inbox.get(block=not order)
                     except queue.Empty:
@@ -306,6 +521,9 @@ class Pipeline:
                         break
                     if isinstance(item, BaseException):
                         raise item
+                    if item.is_video:
+                        video_next = item
+                        break
                     targets = self.outputs.plan(item)
                     order.append(count)
                     early = self._early(item, targets)
@@ -322,6 +540,14 @@ class Pipeline:
                     pool.submit(waiting.popleft())
                 while order and order[0] in finished:
                     yield finished.pop(order.popleft())
+                if not order and video_next is not None:
+                    # Frames run here: one network with the engine's own threads.
+                    if self._detector is None:
+                        self._detector = Detector.from_plan(self.plan)
+                    yield from self._run_here([video_next])
+                    self.engine = f"{pool.engine} x {opts.workers} processes"
+                    video_next = None
+                    continue
                 if not order:
                     if exhausted:
                         return

@@ -1,0 +1,506 @@
+"""Video files, cameras and network streams: frames in, annotated video out.
+
+A video input is read as `Frame` items (index in the source, time in seconds, BGR image) by
+`frames`; a file is read in order, as fast as the consumer takes frames, and a live source (a
+camera, an rtsp/rtmp/http stream) is read by a thread of its own that keeps only the newest
+frame (or, with ``buffer``, every frame in a bounded queue), so a slow network never adds
+latency. A stream that drops is reopened with bounded backoff (`Reconnect`).
+
+`VideoSink` writes annotated frames to a file that players and browsers open: H.264 in MP4
+through the ffmpeg binary that the optional ``imageio-ffmpeg`` package ships (the ``video``
+extra), else MPEG-4 Part 2 (``mp4v``) in MP4 through OpenCV, which its wheel always writes
+but browsers do not play. Either way it is written under a temporary name and renamed when
+complete, so a final name never holds half a video.
+
+`detect_video` is the library's one-call form: ``(frame_index, time, frame, Detections)`` for
+each frame of one source.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import re
+import shutil
+import stat
+import subprocess
+import threading
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from yolocli.detections import Detections
+from yolocli.errors import ImageError
+from yolocli.files import STALE_AFTER, _alive, temporary_name
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["image", "video", "camera", "stream"]
+SOURCE_TYPES = ("auto", "file", "camera", "stream")
+
+# Read as videos when found in folders and globs; a file named directly is also a video when
+# its first bytes say so (`sniff_video`), whatever its name.
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv"}
+)
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "http://", "https://")
+_CAMERA_DEVICE = re.compile(r"/dev/video\d+")
+
+# A frame rate a container may claim but no real video has: treated as unknown.
+MAX_FPS = 1000.0
+DEFAULT_FPS = 25.0  # for the output video when the source does not say (most live streams)
+
+
+def is_video_name(name: str | os.PathLike[str]) -> bool:
+    return os.path.splitext(os.fspath(name))[1].lower() in VIDEO_EXTENSIONS
+
+
+def is_stream_url(item: str) -> bool:
+    return item.lower().startswith(STREAM_SCHEMES)
+
+
+def sniff_video(head: bytes) -> bool:
+    """True if ``head`` (a file's first 12 bytes or more) starts a video container."""
+    return (
+        head[4:8] == b"ftyp"  # MP4, MOV, M4V, 3GP
+        or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
+        or head[:4] == b"\x1a\x45\xdf\xa3"  # Matroska, WebM
+        or head[:4] == b"\x00\x00\x01\xba"  # MPEG program stream
+        or head[:3] == b"FLV"
+    )
+
+
+def classify(item: str, source_type: str = "auto") -> Kind | None:
+    """What an input names, from its text alone: a camera, a stream, or None (a path: a file,
+    folder, glob or list, decided by looking at it).
+
+    The rule for a bare number: ``0`` is camera 0 unless a file or folder named ``0`` exists
+    (then that is read); ``source_type`` "camera" or "file" settles it either way. A
+    ``/dev/videoN`` path is a camera; an rtsp/rtmp/http(s) URL is a stream.
+    """
+    if source_type == "camera":
+        return "camera"
+    if source_type == "stream":
+        return "stream"
+    if source_type == "file":
+        return None
+    if is_stream_url(item):
+        return "stream"
+    if _CAMERA_DEVICE.fullmatch(item):
+        return "camera"
+    if item.isdigit() and not os.path.lexists(item):
+        return "camera"
+    return None
+
+
+def is_camera_device(path: str | os.PathLike[str], mode: int) -> bool:
+    """A character device named like a V4L2 camera (``/dev/video0``)."""
+    return stat.S_ISCHR(mode) and os.path.basename(os.fspath(path)).startswith("video")
+
+
+def output_stem(name: str, kind: Kind) -> str:
+    """A file-name stem for a camera or stream's outputs: ``camera0``,
+    ``127.0.0.1_8080_cam.mjpg`` (no folder parts, no characters a file system dislikes)."""
+    if kind == "camera":
+        digits = re.sub(r"\D", "", os.path.basename(name)) or "0"
+        return f"camera{digits}"
+    text = re.sub(r"^[a-z]+://", "", name, flags=re.IGNORECASE)
+    text = re.sub(r"^[^@/]*@", "", text)  # never credentials in a file name
+    text = text.split("?")[0]
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")
+    return clean[:120] or "stream"
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """How a dropped live stream is reopened: up to ``attempts`` times in a row, waiting
+    ``delay`` seconds before the first, doubling up to ``max_delay``."""
+
+    attempts: int = 5
+    delay: float = 0.5
+    max_delay: float = 8.0
+
+    def delays(self) -> list[float]:
+        return [min(self.delay * 2**i, self.max_delay) for i in range(self.attempts)]
+
+
+@dataclass
+class Frame:
+    """One decoded frame: its index in the source (counting skipped ones), seconds from the
+    start (the container's timestamp for a file, the clock for a live source), and the
+    (H, W, 3) BGR image. ``fps`` is the source's frame rate (None: not known)."""
+
+    index: int
+    time: float
+    image: npt.NDArray[np.uint8]
+    fps: float | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """Which frames of a video to read, and how live sources behave."""
+
+    stride: int = 1  # every Nth frame
+    max_frames: int | None = None  # stop after this many frames processed
+    buffer: bool = False  # live sources: keep every frame (True) or only the newest
+    reconnect: Reconnect = field(default_factory=Reconnect)
+
+
+def open_capture(target: str, kind: Kind) -> cv2.VideoCapture:
+    """An opened `cv2.VideoCapture` for ``target``; `ImageError` saying why not."""
+    if kind == "camera":
+        index = target if not target.isdigit() else int(target)
+        cap = cv2.VideoCapture(index)
+    else:
+        cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG)
+        if kind == "stream":
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # asks the backend for little latency
+    if not cap.isOpened():
+        cap.release()
+        what = {"camera": "camera", "stream": "stream"}.get(kind, "video")
+        raise ImageError(f"cannot open this {what} (OpenCV's FFmpeg backend cannot read it)")
+    return cap
+
+
+def fps_of(cap: cv2.VideoCapture) -> float | None:
+    fps = float(cap.get(cv2.CAP_PROP_FPS))
+    return fps if 0 < fps <= MAX_FPS else None
+
+
+def frames(target: str, kind: Kind, options: ReadOptions | None = None) -> Generator[Frame]:
+    """The frames of one video file, camera or stream, in order, as decoded.
+
+    A file that ends before the frame count its container declares (truncated or corrupt)
+    yields every frame that decodes, then raises `ImageError` naming the problem; a live
+    source that cannot be reopened after `Reconnect.attempts` tries does the same.
+    """
+    opts = options or ReadOptions()
+    if opts.stride < 1:
+        raise ValueError(f"stride must be >= 1, got {opts.stride}")
+    if kind in ("camera", "stream"):
+        yield from _live(target, kind, opts)
+        return
+    cap = open_capture(target, kind)
+    try:
+        fps = fps_of(cap)
+        declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        index = produced = 0
+        while opts.max_frames is None or produced < opts.max_frames:
+            if index % opts.stride:
+                if not cap.grab():  # skipped frames are not converted to images
+                    break
+                index += 1
+                continue
+            ok, image = cap.read()
+            if not ok:
+                break
+            msec = float(cap.get(cv2.CAP_PROP_POS_MSEC))
+            t = msec / 1000 if msec > 0 or index == 0 else index / (fps or DEFAULT_FPS)
+            yield Frame(index, t, np.asarray(image, np.uint8), fps)
+            index += 1
+            produced += 1
+        finished = opts.max_frames is not None and produced >= opts.max_frames
+        if index == 0:
+            raise ImageError("no frame of this video could be decoded (corrupt or not a video?)")
+        if not finished and declared > 0 and index < declared - max(1, declared // 100):
+            raise ImageError(
+                f"the video ends after {index} of the {declared} frames it declares "
+                "(truncated or corrupt): the frames before were processed"
+            )
+    finally:
+        cap.release()
+
+
+_GONE = object()
+
+
+def _live(target: str, kind: Kind, opts: ReadOptions) -> Iterator[Frame]:
+    """A live source read on its own thread; see `frames`."""
+    cap = open_capture(target, kind)
+    fps = fps_of(cap)
+    slots: queue.Queue[Any] = queue.Queue(maxsize=64 if opts.buffer else 1)
+    stop = threading.Event()
+    start = time.monotonic()
+
+    def put(item: Any) -> None:
+        while not stop.is_set():
+            if not opts.buffer and item is not _GONE:
+                with contextlib.suppress(queue.Empty):
+                    slots.get_nowait()  # the newest frame replaces an unread one
+            try:
+                slots.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read() -> None:
+        nonlocal cap
+        index, notes = 0, list[str]()
+        try:
+            while not stop.is_set():
+                ok, image = cap.read()
+                if not ok:
+                    cap.release()
+                    reopened, notes = _reopen(target, kind, opts.reconnect, stop, index)
+                    if reopened is None:
+                        put(ImageError(notes[0]))
+                        return
+                    cap = reopened
+                    continue
+                if index % opts.stride == 0:
+                    elapsed = time.monotonic() - start
+                    put(Frame(index, elapsed, np.asarray(image, np.uint8), fps, notes))
+                    notes = []
+                index += 1
+        except BaseException as err:  # handed to the consumer
+            put(err)
+        finally:
+            cap.release()
+            put(_GONE)
+
+    reader = threading.Thread(target=read, name="yolocli-live", daemon=True)
+    reader.start()
+    produced = 0
+    try:
+        while opts.max_frames is None or produced < opts.max_frames:
+            item = slots.get()
+            if item is _GONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            produced += 1
+    finally:
+        stop.set()
+        reader.join(timeout=5)
+
+
+def _reopen(
+    target: str, kind: Kind, policy: Reconnect, stop: threading.Event, frames_read: int
+) -> tuple[cv2.VideoCapture | None, list[str]]:
+    """A reopened capture and a note saying so, or None and the sentence giving up."""
+    delays = policy.delays()
+    for attempt, delay in enumerate(delays, 1):
+        if stop.wait(delay):
+            break
+        try:
+            cap = open_capture(target, kind)
+        except ImageError:
+            continue
+        log.info("%s: reopened after a drop (attempt %d)", target, attempt)
+        return cap, [f"the {kind} dropped after frame {frames_read - 1} and was reopened"]
+    what = "camera" if kind == "camera" else "stream"
+    return None, [
+        f"the {what} was lost after {frames_read} frames and did not come back "
+        f"({len(delays)} attempts to reopen it)"
+    ]
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+def encoder() -> str:
+    """The encoder `VideoSink` uses here, in words (for the summary line)."""
+    return "H.264 (imageio-ffmpeg)" if _ffmpeg_exe() else "MPEG-4 Part 2 'mp4v' (OpenCV)"
+
+
+def _ffmpeg_exe() -> str | None:
+    try:
+        import imageio_ffmpeg  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    try:
+        exe: str = imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError:
+        return None
+    return exe if shutil.which(exe) or os.path.exists(exe) else None
+
+
+class VideoSink:
+    """An MP4 video written frame by frame on a thread of its own, at ``fps``, each frame
+    (H, W, 3) BGR of the first frame's size; renamed to ``path`` by `close`, removed by
+    `abort`. H.264 needs even sides: an odd width or height gets one padding column or row."""
+
+    def __init__(self, path: Path, fps: float, width: int, height: int) -> None:
+        self.path = path
+        self.fps = fps
+        self.size = (width, height)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The container is chosen from the name: the temporary ends in .mp4 (see
+        # `clean_stale_videos`; files.clean_stale_temporaries knows only .tmp).
+        self.tmp = path.with_name(temporary_name() + ".mp4")
+        self.frames = 0
+        self._queue: queue.Queue[npt.NDArray[np.uint8] | None] = queue.Queue(maxsize=8)
+        self._error: BaseException | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._cv: cv2.VideoWriter | None = None
+        exe = _ffmpeg_exe()
+        if exe is not None:
+            self._proc = subprocess.Popen(
+                [exe, "-hide_banner", "-loglevel", "error", "-y",
+                 "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}",
+                 "-r", f"{fps:.6g}", "-i", "-",
+                 "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2",
+                 "-c:v", "libx264", "-preset", "veryfast", "-crf", "23",
+                 "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", str(self.tmp)],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                process_group=0,  # Ctrl-C reaches us, not the encoder: we finalize the file
+            )  # fmt: skip
+        else:
+            self._cv = cv2.VideoWriter(
+                str(self.tmp), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*"mp4v"), fps, self.size
+            )
+            if not self._cv.isOpened():
+                raise ImageError(f"cannot write the video {path}: no encoder for MP4")
+        self.encoder = encoder()
+        self._thread = threading.Thread(target=self._run, name="yolocli-video-out", daemon=True)
+        self._thread.start()
+
+    def write(self, image: npt.NDArray[np.uint8]) -> None:
+        if self._error is not None:
+            raise ImageError(f"cannot write the video {self.path}: {self._error}")
+        if (image.shape[1], image.shape[0]) != self.size:
+            image = np.asarray(cv2.resize(image, self.size), np.uint8)  # a stream resized
+        self._queue.put(np.ascontiguousarray(image))
+        self.frames += 1
+
+    def _run(self) -> None:
+        while True:
+            image = self._queue.get()
+            if image is None:
+                return
+            if self._error is not None:
+                continue
+            try:
+                if self._proc is not None:
+                    assert self._proc.stdin is not None
+                    self._proc.stdin.write(image.tobytes())
+                else:
+                    assert self._cv is not None
+                    self._cv.write(image)
+            except (OSError, cv2.error) as err:
+                self._error = err
+
+    def _finish(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._proc is not None:
+            assert self._proc.stdin is not None
+            assert self._proc.stderr is not None
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
+            err = self._proc.stderr.read().decode(errors="replace").strip()
+            if self._proc.wait() != 0 and self._error is None:
+                self._error = RuntimeError(err.splitlines()[-1] if err else "ffmpeg failed")
+            self._proc.stderr.close()
+        elif self._cv is not None:
+            self._cv.release()
+
+    def close(self) -> Path:
+        """Finish the file and give it its name; `ImageError` if it could not be written."""
+        self._finish()
+        if self._error is not None or self.frames == 0:
+            self.abort()
+            raise ImageError(f"cannot write the video {self.path}: {self._error or 'no frames'}")
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        if self._thread.is_alive():
+            self._finish()
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp)
+
+
+_TEMPORARY_VIDEO = re.compile(r"\.yolocli-(\d+)-[0-9a-f]{8}\.tmp\.mp4")
+
+
+def clean_stale_videos(folder: Path) -> int:
+    """Delete the temporary videos a killed run left in ``folder`` (its process is gone, or
+    the file is a day old); how many were removed."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        m = _TEMPORARY_VIDEO.fullmatch(entry.name)
+        if m is None:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            if _alive(int(m.group(1))) and time.time() - st.st_mtime < STALE_AFTER:
+                continue
+            os.unlink(entry.path)
+        except OSError:
+            continue
+        removed += 1
+    return removed
+
+
+# -- the library's one-call form ----------------------------------------------------------------
+
+
+def detect_video(
+    detector: Any, source: str, options: ReadOptions | None = None, source_type: str = "auto"
+) -> Iterator[tuple[int, float, npt.NDArray[np.uint8], Detections]]:
+    """``(frame_index, time, frame, detections)`` for each frame of a video file, camera
+    (``"0"``, ``/dev/video0``) or stream URL, decoded on a thread ahead of the network.
+
+    ``detector`` is a `yolocli.model.Detector`. Raises `ImageError` when the source cannot be
+    opened, and after the last good frame of a truncated video or a lost stream.
+    """
+    kind = classify(source, source_type) or "video"
+    for frame in _ahead(frames(source, kind, options), depth=4):
+        yield frame.index, frame.time, frame.image, detector.detect(frame.image)
+
+
+def _ahead(items: Iterator[Frame], depth: int) -> Iterator[Frame]:
+    """``items`` produced on a thread, at most ``depth`` ahead of the consumer."""
+    box: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        box.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as err:
+            box.put(err)
+        box.put(_GONE)
+
+    thread = threading.Thread(target=produce, name="yolocli-video-in", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = box.get()
+            if item is _GONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                box.get_nowait()
