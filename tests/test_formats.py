@@ -63,6 +63,20 @@ def test_csv_has_a_row_per_detection_and_keeps_empty_and_failed_images() -> None
     assert float(rows[0]["x2"]) == 30.5
     assert (rows[2]["label"], rows[2]["width"]) == ("", "10")
     assert rows[3]["error"] == "not an image"
+    assert {(r["frame"], r["time"]) for r in rows} == {("", "")}  # photos: no frame
+
+
+def test_csv_rows_of_video_frames_say_which_frame() -> None:
+    out = io.StringIO()
+    writer = make_writer("csv", out)
+    for frame in (0, 3):
+        writer.write({**RECORDS[1], "image": "clip.mp4", "frame": frame, "time": frame / 25})
+    writer.close()
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [(r["image"], r["frame"], r["time"]) for r in rows] == [
+        ("clip.mp4", "0", "0.0"),
+        ("clip.mp4", "3", "0.12"),
+    ]
 
 
 def test_text_is_a_summary_line_then_one_line_per_detection() -> None:

@@ -144,7 +144,8 @@ def locked(path: Path) -> Iterator[None]:
 
 TEMPORARY_PREFIX = ".yolocli-"
 STALE_AFTER = 24 * 3600.0  # seconds: a temporary this old is an orphan, whoever wrote it
-_TEMPORARY = re.compile(r"\.yolocli-(\d+)-[0-9a-f]{8}\.tmp")
+# .tmp.mp4: a video's temporary keeps its container's extension (OpenCV picks it by name)
+_TEMPORARY = re.compile(r"\.yolocli-(\d+)-[0-9a-f]{8}\.tmp(\.mp4)?")
 
 
 def temporary_name() -> str:

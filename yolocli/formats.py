@@ -22,6 +22,8 @@ from yolocli.records import ImageRecord
 FORMATS = ("text", "jsonl", "json", "csv", "coco")
 CSV_COLUMNS = (
     "image",
+    "frame",  # video frames: index in the source, and seconds from its start; empty for photos
+    "time",
     "width",
     "height",
     "label",
@@ -156,7 +158,14 @@ class CsvWriter:
         self.rows.writerow(CSV_COLUMNS)
 
     def write(self, record: Record) -> None:
-        head = [record["image"], record.get("width") or "", record.get("height") or ""]
+        frame, time = record.get("frame"), record.get("time")
+        head = [
+            record["image"],
+            "" if frame is None else frame,
+            "" if time is None else time,
+            record.get("width") or "",
+            record.get("height") or "",
+        ]
         error = record.get("error") or ""
         dets = record.get("detections") or []
         if not dets:

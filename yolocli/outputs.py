@@ -41,7 +41,7 @@ from yolocli.inputs import IMAGE_EXTENSIONS, Source, safe_rel
 from yolocli.preprocess import Letterbox
 from yolocli.records import OutputsRecord
 from yolocli.timing import Clock, Timings
-from yolocli.video import VideoSink, clean_stale_videos, is_video_name
+from yolocli.video import VideoSink, is_video_name
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +315,6 @@ class Outputs:
                 self._swept.add(folder)
             if fresh and folder.is_dir():
                 clean_stale_temporaries(folder)
-                clean_stale_videos(folder)
 
     def open_video(self, path: Path, fps: float, width: int, height: int) -> VideoSink:
         """A `yolocli.video.VideoSink` for ``path`` (a claimed video target), after removing

@@ -39,7 +39,7 @@ import numpy.typing as npt
 
 from yolocli.detections import Detections
 from yolocli.errors import ImageError
-from yolocli.files import STALE_AFTER, _alive, temporary_name
+from yolocli.files import temporary_name
 
 log = logging.getLogger(__name__)
 
@@ -338,8 +338,8 @@ class VideoSink:
         self.fps = fps
         self.size = (width, height)
         path.parent.mkdir(parents=True, exist_ok=True)
-        # The container is chosen from the name: the temporary ends in .mp4 (see
-        # `clean_stale_videos`; files.clean_stale_temporaries knows only .tmp).
+        # The container is chosen from the name: the temporary ends in .mp4
+        # (files.clean_stale_temporaries knows that form too).
         self.tmp = path.with_name(temporary_name() + ".mp4")
         self.frames = 0
         self._queue: queue.Queue[npt.NDArray[np.uint8] | None] = queue.Queue(maxsize=8)
@@ -422,34 +422,6 @@ class VideoSink:
             self._finish()
         with contextlib.suppress(OSError):
             os.unlink(self.tmp)
-
-
-_TEMPORARY_VIDEO = re.compile(r"\.yolocli-(\d+)-[0-9a-f]{8}\.tmp\.mp4")
-
-
-def clean_stale_videos(folder: Path) -> int:
-    """Delete the temporary videos a killed run left in ``folder`` (its process is gone, or
-    the file is a day old); how many were removed."""
-    removed = 0
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return 0
-    for entry in entries:
-        m = _TEMPORARY_VIDEO.fullmatch(entry.name)
-        if m is None:
-            continue
-        try:
-            st = entry.stat(follow_symlinks=False)
-            if not stat.S_ISREG(st.st_mode):
-                continue
-            if _alive(int(m.group(1))) and time.time() - st.st_mtime < STALE_AFTER:
-                continue
-            os.unlink(entry.path)
-        except OSError:
-            continue
-        removed += 1
-    return removed
 
 
 # -- the library's one-call form ----------------------------------------------------------------
