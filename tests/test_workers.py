@@ -86,7 +86,7 @@ def test_a_worker_that_crashes_costs_one_image(tmp_path: Path, env: dict[str, st
         ["detect", str(folder), *TINY, "--no-save", "-j", "2"], {**env, "PYTHONPATH": path}
     )
     assert code == 1, stderr
-    assert len(recs) == 9
+    assert len(recs) == 9, stderr
     errors = {Path(r["image"]).name: r["error"] for r in recs if r["error"]}
     assert errors == {
         "004-crash.png": "the worker process running this image died: it was killed by SIGSEGV"

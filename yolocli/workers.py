@@ -262,8 +262,8 @@ class Workers:
             return
         for ready in multiprocessing.connection.wait([*by_conn, *by_sentinel], timeout):
             worker = by_conn[ready] if ready in by_conn else by_sentinel[ready]
-            if worker.task is None:
-                continue  # both its pipe and its sentinel were ready: answered already
+            if worker.task is None or worker not in self.workers:
+                continue  # its pipe and its sentinel were both ready: answered or replaced
             if ready in by_conn:
                 try:
                     done: Done = worker.conn.recv()
@@ -277,7 +277,7 @@ class Workers:
 
     def _replace(self, worker: _Worker) -> Done:
         """The error answer for a dead worker's task, and a new worker in its place."""
-        task = worker.task
+        task, worker.task = worker.task, None
         assert task is not None
         why = worker.death()
         log.warning(
