@@ -28,11 +28,13 @@ def env(tiny_weights: Path) -> dict[str, str]:
 @pytest.mark.parametrize(
     ("cores", "memory", "device", "expected"),
     [
-        (2, 8 << 30, "cpu", (2, 1)),  # one per core, one thread each
+        (2, 8 << 30, "cpu", (1, 2)),  # 2 cores: one network in process (measured no slower)
+        (4, 8 << 30, "cpu", (4, 1)),  # one per core, one thread each
         (16, 64 << 30, "cpu", (16, 1)),
         (16, 2 * (WORKER_BASE_BYTES + 3 * 35_434_956) + 10 * MB, "cpu", (1, 16)),  # room for 1
         (16, 8 * (WORKER_BASE_BYTES + 3 * 35_434_956) + 10 * MB, "cpu", (4, 4)),
         (1, 8 << 30, "cpu", (1, 1)),
+        (8, 1 << 30, "cpu", (1, 8)),  # memory for one worker: in process
         (16, 64 << 30, "opencl", (1, 16)),  # a GPU device: one network, in process
     ],
 )

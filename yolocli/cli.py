@@ -1042,7 +1042,7 @@ def _parallel(
         rule = (
             f"auto: {cores} cores, one worker per core as memory allows"
             if count > 1
-            else f"auto: one network in this process ({plan.device}, or memory for one)"
+            else f"auto: one network in this process ({cores} cores, {plan.device})"
         )
     return dataclasses.replace(options, workers=count, threads=share), rule
 

@@ -10,8 +10,9 @@ that dies (a segfault in a decoder, the kernel's OOM killer) costs the one image
 image gets an error record, a new worker takes its place, and the run goes on.
 
 `auto_workers` decides how many: one per core, each with one engine thread (the best
-configuration measured for yolov3-tiny and yolov3 alike), as many as memory allows with room
-to spare (each holds a copy of the network), and one in-process network on a GPU device.
+configuration measured for yolov3-tiny and yolov3 alike on 16 cores), as many as memory allows
+with room to spare (each holds a copy of the network); one in-process network on a GPU device
+and on machines of fewer than `MIN_CORES` cores, where workers were measured to gain nothing.
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ MEMORY_SHARE = 0.5  # of the available memory, at most, for all workers together
 # Python, OpenCV and an engine each) takes longer than they save on a short run
 # (benchmarks/RESULTS.md, "Workers").
 MIN_IMAGES = 200
+
+# Fewer cores than this run one network in the calling process. On 2 cores, 2 workers of one
+# thread ran no faster than one network of 2 threads with decoding and letterboxing on helper
+# threads (31 images/s either way for yolov3-tiny, before the workers' ~2 s start), while on 16
+# cores 16 x 1 ran 148 images/s against 70 for 1 x 16 (issue 11's measurements).
+MIN_CORES = 4
 
 
 @dataclass(frozen=True)
@@ -324,11 +331,12 @@ def auto_workers(
     thread beat one network on every core for yolov3-tiny and yolov3 (benchmarks/RESULTS.md).
     At most as many as half the available memory holds (each worker needs about three times
     the weights' size plus 300 MB); a GPU device gets one in-process network.
-    Returns (1, cores) when one network should run in the calling process. (The command line
-    also keeps runs of fewer than `MIN_IMAGES` images in process.)
+    Returns (1, cores) when one network should run in the calling process: on a GPU device,
+    and on fewer than `MIN_CORES` cores, where the measurements found nothing to gain. (The
+    command line also keeps runs of fewer than `MIN_IMAGES` images in process.)
     """
     cores = cores or os.cpu_count() or 1
-    if plan.device != "cpu":
+    if plan.device != "cpu" or cores < MIN_CORES:
         return 1, cores
     memory = available_memory() if memory is None else memory
     count = cores
