@@ -176,6 +176,23 @@ def test_detect_clip_writes_a_record_per_frame_and_a_video_that_reads_back(
     assert [r.get("skipped") for r in records(again.stdout)] == [True]
 
 
+def test_sliced_frames_give_what_sliced_photos_give(
+    tmp_path: Path, use_real_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--slice works on video frames as on photos: the same pixels, the same detections."""
+    monkeypatch.chdir(tmp_path)
+    frames = [cv2.resize(f, (480, 384)) for f in photo_frames(2)]
+    write_clip(tmp_path / "clip.avi", frames, "FFV1")
+    for i, frame in enumerate(frames):
+        cv2.imwrite(f"frame{i}.png", frame)
+    sliced = ["--slice", "256", *TINY, "-f", "jsonl", "--no-save"]
+    clip = records(run_cli("detect", "clip.avi", *sliced).stdout)
+    pngs = records(run_cli("detect", "frame0.png", "frame1.png", *sliced).stdout)
+    assert [r["frame"] for r in clip] == [0, 1, None]
+    assert [r["detections"] for r in clip[:2]] == [r["detections"] for r in pngs]
+    assert sum(len(r["detections"]) for r in pngs) > 0
+
+
 def test_vid_stride_and_max_frames(
     tmp_path: Path, use_real_store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
