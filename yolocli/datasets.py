@@ -210,14 +210,7 @@ def load_coco(
     know still counts (its objects are all misses, as pycocotools would count them); a
     detection whose class is not a category is not counted, as in pycocotools.
     """
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{path}: cannot read this file: {err}") from None
-    except json.JSONDecodeError as err:
-        raise DatasetError(f"{path}: not JSON: {err}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
-        raise DatasetError(f'{path}: not a COCO annotations file (no "images" list)')
+    doc = _read_coco(path)
     folder = Path(images_dir) if images_dir is not None else path.parent
     problems: list[str] = []
     missing: list[str] = []
@@ -319,9 +312,8 @@ def _coco_image(
     )
 
 
-def coco_image_ids(path: Path) -> dict[str, int | str]:
-    """``file_name`` -> image id from a COCO annotations file (by base name too), for writing
-    results that refer to its images."""
+def _read_coco(path: Path) -> dict[str, Any]:
+    """A COCO annotations file as parsed JSON; `DatasetError` if it cannot be one."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as err:
@@ -330,6 +322,13 @@ def coco_image_ids(path: Path) -> dict[str, int | str]:
         raise DatasetError(f"{path}: not JSON: {err}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
         raise DatasetError(f'{path}: not a COCO annotations file (no "images" list)')
+    return doc
+
+
+def coco_image_ids(path: Path) -> dict[str, int | str]:
+    """``file_name`` -> image id from a COCO annotations file (by base name too), for writing
+    results that refer to its images."""
+    doc = _read_coco(path)
     ids: dict[str, int | str] = {}
     for entry in doc["images"]:
         if isinstance(entry, dict) and "file_name" in entry and "id" in entry:
