@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import needs_darknet_importer
+from tests.oracle import with_threshold
 from yolocli.darknet import (
     check_weights,
     describe,
@@ -21,7 +22,6 @@ from yolocli.darknet import (
     read_names,
     read_weights,
     resized,
-    with_threshold,
     write_random_weights,
 )
 from yolocli.errors import ModelError

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import DATA, needs_darknet_importer
+from tests.oracle import with_threshold
 from yolocli import darknet
 from yolocli.errors import ModelError
 from yolocli.heads import YoloHead, decode, decode_batch, yolo_heads
@@ -39,7 +40,7 @@ def opencv_heads(
 ) -> tuple[list[YoloHead], list[np.ndarray], np.ndarray]:
     """(heads, raw head tensors (N, A*(5+C), H, W), OpenCV's [yolo] rows (N, R, 5 + C))."""
     cfg = tmp_path / "net.cfg"
-    cfg.write_text(darknet.with_threshold(cfg_text, 0.0))
+    cfg.write_text(with_threshold(cfg_text, 0.0))
     net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
     heads = yolo_heads(darknet.describe(darknet.parse_cfg(cfg_text)))
     names = list(net.getLayerNames())

@@ -22,7 +22,7 @@ import click
 from yolocli import version
 from yolocli.devices import DEVICES
 from yolocli.engines import BACKENDS
-from yolocli.errors import YolocliError
+from yolocli.errors import INTERNAL, YolocliError, internal
 from yolocli.formats import FORMATS
 
 SOURCE_TYPES = ("auto", "file", "camera", "stream")  # yolocli.video.SOURCE_TYPES (cv2 is slow)
@@ -102,8 +102,7 @@ class _Cli(click.Group):
             if ctx.meta.get("yolocli.debug"):
                 raise
             click.echo(
-                f"yolocli: internal error: {type(err).__name__}: {err} "
-                "(rerun with --debug for the traceback)",
+                f"yolocli: {internal(err)} (rerun with --debug for the traceback)",
                 err=True,
             )
             ctx.exit(EXIT_FAILED)
@@ -1314,7 +1313,7 @@ class _Run:
 
 
 def _is_internal(error: str) -> bool:
-    return error.startswith("internal error:")
+    return error.startswith(INTERNAL)
 
 
 def _printable(text: str) -> str:

@@ -507,28 +507,6 @@ def read_names(path: Path) -> list[str]:
     return names
 
 
-def with_threshold(cfg_text: str, thresh: float) -> str:
-    """``cfg_text`` with ``thresh`` set in every [yolo] and [region] section.
-
-    OpenCV's output layers zero every class score not above the cfg's ``thresh`` (0.2 when
-    unset), so any lower confidence threshold must be written into the cfg before loading.
-    """
-    out: list[str] = []
-    in_output_layer = False
-    for line in cfg_text.splitlines():
-        stripped = line.strip().lower()
-        if stripped.startswith("["):
-            if in_output_layer:
-                out.append(f"thresh={thresh!r}")
-            in_output_layer = stripped in ("[yolo]", "[region]")
-        elif in_output_layer and re.match(r"thresh\s*=", stripped):
-            continue  # replaced by ours at the end of the section
-        out.append(line)
-    if in_output_layer:
-        out.append(f"thresh={thresh!r}")
-    return "\n".join(out) + "\n"
-
-
 def resized(network: Network, width: int, height: int) -> Network:
     """``network`` re-traced for a ``width`` x ``height`` input: every layer's shape follows
     (routes, SPP and upsample included); a `ModelError` if the layers no longer fit."""

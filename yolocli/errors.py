@@ -46,3 +46,11 @@ class OptionError(ValueError):
         super().__init__(f"{option}: {message}")
         self.option = option
         self.message = message
+
+
+INTERNAL = "internal error: "
+
+
+def internal(err: BaseException) -> str:
+    """The one-sentence message for a bug that cost one input (its record's ``error``)."""
+    return f"{INTERNAL}{type(err).__name__}: {err}"

@@ -35,7 +35,7 @@ import numpy.typing as npt
 from yolocli import inputs, video, workers
 from yolocli.detections import Detections
 from yolocli.draw import annotate
-from yolocli.errors import ImageError
+from yolocli.errors import ImageError, internal
 from yolocli.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from yolocli.model import Detector, Plan
 from yolocli.outputs import Outputs, Saved, SaveOptions, Targets
@@ -258,7 +258,7 @@ class Pipeline:
             return Result(source, error=str(err))
         except Exception as err:  # a bug must cost one image, not the batch
             log.debug("internal error on %s", source.name, exc_info=True)
-            return Result(source, error=_internal(err))
+            return Result(source, error=internal(err))
         return _Loaded(source, got.image, got.blob, got.box, targets, got.timings, got.warnings)
 
     def _save(self, loaded: _Loaded, dets: Detections) -> Result:
@@ -299,7 +299,7 @@ class Pipeline:
             result.error = f"cannot write outputs: {err.strerror or err}{where}"
         except Exception as err:  # a bug must cost one image, not the batch
             log.debug("internal error saving %s", result.source.name, exc_info=True)
-            result.error = _internal(err)
+            result.error = internal(err)
 
     # -- video ---------------------------------------------------------------------------
 
@@ -323,7 +323,7 @@ class Pipeline:
             error = str(err)
         except Exception as err:  # a bug must cost one video, not the batch
             log.debug("internal error reading %s", source.name, exc_info=True)
-            error = _internal(err)
+            error = internal(err)
         yield _VideoEnd(vid, source, error)
 
     def _load_frame(self, item: _VideoFrame, targets: Targets, draw: bool) -> _Loaded | Result:
@@ -344,7 +344,7 @@ class Pipeline:
                 box = Letterbox(width, height, det.width, det.height, not det.letterbox)
         except Exception as err:  # a bug must cost one frame, not the video
             log.debug("internal error on %s", item.source.name, exc_info=True)
-            return Result(item.source, error=_internal(err), frame=frame.index,
+            return Result(item.source, error=internal(err), frame=frame.index,
                           time=frame.time, video_id=item.id)  # fmt: skip
         return _Loaded(item.source, frame.image, blob, box, targets, timings,
                        list(frame.warnings), frame, item.id, draw)  # fmt: skip
@@ -589,10 +589,6 @@ class Pipeline:
             clock.lap("postprocess")
             item.timings["forward"] = ((t1 - t0) / len(batch), None)
         return results
-
-
-def _internal(err: Exception) -> str:
-    return f"internal error: {type(err).__name__}: {err}"
 
 
 __all__ = ["STAGES", "Options", "Pipeline", "Result"]

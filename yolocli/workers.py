@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from yolocli import images
 from yolocli.detections import Detections
-from yolocli.errors import ImageError, YolocliError
+from yolocli.errors import ImageError, YolocliError, internal
 from yolocli.inputs import Source
 from yolocli.model import Detector, Plan
 from yolocli.outputs import Rendered, Targets, render
@@ -150,7 +150,7 @@ def run_task(detector: Detector, task: Task) -> Done:
         done.error = "out of memory while processing this image"
     except Exception as err:  # a bug must cost one image, not the batch
         log.debug("internal error on %s", task.source.name, exc_info=True)
-        done.error = f"internal error: {type(err).__name__}: {err}"
+        done.error = internal(err)
     return done
 
 
