@@ -18,6 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import DATA, needs_darknet_importer
 from tests.oracle import with_threshold
@@ -25,7 +27,7 @@ from yolocli import darknet
 from yolocli.errors import ModelError
 from yolocli.heads import YoloHead, decode, decode_batch, yolo_heads
 from yolocli.postprocess import Postprocess
-from yolocli.preprocess import Letterboxer
+from yolocli.preprocess import Letterbox, Letterboxer
 from yolocli.registry import config_dir
 
 # float32 rounding: OpenCV writes x as (x + (s - 0.5) * scale + 0.5) / W where darknet (and
@@ -313,3 +315,38 @@ def test_decode_rejects_outputs_that_do_not_fit_the_heads(
     head = YoloHead(anchors=((1.0, 1.0), (2.0, 2.0)), classes=1)
     with pytest.raises(ModelError, match=message):
         decode_batch([np.zeros(s, np.float32) for s in shapes], [head] * heads, 64, 64)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    conf=st.sampled_from([0.0, 0.001, 0.1, 0.25, 0.5, 0.9, 1.0]),
+    new_coords=st.booleans(),
+    scale_x_y=st.sampled_from([1.0, 1.05, 1.2]),
+    spread=st.sampled_from([1.0, 4.0, 12.0]),
+)
+def test_rows_above_an_objectness_are_the_full_rows_that_pass_it(
+    seed: int, conf: float, new_coords: bool, scale_x_y: float, spread: float
+) -> None:
+    """decode(min_objectness=conf) keeps exactly the full decode's rows with objectness above
+    conf, bit for bit and in order, so Postprocess gives the same detections from either."""
+    rng = np.random.default_rng(seed)
+    anchors = tuple((float(w), float(h)) for w, h in rng.integers(5, 300, (3, 2)))
+    heads = [
+        YoloHead(anchors, 4, scale_x_y=scale_x_y, new_coords=new_coords),
+        YoloHead(anchors[:2], 4, scale_x_y=scale_x_y, new_coords=new_coords),
+    ]
+    raw = [(rng.standard_normal((h.channels, g, g)) * spread).astype(np.float32)
+           for h, g in zip(heads, (3, 6), strict=True)]  # fmt: skip
+    if new_coords:  # the convolution's logistic: probabilities in [0, 1]
+        with np.errstate(over="ignore"):
+            raw = [(1 / (1 + np.exp(-r))).astype(np.float32) for r in raw]
+    full = decode(raw, heads, 96, 96)
+    kept = decode(raw, heads, 96, 96, min_objectness=conf)
+    np.testing.assert_array_equal(kept, full[full[:, 4] > conf])
+    post, names = Postprocess(conf=conf, nms=0.45), ["a", "b", "c", "d"]
+    box = Letterbox(120, 80, 96, 96)
+    want, got = post.apply(full, box, names), post.apply(kept, box, names)
+    np.testing.assert_array_equal(got.xyxy, want.xyxy)
+    np.testing.assert_array_equal(got.scores, want.scores)
+    np.testing.assert_array_equal(got.class_ids, want.class_ids)

@@ -121,16 +121,36 @@ def decode(
     heads: Sequence[YoloHead],
     net_w: int,
     net_h: int,
+    min_objectness: float | None = None,
 ) -> FloatArray:
     """Candidate rows (R, 5 + C) float32 for ONE image from its raw head tensors.
 
     ``raw[i]`` is head i's tensor (A*(5+C), H_i, W_i), before any activation. Rows are
     OpenCV's ``[yolo]`` rows concatenated over the heads, in its order: cell by cell (row
     major), anchor fastest within a cell.
+
+    ``min_objectness``: only the rows whose objectness is above it, still in that order. Their
+    values are the same to the last bit; only they can hold a score above it (a score is
+    objectness x a probability of at most 1), and darknet's ``get_yolo_detections`` skips the
+    others the same way. Most rows of a photo fall below any useful ``conf``, so this skips
+    most of the work.
     """
-    batch = [np.asarray(r)[None] for r in raw]
-    rows: FloatArray = decode_batch(batch, heads, net_w, net_h)[0]
-    return rows
+    _check([np.asarray(r)[None] for r in raw], heads)
+    parts = []
+    # exp overflows to inf exactly where darknet's does (a logistic of 0, or an infinite
+    # box): the values are darknet's, the warnings are noise.
+    with np.errstate(over="ignore"):
+        for r, head in zip(raw, heads, strict=True):
+            a, k, (h, w) = len(head.anchors), 5 + head.classes, r.shape[1:]
+            t = np.asarray(r, dtype=np.float32).reshape(a, k, h * w)
+            if min_objectness is None:
+                anchor, cell = np.divmod(np.arange(a * h * w), a)[::-1]
+            else:
+                # (H*W, A): OpenCV's row order; nonzero walks it row major
+                cell, anchor = np.nonzero(_logistic(t[:, 4].T, head) > min_objectness)
+            columns = t[anchor, :, cell].T  # (K, M): every value of the kept rows
+            parts.append(_decode_columns(columns, cell, anchor, head, w, h, net_w, net_h).T)
+    return np.concatenate(parts) if len(parts) > 1 else np.ascontiguousarray(parts[0])
 
 
 def decode_batch(
@@ -143,6 +163,15 @@ def decode_batch(
 
     ``result[j]`` is image j's rows, as `decode` gives them.
     """
+    n, total = _check(raw, heads)
+    rows = np.empty((n, total, 5 + heads[0].classes), dtype=np.float32)
+    for j in range(n):
+        rows[j] = decode([r[j] for r in raw], heads, net_w, net_h)
+    return rows
+
+
+def _check(raw: Sequence[npt.NDArray[np.float32]], heads: Sequence[YoloHead]) -> tuple[int, int]:
+    """(images, rows per image) of a batch of raw outputs; `ModelError` if they do not fit."""
     if len(raw) != len(heads):
         raise ModelError(f"{len(raw)} raw outputs for {len(heads)} [yolo] heads")
     if not heads:
@@ -162,66 +191,62 @@ def decode_batch(
             raise ModelError(f"raw output {i} holds {r.shape[0]} images, output 0 holds {n}")
         n = r.shape[0]
         total += len(head.anchors) * r.shape[2] * r.shape[3]
-    k = 5 + classes
-    rows = np.empty((n, total, k), dtype=np.float32)
-    # One image at a time: its temporaries stay in cache (a whole batch at once is slower
-    # per image). exp overflows to inf exactly where darknet's does (a logistic of 0, or an
-    # infinite box): the values are darknet's, the warnings are noise.
-    with np.errstate(over="ignore"):
-        for j in range(n):
-            start = 0
-            for r, head in zip(raw, heads, strict=True):
-                a, (h, w) = len(head.anchors), r.shape[2:]
-                one = np.asarray(r[j : j + 1], dtype=np.float32)
-                decoded = _decode_head(one, head, net_w, net_h)[0]
-                # (A, K, H*W) -> OpenCV's row order (H*W, A, K)
-                stop = start + h * w * a
-                rows[j, start:stop].reshape(h * w, a, k)[...] = decoded.transpose(2, 0, 1)
-                start = stop
-    return rows
+    return n, total
 
 
-def _decode_head(raw: FloatArray, head: YoloHead, net_w: int, net_h: int) -> FloatArray:
-    """One head's decoded values in its own layout (N, A, 5 + C, H*W), float32."""
-    n, _, h, w = raw.shape
-    a = len(head.anchors)
-    t = raw.reshape(n, a, 5 + head.classes, h * w)
+def _logistic(t: FloatArray, head: YoloHead) -> FloatArray:
+    """darknet's ``logistic_activate`` in float32, ``1 / (1 + exp(-t))`` (none with new_coords:
+    the convolution has applied it already)."""
     if head.new_coords:
-        out = t.copy()  # the convolution's logistic already made these probabilities
-    else:
-        out = np.negative(t)  # 1 / (1 + exp(-t)), as darknet's logistic_activate
-        np.exp(out, out=out)
-        out += np.float32(1)
-        np.reciprocal(out, out=out)
-    out[:, :, 5:] *= out[:, :, 4:5]
+        return t.copy()
+    out = np.negative(t)
+    np.exp(out, out=out)
+    out += np.float32(1)
+    np.reciprocal(out, out=out)
+    return out
+
+
+def _decode_columns(
+    t: FloatArray,
+    cell: npt.NDArray[np.intp],
+    anchor: npt.NDArray[np.intp],
+    head: YoloHead,
+    w: int,
+    h: int,
+    net_w: int,
+    net_h: int,
+) -> FloatArray:
+    """Decoded values (5 + C, M) of M raw columns ``t`` (5 + C, M) of one head: column m is
+    grid cell ``cell[m]`` (row major) of anchor ``anchor[m]``. float32 as the C."""
+    out = _logistic(t, head)
+    out[5:] *= out[4]
     if head.new_coords:
         # get_yolo_detections keeps a score only if above its thresh (here 0); with the
         # logistic applied above they are never below, here the convolution decides
-        np.fmax(out[:, :, 5:], np.float32(0), out=out[:, :, 5:])
+        np.fmax(out[5:], np.float32(0), out=out[5:])
 
     # scal_add_cpu: x * scale + beta, beta computed in double from the float scale, then float
     scale = np.float32(head.scale_x_y)
     beta = np.float32(-0.5 * (float(scale) - 1.0))
-    xy = out[:, :, :2]
+    xy = out[:2]
     xy *= scale
     xy += beta
-    cells = np.arange(h * w)
-    out[:, :, 0] += (cells % w).astype(np.float32)
-    out[:, :, 0] /= np.float32(w)
-    out[:, :, 1] += (cells // w).astype(np.float32)
-    out[:, :, 1] /= np.float32(h)
+    out[0] += (cell % w).astype(np.float32)
+    out[0] /= np.float32(w)
+    out[1] += (cell // w).astype(np.float32)
+    out[1] /= np.float32(h)
 
-    anchors = head.anchor_array  # (A, 2)
+    anchors = head.anchor_array[anchor].T  # (2, M)
     if head.new_coords:
         # float arithmetic left to right, as the C: x * x * 4 * anchor / net
-        twh = t[:, :, 2:4]
-        wh = twh * twh * np.float32(4) * anchors[None, :, :, None]
-        wh /= np.array([net_w, net_h], dtype=np.float32)[None, None, :, None]
-        out[:, :, 2:4] = wh
+        twh = t[2:4]
+        wh = twh * twh * np.float32(4) * anchors
+        wh /= np.array([[net_w], [net_h]], dtype=np.float32)
+        out[2:4] = wh
     else:
         # C's exp() is double: exp(t) * anchor / net in double, stored as float
-        wh64 = np.exp(t[:, :, 2:4].astype(np.float64))
-        wh64 *= anchors.astype(np.float64)[None, :, :, None]
-        wh64 /= np.array([net_w, net_h], dtype=np.float64)[None, None, :, None]
-        out[:, :, 2:4] = wh64
+        wh64 = np.exp(t[2:4].astype(np.float64))
+        wh64 *= anchors.astype(np.float64)
+        wh64 /= np.array([[net_w], [net_h]], dtype=np.float64)
+        out[2:4] = wh64
     return out

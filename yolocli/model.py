@@ -151,7 +151,8 @@ class Detector:
         """Detections for one image from its raw heads (each (A*(5+C), H_i, W_i)), decoded as
         darknet does (`yolocli.heads`) and kept by ``postprocess`` (default: the detector's)."""
         post = self.postprocess if postprocess is None else postprocess.for_names(self.names)
-        rows = heads.decode(outputs, self.heads, self.width, self.height)
+        # only rows that can hold a score above conf: the rest cost most of the work
+        rows = heads.decode(outputs, self.heads, self.width, self.height, post.conf)
         return post.apply(rows, box, self.names, post.allowed(len(self.names)))
 
     def detect(
