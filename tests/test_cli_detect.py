@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -239,3 +241,29 @@ def test_a_model_that_cannot_be_fetched_says_what_was_tried_once_and_what_to_do(
     assert "To go on: check that YOLOCLI_MIRROR (http://127.0.0.1:9/) serves" in result.stderr
     assert "yolocli: hint: --model NAME runs another model" in result.stderr
     assert "yolocli models download NAME" in result.stderr
+
+
+def test_native_stderr_capture_ends_when_a_child_still_holds_the_pipe(tmp_path: Path) -> None:
+    """Processes started during a run (worker processes, multiprocessing's resource tracker,
+    which outlives them) inherit the pipe that stands in for fd 2: leaving the capture must
+    not wait for them to exit, and what was written before it is relayed."""
+    script = tmp_path / "capture.py"
+    script.write_text(
+        "import os, subprocess, sys, threading\n"
+        "from yolocli.cli import _native_stderr_captured\n"
+        "with _native_stderr_captured(relay=True):\n"
+        "    child = subprocess.Popen(['sleep', '30'])\n"
+        "    os.write(2, b'libfoo: chatter\\n')\n"
+        "    os.write(2, b'half a line')\n"
+        "alive = [t.name for t in threading.enumerate() if t.name == 'yolocli-stderr']\n"
+        "child.kill()\n"
+        "print(alive)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    stdout, stderr = proc.stdout, proc.stderr
+    assert proc.returncode == 0, stderr
+    assert stdout.strip() == "[]"  # the relay thread ended: it did not time out waiting
+    assert "yolocli: debug: native: libfoo: chatter\n" in stderr
+    assert "yolocli: debug: native: half a line\n" in stderr

@@ -156,6 +156,9 @@ def _common(func: F) -> F:
     return func
 
 
+_DRAINED = b"\0yolocli: end of native stderr\n"
+
+
 @contextlib.contextmanager
 def _native_stderr_captured(relay: bool) -> Iterator[None]:
     """Keep C libraries' chatter off the user's terminal.
@@ -174,15 +177,19 @@ def _native_stderr_captured(relay: bool) -> Iterator[None]:
     real_fd = os.dup(fd)
     read_end, write_end = os.pipe()
     os.dup2(write_end, fd)
-    os.close(write_end)
     real = open(real_fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
     previous, sys.stderr = sys.stderr, real
 
     def drain() -> None:
         with open(read_end, "rb") as pipe:
             for line in pipe:
-                if relay:
-                    real.write("yolocli: debug: native: " + line.decode("utf-8", "replace"))
+                last = line.endswith(_DRAINED)
+                line = line.removesuffix(_DRAINED) if last else line
+                if relay and line:
+                    text = line.decode("utf-8", "replace")
+                    real.write(f"yolocli: debug: native: {text.rstrip(chr(10))}\n")
+                if last:
+                    return
 
     thread = threading.Thread(target=drain, name="yolocli-stderr", daemon=True)
     thread.start()
@@ -190,7 +197,12 @@ def _native_stderr_captured(relay: bool) -> Iterator[None]:
         yield
     finally:
         real.flush()
-        os.dup2(real_fd, fd)  # closes the pipe's last writer: the drain thread sees EOF
+        os.dup2(real_fd, fd)
+        # Not EOF: processes started meanwhile (workers, multiprocessing's resource tracker,
+        # which outlives them) inherited the pipe. A last line tells the thread it has it all.
+        with contextlib.suppress(OSError):
+            os.write(write_end, _DRAINED)
+        os.close(write_end)
         thread.join(timeout=2)
         sys.stderr = previous
         real.close()
