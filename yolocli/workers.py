@@ -223,15 +223,20 @@ class Workers:
         if plan.needs_onnx:
             plan.compiled()  # once, here, rather than in every worker at the same time
         try:
-            for _ in range(count):
-                self.workers.append(self._start())
+            # all start together (each imports and loads its network), then all are awaited
+            self.workers = [self._launch() for _ in range(count)]
+            for worker in self.workers:
+                self._ready(worker)
         except BaseException:
             self.close()
             raise
 
-    def _start(self) -> _Worker:
+    def _launch(self) -> _Worker:
         self._started += 1
-        worker = _Worker(self.ctx, self.plan, self.threads, self._started)
+        return _Worker(self.ctx, self.plan, self.threads, self._started)
+
+    def _ready(self, worker: _Worker) -> None:
+        """Wait for ``worker``'s network to load; `YolocliError` saying why it did not."""
         try:
             status, detail = worker.conn.recv()
         except (EOFError, OSError):
@@ -240,7 +245,6 @@ class Workers:
             worker.process.join()
             raise YolocliError(f"a worker process could not load the network: {detail}")
         self.engine = detail
-        return worker
 
     def __enter__(self) -> Workers:
         return self
@@ -293,7 +297,9 @@ class Workers:
         self.workers.remove(worker)
         worker.conn.close()
         self.replaced += 1
-        self.workers.append(self._start())
+        worker = self._launch()
+        self.workers.append(worker)
+        self._ready(worker)
         return Done(task.index, error=f"the worker process running this image died: {why}")
 
     def close(self) -> None:
