@@ -79,6 +79,17 @@ def test_letterboxer_reuses_plans_and_is_still_exact() -> None:
             np.testing.assert_array_equal(blob, darknet_letterbox(img, 416, 416))
 
 
+def test_work_buffers_grow_to_the_largest_size_and_serve_smaller_ones_exactly() -> None:
+    rng = np.random.default_rng(1)
+    prep = Letterboxer(320, 320)
+    sizes = []
+    for shape in [(100, 150), (400, 300), (30, 700), (240, 320), (400, 300)]:
+        img = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+        np.testing.assert_array_equal(prep(img)[0], darknet_letterbox(img, 320, 320))
+        sizes.append(prep._work.size)
+    assert sizes[1] == max(sizes) == sizes[-1] > sizes[0]  # grown once, never shrunk
+
+
 @pytest.mark.parametrize(
     ("size", "new", "offset"),
     [

@@ -489,7 +489,7 @@ class Pipeline:
         """`run` with worker processes: each does the whole job for an image; this process
         names outputs, writes them, keeps input order and yields results as they complete."""
         opts = self.options
-        window = 2 * opts.workers + 2  # inputs in hand: some in workers, some waiting
+        window = (workers.DEPTH + 1) * opts.workers + 2  # in hand: in workers, or waiting
         inbox: queue.Queue[Any] = queue.Queue(maxsize=window)
         stop = threading.Event()
         threading.Thread(

@@ -8,14 +8,14 @@ image samples at different positions and rounds to uint8, which moves scores by 
 Here the same float32 operations run in the same order, bit for bit, but only on the source
 rows and columns darknet actually reads (two per output row and column, gathered with one
 ``cv2.remap`` in nearest mode), so the work is proportional to the network input, not to
-the photo: a 4000 px image costs what a 400 px one does. Sampling plans and work buffers are
-kept per image size, so a folder of same-sized photos allocates nothing after the first.
+the photo: a 4000 px image costs what a 400 px one does. Sampling plans are kept per image
+size and shared by the process; each thread reuses one set of work buffers, so a folder of
+same-sized photos allocates nothing after the first.
 """
 
 from __future__ import annotations
 
 import functools
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import cv2
@@ -136,7 +136,8 @@ _REMAP_LIMIT = 32767
 
 
 class _Plan:
-    """Everything needed to letterbox images of one size: gather maps, weights, buffers."""
+    """What letterboxing images of one size needs and never changes: gather maps and weights.
+    Shared by every thread (`_plan` caches them for the process)."""
 
     def __init__(self, box: Letterbox) -> None:
         self.box = box
@@ -154,54 +155,90 @@ class _Plan:
         self.col_w = (np.repeat(cols.w0, 3), np.repeat(cols.w1, 3))
         self.row_w = (rows.w0[:, None], rows.w1[:, None])
         self.new_h, self.new_w = new_h, new_w
-        shape = (2 * new_h, new_w, 3)
-        self.picked = [np.empty(shape, np.uint8), np.empty(shape, np.uint8)]
-        self.unit = [np.empty(shape, np.float32), np.empty(shape, np.float32)]
-        self.resized = np.empty((new_h, new_w * 3), np.float32)
 
-    def run(self, image: npt.NDArray[np.uint8], out: npt.NDArray[np.float32]) -> None:
-        for k, (picked, unit) in enumerate(zip(self.picked, self.unit, strict=True)):
-            if self.maps is not None:
-                cv2.remap(image, self.maps[k], None, cv2.INTER_NEAREST, dst=picked)  # type: ignore[call-overload]
-            else:  # beyond remap's limits: the same gather in NumPy, slower
-                picked[...] = image[self.src_rows][:, self.src_cols[k]]
-            cv2.LUT(picked, _TO_UNIT_LUT, dst=unit)
+    def run(self, image: npt.NDArray[np.uint8], out: npt.NDArray[np.float32], work: _Work) -> None:
         h, w = self.new_h, self.new_w
-        part, right = (u.reshape(2 * h, w * 3) for u in self.unit)
+        picked, unit, resized = work.views(h, w)
+        for k in range(2):
+            if self.maps is not None:
+                cv2.remap(image, self.maps[k], None, cv2.INTER_NEAREST, dst=picked[k])  # type: ignore[call-overload]
+            else:  # beyond remap's limits: the same gather in NumPy, slower
+                picked[k][...] = image[self.src_rows][:, self.src_cols[k]]
+            cv2.LUT(picked[k], _TO_UNIT_LUT, dst=unit[k])
+        part, right = (u.reshape(2 * h, w * 3) for u in unit)
         # horizontal pass: darknet's "part" image, for both source rows of every output row
         part *= self.col_w[0]
         right *= self.col_w[1]
         part += right
         # vertical pass
-        np.multiply(part[:h], self.row_w[0], out=self.resized)
+        np.multiply(part[:h], self.row_w[0], out=resized)
         lower = part[h:]
         lower *= self.row_w[1]
-        self.resized += lower
+        resized += lower
         left, top = self.box.offset
-        out.fill(_GRAY)
+        # the gray canvas: only where the picture does not go
+        out[:, :top] = _GRAY
+        out[:, top + h :] = _GRAY
+        out[:, top : top + h, :left] = _GRAY
+        out[:, top : top + h, left + w :] = _GRAY
         # BGR (H, W, C) -> RGB planes
-        planes = self.resized.reshape(h, w, 3).transpose(2, 0, 1)[::-1]
+        planes = resized.reshape(h, w, 3).transpose(2, 0, 1)[::-1]
         out[:, top : top + h, left : left + w] = planes
 
 
 _TO_UNIT_LUT = _TO_UNIT.reshape(1, 256)
 
 
-class Letterboxer:
-    """Darknet's letterbox into a fixed network size, with plans cached per image size.
+@functools.lru_cache(maxsize=8)
+def _plan(box: Letterbox) -> _Plan:
+    """The plan for one image size, kept for the process: a folder of a few sizes builds each
+    once, whichever thread meets it first."""
+    return _Plan(box)
 
-    ``stretch=True`` resizes to the whole input instead (no letterbox). Not thread-safe (its
-    buffers are reused): give each thread its own.
+
+class _Work:
+    """One thread's work buffers, sized for the largest image met so far and never shrunk:
+    memory stays flat however many image sizes a folder holds (it is bounded by the network
+    input), and same-sized photos allocate nothing after the first."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._picked: list[npt.NDArray[np.uint8]] = []
+        self._unit: list[npt.NDArray[np.float32]] = []
+        self._resized = np.empty(0, np.float32)
+
+    def views(
+        self, h: int, w: int
+    ) -> tuple[list[npt.NDArray[np.uint8]], list[npt.NDArray[np.float32]], npt.NDArray[np.float32]]:
+        """(picked, unit, resized) for an ``h`` x ``w`` resized image: two (2h, w, 3) uint8,
+        two (2h, w, 3) float32, one (h, w * 3) float32, all contiguous."""
+        n = 2 * h * w * 3
+        if n > self.size:
+            self.size = n
+            self._picked = [np.empty(n, np.uint8) for _ in range(2)]
+            self._unit = [np.empty(n, np.float32) for _ in range(2)]
+            self._resized = np.empty(n // 2, np.float32)
+        shape = (2 * h, w, 3)
+        return (
+            [b[:n].reshape(shape) for b in self._picked],
+            [b[:n].reshape(shape) for b in self._unit],
+            self._resized[: n // 2].reshape(h, w * 3),
+        )
+
+
+class Letterboxer:
+    """Darknet's letterbox into a fixed network size.
+
+    ``stretch=True`` resizes to the whole input instead (no letterbox). Sampling plans are
+    shared by the process; the work buffers are this object's, so it is not thread-safe:
+    give each thread its own.
     """
 
-    def __init__(
-        self, net_width: int, net_height: int, *, stretch: bool = False, cache_size: int = 8
-    ) -> None:
+    def __init__(self, net_width: int, net_height: int, *, stretch: bool = False) -> None:
         self.net_width = net_width
         self.net_height = net_height
         self.stretch = stretch
-        self._plans: OrderedDict[tuple[int, int], _Plan] = OrderedDict()
-        self._cache_size = cache_size
+        self._work = _Work()
 
     def __call__(
         self, image: npt.NDArray[np.uint8], out: npt.NDArray[np.float32] | None = None
@@ -211,15 +248,8 @@ class Letterboxer:
         if out is None:
             out = np.empty((3, self.net_height, self.net_width), np.float32)
         height, width = image.shape[:2]
-        plan = self._plans.get((width, height))
-        if plan is None:
-            plan = _Plan(Letterbox(width, height, self.net_width, self.net_height, self.stretch))
-            self._plans[(width, height)] = plan
-            if len(self._plans) > self._cache_size:
-                self._plans.popitem(last=False)
-        else:
-            self._plans.move_to_end((width, height))
-        plan.run(image, out)
+        plan = _plan(Letterbox(width, height, self.net_width, self.net_height, self.stretch))
+        plan.run(image, out, self._work)
         return out, plan.box
 
 
@@ -228,5 +258,5 @@ def letterbox(
 ) -> npt.NDArray[np.float32]:
     """A (1, 3, net_height, net_width) RGB float32 blob of the BGR uint8 ``image``, exactly as
     darknet would feed it to the network (convenience; `Letterboxer` reuses its work)."""
-    blob, _ = Letterboxer(net_width, net_height, cache_size=1)(image)
+    blob, _ = Letterboxer(net_width, net_height)(image)
     return blob[None]

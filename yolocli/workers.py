@@ -10,9 +10,9 @@ that dies (a segfault in a decoder, the kernel's OOM killer) costs the one image
 image gets an error record, a new worker takes its place, and the run goes on.
 
 `auto_workers` decides how many: one per core, each with one engine thread (the best
-configuration measured for yolov3-tiny and yolov3 alike on 16 cores), as many as memory allows
-with room to spare (each holds a copy of the network); one in-process network on a GPU device
-and on machines of fewer than `MIN_CORES` cores, where workers were measured to gain nothing.
+configuration measured for yolov3-tiny on 2 cores, and for yolov3-tiny and yolov3 alike on 16),
+as many as memory allows with room to spare (each holds a copy of the network); one in-process
+network on a GPU device and on a single core.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,11 +55,15 @@ MEMORY_SHARE = 0.5  # of the available memory, at most, for all workers together
 # (benchmarks/RESULTS.md, "Workers").
 MIN_IMAGES = 200
 
-# Fewer cores than this run one network in the calling process. On 2 cores, 2 workers of one
-# thread ran no faster than one network of 2 threads with decoding and letterboxing on helper
-# threads (31 images/s either way for yolov3-tiny, before the workers' ~2 s start), while on 16
-# cores 16 x 1 ran 148 images/s against 70 for 1 x 16 (issue 11's measurements).
-MIN_CORES = 4
+# Tasks sent to a worker before it answers the first: with two, the next image is already
+# in its pipe when it finishes one, so it never waits for this process to hand it work.
+DEPTH = 2
+
+# Fewer cores than this run one network in the calling process: one core has nothing to share.
+# From 2 up, one worker of one thread per core: on 2 cores, 1,200 JPEG photos took 35.0 s with
+# 2 workers against 39.9 s for one network of 2 threads (yolov3-tiny, ONNX Runtime); on 16
+# cores 16 x 1 ran 148 images/s against 70 for 1 x 16 (issue 11's bare measurements).
+MIN_CORES = 2
 
 
 @dataclass(frozen=True)
@@ -187,7 +192,7 @@ class _Worker:
         )
         self.process.start()
         child.close()
-        self.task: Task | None = None
+        self.tasks: deque[Task] = deque()  # sent, not answered; the first is the one it runs
 
     def death(self) -> str:
         """Why the process ended, in words (its exit status or signal)."""
@@ -254,42 +259,49 @@ class Workers:
 
     @property
     def idle(self) -> int:
-        return sum(w.task is None for w in self.workers)
+        """How many more tasks the workers take now (each holds up to `DEPTH`)."""
+        return sum(DEPTH - len(w.tasks) for w in self.workers)
 
     def submit(self, task: Task) -> None:
-        """Give ``task`` to an idle worker (there must be one: see `idle`)."""
-        worker = next(w for w in self.workers if w.task is None)
-        worker.task = task
+        """Give ``task`` to the least busy worker (one must have room: see `idle`)."""
+        worker = min(self.workers, key=lambda w: len(w.tasks))
+        assert len(worker.tasks) < DEPTH
+        worker.tasks.append(task)
         # if it died, `results` notices, answers for the task and replaces the worker
         with contextlib.suppress(BrokenPipeError, OSError):
             worker.conn.send(task)
 
     def results(self, timeout: float | None = None) -> Iterator[Done]:
         """Answers that are ready (waiting up to ``timeout`` seconds for the first one)."""
-        busy = [w for w in self.workers if w.task is not None]
+        busy = [w for w in self.workers if w.tasks]
         by_conn: dict[Any, _Worker] = {w.conn: w for w in busy}
         by_sentinel: dict[Any, _Worker] = {w.process.sentinel: w for w in busy}
         if not busy:
             return
         for ready in multiprocessing.connection.wait([*by_conn, *by_sentinel], timeout):
             worker = by_conn[ready] if ready in by_conn else by_sentinel[ready]
-            if worker.task is None or worker not in self.workers:
-                continue  # its pipe and its sentinel were both ready: answered or replaced
-            if ready in by_conn:
+            if worker not in self.workers:
+                continue  # its pipe and its sentinel were both ready: replaced already
+            # Its answers first: a worker that died may have answered earlier tasks.
+            dead = ready in by_sentinel
+            while worker.tasks:
                 try:
+                    if not worker.conn.poll():
+                        break
                     done: Done = worker.conn.recv()
                 except (EOFError, OSError):
-                    pass  # it died mid-answer: replaced below
-                else:
-                    worker.task = None
-                    yield done
-                    continue
-            yield self._replace(worker)
+                    dead = True  # it died mid-answer, or before answering
+                    break
+                worker.tasks.popleft()
+                yield done
+            if dead and worker.tasks:
+                yield self._replace(worker)
 
     def _replace(self, worker: _Worker) -> Done:
-        """The error answer for a dead worker's task, and a new worker in its place."""
-        task, worker.task = worker.task, None
-        assert task is not None
+        """The error answer for the task a dead worker was running, and a new worker in its
+        place, given the tasks it had not started."""
+        task, *rest = worker.tasks
+        worker.tasks.clear()
         why = worker.death()
         log.warning(
             "a worker process died while on %s (%s); starting another", task.source.name, why
@@ -300,6 +312,10 @@ class Workers:
         worker = self._launch()
         self.workers.append(worker)
         self._ready(worker)
+        for waiting in rest:
+            worker.tasks.append(waiting)
+            with contextlib.suppress(BrokenPipeError, OSError):
+                worker.conn.send(waiting)
         return Done(task.index, error=f"the worker process running this image died: {why}")
 
     def close(self) -> None:
@@ -338,8 +354,8 @@ def auto_workers(
     At most as many as half the available memory holds (each worker needs about three times
     the weights' size plus 300 MB); a GPU device gets one in-process network.
     Returns (1, cores) when one network should run in the calling process: on a GPU device,
-    and on fewer than `MIN_CORES` cores, where the measurements found nothing to gain. (The
-    command line also keeps runs of fewer than `MIN_IMAGES` images in process.)
+    and on fewer than `MIN_CORES` cores. (The command line also keeps runs of fewer than
+    `MIN_IMAGES` images in process.)
     """
     cores = cores or os.cpu_count() or 1
     if plan.device != "cpu" or cores < MIN_CORES:
