@@ -22,6 +22,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import selectors
 import signal
 from collections import deque
 from collections.abc import Iterator
@@ -225,6 +226,8 @@ class Workers:
         self._started = 0
         self.replaced = 0
         self.workers: list[_Worker] = []
+        # one selector for the run: answers and deaths (pipes and process sentinels)
+        self._selector = selectors.DefaultSelector()
         if plan.needs_onnx:
             plan.compiled()  # once, here, rather than in every worker at the same time
         try:
@@ -238,7 +241,18 @@ class Workers:
 
     def _launch(self) -> _Worker:
         self._started += 1
-        return _Worker(self.ctx, self.plan, self.threads, self._started)
+        worker = _Worker(self.ctx, self.plan, self.threads, self._started)
+        self._selector.register(worker.conn, selectors.EVENT_READ, worker)
+        self._selector.register(worker.process.sentinel, selectors.EVENT_READ, worker)
+        return worker
+
+    def _forget(self, worker: _Worker) -> None:
+        for fileobj in (worker.conn, worker.process.sentinel):
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._selector.unregister(fileobj)
+        with contextlib.suppress(ValueError):
+            self.workers.remove(worker)
+        worker.conn.close()
 
     def _ready(self, worker: _Worker) -> None:
         """Wait for ``worker``'s network to load; `YolocliError` saying why it did not."""
@@ -273,17 +287,14 @@ class Workers:
 
     def results(self, timeout: float | None = None) -> Iterator[Done]:
         """Answers that are ready (waiting up to ``timeout`` seconds for the first one)."""
-        busy = [w for w in self.workers if w.tasks]
-        by_conn: dict[Any, _Worker] = {w.conn: w for w in busy}
-        by_sentinel: dict[Any, _Worker] = {w.process.sentinel: w for w in busy}
-        if not busy:
+        if not any(w.tasks for w in self.workers):
             return
-        for ready in multiprocessing.connection.wait([*by_conn, *by_sentinel], timeout):
-            worker = by_conn[ready] if ready in by_conn else by_sentinel[ready]
+        for key, _ in self._selector.select(timeout):
+            worker: _Worker = key.data
             if worker not in self.workers:
                 continue  # its pipe and its sentinel were both ready: replaced already
             # Its answers first: a worker that died may have answered earlier tasks.
-            dead = ready in by_sentinel
+            dead = key.fileobj == worker.process.sentinel
             while worker.tasks:
                 try:
                     if not worker.conn.poll():
@@ -294,20 +305,21 @@ class Workers:
                     break
                 worker.tasks.popleft()
                 yield done
-            if dead and worker.tasks:
-                yield self._replace(worker)
+            if dead:
+                answer = self._replace(worker)
+                if answer is not None:
+                    yield answer
 
-    def _replace(self, worker: _Worker) -> Done:
-        """The error answer for the task a dead worker was running, and a new worker in its
-        place, given the tasks it had not started."""
-        task, *rest = worker.tasks
+    def _replace(self, worker: _Worker) -> Done | None:
+        """A new worker in place of a dead one, given the tasks it had not started, and the
+        error answer for the task it was running (None if it died between tasks)."""
+        task = worker.tasks.popleft() if worker.tasks else None
+        rest = list(worker.tasks)
         worker.tasks.clear()
         why = worker.death()
-        log.warning(
-            "a worker process died while on %s (%s); starting another", task.source.name, why
-        )
-        self.workers.remove(worker)
-        worker.conn.close()
+        where = f"while on {task.source.name}" if task is not None else "between images"
+        log.warning("a worker process died %s (%s); starting another", where, why)
+        self._forget(worker)
         self.replaced += 1
         worker = self._launch()
         self.workers.append(worker)
@@ -316,6 +328,8 @@ class Workers:
             worker.tasks.append(waiting)
             with contextlib.suppress(BrokenPipeError, OSError):
                 worker.conn.send(waiting)
+        if task is None:
+            return None
         return Done(task.index, error=f"the worker process running this image died: {why}")
 
     def close(self) -> None:
@@ -330,6 +344,7 @@ class Workers:
                 worker.process.join(timeout=2)
             worker.conn.close()
         self.workers.clear()
+        self._selector.close()
 
 
 def available_memory() -> int | None:
