@@ -143,6 +143,8 @@ def test_the_images_queued_behind_a_crash_go_to_the_new_worker(
             if len(answers) == len(tasks):
                 break
         assert pool.replaced == 1
-    assert answers[0].error == "the worker process running this image died: it was killed by SIGSEGV"
+    assert (
+        answers[0].error == "the worker process running this image died: it was killed by SIGSEGV"
+    )
     assert answers[1].error is None
     assert answers[1].detections is not None and len(answers[1].detections) > 0
