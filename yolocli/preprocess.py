@@ -144,13 +144,17 @@ class _Plan:
         new_w, new_h = box.new_size
         cols = _columns(box.width, new_w)
         rows = _axis(box.height, new_h)
-        src_rows = np.concatenate([rows.i0, rows.i1])
-        # Nearest-neighbour remap with integer coordinates is an exact gather.
-        self.src_rows = src_rows
+        # darknet's horizontal pass depends only on the source row, and neighbouring output
+        # rows share source rows (a 427-row photo gives 277 output rows from 427 distinct
+        # source rows, not 554): run it once per distinct row, then pick rows for the
+        # vertical pass.
+        self.src_rows, inverse = np.unique(np.concatenate([rows.i0, rows.i1]), return_inverse=True)
+        self.upper, self.lower = inverse[:new_h], inverse[new_h:]
         self.src_cols = (cols.i0, cols.i1)
         self.maps: list[npt.NDArray[np.int16]] | None = None
-        if max(box.width, box.height, 2 * new_h, new_w) < _REMAP_LIMIT:
-            self.maps = [_gather_map(c, src_rows) for c in self.src_cols]
+        if max(box.width, box.height, self.src_rows.size, new_w) < _REMAP_LIMIT:
+            # Nearest-neighbour remap with integer coordinates is an exact gather.
+            self.maps = [_gather_map(c, self.src_rows) for c in self.src_cols]
         # Work on (rows, new_w * 3) views so every NumPy loop runs long and contiguous.
         self.col_w = (np.repeat(cols.w0, 3), np.repeat(cols.w1, 3))
         self.row_w = (rows.w0[:, None], rows.w1[:, None])
@@ -158,23 +162,24 @@ class _Plan:
 
     def run(self, image: npt.NDArray[np.uint8], out: npt.NDArray[np.float32], work: _Work) -> None:
         h, w = self.new_h, self.new_w
-        picked, unit, resized = work.views(h, w)
+        picked, unit, (upper, lower) = work.views(self.src_rows.size, h, w)
         for k in range(2):
             if self.maps is not None:
                 cv2.remap(image, self.maps[k], None, cv2.INTER_NEAREST, dst=picked[k])  # type: ignore[call-overload]
             else:  # beyond remap's limits: the same gather in NumPy, slower
                 picked[k][...] = image[self.src_rows][:, self.src_cols[k]]
             cv2.LUT(picked[k], _TO_UNIT_LUT, dst=unit[k])
-        part, right = (u.reshape(2 * h, w * 3) for u in unit)
-        # horizontal pass: darknet's "part" image, for both source rows of every output row
+        part, right = (u.reshape(self.src_rows.size, w * 3) for u in unit)
+        # horizontal pass: darknet's "part" image, for every source row the output reads
         part *= self.col_w[0]
         right *= self.col_w[1]
         part += right
-        # vertical pass
-        np.multiply(part[:h], self.row_w[0], out=resized)
-        lower = part[h:]
+        # vertical pass: each output row from its two source rows
+        np.take(part, self.upper, axis=0, out=upper)
+        upper *= self.row_w[0]
+        np.take(part, self.lower, axis=0, out=lower)
         lower *= self.row_w[1]
-        resized += lower
+        upper += lower
         left, top = self.box.offset
         # the gray canvas: only where the picture does not go
         out[:, :top] = _GRAY
@@ -182,7 +187,7 @@ class _Plan:
         out[:, top : top + h, :left] = _GRAY
         out[:, top : top + h, left + w :] = _GRAY
         # BGR (H, W, C) -> RGB planes
-        planes = resized.reshape(h, w, 3).transpose(2, 0, 1)[::-1]
+        planes = upper.reshape(h, w, 3).transpose(2, 0, 1)[::-1]
         out[:, top : top + h, left : left + w] = planes
 
 
@@ -204,25 +209,29 @@ class _Work:
     def __init__(self) -> None:
         self.size = 0
         self._picked: list[npt.NDArray[np.uint8]] = []
-        self._unit: list[npt.NDArray[np.float32]] = []
-        self._resized = np.empty(0, np.float32)
+        self._float: list[npt.NDArray[np.float32]] = []
 
     def views(
-        self, h: int, w: int
-    ) -> tuple[list[npt.NDArray[np.uint8]], list[npt.NDArray[np.float32]], npt.NDArray[np.float32]]:
-        """(picked, unit, resized) for an ``h`` x ``w`` resized image: two (2h, w, 3) uint8,
-        two (2h, w, 3) float32, one (h, w * 3) float32, all contiguous."""
-        n = 2 * h * w * 3
+        self, rows: int, h: int, w: int
+    ) -> tuple[
+        list[npt.NDArray[np.uint8]],
+        list[npt.NDArray[np.float32]],
+        list[npt.NDArray[np.float32]],
+    ]:
+        """(picked, unit, resized) for ``rows`` source rows and an ``h`` x ``w`` resized
+        image: two (rows, w, 3) uint8, two (rows, w, 3) float32, two (h, w * 3) float32,
+        all contiguous. ``rows`` is at most 2h."""
+        n = max(rows, 2 * h) * w * 3
         if n > self.size:
             self.size = n
             self._picked = [np.empty(n, np.uint8) for _ in range(2)]
-            self._unit = [np.empty(n, np.float32) for _ in range(2)]
-            self._resized = np.empty(n // 2, np.float32)
-        shape = (2 * h, w, 3)
+            self._float = [np.empty(n, np.float32) for _ in range(3)]
+        shape, m = (rows, w, 3), rows * w * 3
+        half = h * w * 3
         return (
-            [b[:n].reshape(shape) for b in self._picked],
-            [b[:n].reshape(shape) for b in self._unit],
-            self._resized[: n // 2].reshape(h, w * 3),
+            [b[:m].reshape(shape) for b in self._picked],
+            [b[:m].reshape(shape) for b in self._float[:2]],
+            [b[:half].reshape(h, w * 3) for b in (self._float[2][:half], self._float[2][half:])],
         )
 
 
