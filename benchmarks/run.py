@@ -490,32 +490,37 @@ def workers_section(
     report: Report, env: dict[str, str], tiny: Path, root: Path, quick: bool
 ) -> None:
     """Issue 11: the machine's best bare configuration (every k dividing the cores: k networks
-    x cores/k threads, separate processes) against `yolocli detect DIR` with its defaults."""
+    x cores/k threads, separate processes) against `yolocli detect DIR` with its defaults, on a
+    short folder (start-up weighs) and a long one (the throughput a large folder gets)."""
     cores = os.cpu_count() or 1
-    n, passes, rounds = (6, 6, 1) if quick else (240, 40, 3)
-    folder = jpeg_folder_of(n, root)
+    sizes, passes, rounds = ((6,), 6, 1) if quick else ((240, 1200), 100, 3)
+    folders = {n: jpeg_folder_of(n, root) for n in sizes}
+    long_run = sizes[-1]
     auto = BACKEND_KIND[engines.resolve("auto", "cpu")]
     kinds = [auto] if quick else list(dict.fromkeys([auto, BACKEND_KIND["opencv"]]))
     onnx = compiled_onnx(config_dir() / "yolov3-tiny.cfg", tiny, 416)
     configs = [(k, cores // k) for k in range(1, cores + 1) if cores % k == 0]
-    rates: dict[tuple[str, int, int] | str, list[float]] = {}
+    rates: dict[tuple[str, int, int] | tuple[int, str], list[float]] = {}
     commands: list[str] = []
-    for _ in range(rounds):  # interleaved: bounds and yolocli share each round's load
+    labels = {"--no-save": ["--no-save"], "annotated images saved": []}
+    for r in range(rounds):  # interleaved: bounds and yolocli share each round's load
         for kind in kinds:
             for k, t in configs:
                 rates.setdefault((kind, k, t), []).append(
                     bare_parallel(kind, k, t, passes, tiny, onnx, root)
                 )
-        for label, extra in (("--no-save", ["--no-save"]), ("annotated images saved", [])):
-            out = root / f"out-workers-{len(commands)}-{len(rates.get(label, []))}"
-            cmd = cli("detect", str(folder), "--model", "yolov3-tiny", "-f", "jsonl",
-                      "-o", str(out), "--profile", *extra)  # fmt: skip
-            wall, _, stdout, stderr = measured(cmd, env)
-            assert len(stdout.splitlines()) == n
-            rates.setdefault(label, []).append(n / wall)
-            engine_line = next((ln for ln in stderr.splitlines() if "engine:" in ln), "")
-            if len(commands) < 2:
-                commands.append(f"{shown(cmd)}\n      ->{engine_line}")
+        for n, folder in folders.items():
+            for label, extra in labels.items():
+                out = root / f"out-workers-{n}-{len(extra)}-{r}"
+                cmd = cli("detect", str(folder), "--model", "yolov3-tiny", "-f", "jsonl",
+                          "-o", str(out), "--profile", *extra)  # fmt: skip
+                wall, _, stdout, stderr = measured(cmd, env)
+                assert len(stdout.splitlines()) == n
+                rates.setdefault((n, label), []).append(n / wall)
+                engine_line = next((ln for ln in stderr.splitlines() if "engine:" in ln), "")
+                if r == 0 and n == long_run:
+                    commands.append(f"{shown(cmd)}\n      ->{engine_line}")
+                shutil.rmtree(out, ignore_errors=True)
     med = {key: statistics.median(v) for key, v in rates.items()}
     lines = ["| run | engine | networks x threads | images/s | share of the best bound |",
              "| --- | --- | --- | --- | --- |"]  # fmt: skip
@@ -526,24 +531,30 @@ def workers_section(
                          f"{k} x {t} | {med[(kind, k, t)]:.1f} | "
                          f"{med[(kind, k, t)] / best[kind]:.2f} |")  # fmt: skip
     goals = {"--no-save": 0.9, "annotated images saved": 0.85}
-    for label, goal in goals.items():
-        share = med[label] / best[auto]
-        ok = share >= goal
-        report.goal(f"workers, {label}",
-                    f"{share:.2f} of the best bare configuration ({ENGINE_LABELS[auto]}) "
-                    f"(goal {goal})", ok)  # fmt: skip
-        lines.append(f"| `yolocli detect DIR` (defaults), {label} | {ENGINE_LABELS[auto]} | auto "
-                     f"| {med[label]:.1f} | {share:.2f} (goal >= {goal}: "
-                     f"{'met' if ok else 'NOT met'}) |")  # fmt: skip
+    for n in sizes:
+        for label, goal in goals.items():
+            share = med[(n, label)] / best[auto]
+            verdict = ""
+            if n == long_run:
+                ok = share >= goal
+                verdict = f" (goal >= {goal}: {'met' if ok else 'NOT met'})"
+                report.goal(f"workers, {n} images, {label}",
+                            f"{share:.2f} of the best bare configuration ({ENGINE_LABELS[auto]}) "
+                            f"(goal {goal})", ok)  # fmt: skip
+            lines.append(f"| `yolocli detect DIR` (defaults), {n} images, {label} | "
+                         f"{ENGINE_LABELS[auto]} | auto | {med[(n, label)]:.1f} | "
+                         f"{share:.2f}{verdict} |")  # fmt: skip
     report.add(
-        f"8. Workers: {n} JPEG photos against the best bare configuration ({cores} cores)",
+        f"8. Workers: JPEG photos against the best bare configuration ({cores} cores)",
         "\n".join(lines)
         + f"\n\nMedians of {rounds} interleaved rounds. A bound is k processes started "
         f"together, each running {passes} bare forward passes of yolov3-tiny at 416 on blobs "
         "letterboxed before the clock starts (benchmarks/peers/bare_parallel.py); its rate is "
         "k x passes over the slowest process's time. `yolocli detect` is the whole process: "
         "Python start, worker start-up, reading, decoding, letterboxing, decoding the heads, "
-        "NMS, drawing and writing included.\n\nCommands:\n\n"
+        "NMS, drawing and writing included. The goals are judged on the long folder; the short "
+        "one shows what start-up (Python, imports, two workers loading their networks) costs "
+        "a run of a few seconds.\n\nCommands (the long folder):\n\n"
         + "\n".join(f"    {c}" for c in commands),
     )
 
@@ -608,26 +619,37 @@ def tuning_section(report: Report, tiny: Path, quick: bool) -> None:
 
 
 def memory_section(report: Report, env: dict[str, str], root: Path, quick: bool) -> None:
+    """Peak RSS of the largest process, short run against long, with one network in the
+    process and with worker processes (what `auto` picks for each folder differs, so each
+    is measured both ways)."""
     small, large = (3, 12) if quick else (30, 600)
-    peaks = {}
+    peaks: dict[tuple[str, int], float] = {}
     cmds = []
-    for n in (small, large):
-        folder = folder_of(n, root / "memory")
-        cmd = cli("detect", str(folder), "--model", "yolov3-tiny", "-f", "jsonl",
-                  "-o", str(root / f"out-memory-{n}"))  # fmt: skip
-        _, rss, _, _ = measured(cmd, env)
-        peaks[n] = rss / 1024
-        cmds.append(shown(cmd))
-    growth = peaks[large] - peaks[small]
-    ok = growth <= 30
-    report.goal(
-        "peak RSS growth", f"{growth:+.1f} MiB from {small} to {large} images (goal <= 30)", ok
-    )
+    modes = {"one network in the process (-j 1)": "1", "2 worker processes (-j 2)": "2"}
+    for mode, j in modes.items():
+        for n in (small, large):
+            folder = jpeg_folder_of(n, root / "memory")
+            cmd = cli("detect", str(folder), "--model", "yolov3-tiny", "-f", "jsonl",
+                      "-o", str(root / f"out-memory-{j}-{n}"), "-j", j)  # fmt: skip
+            _, rss, _, _ = measured(cmd, env)
+            peaks[(mode, n)] = rss / 1024
+            cmds.append(shown(cmd))
+    lines = [f"| run | {small} images | {large} images | growth |", "| --- | --- | --- | --- |"]
+    worst = 0.0
+    for mode in modes:
+        growth = peaks[(mode, large)] - peaks[(mode, small)]
+        worst = max(worst, growth)
+        lines.append(f"| {mode} | {peaks[(mode, small)]:.1f} MiB | "
+                     f"{peaks[(mode, large)]:.1f} MiB | {growth:+.1f} MiB |")  # fmt: skip
+    ok = worst <= 30
+    report.goal("peak RSS growth", f"{worst:+.1f} MiB at most, {small} to {large} images "
+                f"(goal <= 30)", ok)  # fmt: skip
     report.add(
         "4. Peak memory",
-        f"| images | peak RSS |\n| --- | --- |\n| {small} | {peaks[small]:.1f} MiB |\n"
-        f"| {large} | {peaks[large]:.1f} MiB |\n\nGrowth: {growth:+.1f} MiB (goal <= 30 MiB: "
-        f"{'met' if ok else 'NOT met'}). Peak RSS from wait4(2) of each process.\n\nCommands:\n\n"
+        "\n".join(lines)
+        + f"\n\nLargest growth: {worst:+.1f} MiB (goal <= 30 MiB: {'met' if ok else 'NOT met'}). "
+        "Peak RSS of the largest single process (wait4(2) of the command, whose worker "
+        "processes it has reaped), JPEG photos of six sizes.\n\nCommands:\n\n"
         + "\n".join(f"    {c}" for c in cmds),
     )
 

@@ -111,7 +111,7 @@ def test_workers_on_the_command_line(tmp_path: Path, env: dict[str, str]) -> Non
     code, recs, stderr = run(["detect", str(folder), *TINY, "--no-save", "--profile"], env)
     assert code == 0
     assert len(recs) == 4
-    assert "(auto: fewer than 200 images, so one network in this process)" in stderr
+    assert "(auto: fewer than 100 images, so one network in this process)" in stderr
     code, recs, stderr = run(["detect", str(folder), *TINY, "--no-save", "--profile", "-j2"], env)
     assert code == 0
     assert len(recs) == 4

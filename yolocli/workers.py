@@ -52,9 +52,10 @@ WEIGHTS_FACTOR = 3
 MEMORY_SHARE = 0.5  # of the available memory, at most, for all workers together
 
 # Fewer images than this run on one network in the calling process: starting workers (a
-# Python, OpenCV and an engine each) takes longer than they save on a short run
-# (benchmarks/RESULTS.md, "Workers").
-MIN_IMAGES = 200
+# Python, OpenCV and an engine each, about 0.5 s) takes longer than they save on a short run.
+# On 2 cores with yolov3-tiny, 2 workers were 3% slower than one network on 40 JPEG photos and
+# 6% faster on 100 (farm-bench, whole process; benchmarks/RESULTS.md, "Workers").
+MIN_IMAGES = 100
 
 # Tasks sent to a worker before it answers the first: with two, the next image is already
 # in its pipe when it finishes one, so it never waits for this process to hand it work.
@@ -174,8 +175,8 @@ def _worker_main(conn: multiprocessing.connection.Connection, plan: Plan, thread
             task = conn.recv()
         except (EOFError, OSError):
             return  # the parent is gone (killed, say): nothing left to do
-        if task is None:
-            return
+        if task is None:  # done: nothing to tidy (no files, no buffered answers), so no
+            os._exit(0)  # interpreter and engine teardown for the parent to wait for
         try:
             conn.send(run_task(detector, task))
         except (BrokenPipeError, OSError):
