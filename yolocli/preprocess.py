@@ -175,9 +175,11 @@ class _Plan:
         right *= self.col_w[1]
         part += right
         # vertical pass: each output row from its two source rows
-        np.take(part, self.upper, axis=0, out=upper)
+        # (mode="clip": the indices are in range by construction, and NumPy's default "raise"
+        # copies through a temporary when given ``out``)
+        np.take(part, self.upper, axis=0, out=upper, mode="clip")
         upper *= self.row_w[0]
-        np.take(part, self.lower, axis=0, out=lower)
+        np.take(part, self.lower, axis=0, out=lower, mode="clip")
         lower *= self.row_w[1]
         upper += lower
         left, top = self.box.offset
