@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -220,3 +222,26 @@ def test_cuda_without_a_cuda_build_fails_up_front(real_store: Store, device: str
 def test_not_an_image_array_is_an_image_error(tiny: Detector) -> None:
     with pytest.raises(ImageError, match=r"expected a BGR uint8 image of shape \(H, W, 3\)"):
         tiny.detect(np.zeros((10, 10), np.uint8))
+
+
+def test_opening_a_cached_graph_does_not_import_the_compiler(real_store: Store) -> None:
+    """Every worker process opens the network: finding the compiled graph in the store must not
+    import onnx (tens of milliseconds per process), only making it may."""
+    Detector("yolov3-tiny", store=real_store, backend="onnxruntime")  # cached from here on
+    script = (
+        "import sys\n"
+        "from yolocli import Detector\n"
+        "from yolocli.store import Store\n"
+        "store = Store.from_env({'YOLOCLI_HOME': sys.argv[1], 'YOLOCLI_OFFLINE': '1'})\n"
+        "Detector('yolov3-tiny', store=store, backend='onnxruntime')\n"
+        "print(sorted(m for m in ('onnx', 'yolocli.compiler') if m in sys.modules))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(real_store.root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -12,10 +12,10 @@ import pytest
 
 from tests import awkward
 from tests.conftest import DATA, WEIGHTS_CACHE, spawn
-from yolocli.model import plan
-from yolocli.store import Store
 from yolocli.inputs import Source
+from yolocli.model import plan
 from yolocli.outputs import Targets
+from yolocli.store import Store
 from yolocli.workers import DEPTH, WORKER_BASE_BYTES, Done, Task, Workers, auto_workers
 
 TINY = ["--model", "yolov3-tiny", "--conf", "0.2", "-f", "jsonl"]
@@ -147,4 +147,5 @@ def test_the_images_queued_behind_a_crash_go_to_the_new_worker(
         answers[0].error == "the worker process running this image died: it was killed by SIGSEGV"
     )
     assert answers[1].error is None
-    assert answers[1].detections is not None and len(answers[1].detections) > 0
+    assert answers[1].detections is not None
+    assert len(answers[1].detections) > 0

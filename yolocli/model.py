@@ -224,7 +224,6 @@ def compiled(info: ModelInfo, width: int, height: int, store: Store | None = Non
     """``info``'s network compiled to ONNX for a ``width`` x ``height`` input
     (`yolocli.compiler`), made once and cached in the model store, keyed by everything it is
     made from: the cfg, the weights' sha256, the size and the compiler itself."""
-    from yolocli import compiler
     from yolocli.store import Store
 
     store = store or Store.from_env()
@@ -232,6 +231,8 @@ def compiled(info: ModelInfo, width: int, height: int, store: Store | None = Non
     key = "\n".join((info.cfg_text, info.weights_sha256(), size, _compiler_fingerprint()))
 
     def build() -> bytes:
+        from yolocli import compiler  # only when a graph is made: onnx is a slow import
+
         log.info("compiling %s to ONNX at %s (once; cached in the model store)", info.name, size)
         graph = compiler.compile_onnx(info.network, info.weights, size=(width, height))
         return bytes(graph.SerializeToString())
@@ -353,8 +354,11 @@ def _sha256_cached(path: Path) -> str:
 
 @functools.cache
 def _compiler_fingerprint() -> str:
-    """A hash of the code that writes the graph: any change to it makes a new cache entry."""
-    from yolocli import compiler
+    """A hash of the code that writes the graph: any change to it makes a new cache entry.
+    Read from the source files, not imported: finding a cached graph (every worker process
+    does) must not pay for importing onnx."""
+    import importlib.util
 
-    code = b"".join(Path(m.__file__).read_bytes() for m in (compiler, darknet) if m.__file__)
+    files = [importlib.util.find_spec(f"yolocli.{m}") for m in ("compiler", "darknet")]
+    code = b"".join(Path(f.origin).read_bytes() for f in files if f is not None and f.origin)
     return hashlib.sha256(code).hexdigest()
