@@ -281,6 +281,10 @@ class Workers:
         """Give ``task`` to the least busy worker (one must have room: see `idle`)."""
         worker = min(self.workers, key=lambda w: len(w.tasks))
         assert len(worker.tasks) < DEPTH
+        self._send(worker, task)
+
+    @staticmethod
+    def _send(worker: _Worker, task: Task) -> None:
         worker.tasks.append(task)
         # if it died, `results` notices, answers for the task and replaces the worker
         with contextlib.suppress(BrokenPipeError, OSError):
@@ -326,9 +330,7 @@ class Workers:
         self.workers.append(worker)
         self._ready(worker)
         for waiting in rest:
-            worker.tasks.append(waiting)
-            with contextlib.suppress(BrokenPipeError, OSError):
-                worker.conn.send(waiting)
+            self._send(worker, waiting)
         if task is None:
             return None
         return Done(task.index, error=f"the worker process running this image died: {why}")
