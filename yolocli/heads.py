@@ -136,6 +136,17 @@ def decode(
     most of the work.
     """
     _check([np.asarray(r)[None] for r in raw], heads)
+    return _decode_image(raw, heads, net_w, net_h, min_objectness)
+
+
+def _decode_image(
+    raw: Sequence[npt.NDArray[np.float32]],
+    heads: Sequence[YoloHead],
+    net_w: int,
+    net_h: int,
+    min_objectness: float | None = None,
+) -> FloatArray:
+    """`decode` of outputs already checked against ``heads``."""
     parts = []
     # exp overflows to inf exactly where darknet's does (a logistic of 0, or an infinite
     # box): the values are darknet's, the warnings are noise.
@@ -166,7 +177,7 @@ def decode_batch(
     n, total = _check(raw, heads)
     rows = np.empty((n, total, 5 + heads[0].classes), dtype=np.float32)
     for j in range(n):
-        rows[j] = decode([r[j] for r in raw], heads, net_w, net_h)
+        rows[j] = _decode_image([r[j] for r in raw], heads, net_w, net_h)
     return rows
 
 

@@ -229,11 +229,11 @@ class _Work:
             self._picked = [np.empty(n, np.uint8) for _ in range(2)]
             self._float = [np.empty(n, np.float32) for _ in range(3)]
         shape, m = (rows, w, 3), rows * w * 3
-        half = h * w * 3
+        half, resized = h * w * 3, self._float[2]
         return (
             [b[:m].reshape(shape) for b in self._picked],
             [b[:m].reshape(shape) for b in self._float[:2]],
-            [b[:half].reshape(h, w * 3) for b in (self._float[2][:half], self._float[2][half:])],
+            [resized[i * half : (i + 1) * half].reshape(h, w * 3) for i in range(2)],
         )
 
 
