@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import DATA, run_cli
+from tests.oracle import assert_reference_answers, photo
 from yolocli import engines
 from yolocli.engines.opencv import has_darknet_importer
 from yolocli.errors import EngineError, OptionError
@@ -22,11 +23,6 @@ from yolocli.preprocess import letterbox
 from yolocli.store import Store
 
 BACKENDS = ["opencv", "onnxruntime", "openvino"]
-REFERENCES = sorted((DATA / "reference").glob("*.json"))
-
-
-def photo(name: str) -> np.ndarray:
-    return cv2.imread(str(DATA / "images" / name), cv2.IMREAD_COLOR)
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +58,7 @@ def test_every_engine_gives_the_reference_answers(
     detectors: dict[str, Detector], backend: str
 ) -> None:
     det = detectors[backend]
-    for path in REFERENCES:
-        ref = json.loads(path.read_text())
-        dets = det.detect(photo(ref["image"]))
-        assert sorted(dets.class_ids.tolist()) == sorted(d["class_id"] for d in ref["detections"])
-        theirs = sorted(d["score"] for d in ref["detections"])
-        np.testing.assert_allclose(sorted(dets.scores.tolist()), theirs, atol=0.005)
+    assert_reference_answers(det)
 
 
 def test_auto_takes_the_fastest_installed_engine() -> None:

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import DATA
+from tests.oracle import REFERENCES, assert_reference_answers, photo
 from tests.test_compiler import EVERY_LAYER, photo_blob, run_onnx, write_scaled_weights
 from yolocli import darknet, engines
 from yolocli.compiler import compile_onnx
@@ -33,7 +34,6 @@ needs_torch = pytest.mark.skipif(
     not HAVE_TORCH, reason="PyTorch is not installed (pip install torch, or 'yolocli[cuda]')"
 )
 PHOTOS = sorted((DATA / "images").iterdir())
-REFERENCES = sorted((DATA / "reference").glob("*.json"))
 
 
 def cuda_ready() -> bool:
@@ -45,10 +45,6 @@ def cuda_ready() -> bool:
 
 
 needs_gpu = pytest.mark.skipif(not cuda_ready(), reason="no CUDA GPU for PyTorch")
-
-
-def photo(name: str) -> np.ndarray:
-    return cv2.imread(str(DATA / "images" / name), cv2.IMREAD_COLOR)
 
 
 def random_image(width: int, height: int, seed: int = 0) -> np.ndarray:
@@ -198,12 +194,7 @@ def test_the_torch_engine_gives_onnx_runtimes_raw_heads(
 
 def test_the_torch_engine_gives_the_reference_answers(torch_tiny: Detector) -> None:
     assert torch_tiny.engine.name.startswith("PyTorch ")
-    for path in REFERENCES:
-        ref = json.loads(path.read_text())
-        dets = torch_tiny.detect(photo(ref["image"]))
-        assert sorted(dets.class_ids.tolist()) == sorted(d["class_id"] for d in ref["detections"])
-        theirs = sorted(d["score"] for d in ref["detections"])
-        np.testing.assert_allclose(sorted(dets.scores.tolist()), theirs, atol=0.005)
+    assert_reference_answers(torch_tiny)
 
 
 def test_tensors_in_tensors_out(torch_tiny: Detector) -> None:
