@@ -76,10 +76,14 @@ CASES = {
     ),
 }
 
-# the patch goes right after test_detector's NMS
-PATCH_AFTER = (
+# the patch goes right after test_detector's NMS, before it draws the detections
+NMS = (
     "            else diounms_sort(dets, nboxes, l.classes, nms, l.nms_kind, l.beta_nms);\n"
     "        }\n"
+)
+DRAW = (
+    "        draw_detections_v3(im, dets, nboxes, thresh, names, alphabet, l.classes,"
+    " ext_output);\n"
 )
 PATCH = """        { /* yolocli oracle: every (box, class) darknet reports, relative to the image */
             int di, dk;
@@ -97,9 +101,9 @@ def build(source: Path) -> Path:
     detector = source / "src" / "detector.c"
     text = detector.read_text()
     if "yolocli oracle" not in text:
-        if text.count(PATCH_AFTER) != 1:
+        if text.count(NMS + DRAW) != 1:
             sys.exit(f"{detector}: not the test_detector this patch was written for (59596d7)")
-        detector.write_text(text.replace(PATCH_AFTER, PATCH_AFTER + PATCH))
+        detector.write_text(text.replace(NMS + DRAW, NMS + PATCH + DRAW))
     subprocess.run(["make", "-j2", *BUILD], cwd=source, check=True, stdout=subprocess.DEVNULL)
     return source / "darknet"
 
