@@ -194,3 +194,35 @@ def test_verbose_and_profile_say_which_darknet_ran_and_why(tmp_path: Path) -> No
     bad = run_cli("detect", image, *args, "--darknet", "opencv")
     assert bad.exit_code == 2
     assert "'opencv' is not one of 'pjreddie', 'alexeyab'" in bad.stderr
+
+
+def test_slicing_and_workers_follow_the_recipe(tmp_path: Path) -> None:
+    """Tiles are prepared and kept as the model's darknet would (stretched, DIoU-NMS), the
+    merge measures with DIoU by default, and worker processes get the same recipe."""
+    from tests.alexeyab import write_weights
+    from tests.oracle import photo
+    from yolocli.postprocess import Postprocess
+    from yolocli.slicing import Slicer
+
+    cfg = REPO / "configs" / "yolov4-tiny.cfg"
+    weights = tmp_path / "w.weights"
+    write_weights(cfg.read_text(), weights, 1)
+    post = Postprocess(conf=0.05, max_det=0)
+    det = Detector(cfg=cfg, weights=weights, size=160, backend="onnxruntime", postprocess=post)
+    assert Slicer(200).match is None
+    image = photo("coffee.png")
+    default = Slicer(200).detect(det, image)
+    explicit = Slicer(200, match="diou").detect(det, image)
+    assert len(default) > 10
+    np.testing.assert_array_equal(default.xyxy, explicit.xyxy)
+    np.testing.assert_array_equal(default.scores, explicit.scores)
+
+    images = [str(DATA / "images" / name) for name in ("coffee.png", "chelsea.png")]
+    args = ["--cfg", str(cfg), "--weights", str(weights), "--size", "160", "--conf", "0.05",
+            "--max-det", "0", "--no-save", "-f", "jsonl"]  # fmt: skip
+    here = run_cli("detect", *images, *args, "-j", "1")
+    workers = run_cli("detect", *images, *args, "-j", "2")
+    assert here.exit_code == workers.exit_code == 0, workers.output
+    assert here.stdout == workers.stdout
+    first = json.loads(here.stdout.splitlines()[0])
+    assert len(first["detections"]) == len(det.detect(image))

@@ -828,9 +828,10 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
 )
 @click.option(
     "--match",
-    type=click.Choice(["iou", "ios"]),
-    help="With --slice: overlap measure for --merge (ios: over the smaller box), at --nms. "
-    "[default: iou]",
+    type=click.Choice(["iou", "ios", "diou"]),
+    help="With --slice: overlap measure for --merge (ios: over the smaller box; diou: "
+    "darknet's distance-IoU), at --nms. [default: the model's own NMS measure: diou for "
+    "AlexeyAB cfgs with nms_kind, else iou]",
 )
 @click.option(
     "--vid-stride",
