@@ -324,6 +324,7 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
                 "installed": status.installed,
                 "weights": str(status.path),
                 "description": model.description,
+                "darknet": model.darknet,  # which darknet it runs as (yolocli.recipe)
             }
             for name, model, status, _ in rows
         ]
