@@ -165,7 +165,7 @@ class Detector:
         darknet does (`yolocli.heads`) and kept by ``postprocess`` (default: the detector's)."""
         post = self.postprocess if postprocess is None else postprocess.for_names(self.names)
         # only rows that can hold a score above conf: the rest cost most of the work
-        rows = heads.decode(outputs, self.heads, self.width, self.height, post.conf)
+        rows = self.recipe.decode(outputs, self.heads, self.width, self.height, post.conf)
         return post.apply(rows, box, self.names, post.allowed(len(self.names)), self.recipe)
 
     def detect(
