@@ -947,6 +947,7 @@ def detect(
       yolocli detect big-folder/ --skip-existing      # resume after an interruption
       yolocli detect clip.mp4 -f jsonl > frames.jsonl # + detections/clip.mp4
       yolocli detect rtsp://cam.local/stream --max-frames 100
+      yolocli detect x.png --cfg my.cfg --weights my.weights -v  # says which darknet
     """
     # -- usage checks: everything that can be known before any work ----------------------
     _check_model_choice(model, cfg, weights)
