@@ -58,28 +58,39 @@ def initiate(xyah: F64) -> tuple[F64, F64]:
     return mean, cov
 
 
+# Per-step process noise: standard deviations proportional to the box height, plus a fixed
+# variance for the aspect ratio and its velocity (ByteTrack's values).
+_NOISE_STD = np.array([POSITION_STD, POSITION_STD, 0, POSITION_STD,
+                       VELOCITY_STD, VELOCITY_STD, 0, VELOCITY_STD])  # fmt: skip
+_NOISE_FIXED = np.array([0, 0, 1e-4, 0, 0, 0, 1e-10, 0])
+_MEASURE_STD = np.array([POSITION_STD, POSITION_STD, 0, POSITION_STD])
+_MEASURE_FIXED = np.array([0, 0, 1e-2, 0])
+_I8 = np.arange(8)
+_I4 = np.arange(4)
+
+
 def predict(mean: F64, cov: F64, dt: npt.ArrayLike) -> tuple[F64, F64]:
     """Each state moved on by its ``dt`` seconds (>= 0); uncertainty grows with the time."""
     n = len(mean)
     if n == 0:
         return mean.copy(), cov.copy()
     steps = np.broadcast_to(np.maximum(np.asarray(dt, np.float64), 0.0) / STEP, (n,))
-    motion = np.broadcast_to(np.eye(8), (n, 8, 8)).copy()
-    idx = np.arange(4)
-    motion[:, idx, idx + 4] = steps[:, None]
-    h = mean[:, 3]
-    p, v = POSITION_STD, VELOCITY_STD
-    var = np.stack(
-        [(p * h) ** 2, (p * h) ** 2, np.full(n, 1e-4), (p * h) ** 2,
-         (v * h) ** 2, (v * h) ** 2, np.full(n, 1e-10), (v * h) ** 2],
-        axis=1,
-    )  # fmt: skip
+    s = steps[:, None]
+    new_mean = mean.copy()
+    new_mean[:, :4] += s * mean[:, 4:]
+    # F P F^T for F = [[I, sI], [0, I]], by blocks: P = [[A, B], [B^T, C]] becomes
+    # [[A + s(B + B^T) + s^2 C, B + sC], [B^T + sC, C]].
+    s3 = s[:, :, None]
+    a, b, c = cov[:, :4, :4], cov[:, :4, 4:], cov[:, 4:, 4:]
+    bc = b + s3 * c
+    new_cov = np.empty_like(cov)
+    new_cov[:, :4, :4] = a + s3 * (b + b.transpose(0, 2, 1)) + s3 * s3 * c
+    new_cov[:, :4, 4:] = bc
+    new_cov[:, 4:, :4] = bc.transpose(0, 2, 1)
+    new_cov[:, 4:, 4:] = c
     # Process noise is a random walk: its variance grows in proportion to the time elapsed.
-    var *= steps[:, None]
-    new_mean = np.einsum("nij,nj->ni", motion, mean)
-    new_cov = motion @ cov @ motion.transpose(0, 2, 1)
-    i8 = np.arange(8)
-    new_cov[:, i8, i8] += var
+    var = ((mean[:, 3:4] * _NOISE_STD) ** 2 + _NOISE_FIXED) * s
+    new_cov[:, _I8, _I8] += var
     return new_mean, new_cov
 
 
@@ -87,13 +98,10 @@ def update(mean: F64, cov: F64, xyah: F64) -> tuple[F64, F64]:
     """Each state corrected by its (N, 4) measurement."""
     if len(mean) == 0:
         return mean.copy(), cov.copy()
-    h = mean[:, 3]
-    p = POSITION_STD
-    r = np.stack([(p * h) ** 2, (p * h) ** 2, np.full(len(h), 1e-2), (p * h) ** 2], axis=1)
+    r = (mean[:, 3:4] * _MEASURE_STD) ** 2 + _MEASURE_FIXED
     projected = mean[:, :4]
     s = cov[:, :4, :4].copy()
-    i4 = np.arange(4)
-    s[:, i4, i4] += r
+    s[:, _I4, _I4] += r
     pht = cov[:, :, :4]  # P H^T with H = [I 0]
     # K = P H^T S^-1, solved rather than inverted (S is symmetric positive definite).
     gain = np.linalg.solve(s, pht.transpose(0, 2, 1)).transpose(0, 2, 1)

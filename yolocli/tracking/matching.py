@@ -47,12 +47,13 @@ def assign(cost: npt.ArrayLike, limit: float) -> tuple[IntArray, IntArray, IntAr
     if n == 0 or m == 0:
         none = np.zeros((0, 2), np.intp)
         return none, np.arange(n, dtype=np.intp), np.arange(m, dtype=np.intp)
-    big = np.full((n + m, n + m), limit / 2)
-    big[n:, m:] = 0.0
-    # A pair at or over the limit is never worth matching: make that exact, not a tie.
-    big[:n, :m] = np.where(c < limit, c, limit + 1.0)
-    rows, cols = linear_sum_assignment(big)
-    keep = (rows < n) & (cols < m)
+    # Matching a pair below the limit gains (limit - cost) over leaving both out; a pair at
+    # or over it gains nothing, and being "matched" to it is the same as being left out. So
+    # the rectangular problem on min(cost - limit, 0) is lapjv's extended one, at a fraction
+    # of the size of its (n + m) square matrix.
+    gain = np.minimum(c - limit, 0.0)
+    rows, cols = linear_sum_assignment(gain)
+    keep = c[rows, cols] < limit
     matches = np.stack([rows[keep], cols[keep]], axis=1).astype(np.intp)
     row_done = np.zeros(n, bool)
     col_done = np.zeros(m, bool)

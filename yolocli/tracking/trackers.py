@@ -139,16 +139,25 @@ class _Tracker:
         tr.ids[index] = np.arange(self.next_id, self.next_id + len(index))
         self.next_id += len(index)
 
-    def _cost(self, rows: npt.ArrayLike, dets: Detections, cols: npt.ArrayLike, fuse: bool) -> F64:
-        rows = np.asarray(rows, np.intp)
-        cols = np.asarray(cols, np.intp)
-        return iou_cost(
-            self.tracks.boxes(rows),
-            dets.xyxy[cols],
-            dets.scores[cols] if fuse else None,
-            self.tracks.classes[rows] if self.per_class else None,
-            dets.class_ids[cols] if self.per_class else None,
+    def _costs(self, dets: Detections) -> None:
+        """This frame's cost (1 - IoU) of every predicted track against every detection,
+        computed once; each round of matching takes its part (`_cost`)."""
+        tr = self.tracks
+        self._frame_cost = iou_cost(
+            tr.boxes(np.arange(len(tr))),
+            dets.xyxy,
+            None,
+            tr.classes if self.per_class else None,
+            dets.class_ids if self.per_class else None,
         )
+        self._frame_scores = dets.scores.astype(np.float64)
+
+    def _cost(self, rows: npt.ArrayLike, cols: npt.ArrayLike, fuse: bool) -> F64:
+        """Tracks ``rows`` against detections ``cols``; ``fuse``: IoU times the score."""
+        cost = self._frame_cost[np.ix_(np.asarray(rows, np.intp), np.asarray(cols, np.intp))]
+        if fuse:
+            cost = 1.0 - (1.0 - cost) * self._frame_scores[np.asarray(cols, np.intp)][None, :]
+        return cost
 
     @staticmethod
     def _output(dets: Detections, ids: I64) -> Detections:
@@ -206,30 +215,29 @@ class ByteTrack(_Tracker):
         high = np.flatnonzero(dets.scores >= self.high)
         low = np.flatnonzero((dets.scores >= self.low) & (dets.scores < self.high))
 
+        self._costs(dets)
         # 1. Confident detections against the confirmed tracks, tracked and lost alike.
         pool = np.flatnonzero(tr.ids > 0)
-        m, left_pool, left = assign(self._cost(pool, dets, high, True), self.match)
-        rows, cols = pool[m[:, 0]], high[m[:, 1]]
-        self._correct(rows, dets.xyxy[cols], t)
-        det_row[cols] = rows
+        m, left_pool, left = assign(self._cost(pool, high, True), self.match)
+        det_row[high[m[:, 1]]] = pool[m[:, 0]]
         left_high = high[left]
         rest = pool[left_pool]
 
         # 2. Weak detections against the tracks still unmatched that were seen last frame.
         rest = rest[tr.state[rest] == TRACKED]
-        m, left_rest, _ = assign(self._cost(rest, dets, low, False), self.second_match)
-        rows, cols = rest[m[:, 0]], low[m[:, 1]]
-        self._correct(rows, dets.xyxy[cols], t)
-        det_row[cols] = rows
+        m, left_rest, _ = assign(self._cost(rest, low, False), self.second_match)
+        det_row[low[m[:, 1]]] = rest[m[:, 0]]
         tr.state[rest[left_rest]] = LOST
 
         # 3. Unconfirmed tracks (seen once) against the confident detections left.
         fresh = np.flatnonzero(tr.ids == 0)
-        m, left_fresh, left = assign(self._cost(fresh, dets, left_high, True), self.new_match)
-        rows, cols = fresh[m[:, 0]], left_high[m[:, 1]]
-        self._correct(rows, dets.xyxy[cols], t)
-        self._confirm(rows)
-        det_row[cols] = rows
+        m, left_fresh, left = assign(self._cost(fresh, left_high, True), self.new_match)
+        det_row[left_high[m[:, 1]]] = fresh[m[:, 0]]
+        # The matched tracks take their detections, all at once (the rounds above matched
+        # disjoint tracks against their predictions, so the order does not matter).
+        matched = np.flatnonzero(det_row >= 0)
+        self._correct(det_row[matched], dets.xyxy[matched], t)
+        self._confirm(fresh[m[:, 0]])
         drop = np.zeros(len(tr), bool)
         drop[fresh[left_fresh]] = True
 
@@ -251,8 +259,8 @@ class ByteTrack(_Tracker):
         # 5. Forget what has been lost too long, and lost twins of tracked tracks.
         gone = (tr.state == LOST) & (t - tr.seen > self.lost_time)
         gone |= self._duplicates()
-        matched = det_row >= 0
-        out[matched] = np.where(gone[det_row[matched]], -1, tr.ids[det_row[matched]])
+        taken = det_row >= 0
+        out[taken] = np.where(gone[det_row[taken]], -1, tr.ids[det_row[taken]])
         out[out == 0] = -1
         tr.keep(~gone)
         return self._output(dets, out)
@@ -304,8 +312,8 @@ class Sort(_Tracker):
         dets = detections
         out = np.full(len(dets), -1, np.int64)
         cand = np.flatnonzero(dets.scores >= self.conf)
-        rows_all = np.arange(len(tr))
-        m, left_rows, left = assign(self._cost(rows_all, dets, cand, False), 1.0 - self.iou)
+        self._costs(dets)
+        m, left_rows, left = assign(self._cost(np.arange(len(tr)), cand, False), 1.0 - self.iou)
         rows, cols = m[:, 0], cand[m[:, 1]]
         self._correct(rows, dets.xyxy[cols], t)
         tr.state[left_rows] = LOST
