@@ -81,8 +81,10 @@ def frames() -> tuple[list[np.ndarray], list[dict[int, list[float]]]]:
     return images, truth
 
 
-def write_video(path: Path) -> None:
+def write_video(path: Path, count: int = FRAMES) -> None:
+    """The clip's first ``count`` frames as a Motion JPEG AVI (OpenCV always writes it)."""
     images, _ = frames()
+    images = images[:count]
     out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (WIDTH, HEIGHT))
     for image in images:
         out.write(image)

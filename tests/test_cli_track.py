@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -181,3 +182,17 @@ def test_a_photo_alone_is_not_a_sequence(use_real_store: Path) -> None:
     result = run_cli("track", str(photo), "-m", "yolov3-tiny", "--no-save", "-f", "jsonl")
     assert result.exit_code == 1
     assert "not a sequence" in result.stderr
+
+
+def test_the_readme_tracking_example_runs(
+    tmp_path: Path, use_real_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's Python tracking example, as written, on the first frames of the clip."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    (code,) = re.findall(r"```py\n(.+?)\n```", readme, re.S)
+    monkeypatch.chdir(tmp_path)
+    clip.write_video(tmp_path / "clip.avi", count=8)
+    scope: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["confirmed"].track_ids.tolist()
+    assert (scope["confirmed"].track_ids > 0).all()
