@@ -275,3 +275,27 @@ def test_zone_counts_inside_and_distinct_entries() -> None:
     assert zone.record(["person", "car"])["entered"] == {"person": 1, "car": 1}
     with pytest.raises(ValueError, match="at least 3"):
         ZoneCounter([(0, 0), (1, 1)])
+
+
+def test_flat_and_empty_frames_do_not_break_the_filter() -> None:
+    tracker = ByteTrack()
+    for f in range(5):
+        flat = boxes((10, 50, 60, 50), (100, 0, 100, 40), (200, 200, 240, 280))  # two no area
+        out = tracker.update(flat, f / 30)
+        assert np.isfinite(tracker.tracks.mean).all()
+        assert np.isfinite(tracker.tracks.cov).all()
+        tracker.update(Detections.empty(), f / 30 + 1 / 60)
+    assert out.track_ids.tolist()[2] == 3  # type: ignore[union-attr]
+
+
+def test_a_session_holds_the_clock_when_container_timestamps_step_back() -> None:
+    from yolocli.tracking.session import TrackSettings
+
+    session = TrackSettings(lines=(((25, 0), (25, 1000)),)).session()
+    kept = []
+    for t in (0.0, 0.1, 0.05, 0.2):  # the third frame's timestamp is earlier
+        dets, _, extra = session.frame(t, walkers(t, 2))
+        kept.append(dets.track_ids.tolist())  # type: ignore[union-attr]
+        assert extra["crossings"] == []
+    assert kept[-1] == [1, 2]
+    assert session.end() == {"lines": [{"line": [25.0, 0.0, 25.0, 1000.0], "in": {}, "out": {}}]}

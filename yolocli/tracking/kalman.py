@@ -27,7 +27,7 @@ def xyxy_to_xyah(xyxy: npt.ArrayLike) -> F64:
     """(N, 4) corners as (N, 4) centre x, centre y, aspect w/h, height."""
     b = np.asarray(xyxy, np.float64).reshape(-1, 4)
     w = b[:, 2] - b[:, 0]
-    h = np.maximum(b[:, 3] - b[:, 1], 1e-6)
+    h = np.maximum(b[:, 3] - b[:, 1], 1.0)  # a flat box (clipped at an edge) stays tractable
     return np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, w / h, h], axis=1)
 
 

@@ -84,6 +84,9 @@ class TrackSession:
         """A frame's detections at ``time`` seconds: those of confirmed tracks (with their
         ids), the overlay for its annotated copy, and its record's fields."""
         self.names = detections.names or self.names
+        # Container timestamps can step back (broken PTS, B-frame reordering): hold the clock.
+        if self.tracker.time is not None:
+            time = max(time, self.tracker.time)
         tracked = self.tracker.update(detections, time)
         kept = tracked[tracked.track_ids >= 0]  # type: ignore[operator]
         extra: dict[str, Any] = {}
