@@ -417,6 +417,7 @@ class Pipeline:
                 with contextlib.suppress(ImageError, OSError):
                     state.sink.close()
         self._videos.clear()
+        self._hooks.clear()
 
     # -- the loop --------------------------------------------------------------------------
 
