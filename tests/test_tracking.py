@@ -299,3 +299,24 @@ def test_a_session_holds_the_clock_when_container_timestamps_step_back() -> None
         assert extra["crossings"] == []
     assert kept[-1] == [1, 2]
     assert session.end() == {"lines": [{"line": [25.0, 0.0, 25.0, 1000.0], "in": {}, "out": {}}]}
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(0, 200), min_size=2, max_size=40), st.integers(0, 2**32 - 1))
+def test_line_crossings_alternate_and_add_up_to_the_net_move(xs: list[float], seed: int) -> None:
+    """Whatever the path, crossings alternate in and out, and in - out is the net change of
+    side between the first and the last settled positions."""
+    rng = np.random.default_rng(seed)
+    line = LineCounter((100, 0), (100, 1000))  # moving left (smaller x) is "in"
+    directions = []
+    settled = []
+    for x in xs:
+        y = 500 + rng.uniform(-5, 5)
+        _, d = line.update(one(x, y, 1))
+        directions.extend(d.tolist())
+        if abs(x - 100) >= 4:  # the band: a tenth of the 40 px box
+            settled.append(1 if x < 100 else -1)
+    assert all(a != b for a, b in itertools.pairwise(directions))
+    n_in, n_out = line.counts_in[0], line.counts_out[0]
+    net = (settled[-1] - settled[0]) // 2 if settled else 0
+    assert n_in - n_out == net
