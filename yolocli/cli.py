@@ -1014,14 +1014,36 @@ def _run_detect(
             source_type=kind,
         )  # fmt: skip
         total = None
-        if _progress_wanted(ctx) and stdin is None and not videos:  # an ETA: count first
+        if _progress_wanted(ctx) and stdin is None:  # an ETA: count first
             found = expand_sources(sources, out_dir=save.out_dir, source_type=kind)
-            total = sum(not s.not_an_image for s in found)
+            total = _total(found, options.video, videos)
         with _Signals() as signals:
             return _stream(
                 ctx, plan.info.name, detector, outputs, options, items, total, fmt,
                 (rule if profile else None), signals,
             )  # fmt: skip
+
+
+def _total(found: Any, reading: Any, videos: bool) -> int | None:
+    """The progress bar's total: images, or (when videos are named) frames, where every
+    video's frame count is known in advance (`yolocli.video.expected_frames`); else None."""
+    if not videos:
+        return sum(not s.not_an_image for s in found)
+    from yolocli.video import expected_frames
+
+    total = 0
+    for source in found:
+        if source.not_an_image:
+            continue
+        if source.error or not source.is_video:  # one result each
+            total += 1
+            continue
+        target = str(source.path) if source.path is not None else source.name
+        count = expected_frames(target, source.kind, reading)
+        if count is None:
+            return None
+        total += count
+    return total
 
 
 def _parallel(
@@ -1093,7 +1115,7 @@ def _stream(
         # closing: an interruption finishes the videos being written at once.
         with contextlib.closing(results):  # type: ignore[type-var]  # a generator
             for result in run.track(results):
-                with signals.deferred():
+                with signals.deferred(), run.above_bar():
                     if fmt == "text" and result.source.is_video and not result.skipped:
                         if result.video_end:  # a summary per video, not a line per frame
                             click.echo(run.video_summary(result))
@@ -1190,6 +1212,7 @@ class _Run:
         self.wall: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
         self.start = time.perf_counter()
+        self.first_output: str | None = None  # the first file written, for the summary
         self.bar: Any = None
         if _progress_wanted(ctx):
             from tqdm import tqdm
@@ -1231,6 +1254,8 @@ class _Run:
             elif result.detections is not None:
                 self.objects += len(result.detections)
                 self.tiles += result.tiles
+            if self.first_output is None and not result.skipped:
+                self.first_output = _first_file(result.outputs)
             for stage, (wall, cpu) in result.timings.items():
                 self.wall[stage] = self.wall.get(stage, 0.0) + wall
                 if cpu is not None:
@@ -1259,6 +1284,21 @@ class _Run:
             self.bar.clear()
         click.echo(line, err=True)
 
+    @contextlib.contextmanager
+    def above_bar(self) -> Iterator[None]:
+        """Write records to stdout with the bar out of their way: on a terminal, stdout and
+        the bar (on stderr) share the screen, so the bar is cleared first (no record glued
+        to it, no stale bars left above) and drawn again below the record."""
+        bar = self.bar if self.bar is not None and _isatty(sys.stdout) else None
+        if bar is not None:
+            bar.clear()
+        try:
+            yield
+        finally:
+            if bar is not None:
+                sys.stdout.flush()
+                bar.refresh()
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
@@ -1268,10 +1308,16 @@ class _Run:
 
         self.close()
         elapsed = time.perf_counter() - self.start
-        if self.ctx.meta.get("yolocli.quiet"):
-            return
+        if not self.ctx.meta.get("yolocli.quiet"):
+            click.echo(self.summary(elapsed), err=True)
+        if profile:  # asked for by name: shown under -q too
+            self._profile(elapsed)
+
+    def summary(self, elapsed: float) -> str:
+        """The closing line: what was done, how fast, and where the outputs are."""
         images = self.done - self.videos
-        count = images + self.frames
+        # The rate is of work done: failed and skipped inputs took no forward pass.
+        count = max(images - self.failed - self.skipped, 0) + self.frames
         rate = count / elapsed if elapsed > 0 else 0.0
         parts = [f"{images} image{'s' * (images != 1)}"] if images or not self.videos else []
         if self.videos:
@@ -1284,15 +1330,12 @@ class _Run:
         if self.input_errors:
             parts.append(f"{self.input_errors} input error{'s' * (self.input_errors != 1)}")
         where = ""
-        if self.out_dir is not None and self.done > self.failed + self.skipped:
-            where = f"; outputs in {self.out_dir}/"
+        if self.out_dir is not None and self.first_output is not None:
+            where = f"; outputs in {self.out_dir}/ (first: {_printable(self.first_output)})"
         unit = "frames/s" if self.videos else "images/s"
         if self.encoder:
             where += f" (videos: {self.encoder})"
-        click.echo(f"yolocli: {', '.join(parts)} in {elapsed:.1f} s ({rate:.1f} {unit}){where}",
-                   err=True)  # fmt: skip
-        if profile:
-            self._profile(elapsed)
+        return f"yolocli: {', '.join(parts)} in {elapsed:.1f} s ({rate:.1f} {unit}){where}"
 
     def _profile(self, elapsed: float) -> None:
         from yolocli.pipeline import STAGES
@@ -1322,6 +1365,24 @@ class _Run:
         if self.engine:
             lines.append(f"  engine: {self.engine}")
         click.echo("\n".join(lines), err=True)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # closed, or not a file
+        return False
+
+
+def _first_file(outputs: Any) -> str | None:
+    """The first file named in a record's ``outputs``, if any."""
+    for value in outputs.values():
+        if isinstance(value, list):
+            if value:
+                return str(value[0])
+        elif value:
+            return str(value)
+    return None
 
 
 def _is_internal(error: str) -> bool:
