@@ -986,7 +986,7 @@ def _run_detect(
     profile: bool,
 ) -> int:
     """The detect run itself; returns how many inputs failed."""
-    from yolocli.inputs import expand_sources
+    from yolocli.inputs import expand_sources, unannounced
     from yolocli.model import Detector
     from yolocli.model import plan as make_plan
     from yolocli.outputs import Outputs
@@ -1015,8 +1015,9 @@ def _run_detect(
         )  # fmt: skip
         total = None
         if _progress_wanted(ctx) and stdin is None:  # an ETA: count first
-            found = expand_sources(sources, out_dir=save.out_dir, source_type=kind)
-            total = _total(found, options.video, videos)
+            with unannounced():
+                found = expand_sources(sources, out_dir=save.out_dir, source_type=kind)
+                total = _total(found, options.video, videos)
         with _Signals() as signals:
             return _stream(
                 ctx, plan.info.name, detector, outputs, options, items, total, fmt,
@@ -1084,10 +1085,11 @@ def _named(sources: tuple[str, ...], source_type: str, limit: int) -> list[Any]:
     """The first ``limit`` inputs ``sources`` name (images and videos), to choose workers."""
     import itertools
 
-    from yolocli.inputs import expand_sources
+    from yolocli.inputs import expand_sources, unannounced
 
-    found = (s for s in expand_sources(sources, source_type=source_type) if not s.not_an_image)
-    return list(itertools.islice(found, limit))
+    with unannounced():
+        found = (s for s in expand_sources(sources, source_type=source_type) if not s.not_an_image)
+        return list(itertools.islice(found, limit))
 
 
 def _stream(

@@ -12,14 +12,19 @@ from __future__ import annotations
 import errno
 import fnmatch
 import glob
+import logging
 import os
 import stat
+import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from yolocli.video import Kind, classify, is_camera_device, is_video_name, output_stem, sniff_video
+
+log = logging.getLogger(__name__)
 
 # Read as inputs, and written back in kind (OpenCV encodes all of them); other names get .jpg.
 # GIF: OpenCV 4.11+ decodes it (the first frame); annotated GIFs are written as .gif too.
@@ -157,7 +162,40 @@ def _walk(root: Path, parts: tuple[str, ...], excluded: tuple[int, int] | None) 
                     continue
             except OSError:
                 pass  # _walk reports it when it cannot list it
+        if _is_output_folder(entry):
+            continue
         yield from _walk(root, (*parts, entry.name), excluded)
+
+
+# A folder holding this file is one of yolocli's output folders (yolocli.outputs.JOURNAL).
+OUTPUT_MARK = ".yolocli-journal"
+_quiet = threading.local()  # set by `unannounced`: a look ahead says nothing
+
+
+@contextmanager
+def unannounced() -> Iterator[None]:
+    """Expand without notes (a first look at the inputs, to count them, say: the run that
+    follows says what it skips)."""
+    _quiet.on = True
+    try:
+        yield
+    finally:
+        _quiet.on = False
+
+
+def _is_output_folder(entry: os.DirEntry[str]) -> bool:
+    """True (and said) if a folder met in a walk is yolocli's own output folder: its
+    annotated copies are not new inputs. A folder named on the command line is still read."""
+    if not os.path.lexists(os.path.join(entry.path, OUTPUT_MARK)):
+        return False
+    if not getattr(_quiet, "on", False):
+        log.info(
+            "skipping %s%s: a yolocli output folder (it holds %s); name it to detect in it",
+            entry.path,
+            os.sep,
+            OUTPUT_MARK,
+        )
+    return True
 
 
 # -- paths ----------------------------------------------------------------------------------

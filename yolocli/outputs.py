@@ -50,7 +50,7 @@ from yolocli.detections import Detections
 from yolocli.draw import annotate
 from yolocli.errors import ImageError, OutputError
 from yolocli.files import clean_stale_temporaries, write_atomic
-from yolocli.inputs import IMAGE_EXTENSIONS, Source, safe_rel
+from yolocli.inputs import IMAGE_EXTENSIONS, OUTPUT_MARK, Source, safe_rel
 from yolocli.preprocess import Letterbox
 from yolocli.records import OutputsRecord
 from yolocli.timing import Clock, Timings
@@ -58,7 +58,7 @@ from yolocli.video import VideoSink, is_video_name
 
 log = logging.getLogger(__name__)
 
-JOURNAL = ".yolocli-journal"
+JOURNAL = OUTPUT_MARK  # ".yolocli-journal": also how a folder walk knows an output folder
 LABEL_CHARS = 64  # longest class name used in a crop folder's name
 KINDS = ("image", "labels", "crops")  # what a journal's "done" entry may list
 
