@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import pty
 import select
@@ -142,3 +143,28 @@ def test_the_summary_names_where_the_first_output_went(tmp_path: Path) -> None:
                      "--model", "yolov3-tiny", "-o", str(out))  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert result.stderr.splitlines()[-1].endswith(f"; outputs in {out}/ (first: {out}/coffee.png)")
+
+
+def test_batch_is_applied_or_said_to_be_unused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bug 6: --batch N was silently ignored under worker processes."""
+    from yolocli.cli import _parallel
+    from yolocli.pipeline import Options
+
+    said: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("yolocli")
+    logger.addHandler(handler)
+    try:
+        chosen, rule = _parallel(None, False, "auto", None, Options(batch=8))
+        assert (chosen.workers, chosen.batch) == (1, 8)
+        assert rule == "auto: --batch 8 batches on one network in this process"
+        assert said == []
+        chosen, _ = _parallel(None, False, "2", None, Options(batch=8))
+        assert chosen.workers == 2
+        assert said == [
+            "--batch 8 is not used with --workers 2: each worker process runs one image at a "
+            "time (-j 1 batches on one network in this process)"
+        ]
+    finally:
+        logger.removeHandler(handler)

@@ -691,7 +691,8 @@ def _network_options(func: F) -> F:
             "--batch",
             type=click.IntRange(1, 64),
             default=1,
-            help="Images per forward pass (with one network in this process).",
+            help="Images per forward pass, on one network in this process (so -j auto runs "
+            "no worker processes; with -j N > 1 it is not used).",
         ),
     ]
     for option in reversed(options):  # so that --help lists them in this order
@@ -1064,6 +1065,16 @@ def _parallel(
         count = int(workers)
         share = threads or max(1, cores // count)
         rule = f"--workers {count}"
+        if count > 1 and options.batch > 1:
+            log.warning(
+                "--batch %d is not used with --workers %d: each worker process runs one image "
+                "at a time (-j 1 batches on one network in this process)",
+                options.batch,
+                count,
+            )
+    elif options.batch > 1:
+        count, share = 1, threads  # batches are formed on one network, here
+        rule = f"auto: --batch {options.batch} batches on one network in this process"
     elif videos:
         count, share = 1, threads  # frames are not worth shipping to other processes
         rule = "auto: videos run on one network in this process"
