@@ -69,3 +69,29 @@ def test_a_folder_walk_skips_yolocli_output_folders_and_says_so(
     assert [json.loads(line)["image"] for line in named.stdout.splitlines()] == [
         "detections/cup.png"
     ]
+
+
+def test_one_rule_for_where_a_files_outputs_land(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file lands at its name however it is spelled; a folder's and a glob's images keep
+    their place below the folder (the glob's fixed part)."""
+    work = tmp_path / "work"
+    (work / "shots/day1").mkdir(parents=True)
+    (work / "shots/day2").mkdir()
+    for day in ("day1", "day2"):
+        shutil.copy(DATA / "images/coffee.png", work / "shots" / day / "cup.png")
+    monkeypatch.chdir(work / "shots")
+    spellings = ["day1/cup.png", str(work / "shots/day1/cup.png"), "../shots/day1/cup.png"]
+    for spelling in spellings:
+        out = tmp_path / f"out{spellings.index(spelling)}"
+        result = run_cli("detect", spelling, *TINY, "-o", str(out), "-f", "jsonl")
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["outputs"] == {"image": str(out / "cup.png")}
+        assert f"(first: {out}/cup.png)" in result.stderr
+    for sources in (["."], ["**/*.png"]):
+        out = tmp_path / f"out-{sources[0]}"
+        result = run_cli("detect", *sources, *TINY, "-o", str(out), "-f", "jsonl")
+        assert result.exit_code == 0, result.stderr
+        got = [json.loads(line)["outputs"]["image"] for line in result.stdout.splitlines()]
+        assert got == [str(out / "day1/cup.png"), str(out / "day2/cup.png")]

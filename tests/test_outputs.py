@@ -24,7 +24,7 @@ def test_names_mirror_inputs_but_never_leave_out(tmp_path: Path) -> None:
         planned = [outputs.plan(Source(str(r), None, r)) for r in rels]
         weird = outputs.plan(source("../../etc/passwd.png"))
         heic = outputs.plan(source("a/photo.heic"))
-    assert [p.image for p in planned] == [out / "shots/a.jpg", out / "x.jpg", out / "b.jpg",
+    assert [p.image for p in planned] == [out / "a.jpg", out / "x.jpg", out / "b.jpg",
                                           out / "c.jpg"]  # fmt: skip
     assert (weird.image, weird.labels) == (out / "etc/passwd.png", out / "etc/passwd.txt")
     assert (heic.image, heic.labels) == (out / "a/photo.heic.jpg", out / "a/photo.heic.txt")

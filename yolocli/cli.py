@@ -545,7 +545,15 @@ JSON Lines record, one per image, flushed as soon as it is done:
   {"image": "a.jpg", "width": 640, "height": 480, "model": "yolov3",
    "detections": [{"label": "dog", "class_id": 16, "score": 0.87,
                    "box": [x1, y1, x2, y2]}], "error": null}
-CSV: one row per detection (an image with none still gets a row).
+CSV: one row per detection (an image with none still gets a row; a video's
+closing record gets one only when the video failed).
+
+\b
+Outputs (--out): a file lands at its name (shots/a.jpg, /x/a.jpg and ../a.jpg all
+give OUT/a.jpg); a folder's or a glob's images keep their place below the folder
+(photos/ -> OUT/trip/b.jpg). A name, once given, stays with its input in later
+runs into the same --out and is never given to another (a.jpg, a-2.png).
+Subfolders holding a yolocli journal (earlier outputs) are skipped.
 
 """
     + ENVIRONMENT
@@ -742,7 +750,7 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
     "--out",
     type=click.Path(path_type=Path, file_okay=False),
     default=Path("detections"),
-    help="Folder for annotated images and other outputs.",
+    help="Folder for annotated images and other outputs (where each lands: see below).",
 )
 @click.option("--no-save", is_flag=True, help="Write no annotated images.")
 @click.option(
@@ -759,7 +767,8 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
 @click.option(
     "--skip-existing",
     is_flag=True,
-    help="Leave images whose outputs already exist (resume a killed batch).",
+    help="Leave inputs that an earlier run into --out completed, outputs still there (resume "
+    "a killed batch); stdin bytes, cameras and streams are always processed.",
 )
 @click.option("-0", "--null", is_flag=True, help="Paths on stdin are NUL-separated (find -print0).")
 @click.option(
@@ -844,7 +853,7 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
 @click.option(
     "--profile",
     is_flag=True,
-    help="Print time per stage (read, forward, ...) on stderr at the end.",
+    help="Print time per stage (read, forward, ...) on stderr at the end, also under -q.",
 )
 @click.option(
     "--coco-ids",
