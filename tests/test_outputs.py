@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -133,16 +134,24 @@ def test_stdin_bytes_and_streams_are_never_done_and_get_fresh_names(tmp_path: Pa
     assert '"done"' not in journal
 
 
-def test_the_journal_is_never_opened_through_a_link(tmp_path: Path) -> None:
-    """B6: a link planted at the journal's name would make every run append to its target."""
+@pytest.mark.parametrize("planted", ["link", "fifo"])
+def test_the_journal_is_never_opened_through_a_link(tmp_path: Path, planted: str) -> None:
+    """B6: a link planted at the journal's name would make every run append to its target
+    (and a FIFO would hang it)."""
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
     out = tmp_path / "out"
     out.mkdir()
-    (out / JOURNAL).symlink_to(victim)
-    with pytest.raises(OutputError, match="symbolic link"), Outputs(SaveOptions(out)):
-        pass
+    if planted == "link":
+        (out / JOURNAL).symlink_to(victim)
+    else:
+        os.mkfifo(out / JOURNAL)
+    with pytest.raises(OutputError, match="symbolic link or not a regular file"):
+        Outputs(SaveOptions(out)).__enter__()
     assert victim.read_text() == "precious\n"
+    (out / JOURNAL).unlink()
+    with Outputs(SaveOptions(out)):  # the refusal released the folder's lock
+        pass
 
 
 def test_a_linked_folder_never_leads_outputs_outside(tmp_path: Path) -> None:

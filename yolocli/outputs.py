@@ -212,7 +212,8 @@ class Outputs:
         assert self.root is not None
         path = self.root / JOURNAL
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            # O_NONBLOCK: a FIFO planted at the name must not hang the run before it is refused
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
         except FileNotFoundError:
             return
         except OSError as err:
