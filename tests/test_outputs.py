@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path, PurePosixPath
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from yolocli.errors import ImageError, OutputError
 from yolocli.inputs import Source, expand_sources
@@ -19,8 +22,8 @@ def source(rel: str, name: str | None = None) -> Source:
 
 def test_names_mirror_inputs_but_never_leave_out(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    given = ["shots/a.jpg", "../x.jpg", "./a/../b.jpg", "/abs/path/c.jpg"]
-    rels = [s.rel for s in expand_sources(given)]
+    spelled = ["shots/a.jpg", "../x.jpg", "./a/../b.jpg", "/abs/path/c.jpg"]
+    rels = [s.rel for s in expand_sources(spelled)]
     with Outputs(SaveOptions(out, save_txt=True)) as outputs:
         planned = [outputs.plan(Source(str(r), None, r)) for r in rels]
         weird = outputs.plan(source("../../etc/passwd.png"))
@@ -228,3 +231,32 @@ def test_a_journal_that_cannot_be_written_costs_a_warning_not_the_run(
         assert outputs.plan(source("c.jpg")).error is None
     lines = (out / JOURNAL).read_text().splitlines()
     assert json.loads(lines[-1]) == {"claim": ["c.jpg", "c.txt"]}
+
+
+NAMES = ["a.jpg", "a.png", "A.JPG", "b.jpg", "sub/a.jpg", "sub/a.png", "a"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(NAMES), max_size=6), min_size=1, max_size=4))
+def test_names_are_stable_and_never_shared_whatever_the_runs(runs: list[list[str]]) -> None:
+    """B8 as a property: over any sequence of runs into one folder, an input keeps the name
+    it was first given, and no two inputs ever share one (case-insensitively)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out, names = Path(tmp) / "out", {}
+        for run in runs:
+            with Outputs(SaveOptions(out, save_txt=True)) as outputs:
+                this_run: set[str] = set()
+                for name in run:
+                    rel = PurePosixPath(PurePosixPath(name).name)
+                    targets = outputs.plan(Source(name, Path(tmp) / "in" / name, rel))
+                    assert targets.labels is not None
+                    stem = targets.labels.relative_to(out).with_suffix("").as_posix()
+                    if name in this_run:  # named twice in a run: a second input
+                        assert stem.lower() not in {s.lower() for s in names.values()}
+                        names[f"{name}#{len(names)}"] = stem
+                        continue
+                    this_run.add(name)
+                    assert names.setdefault(name, stem) == stem
+                    targets.labels.write_text(name)
+        stems = [s.lower() for s in names.values()]
+        assert len(stems) == len(set(stems))

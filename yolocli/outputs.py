@@ -239,7 +239,7 @@ class Outputs:
             stem, who = plain_rel(entry.get("stem")), entry.get("input")
             if stem is not None and isinstance(who, str):
                 self._stems.add(stem.lower())
-                self._stem_of[who] = stem
+                self._stem_of.setdefault(who, stem)  # its first name (a repeat got another)
             if isinstance(entry.get("done"), str) and isinstance(entry.get("outputs"), dict):
                 done.append((entry["done"], entry["outputs"]))
         for who, outputs in done:  # once every claim is known, wherever its line is
