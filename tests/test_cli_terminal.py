@@ -69,6 +69,8 @@ def run_in_terminal(args: list[str], cwd: Path, timeout: float = 120) -> tuple[l
             sent += data
     finally:
         os.close(master)
+        if proc.poll() is None and time.monotonic() >= deadline:
+            proc.kill()
         proc.wait(timeout=30)
     assert proc.returncode == 0, screen.display
     return [line.rstrip() for line in screen.display if line.strip()], sent.decode()
