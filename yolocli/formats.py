@@ -149,8 +149,10 @@ class JsonWriter:
 
 class CsvWriter:
     """A header, then one row per detection; an image with none (or an error) gets one row
-    with empty detection fields, so no image is ever missing from the table. ``tracks``:
-    a ``track_id`` column after ``class_id`` (`yolocli track`)."""
+    with empty detection fields, so no image is ever missing from the table. A video's
+    closing record (``frames`` set) gets no row unless the video failed or stopped early:
+    then one row with an empty ``frame`` and the ``error``. ``tracks``: a ``track_id``
+    column after ``class_id`` (`yolocli track`)."""
 
     def __init__(self, out: TextIO, tracks: bool = False) -> None:
         import csv
@@ -165,6 +167,8 @@ class CsvWriter:
 
     def write(self, record: Record) -> None:
         frame, time = record.get("frame"), record.get("time")
+        if "frames" in record and not record.get("error"):
+            return  # a video's closing record is no frame: a row only to say why it failed
         head = [
             record["image"],
             "" if frame is None else frame,
