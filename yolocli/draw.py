@@ -164,10 +164,12 @@ def label_tabs(dets: Detections, width: int, height: int) -> list[Tab]:
     thicknesses: list[int] = []
     sizes: list[tuple[int, int]] = []
     names = dets.names
-    for box, cid, score in zip(
-        dets.xyxy.tolist(), dets.class_ids.tolist(), dets.scores.tolist(), strict=True
+    tracks = dets.track_ids.tolist() if dets.track_ids is not None else [-1] * len(dets)
+    for box, cid, score, tid in zip(
+        dets.xyxy.tolist(), dets.class_ids.tolist(), dets.scores.tolist(), tracks, strict=True
     ):
         name = names[cid] if 0 <= cid < len(names) else str(cid)
+        name = f"#{tid} {name}" if tid >= 0 else name  # a tracked object: its id first
         scale = font_scale(width, height, box[2] - box[0], box[3] - box[1])
         thickness = max(1, round(scale * 1.4))
         text = label_text(name, score)

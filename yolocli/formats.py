@@ -20,6 +20,7 @@ from typing import Protocol, TextIO
 from yolocli.records import ImageRecord
 
 FORMATS = ("text", "jsonl", "json", "csv", "coco")
+TRACK_FORMATS = ("text", "jsonl", "json", "csv", "mot")  # `yolocli track`
 CSV_COLUMNS = (
     "image",
     "frame",  # video frames: index in the source, and seconds from its start; empty for photos
@@ -150,14 +151,19 @@ class CsvWriter:
     """A header, then one row per detection; an image with none (or an error) gets one row
     with empty detection fields, so no image is ever missing from the table. A video's
     closing record (``frames`` set) gets no row unless the video failed or stopped early:
-    then one row with an empty ``frame`` and the ``error``."""
+    then one row with an empty ``frame`` and the ``error``. ``tracks``: a ``track_id``
+    column after ``class_id`` (`yolocli track`)."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, tracks: bool = False) -> None:
         import csv
 
         self.out = out
+        self.tracks = tracks
         self.rows = csv.writer(out, lineterminator="\n")
-        self.rows.writerow(CSV_COLUMNS)
+        columns = list(CSV_COLUMNS)
+        if tracks:
+            columns.insert(columns.index("class_id") + 1, "track_id")
+        self.rows.writerow(columns)
 
     def write(self, record: Record) -> None:
         frame, time = record.get("frame"), record.get("time")
@@ -173,9 +179,12 @@ class CsvWriter:
         error = record.get("error") or ""
         dets = record.get("detections") or []
         if not dets:
-            self.rows.writerow([*head, "", "", "", "", "", "", "", error])
+            self.rows.writerow([*head, *[""] * (7 + self.tracks), error])
         for d in dets:
-            self.rows.writerow([*head, d["label"], d["class_id"], d["score"], *d["box"], error])
+            ids = [d.get("track_id", "")] if self.tracks else []
+            self.rows.writerow(
+                [*head, d["label"], d["class_id"], *ids, d["score"], *d["box"], error]
+            )
         self.out.flush()
 
     def close(self) -> None:
@@ -277,10 +286,61 @@ class CocoWriter:
         self.out.flush()
 
 
-def make_writer(fmt: str, out: TextIO, *, coco: CocoOptions | None = None) -> Writer:
-    """The writer for ``fmt``; ``coco`` configures the ``coco`` format (`CocoOptions`)."""
+class MotWriter:
+    """MOTChallenge results, which TrackEval and motmetrics read: one line per tracked
+    detection, ``frame,id,x,y,w,h,score,-1,-1,-1``, frames counted from 1 (the source's
+    frame index + 1, so a stride leaves gaps). One sequence per file: frames of a second
+    video are left out, with a warning."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.sequence: str | None = None
+        self.warned = False
+
+    def write(self, record: Record) -> None:
+        frame = record.get("frame")
+        if frame is None or record.get("error"):
+            return
+        if self.sequence is None:
+            self.sequence = record["image"]
+        elif record["image"] != self.sequence:
+            if not self.warned:
+                log.warning(
+                    "-f mot holds one sequence (%s): the frames of %s and later videos are "
+                    "left out; track one source at a time",
+                    printable(self.sequence),
+                    printable(record["image"]),
+                )
+                self.warned = True
+            return
+        lines = []
+        for d in record["detections"]:
+            tid = d.get("track_id")
+            if tid is None:
+                continue
+            x, y, w, h = coco_bbox(d["box"])
+            lines.append(
+                f"{frame + 1},{tid},{x:.2f},{y:.2f},{w:.2f},{h:.2f},{d['score']:.6f},-1,-1,-1\n"
+            )
+        if lines:
+            self.out.write("".join(lines))
+            self.out.flush()
+
+    def close(self) -> None:
+        self.out.flush()
+
+
+def make_writer(
+    fmt: str, out: TextIO, *, coco: CocoOptions | None = None, tracks: bool = False
+) -> Writer:
+    """The writer for ``fmt``; ``coco`` configures the ``coco`` format (`CocoOptions`);
+    ``tracks``: records carry ``track_id`` (the CSV gets its column)."""
     if fmt == "coco":
         return CocoWriter(out, coco)
+    if fmt == "mot":
+        return MotWriter(out)
+    if fmt == "csv":
+        return CsvWriter(out, tracks)
     writers: dict[str, type[Writer]] = {
         "text": TextWriter,
         "jsonl": JsonLinesWriter,
