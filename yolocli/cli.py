@@ -1339,22 +1339,34 @@ def _printable(text: str) -> str:
 
 VAL_EPILOG = (
     """\b
-DATA is a COCO annotations JSON (images found by file_name under the
-JSON's folder, or --images DIR; categories matched to the model's classes
-by name) or a YOLO-layout folder: images/ with labels/ mirroring it, one
-"class cx cy w h" line per object, normalized to [0, 1]; an image without
-a label file has no objects. Object sizes (small: up to 32x32 px, medium:
-up to 96x96 px, large: above) come from the JSON's "area" field, or the box's w*h
-for YOLO labels.
+DATA is any of:
+  instances.json  COCO annotations: images by file_name under the JSON's
+                  folder (or --images DIR), never outside it; categories
+                  matched to the model's classes by name
+  data.yaml       Ultralytics: path, val (folder, image list, or a list of
+                  them), names; labels where Ultralytics looks (the last
+                  images/ of the path made labels/, .txt)
+  obj.data        darknet: valid= image list, names=; labels beside the
+                  images (x.jpg: x.txt); relative paths from the working
+                  folder, the file's folder or its parent
+  folder/         YOLO layout: images/ with labels/ mirroring it (or a
+                  data.yaml inside); class ids are the model's
+Label files hold one "class cx cy w h" line per object, normalized to
+[0, 1]; an image without one has no objects, and a label file without an
+image is reported. Dataset class names (COCO's spellings too: motorcycle,
+dining table) are matched to the model's; a class the model lacks counts
+as missed. Object sizes (small: up to 32x32 px, medium: up to 96x96 px,
+large: above) come from the JSON's "area" field, or the box's w*h.
 
 \b
 The figures are pycocotools' COCOeval (bbox): 101-point interpolated AP at
 IoU 0.50:0.05:0.95, at most 100 detections per image and class; crowd
 regions ignored as COCO does. Detections are rounded as -f coco writes them,
 so `yolocli detect -f coco` plus pycocotools gives the same numbers.
-A bad label line, a box outside its image or a listed image that is missing
-is reported (one line each) and left out; the rest is evaluated. Exit status
-1 when an image could not be evaluated.
+A bad label line, a box outside its image, a listed image that is missing,
+a duplicate image id or an unreadable label file is reported (one line
+each) and left out; the rest is evaluated. Exit status 1 when an image
+could not be evaluated.
 
 """
     + ENVIRONMENT
@@ -1414,14 +1426,18 @@ def val(
       yolocli val data/ --model yolov3-tiny
       yolocli val annotations/instances_val2017.json --images val2017/ -f json | jq .map
       yolocli val data/ --model yolov3-tiny --plots plots/
+      yolocli val coco8.yaml --model yolov3-tiny       # an Ultralytics dataset
+      yolocli val data/obj.data --cfg my.cfg --weights my.weights --names data/obj.names
     """
     from yolocli.errors import OptionError
     from yolocli.pipeline import Options
     from yolocli.postprocess import Postprocess
 
     _check_model_choice(model, cfg, weights)
-    if images is not None and data.is_dir():
-        raise click.UsageError("--images goes with a COCO annotations file, not a folder")
+    if images is not None and (data.is_dir() or data.suffix.lower() in (".yaml", ".yml", ".data")):
+        raise click.UsageError(
+            "--images goes with a COCO annotations file; this dataset names its images itself"
+        )
     if plots is not None:
         from yolocli.plots import check_available
 
