@@ -455,3 +455,78 @@ def test_val_reads_ultralytics_and_darknet_datasets_as_the_yolo_folder(
     for key in ("images", "boxes", *STATS):
         assert got[key] == expected[key], key
     assert sorted(c["name"] for c in got["classes"]) == sorted(names)
+
+
+def labelstudio_coco_dataset(root: Path) -> Path:
+    """The test photos as a labelling tool's COCO export numbers them: only the labelled
+    classes, capitalized names in the labelling config's (here alphabetical) order, category
+    and image ids from 0; the file names under ``images/``. Annotation ids start at 1:
+    pycocotools takes a match to annotation id 0 for no match (see the test below)."""
+    truth = reference_truth()
+    present = sorted({coco_names()[c] for *_, boxes in truth for c, _ in boxes})
+    category = {name: i for i, name in enumerate(present)}
+    images, annotations = [], []
+    (root / "images").mkdir(parents=True)
+    for n, (image, w, h, boxes) in enumerate(truth):
+        shutil.copy(image, root / "images" / image.name)
+        images.append({"width": w, "height": h, "id": n, "file_name": f"images/{image.name}"})
+        for cls, (x1, y1, x2, y2) in boxes:
+            annotations.append(
+                {"id": len(annotations) + 1, "image_id": n,
+                 "category_id": category[coco_names()[cls]], "segmentation": [],
+                 "bbox": [x1, y1, x2 - x1, y2 - y1], "ignore": 0, "iscrowd": 0,
+                 "area": (x2 - x1) * (y2 - y1)}
+            )  # fmt: skip
+    categories = [{"id": i, "name": COCO_SPELLING.get(n, n).title()} for n, i in category.items()]
+    doc = {"images": images, "categories": categories, "annotations": annotations,
+           "info": {"year": 2026, "version": "1.0", "description": "", "contributor":
+                    "Label Studio", "url": "", "date_created": ""}}  # fmt: skip
+    path = root / "result.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_detect_coco_with_custom_category_ids_scores_as_val_in_pycocotools(
+    tmp_path: Path, use_real_store: Path
+) -> None:
+    gt_path = labelstudio_coco_dataset(tmp_path / "ls")
+    result = run_cli("val", str(gt_path), "-m", "yolov3-tiny", "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    detect = run_cli(
+        "detect", str(tmp_path / "ls" / "images"), "-m", "yolov3-tiny", "--conf", "0.001",
+        "--nms", "0.6", "--no-save", "-f", "coco", "--coco-ids", str(gt_path),
+    )  # fmt: skip
+    assert detect.exit_code == 0, detect.stderr
+    # the classes the JSON has no category for are named, once
+    notes = [line for line in detect.stderr.splitlines() if "no category" in line]
+    assert len(notes) == 1
+    assert "person" not in notes[0]
+    assert "toothbrush" in notes[0]
+    results = json.loads(detect.stdout)
+    assert {r["category_id"] for r in results} <= {c["id"] for c in json.loads(
+        gt_path.read_text())["categories"]}  # fmt: skip
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO.COCO(str(gt_path))
+        ev = COCOEVAL.COCOeval(gt, gt.loadRes(results), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    for i, name in enumerate(STATS):
+        expected = None if ev.stats[i] == -1 else ev.stats[i]
+        assert doc[name] == pytest.approx(expected, abs=1e-4), name
+    assert doc["map50"] > 0.9
+
+
+def test_val_warns_that_pycocotools_mis_scores_annotation_id_0(tmp_path: Path) -> None:
+    from yolocli.datasets import load
+
+    gt_path = labelstudio_coco_dataset(tmp_path / "ls")
+    doc = json.loads(gt_path.read_text())
+    for ann in doc["annotations"]:
+        ann["id"] -= 1
+    gt_path.write_text(json.dumps(doc))
+    problems = load(gt_path, coco_names()).problems
+    assert len(problems) == 1
+    assert "annotation id 0" in problems[0]
+    assert "pycocotools" in problems[0]

@@ -848,8 +848,10 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
 @click.option(
     "--coco-ids",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="With -f coco: image ids from this COCO annotations file, by file name. "
-    "[default: the file stem, a number if all digits]",
+    help="With -f coco: image ids (by file name) and category ids (by class name, COCO's "
+    "spellings too) from this COCO annotations file. [default: image id: the file stem, a "
+    "number if all digits, else the path without extension where stems repeat; a video frame: "
+    "VIDEO_ID:FRAME; category id: COCO's 1-90 for COCO's 80 classes, else the class id]",
 )
 @_common
 @click.pass_context
@@ -1529,22 +1531,23 @@ def _run_val(
     return len(dataset.missing) + run.failed
 
 
-def _load_coco_ids(path: Path | None, fmt: str) -> dict[str, int | str]:
-    """``--coco-ids``: file name -> image id, for ``-f coco`` only."""
+def _load_coco_ids(path: Path | None, fmt: str) -> tuple[dict[str, int | str], dict[str, Any]]:
+    """``--coco-ids``: file name -> image id, and category name -> id, for ``-f coco`` only."""
     if path is None:
-        return {}
+        return {}, {}
     if fmt != "coco":
         raise click.UsageError("--coco-ids names the image ids of -f coco: add -f coco")
-    from yolocli.datasets import coco_image_ids
+    from yolocli.datasets import read_coco_ids
 
-    return coco_image_ids(path)
+    return read_coco_ids(path)
 
 
 def _coco_options(ctx: click.Context, names: list[str]) -> Any:
     """How ``-f coco`` numbers images and categories in this run."""
     from yolocli.formats import CocoOptions
 
-    return CocoOptions(ctx.meta.get("yolocli.coco_ids") or {}, names)
+    image_ids, categories = ctx.meta.get("yolocli.coco_ids") or ({}, {})
+    return CocoOptions(image_ids, names, categories)
 
 
 def main() -> None:

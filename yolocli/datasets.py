@@ -572,6 +572,12 @@ def load_coco(
         image = by_id.get(ref) if isinstance(ref, int | str) and _is_id(ref) else None
         if image is not None:
             image["_anns"].append((i, ann))
+            if ann.get("id") == 0 and not isinstance(ann.get("id"), bool):
+                problems.append(
+                    f"{path}: annotations[{i}] has annotation id 0: pycocotools takes a match "
+                    "to id 0 for no match (it counts the detection as false), yolocli does "
+                    "not, so pycocotools' figures for this file are lower; number from 1"
+                )
     images = [
         _coco_image(path, entry, categories, problems)
         for _, entry in sorted(by_id.items(), key=lambda kv: _sort_key(kv[0]))
@@ -697,15 +703,36 @@ def _read_coco(path: Path) -> dict[str, Any]:
 
 
 def coco_image_ids(path: Path) -> dict[str, int | str]:
-    """``file_name`` -> image id from a COCO annotations file (by base name too), for writing
-    results that refer to its images."""
+    """``file_name`` -> image id from a COCO annotations file (and base name -> id where no
+    two images share the base name), for writing results that refer to its images."""
+    return read_coco_ids(path)[0]
+
+
+def read_coco_ids(path: Path) -> tuple[dict[str, int | str], dict[str, int | str]]:
+    """A COCO annotations file's image ids (as `coco_image_ids`) and its categories, name ->
+    id, for writing results (``detect -f coco --coco-ids``) that refer to both."""
     doc = _read_coco(path)
     ids: dict[str, int | str] = {}
+    by_base: dict[str, list[int | str]] = {}
     for entry in doc["images"]:
-        if isinstance(entry, dict) and "file_name" in entry and "id" in entry:
-            ids[str(entry["file_name"])] = entry["id"]
-            ids.setdefault(Path(str(entry["file_name"])).name, entry["id"])
-    return ids
+        if not isinstance(entry, dict) or not _is_id(entry.get("id")):
+            continue
+        file_name = entry.get("file_name")
+        if not isinstance(file_name, str):
+            continue
+        name = str(PurePosixPath(file_name.replace("\\", "/")))
+        ids[name] = entry["id"]
+        ids.setdefault(file_name, entry["id"])
+        by_base.setdefault(PurePosixPath(name).name, []).append(entry["id"])
+    for base, found in by_base.items():
+        if len(set(found)) == 1:
+            ids.setdefault(base, found[0])
+    categories: dict[str, int | str] = {}
+    cats = doc.get("categories")
+    for cat in cats if isinstance(cats, list) else []:
+        if isinstance(cat, dict) and _is_id(cat.get("id")) and isinstance(cat.get("name"), str):
+            categories.setdefault(cat["name"], cat["id"])
+    return ids, categories
 
 
 __all__ = [
@@ -719,4 +746,5 @@ __all__ = [
     "load_yolo",
     "name_key",
     "parse_label_line",
+    "read_coco_ids",
 ]
