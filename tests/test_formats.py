@@ -244,3 +244,65 @@ def test_coco_categories_come_from_the_annotations_by_name(
     assert table[names.index("motorbike")] == 4
     assert table[names.index("diningtable")] == 67
     assert table[0] is None
+
+
+# -- label studio --------------------------------------------------------------------------------
+
+
+def test_labelstudio_tasks_hold_percent_boxes_that_map_back_to_pixels(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    frame = {**RECORDS[0], "image": "clip.mp4", "frame": 3, "time": 0.1}
+    with caplog.at_level("WARNING", logger="yolocli.formats"):
+        tasks = json.loads(write_all_of("labelstudio", [*RECORDS, frame, frame]))
+    assert [t["data"]["image"] for t in tasks] == ["a.jpg", "empty.jpg"]  # no error, no frame
+    assert sum("video frames are left out" in r.getMessage() for r in caplog.records) == 1
+    (prediction,) = tasks[0]["predictions"]
+    assert prediction["model_version"] == "m"
+    assert prediction["score"] == pytest.approx((0.87 + 0.5) / 2)
+    results = prediction["result"]
+    assert len({r["id"] for t in tasks for p in t["predictions"] for r in p["result"]}) == 2
+    for r, d in zip(results, RECORDS[0]["detections"], strict=True):
+        assert r["type"] == "rectanglelabels"
+        assert (r["from_name"], r["to_name"]) == ("label", "image")
+        assert (r["original_width"], r["original_height"]) == (640, 480)
+        v = r["value"]
+        assert v["rectanglelabels"] == [d["label"]]
+        assert r["score"] == d["score"]
+        back = [v["x"] * 6.4, v["y"] * 4.8, (v["x"] + v["width"]) * 6.4,
+                (v["y"] + v["height"]) * 4.8]  # fmt: skip
+        assert back == pytest.approx(d["box"], abs=1e-3)
+    assert tasks[1]["predictions"][0]["result"] == []  # an empty image is still a task
+
+
+def write_all_of(fmt: str, records: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = make_writer(fmt, out)
+    for rec in records:
+        writer.write(rec)
+    writer.close()
+    return out.getvalue()
+
+
+def test_detect_writes_the_labelstudio_tasks_label_studio_accepted(use_real_store: Path) -> None:
+    """The tasks Label Studio's SDK validated (tests/data/labelstudio/README.md), again."""
+    photos = [DATA / "images" / "grace_hopper.jpg", DATA / "images" / "rocket.jpg"]
+    result = run_cli(
+        "detect", *map(str, photos), "-m", "yolov3-tiny", "--conf", "0.1", "--no-save",
+        "-f", "labelstudio",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    got = json.loads(result.stdout)
+    want = json.loads((DATA / "labelstudio" / "tasks.json").read_text())
+    assert [Path(t["data"]["image"]).name for t in got] == ["grace_hopper.jpg", "rocket.jpg"]
+    for g, w in zip(got, want, strict=True):
+        (gp,), (wp,) = g["predictions"], w["predictions"]
+        assert len(gp["result"]) == len(wp["result"])
+        for a, b in zip(gp["result"], wp["result"], strict=True):
+            assert {k: v for k, v in a.items() if k not in ("value", "score")} == {
+                k: v for k, v in b.items() if k not in ("value", "score")
+            }
+            assert a["value"]["rectanglelabels"] == b["value"]["rectanglelabels"]
+            for key in ("x", "y", "width", "height"):
+                assert a["value"][key] == pytest.approx(b["value"][key], abs=0.05)
+            assert a["score"] == pytest.approx(b["score"], abs=1e-3)

@@ -734,7 +734,13 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
 @click.option("--agnostic", is_flag=True, help="NMS across classes, not per class.")
 @click.option("--single-label", is_flag=True, help="Only the best class of each box.")
 @click.option(
-    "-f", "--format", "fmt", type=click.Choice(FORMATS), default="text", help="Results on stdout."
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="text",
+    help="Results on stdout: text for people; jsonl/json records; csv rows; coco (COCO results, "
+    "see --coco-ids); labelstudio (Label Studio pre-annotation tasks).",
 )
 @click.option(
     "-o",

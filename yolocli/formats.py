@@ -19,7 +19,7 @@ from typing import Protocol, TextIO
 
 from yolocli.records import ImageRecord
 
-FORMATS = ("text", "jsonl", "json", "csv", "coco")
+FORMATS = ("text", "jsonl", "json", "csv", "coco", "labelstudio")
 CSV_COLUMNS = (
     "image",
     "frame",  # video frames: index in the source, and seconds from its start; empty for photos
@@ -331,6 +331,78 @@ class CocoWriter:
         self.out.flush()
 
 
+class LabelStudioWriter:
+    """Label Studio's pre-annotation tasks (its "predictions" import): one JSON array of
+    ``{"data": {"image": PATH}, "predictions": [{"model_version", "score", "result"}]}``, a
+    task per image, each box a ``rectanglelabels`` result in percent of the image, with its
+    score. ``from_name``/``to_name`` are those of Label Studio's "Object Detection with
+    Bounding Boxes" template (``label``, ``image``). Video frames are left out: Label Studio
+    labels videos with another kind of region."""
+
+    def __init__(self, out: TextIO, from_name: str = "label", to_name: str = "image") -> None:
+        self.out = out
+        self.from_name, self.to_name = from_name, to_name
+        self.count = 0
+        self.closed = False
+        self.warned = False
+
+    def task(self, record: Record) -> dict[str, object]:
+        """One image's task: its predicted boxes as Label Studio results."""
+        width, height = record["width"] or 1, record["height"] or 1
+        results: list[dict[str, object]] = []
+        for i, d in enumerate(record["detections"]):
+            x1, y1, x2, y2 = d["box"]
+            results.append(
+                {
+                    "id": f"{self.count}-{i}",
+                    "type": "rectanglelabels",
+                    "from_name": self.from_name,
+                    "to_name": self.to_name,
+                    "original_width": width,
+                    "original_height": height,
+                    "image_rotation": 0,
+                    "value": {
+                        "rotation": 0,
+                        "x": round(x1 / width * 100, 4),
+                        "y": round(y1 / height * 100, 4),
+                        "width": round((x2 - x1) / width * 100, 4),
+                        "height": round((y2 - y1) / height * 100, 4),
+                        "rectanglelabels": [d["label"]],
+                    },
+                    "score": d["score"],
+                }
+            )
+        scores = [d["score"] for d in record["detections"]]
+        prediction = {
+            "model_version": record["model"],
+            "score": round(sum(scores) / len(scores), 6) if scores else 0.0,
+            "result": results,
+        }
+        return {"data": {self.to_name: record["image"]}, "predictions": [prediction]}
+
+    def write(self, record: Record) -> None:
+        if record.get("error") or record.get("skipped") or "frames" in record:
+            return  # said on stderr, once; a video's closing record is no image
+        if record.get("frame") is not None:
+            if not self.warned:
+                log.warning(
+                    "-f labelstudio: video frames are left out (Label Studio labels videos "
+                    "with videorectangle regions); use -f jsonl for them"
+                )
+                self.warned = True
+            return
+        text = to_json(self.task(record))  # type: ignore[arg-type]
+        self.out.write(("[\n" if self.count == 0 else ",\n") + text)
+        self.out.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        if not self.closed:
+            self.out.write("[]\n" if self.count == 0 else "\n]\n")
+            self.closed = True
+        self.out.flush()
+
+
 def make_writer(fmt: str, out: TextIO, *, coco: CocoOptions | None = None) -> Writer:
     """The writer for ``fmt``; ``coco`` configures the ``coco`` format (`CocoOptions`)."""
     if fmt == "coco":
@@ -340,6 +412,7 @@ def make_writer(fmt: str, out: TextIO, *, coco: CocoOptions | None = None) -> Wr
         "jsonl": JsonLinesWriter,
         "json": JsonWriter,
         "csv": CsvWriter,
+        "labelstudio": LabelStudioWriter,
     }
     try:
         return writers[fmt](out)  # type: ignore[call-arg]
