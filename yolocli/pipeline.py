@@ -277,7 +277,7 @@ class Pipeline:
             result.video_id = loaded.video_id
             if loaded.draw:
                 clock = Clock(result.timings)
-                result.drawn = annotate(loaded.image, dets)
+                result.drawn = annotate(loaded.image, dets, self.outputs.options.style)
                 clock.lap("draw")
         self._store(result, lambda: self.outputs.save(
             loaded.source, loaded.targets, loaded.image, dets, loaded.box
@@ -534,6 +534,7 @@ class Pipeline:
                         waiting.append(workers.Task(
                             count, item, targets, self.outputs.options.save_conf,
                             opts.max_bytes, opts.max_pixels, opts.slicer,
+                            self.outputs.options.style,
                         ))  # fmt: skip
                     count += 1
                 while waiting and pool.idle:
