@@ -208,7 +208,7 @@ def test_an_internal_error_costs_one_image_and_says_how_to_see_more(
     hint (the record speaks library terms)."""
     import yolocli.outputs
 
-    def broken(image: object, dets: object) -> object:
+    def broken(image: object, dets: object, style: object = None) -> object:
         raise RuntimeError("drawing exploded")
 
     monkeypatch.setattr(yolocli.outputs, "annotate", broken)
