@@ -275,14 +275,42 @@ def _pad(size: int) -> int:
     return max(1, round(size * 0.2))
 
 
+@functools.lru_cache(maxsize=1024)
+def _word(word: str, size: int, font_path: str) -> npt.NDArray[np.uint8]:
+    """(line height, advance width) coverage of one word, antialiased by FreeType. Labels
+    are drawn word by word ("traffic", "light", "0.87"), so a picture's or a video's labels
+    reuse the few words they are made of instead of rendering every text anew."""
+    from PIL import Image, ImageDraw
+
+    font = _font(font_path, size)
+    ascent, descent = font.getmetrics()
+    canvas = Image.new("L", (max(1, int(np.ceil(font.getlength(word)))), ascent + descent))
+    ImageDraw.Draw(canvas).text((0, 0), word, font=font, fill=255, anchor="la")
+    return np.asarray(canvas)
+
+
+def _text_mask(text: str, size: int) -> npt.NDArray[np.uint8]:
+    """(line height, width) coverage of ``text`` at ``size`` px, words and spaces."""
+    font, shown = font_for(text, size)
+    ascent, descent = font.getmetrics()
+    space = round(font.getlength(" "))
+    words = [_word(w, size, font.path) for w in shown.split(" ")]  # type: ignore[arg-type]
+    width = sum(w.shape[1] for w in words) + space * (len(words) - 1)
+    mask = np.zeros((ascent + descent, width), np.uint8)
+    x = 0
+    for w in words:
+        mask[:, x : x + w.shape[1]] = w
+        x += w.shape[1] + space
+    return mask
+
+
 @functools.lru_cache(maxsize=4096)
 def _tab_size(text: str, size: int) -> tuple[int, int]:
     """(width, height) of the tab for ``text`` at ``size`` px. The height is the font's line
     (ascent + descent) whatever the text, so every tab of an image is equally tall."""
-    font, shown = font_for(text, size)
-    ascent, descent = font.getmetrics()
+    mask = _text_mask(text, size)
     pad = _pad(size)
-    return int(np.ceil(font.getlength(shown))) + 2 * pad, ascent + descent + pad
+    return mask.shape[1] + 2 * pad, mask.shape[0] + pad
 
 
 def label_tabs(
@@ -327,20 +355,27 @@ def label_tabs(
     ]
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=1024)
+def _blend_table(back: tuple[int, int, int]) -> npt.NDArray[np.uint8]:
+    """(1, 256, 3): the tab's color at each text coverage, from ``back`` to its text color."""
+    base = np.array(back, np.float64)
+    ink = np.array(text_color(back), np.float64)
+    cover = np.arange(256)[:, None] / 255
+    table: npt.NDArray[np.uint8] = np.round(base + (ink - base) * cover).astype(np.uint8)
+    return table.reshape(1, 256, 3)  # as cv2.LUT takes it
+
+
 def _tab_pixels(
     text: str, size: int, width: int, height: int, back: tuple[int, int, int]
 ) -> npt.NDArray[np.uint8]:
-    """The (height, width, 3) BGR pixels of a tab: ``text`` in black or white on ``back``,
-    antialiased by FreeType. Made once per text, size and color (a video repeats labels)."""
-    from PIL import Image, ImageDraw
-
-    font, shown = font_for(text, size)
-    canvas = Image.new("RGB", (width, height), back)  # BGR values, kept in that order
+    """The (height, width, 3) BGR pixels of a tab: ``text`` in black or white on ``back``."""
+    mask = _text_mask(text, size)
     pad = _pad(size)
-    ink = text_color(back)
-    ImageDraw.Draw(canvas).text((pad, pad // 2), shown, font=font, fill=ink, anchor="la")
-    return np.asarray(canvas)
+    cover = np.zeros((height, width), np.uint8)
+    h, w = min(mask.shape[0], height - pad // 2), min(mask.shape[1], width - pad)
+    cover[pad // 2 : pad // 2 + h, pad : pad + w] = mask[:h, :w]
+    pixels = cv2.LUT(cv2.merge([cover, cover, cover]), _blend_table(back))
+    return np.asarray(pixels, np.uint8)
 
 
 def annotate(
