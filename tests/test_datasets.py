@@ -41,6 +41,10 @@ NAMES = ["person", "bicycle", "car"]
         ("1 0.9 0.5 0.4 0.2", (1, [0.7, 0.4, 0.3, 0.2], "reaches outside the image; clipped")),
         # entirely outside: left out, with a note
         ("1 1.5 0.5 0.2 0.2", (1, None, "lies outside the image; left out")),
+        # a segmentation line (Ultralytics' -seg labels): the box around its polygon
+        ("1 0.2 0.3 0.6 0.3 0.4 0.7", (1, [0.2, 0.3, 0.4, 0.4], None)),
+        ("1 0.2 0.3 0.6 0.3 0.4", "expected 5 fields (class cx cy w h), got 6"),
+        ("1 0.2 0.3 0.6 x 0.4 0.7", "polygon '0.2 0.3 0.6 x 0.4 0.7' is not numbers"),
         # float noise past the edge is no problem and changes nothing
         ("0 0.5 0.5 1.0002 1.0", (0, [-0.0001, 0.0, 1.0002, 1.0], None)),
     ],

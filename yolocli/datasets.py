@@ -284,13 +284,30 @@ def _read_labels(
     return np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(classes, np.int64)
 
 
+def excerpt(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def parse_label_line(
     fields: Sequence[str], n_classes: int
 ) -> str | tuple[int, list[float] | None, str | None]:
     """One YOLO label line: (class, [x, y, w, h] normalized or None if nothing is left of it
-    inside the image, a note on what was changed), or why it cannot be used."""
-    if len(fields) != 5:
+    inside the image, a note on what was changed), or why it cannot be used. A segmentation
+    line (``class x1 y1 x2 y2 x3 y3 ...``, three points or more) counts as the box around its
+    polygon, as Ultralytics counts it when it validates a detector."""
+    polygon = len(fields) >= 7 and len(fields) % 2 == 1
+    if len(fields) != 5 and not polygon:
         return f"expected 5 fields (class cx cy w h), got {len(fields)}"
+    if polygon:
+        try:
+            xy = np.array([float(v) for v in fields[1:]]).reshape(-1, 2)
+        except ValueError:
+            return f"polygon {excerpt(' '.join(fields[1:]))!r} is not numbers"
+        (x1, y1), (x2, y2) = xy.min(axis=0), xy.max(axis=0)
+        fields = [
+            fields[0],
+            *(repr(float(v)) for v in ((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1)),
+        ]
     try:
         cls = int(fields[0])
     except ValueError:
