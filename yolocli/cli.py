@@ -753,12 +753,13 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
 @click.option(
     "--line-width",
     type=click.IntRange(min=1, max=100),
-    help="Box lines, in pixels. [default: from the image: 2 to 640 px, 10 at 4000 px]",
+    help="Box lines, in pixels. [default: 0.3% of the image's mean side, at least 2: 10 at "
+    "4000x3000]",
 )
 @click.option(
     "--font-size",
     type=click.IntRange(min=6, max=500),
-    help="Label text height, in pixels; the same for every label of an image. [default: "
+    help="Label font size, in pixels; the same for every label of an image. [default: "
     "3% of the image's mean side, at least 9: 17 at 640x480, 105 at 4000x3000]",
 )
 @click.option("--hide-labels", is_flag=True, help="Draw boxes only, no labels.")
