@@ -743,7 +743,13 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
 @click.option("--agnostic", is_flag=True, help="NMS across classes, not per class.")
 @click.option("--single-label", is_flag=True, help="Only the best class of each box.")
 @click.option(
-    "-f", "--format", "fmt", type=click.Choice(FORMATS), default="text", help="Results on stdout."
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="text",
+    help="Results on stdout: text for people; jsonl/json records; csv rows; coco (COCO results, "
+    "see --coco-ids); labelstudio (Label Studio pre-annotation tasks).",
 )
 @click.option(
     "-o",
@@ -753,6 +759,20 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
     help="Folder for annotated images and other outputs (where each lands: see below).",
 )
 @click.option("--no-save", is_flag=True, help="Write no annotated images.")
+@click.option(
+    "--line-width",
+    type=click.IntRange(min=1, max=100),
+    help="Box lines, in pixels. [default: 0.3% of the image's mean side, at least 2: 10 at "
+    "4000x3000]",
+)
+@click.option(
+    "--font-size",
+    type=click.IntRange(min=6, max=500),
+    help="Label font size, in pixels; the same for every label of an image. [default: "
+    "3% of the image's mean side, at least 9: 17 at 640x480, 105 at 4000x3000]",
+)
+@click.option("--hide-labels", is_flag=True, help="Draw boxes only, no labels.")
+@click.option("--hide-conf", is_flag=True, help="Labels without the score.")
 @click.option(
     "--save-txt",
     is_flag=True,
@@ -858,8 +878,10 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
 @click.option(
     "--coco-ids",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="With -f coco: image ids from this COCO annotations file, by file name. "
-    "[default: the file stem, a number if all digits]",
+    help="With -f coco: image ids (by file name) and category ids (by class name, COCO's "
+    "spellings too) from this COCO annotations file. [default: image id: the file stem, a "
+    "number if all digits, else the path without extension where stems repeat; a video frame: "
+    "VIDEO_ID:FRAME; category id: COCO's 1-90 for COCO's 80 classes, else the class id]",
 )
 @_common
 @click.pass_context
@@ -885,6 +907,10 @@ def detect(
     fmt: str,
     out: Path,
     no_save: bool,
+    line_width: int | None,
+    font_size: int | None,
+    hide_labels: bool,
+    hide_conf: bool,
     save_txt: bool,
     save_conf: bool,
     save_crops: bool,
@@ -946,6 +972,13 @@ def detect(
     from yolocli.postprocess import Postprocess
 
     saving = not no_save or save_txt or save_crops
+    if no_save and (line_width or font_size or hide_labels or hide_conf):
+        raise click.UsageError(
+            "--line-width, --font-size, --hide-labels and --hide-conf are about annotated "
+            "images, which --no-save turns off"
+        )
+    from yolocli.draw import Style
+
     save = SaveOptions(
         out_dir=out if saving else None,
         save_images=not no_save,
@@ -953,6 +986,7 @@ def detect(
         save_conf=save_conf,
         save_crops=save_crops,
         skip_existing=skip_existing,
+        style=Style(line_width, font_size, hide_labels, hide_conf),
     )
     try:
         post = Postprocess(
@@ -1668,22 +1702,34 @@ def _printable(text: str) -> str:
 
 VAL_EPILOG = (
     """\b
-DATA is a COCO annotations JSON (images found by file_name under the
-JSON's folder, or --images DIR; categories matched to the model's classes
-by name) or a YOLO-layout folder: images/ with labels/ mirroring it, one
-"class cx cy w h" line per object, normalized to [0, 1]; an image without
-a label file has no objects. Object sizes (small: up to 32x32 px, medium:
-up to 96x96 px, large: above) come from the JSON's "area" field, or the box's w*h
-for YOLO labels.
+DATA is any of:
+  instances.json  COCO annotations: images by file_name under the JSON's
+                  folder (or --images DIR), never outside it; categories
+                  matched to the model's classes by name
+  data.yaml       Ultralytics: path, val (folder, image list, or a list of
+                  them), names; labels where Ultralytics looks (the last
+                  images/ of the path made labels/, .txt)
+  obj.data        darknet: valid= image list, names=; labels beside the
+                  images (x.jpg: x.txt); relative paths from the working
+                  folder, the file's folder or its parent
+  folder/         YOLO layout: images/ with labels/ mirroring it (or a
+                  data.yaml inside); class ids are the model's
+Label files hold one "class cx cy w h" line per object, normalized to
+[0, 1]; an image without one has no objects, and a label file without an
+image is reported. Dataset class names (COCO's spellings too: motorcycle,
+dining table) are matched to the model's; a class the model lacks counts
+as missed. Object sizes (small: up to 32x32 px, medium: up to 96x96 px,
+large: above) come from the JSON's "area" field, or the box's w*h.
 
 \b
 The figures are pycocotools' COCOeval (bbox): 101-point interpolated AP at
 IoU 0.50:0.05:0.95, at most 100 detections per image and class; crowd
 regions ignored as COCO does. Detections are rounded as -f coco writes them,
 so `yolocli detect -f coco` plus pycocotools gives the same numbers.
-A bad label line, a box outside its image or a listed image that is missing
-is reported (one line each) and left out; the rest is evaluated. Exit status
-1 when an image could not be evaluated.
+A bad label line, a box outside its image, a listed image that is missing,
+a duplicate image id or an unreadable label file is reported (one line
+each) and left out; the rest is evaluated. Exit status 1 when an image
+could not be evaluated.
 
 """
     + ENVIRONMENT
@@ -1743,14 +1789,18 @@ def val(
       yolocli val data/ --model yolov3-tiny
       yolocli val annotations/instances_val2017.json --images val2017/ -f json | jq .map
       yolocli val data/ --model yolov3-tiny --plots plots/
+      yolocli val coco8.yaml --model yolov3-tiny       # an Ultralytics dataset
+      yolocli val data/obj.data --cfg my.cfg --weights my.weights --names data/obj.names
     """
     from yolocli.errors import OptionError
     from yolocli.pipeline import Options
     from yolocli.postprocess import Postprocess
 
     _check_model_choice(model, cfg, weights)
-    if images is not None and data.is_dir():
-        raise click.UsageError("--images goes with a COCO annotations file, not a folder")
+    if images is not None and (data.is_dir() or data.suffix.lower() in (".yaml", ".yml", ".data")):
+        raise click.UsageError(
+            "--images goes with a COCO annotations file; this dataset names its images itself"
+        )
     if plots is not None:
         from yolocli.plots import check_available
 
@@ -1842,22 +1892,23 @@ def _run_val(
     return len(dataset.missing) + run.failed
 
 
-def _load_coco_ids(path: Path | None, fmt: str) -> dict[str, int | str]:
-    """``--coco-ids``: file name -> image id, for ``-f coco`` only."""
+def _load_coco_ids(path: Path | None, fmt: str) -> tuple[dict[str, int | str], dict[str, Any]]:
+    """``--coco-ids``: file name -> image id, and category name -> id, for ``-f coco`` only."""
     if path is None:
-        return {}
+        return {}, {}
     if fmt != "coco":
         raise click.UsageError("--coco-ids names the image ids of -f coco: add -f coco")
-    from yolocli.datasets import coco_image_ids
+    from yolocli.datasets import read_coco_ids
 
-    return coco_image_ids(path)
+    return read_coco_ids(path)
 
 
 def _coco_options(ctx: click.Context, names: list[str]) -> Any:
     """How ``-f coco`` numbers images and categories in this run."""
     from yolocli.formats import CocoOptions
 
-    return CocoOptions(ctx.meta.get("yolocli.coco_ids") or {}, names)
+    image_ids, categories = ctx.meta.get("yolocli.coco_ids") or ({}, {})
+    return CocoOptions(image_ids, names, categories)
 
 
 def main() -> None:

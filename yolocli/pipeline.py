@@ -300,7 +300,7 @@ class Pipeline:
             result.extra = loaded.extra
             if loaded.draw:
                 clock = Clock(result.timings)
-                result.drawn = annotate(loaded.image, dets)
+                result.drawn = annotate(loaded.image, dets, self.outputs.options.style)
                 if loaded.overlay is not None:
                     loaded.overlay(result.drawn)
                 clock.lap("draw")
@@ -566,6 +566,7 @@ class Pipeline:
                         waiting.append(workers.Task(
                             count, item, targets, self.outputs.options.save_conf,
                             opts.max_bytes, opts.max_pixels, opts.slicer,
+                            self.outputs.options.style,
                         ))  # fmt: skip
                     count += 1
                 while waiting and pool.idle:
