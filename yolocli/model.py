@@ -15,7 +15,7 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +26,8 @@ import numpy.typing as npt
 from yolocli import darknet, engines, heads
 from yolocli.detections import Detections
 from yolocli.devices import check_device
-from yolocli.errors import ImageError, ModelError, OptionError
+from yolocli.errors import EngineError, ImageError, ModelError, OptionError
+from yolocli.families import OnnxRecipe, is_onnx
 from yolocli.postprocess import Postprocess
 from yolocli.preprocess import Letterbox
 from yolocli.recipe import Recipe, darknet_recipe
@@ -40,14 +41,19 @@ VERBOSE = logging.INFO - 5  # shown with -v (yolocli.cli.VERBOSE)
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """Which files a `Detector` runs, and what its network looks like."""
+    """Which files a `Detector` runs, and what its network looks like.
+
+    A darknet model has a ``cfg`` (its text and parsed ``network``) and ``weights``; a model
+    of another family (`yolocli.families`) is one ONNX file, ``weights``, with ``cfg`` and
+    ``network`` None and its recipe an `yolocli.families.OnnxRecipe`.
+    """
 
     name: str
-    cfg: Path
+    cfg: Path | None
     weights: Path
     names_file: Path | None
     cfg_text: str
-    network: darknet.Network
+    network: darknet.Network | None
     class_names: list[str]
     postprocess: Postprocess  # with classes resolved to ids of class_names
     registered_sha256: str | None = None  # the weights' sha256 where the registry knows it
@@ -65,8 +71,11 @@ class Detector:
     >>> dets = det.detect(cv2.imread("dog.jpg"))                           # doctest: +SKIP
     >>> dets.labels, dets.scores, dets.xyxy                                # doctest: +SKIP
 
-    ``model`` names a registry model (fetched into the store on first use); or pass ``cfg``
-    and ``weights`` (and optionally ``names``) for your own darknet model. ``size`` is the
+    ``model`` names a registry model (fetched into the store on first use) or an ONNX file of
+    another family (``"my_model.onnx"``: Ultralytics, YOLOv5/YOLOv7 or YOLOX, recognised as
+    `yolocli.families` says; ``family`` overrides that, ``names`` supplies class names the
+    file lacks); or pass ``cfg`` and ``weights`` (and optionally ``names``) for your own
+    darknet model. ``size`` is the
     network input (a multiple of 32; default: the cfg's). The model runs as the darknet that
     made it runs it (`yolocli.recipe`): ``darknet`` ("pjreddie" or "alexeyab") overrides the
     flavour the registry states or the cfg implies; ``letterbox`` overrides the input mode
@@ -91,11 +100,12 @@ class Detector:
         store: Store | None = None,
         postprocess: Postprocess | None = None,
         darknet: str | None = None,
+        family: str | None = None,
     ) -> None:
         self._open(
             plan(model, size=size, device=device, backend=backend, letterbox=letterbox, cfg=cfg,
                  weights=weights, names=names, store=store, postprocess=postprocess,
-                 darknet=darknet),
+                 darknet=darknet, family=family),
             threads,
         )  # fmt: skip
 
@@ -116,13 +126,29 @@ class Detector:
         self.recipe = plan.info.recipe
         self.letterbox = self.recipe.letterbox
         self.width, self.height = plan.width, plan.height
-        self.heads = heads.yolo_heads(plan.info.network)
+        self._rows = self._decoder(plan)
         graph = engines.Graph(
             plan.info.name, plan.info.cfg, plan.info.cfg_text, plan.info.weights,
             plan.info.network, plan.width, plan.height, plan.compiled, self.recipe,
         )  # fmt: skip
         self.engine = engines.open_engine(plan.backend, graph, plan.device, threads)
         self._local = threading.local()  # one Letterboxer (and its buffers) per thread
+
+    def _decoder(
+        self, plan: Plan
+    ) -> Callable[[Sequence[npt.NDArray[np.float32]], float], npt.NDArray[np.float32]]:
+        """outputs, conf -> candidate rows: the family's decoder for an ONNX model, darknet's
+        (`yolocli.heads`) for a darknet network. Chosen once, here."""
+        from yolocli.families import OnnxRecipe
+
+        if isinstance(self.recipe, OnnxRecipe):
+            return self.recipe.decode
+        network = plan.info.network
+        if network is None:  # a ModelInfo built by hand without either
+            raise ModelError(f"{plan.info.name}: neither a darknet network nor an ONNX recipe")
+        self.heads = heads.yolo_heads(network)
+        width, height = self.width, self.height
+        return lambda outputs, conf: heads.decode(outputs, self.heads, width, height, conf)
 
     @property
     def model_name(self) -> str:
@@ -161,11 +187,12 @@ class Detector:
         box: Letterbox,
         postprocess: Postprocess | None = None,
     ) -> Detections:
-        """Detections for one image from its raw heads (each (A*(5+C), H_i, W_i)), decoded as
-        darknet does (`yolocli.heads`) and kept by ``postprocess`` (default: the detector's)."""
+        """Detections for one image from its raw outputs (for darknet each head's
+        (A*(5+C), H_i, W_i)), decoded as the model's family does (darknet: `yolocli.heads`;
+        others: `yolocli.families`) and kept by ``postprocess`` (default: the detector's)."""
         post = self.postprocess if postprocess is None else postprocess.for_names(self.names)
         # only rows that can hold a score above conf: the rest cost most of the work
-        rows = heads.decode(outputs, self.heads, self.width, self.height, post.conf)
+        rows = self._rows(outputs, post.conf)
         return post.apply(rows, box, self.names, post.allowed(len(self.names)), self.recipe)
 
     def detect(
@@ -207,7 +234,10 @@ class Plan:
         return self.info.recipe.letterbox
 
     def compiled(self) -> Path:
-        """The network compiled to ONNX at this plan's input size (see `compiled`)."""
+        """The network compiled to ONNX at this plan's input size (see `compiled`); for an
+        ONNX model, its own file."""
+        if self.info.network is None:
+            return self.info.weights
         return compiled(self.info, self.width, self.height, self.store)
 
     @property
@@ -234,18 +264,67 @@ def plan(
     store: Store | None = None,
     postprocess: Postprocess | None = None,
     darknet: str | None = None,
+    family: str | None = None,
 ) -> Plan:
     """Resolve and check a detector's settings and files (see `Detector`); no engine yet."""
     _check_size(size)
+    onnx_model = model is not None and is_onnx(model)
+    if family is not None and not onnx_model:
+        raise OptionError("family", "is for ONNX models (--model my_model.onnx)")
+    if onnx_model and backend == "auto" and device.startswith("cuda"):
+        backend = "opencv"  # the torch engine runs darknet networks only
     resolved = engines.resolve(backend, device)
+    if onnx_model and resolved == "torch":
+        raise EngineError(
+            "the torch engine runs darknet networks only; an ONNX model runs on onnxruntime, "
+            "openvino or opencv (--backend)"
+        )
     if resolved == "opencv":
         check_device(device)  # before any download: a CPU-only OpenCV stays CPU-only
+    if onnx_model:
+        assert model is not None
+        if cfg is not None or weights is not None:
+            raise ModelError("give either an ONNX model or cfg/weights files, not both")
+        if darknet is not None:
+            raise OptionError("darknet", "is for darknet models, not an ONNX model")
+        info = _resolve_onnx(model, names, size, family, postprocess or Postprocess(), letterbox)
+        log.log(VERBOSE, "%s runs as %s", info.name, info.recipe.describe())
+        onnx_recipe = info.recipe
+        assert isinstance(onnx_recipe, OnnxRecipe)
+        return Plan(info, resolved, device, onnx_recipe.width, onnx_recipe.height, store)
     info = _resolve(
         model, cfg, weights, names, store, postprocess or Postprocess(), darknet, letterbox
     )
     log.log(VERBOSE, "%s runs as %s", info.name, info.recipe.describe())
+    assert info.network is not None
     width, height = (size, size) if size else (info.network.width, info.network.height)
     return Plan(info, resolved, device, width, height, store)
+
+
+def _resolve_onnx(
+    path: str,
+    names: str | os.PathLike[str] | None,
+    size: int | None,
+    family: str | None,
+    postprocess: Postprocess,
+    letterbox: bool | None,
+) -> ModelInfo:
+    """An ONNX model of a known family (`yolocli.families`): read, recognised, checked."""
+    from yolocli import families
+
+    if letterbox is False:
+        raise OptionError(
+            "letterbox", "an ONNX model is prepared as its family does: --no-letterbox is for "
+            "darknet models"
+        )  # fmt: skip
+    names_path = Path(names) if names is not None else None
+    given = darknet.read_names(names_path) if names_path is not None else None
+    recipe = families.recognise(families.read_onnx(path), family, given, size)
+    class_names = list(recipe.names)
+    return ModelInfo(
+        Path(path).stem, None, Path(path), names_path, "", None, class_names,
+        postprocess.for_names(class_names), None, recipe,
+    )  # fmt: skip
 
 
 def compiled(info: ModelInfo, width: int, height: int, store: Store | None = None) -> Path:
@@ -258,6 +337,9 @@ def compiled(info: ModelInfo, width: int, height: int, store: Store | None = Non
     store = store or Store.from_env()
     size = f"{width}x{height}"
     recipe = info.recipe
+    network = info.network
+    if network is None:
+        raise ModelError(f"{info.name} is an ONNX model already: there is nothing to compile")
     key = "\n".join(
         (info.cfg_text, info.weights_sha256(), size, recipe.cache_key, _compiler_fingerprint())
     )
@@ -266,9 +348,7 @@ def compiled(info: ModelInfo, width: int, height: int, store: Store | None = Non
         from yolocli import compiler  # only when a graph is made: onnx is a slow import
 
         log.info("compiling %s to ONNX at %s (once; cached in the model store)", info.name, size)
-        graph = compiler.compile_onnx(
-            info.network, info.weights, size=(width, height), recipe=recipe
-        )
+        graph = compiler.compile_onnx(network, info.weights, size=(width, height), recipe=recipe)
         return bytes(graph.SerializeToString())
 
     digest = hashlib.sha256(key.encode()).hexdigest()
@@ -297,6 +377,7 @@ def export_onnx(
 
     _check_size(size)
     info = _resolve(model, cfg, weights, None, store, Postprocess(), darknet)
+    assert info.network is not None
     width, height = (size, size) if size else (info.network.width, info.network.height)
     out = Path(dest)
     write_atomic(out, compiled(info, width, height, store).read_bytes())
