@@ -239,12 +239,19 @@ def _registry() -> Any:
 def _model_names(
     ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
 ) -> tuple[str, ...]:
-    """Reject unknown model names as a usage error that lists the known ones."""
+    """Reject unknown model names as a usage error that lists the known ones (a path ending
+    in .onnx is a model file, checked when it is opened)."""
     registry = _registry()
-    unknown = [name for name in value if name not in registry.models]
+    unknown = [
+        name for name in value if name not in registry.models and not name.lower().endswith(".onnx")
+    ]
     if unknown:
         known = ", ".join(registry.models)
-        raise click.BadParameter(f"unknown model {unknown[0]!r}; known models: {known}", ctx, param)
+        raise click.BadParameter(
+            f"unknown model {unknown[0]!r}; known models: {known}, or an ONNX file (my.onnx)",
+            ctx,
+            param,
+        )
     return value
 
 
@@ -664,7 +671,8 @@ def _network_options(func: F) -> F:
             "-m",
             "--model",
             callback=lambda c, p, v: v and _model_names(c, p, (v,))[0],
-            help="Registry model to run (see `yolocli models list`). [default: yolov3]",
+            help="Registry model to run (see `yolocli models list`), or an ONNX file of an "
+            "Ultralytics, YOLOv5/YOLOv7 or YOLOX model (see --family). [default: yolov3]",
         ),
         click.option(
             "--cfg",
@@ -698,6 +706,12 @@ def _network_options(func: F) -> F:
             type=click.Choice(("pjreddie", "alexeyab")),
             help="Run the model as this darknet runs it (batch norm, NMS, input). "
             "[default: the registry's word, or inferred from the cfg]",
+        ),
+        click.option(
+            "--family",
+            type=click.Choice(("ultralytics", "yolov5", "yolov7", "yolox")),  # families.FAMILIES
+            help="Decode an ONNX --model as this family's own code does. [default: from the "
+            "file's metadata (Ultralytics, YOLOv5), else from its output shapes]",
         ),
         click.option(
             "--device", type=click.Choice(DEVICES), default="cpu", help="Where the network runs."
@@ -904,6 +918,7 @@ def detect(
     max_det: int,
     letterbox: bool | None,
     darknet: str | None,
+    family: str | None,
     device: str,
     backend: str,
     threads: int | None,
@@ -988,7 +1003,7 @@ def detect(
         detector_args = dict(
             model=model, size=size, device=device, backend=backend, threads=threads,
             workers=workers, letterbox=letterbox, cfg=cfg, weights=weights, names=names,
-            postprocess=post, darknet=darknet,
+            postprocess=post, darknet=darknet, family=family,
         )  # fmt: skip
         with _native_stderr_captured(relay=bool(ctx.meta.get("yolocli.debug"))):
             slicer = _slicer(slice_, overlap, full, scales, merge, match)
@@ -1440,6 +1455,7 @@ def val(
     max_det: int,
     letterbox: bool | None,
     darknet: str | None,
+    family: str | None,
     device: str,
     backend: str,
     threads: int | None,
@@ -1472,6 +1488,7 @@ def val(
         detector_args = dict(
             model=model, size=size, device=device, backend=backend, letterbox=letterbox,
             cfg=cfg, weights=weights, names=names, postprocess=post, darknet=darknet,
+            family=family,
         )  # fmt: skip
         parallel = (workers, threads, Options(batch=batch))
         with _native_stderr_captured(relay=bool(ctx.meta.get("yolocli.debug"))):

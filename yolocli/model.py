@@ -126,6 +126,7 @@ class Detector:
         self.recipe = plan.info.recipe
         self.letterbox = self.recipe.letterbox
         self.width, self.height = plan.width, plan.height
+        self._fixed_batch: int | None = None  # an ONNX file's fixed batch size
         self._rows = self._decoder(plan)
         graph = engines.Graph(
             plan.info.name, plan.info.cfg, plan.info.cfg_text, plan.info.weights,
@@ -142,6 +143,7 @@ class Detector:
         from yolocli.families import OnnxRecipe
 
         if isinstance(self.recipe, OnnxRecipe):
+            self._fixed_batch = self.recipe.batch
             return self.recipe.decode
         network = plan.info.network
         if network is None:  # a ModelInfo built by hand without either
@@ -178,8 +180,17 @@ class Detector:
 
     def forward(self, blobs: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
         """The raw heads for a (N, 3, h, w) batch: one (N, A*(5+C), H_i, W_i) per [yolo]
-        layer, in cfg order, from whichever engine runs the network."""
-        return self.engine.forward(blobs)
+        layer, in cfg order, from whichever engine runs the network (an ONNX model: its
+        outputs). A file whose batch size is fixed runs the batch in passes of that size."""
+        step = self._fixed_batch
+        if step is None or blobs.shape[0] == step:
+            return self.engine.forward(blobs)
+        if blobs.shape[0] % step:
+            raise ModelError(
+                f"{self.model_name} takes batches of {step} image(s) only, not {blobs.shape[0]}"
+            )
+        parts = [self.engine.forward(blobs[i : i + step]) for i in range(0, len(blobs), step)]
+        return [np.concatenate(outs) for outs in zip(*parts, strict=True)]
 
     def decode(
         self,
@@ -273,12 +284,12 @@ def plan(
         raise OptionError("family", "is for ONNX models (--model my_model.onnx)")
     if onnx_model and backend == "auto" and device.startswith("cuda"):
         backend = "opencv"  # the torch engine runs darknet networks only
-    resolved = engines.resolve(backend, device)
-    if onnx_model and resolved == "torch":
+    if onnx_model and backend == "torch":
         raise EngineError(
             "the torch engine runs darknet networks only; an ONNX model runs on onnxruntime, "
             "openvino or opencv (--backend)"
         )
+    resolved = engines.resolve(backend, device)
     if resolved == "opencv":
         check_device(device)  # before any download: a CPU-only OpenCV stays CPU-only
     if onnx_model:

@@ -109,9 +109,10 @@ class OnnxRecipe(Recipe):
     layout, and the hooks the pipeline asks (`preprocessor`, `geometry`, `decode`, `nms`).
 
     ``layout``: one of `LAYOUTS`. ``output``: the index of the engine output to decode.
-    ``strides``: the grid strides. ``names``: the class names. ``why`` (the base's): how the
-    family was recognised, for ``-v`` and ``--profile``. Small, frozen and picklable: worker
-    processes get it with the plan.
+    ``strides``: the grid strides. ``names``: the class names. ``batch``: the images per
+    forward pass the file is fixed at (most exports fix it at 1), None if any. ``why`` (the
+    base's): how the family was recognised, for ``-v`` and ``--profile``. Small, frozen and
+    picklable: worker processes get it with the plan.
     """
 
     path: Path = Path()
@@ -121,6 +122,7 @@ class OnnxRecipe(Recipe):
     names: tuple[str, ...] = ()
     output: int = 0
     strides: tuple[int, ...] = ()
+    batch: int | None = None  # images per forward pass the file is fixed at (None: any)
 
     @property
     def name(self) -> str:
@@ -276,6 +278,7 @@ def recognise(
         names_from="model" if "names" in meta and names is None else "file",
         single_label=True, path=onnx_file.path, layout=layout, width=width, height=height,
         names=tuple(class_names), output=output, strides=strides,
+        batch=batch if isinstance(batch := onnx_file.input_shape[0], int) else None,
     )  # fmt: skip
 
 
