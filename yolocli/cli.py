@@ -501,10 +501,47 @@ def models_remove(ctx: click.Context, names: tuple[str, ...]) -> None:
     "--weights", type=click.Path(path_type=Path, dir_okay=False), help="... and its weights."
 )
 @click.option(
+    "--names",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Class names, one a line, for the metadata. [default: the model's]",
+)
+@click.option(
     "--darknet",
     type=click.Choice(("pjreddie", "alexeyab")),
     help="Fold batch norm as this darknet does. [default: the registry's word, or inferred "
     "from the cfg]",
+)
+@click.option(
+    "--decoded",
+    is_flag=True,
+    help="Decode inside the graph: one output of boxes in input pixels, objectness and "
+    "class probabilities, instead of the raw heads.",
+)
+@click.option(
+    "--with-nms",
+    is_flag=True,
+    help="Also run NMS inside the graph (implies --decoded): the kept boxes only.",
+)
+@click.option(
+    "--conf",
+    type=click.FloatRange(0, 1),
+    default=0.25,
+    show_default=True,
+    help="With --with-nms: keep scores above this.",
+)
+@click.option(
+    "--nms",
+    type=click.FloatRange(0, 1),
+    default=0.45,
+    show_default=True,
+    help="With --with-nms: the IoU threshold.",
+)
+@click.option(
+    "--max-det",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="With --with-nms: at most this many boxes per class and image.",
 )
 @_common
 @click.pass_context
@@ -515,7 +552,13 @@ def export(
     size: int | None,
     cfg: Path | None,
     weights: Path | None,
+    names: Path | None,
     darknet: str | None,
+    decoded: bool,
+    with_nms: bool,
+    conf: float,
+    nms: float,
+    max_det: int,
 ) -> None:
     """Write a model compiled to ONNX, for running it elsewhere.
 
@@ -533,19 +576,33 @@ def export(
     score of class c = sigmoid(to) * sigmoid(tc). The README has the details.
 
     \b
+    --decoded: darknet's decode inside the graph instead:
+      output      (N, R, 5+C): cx, cy, w, h in input pixels, objectness, class
+                  probabilities (score = objectness x probability); no NMS
+    --with-nms: and ONNX's NonMaxSuppression (IoU, per class) after it:
+      detections  (K, 7): batch, x1, y1, x2, y2 (input pixels), class, score
+    Every file records the class names, input size, strides, anchors, the darknet
+    flavour and the preprocessing in its metadata_props.
+
+    \b
     Examples:
       yolocli export yolov3-tiny -o yolov3-tiny.onnx
       yolocli export yolov3 --size 416 -o yolov3-416.onnx
       yolocli export --cfg my.cfg --weights my.weights -o my.onnx
+      yolocli export yolov4-tiny --decoded -o yolov4-tiny-boxes.onnx
+      yolocli export yolov3 --with-nms --conf 0.3 -o yolov3-nms.onnx
     """
     from yolocli.errors import OptionError
     from yolocli.model import export_onnx
+    from yolocli.postprocess import Postprocess
 
     _check_model_choice(model, cfg, weights)
     try:
+        kept = Postprocess(conf=conf, nms=nms, max_det=max_det) if with_nms else None
         path = export_onnx(
-            output, model, size=size, cfg=cfg, weights=weights, store=_store(ctx), darknet=darknet
-        )
+            output, model, size=size, cfg=cfg, weights=weights, names=names, store=_store(ctx),
+            darknet=darknet, decoded=decoded or with_nms, nms=kept,
+        )  # fmt: skip
     except OptionError as err:
         raise click.BadParameter(err.message, param_hint=f"'{_flag(err.option)}'") from None
     log.info("wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)

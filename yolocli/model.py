@@ -373,8 +373,11 @@ def export_onnx(
     size: int | None = None,
     cfg: str | os.PathLike[str] | None = None,
     weights: str | os.PathLike[str] | None = None,
+    names: str | os.PathLike[str] | None = None,
     store: Store | None = None,
     darknet: str | None = None,
+    decoded: bool = False,
+    nms: Postprocess | None = None,
 ) -> Path:
     """Write ``model`` (a registry name, or ``cfg`` + ``weights``) compiled to ONNX at ``dest``.
 
@@ -382,16 +385,61 @@ def export_onnx(
     darknet does (letterboxed, or stretched for AlexeyAB's without ``letter_box``), and gives
     one raw head (N, A*(5+C), H_i, W_i) per ``[yolo]`` layer, ``head_0`` on; `yolocli.heads`
     documents the decoding. Batch norm is folded with the formula of the model's darknet
-    flavour (``darknet`` overrides it, as for `Detector`). Returns ``dest``.
+    flavour (``darknet`` overrides it, as for `Detector`).
+
+    ``decoded``: darknet's decode inside the graph instead, one ``output`` (N, R, 5 + C); with
+    ``nms`` (its ``conf``, ``nms`` and ``max_det`` per class), the boxes ONNX's NMS keeps,
+    ``detections`` (K, 7) (`yolocli.families.darknet_onnx`). Every export records the class
+    names, input size, strides, anchors, flavour and preprocessing in ``metadata_props``.
+    Returns ``dest``.
     """
+    import onnx
+
+    from yolocli.families import darknet_onnx
     from yolocli.files import write_atomic
 
     _check_size(size)
-    info = _resolve(model, cfg, weights, None, store, Postprocess(), darknet)
-    assert info.network is not None
-    width, height = (size, size) if size else (info.network.width, info.network.height)
+    if nms is not None and not decoded:
+        raise OptionError("nms", "NMS in the graph needs the decoded form (decoded=True)")
+    info = _resolve(model, cfg, weights, names, store, Postprocess(), darknet)
+    network = info.network
+    assert network is not None
+    width, height = (size, size) if size else (network.width, network.height)
+    graph = onnx.load_from_string(compiled(info, width, height, store).read_bytes())
+    yolo_heads = heads.yolo_heads(network)
+    from yolocli.darknet import resized  # (the parameter ``darknet`` hides the module here)
+
+    at_size = resized(network, width, height)
+    shapes = [at_size.layers[h.layer].shape[1:] for h in yolo_heads]
+    grids = [(int(h), int(w)) for h, w in shapes]
+    extra: dict[str, str] = {}
+    if not decoded:
+        outputs = (
+            "head_0.. (N, A*(5+C), H/s, W/s): the raw convolution outputs of each [yolo] layer, "
+            "before any sigmoid; decode with 'heads' (darknet's get_yolo_box)"
+        )
+    elif nms is None:
+        outputs = (
+            f"{darknet_onnx.DECODED} (N, R, 5+C): cx, cy, w, h in input pixels, objectness, "
+            "class probabilities (score = objectness x probability); no NMS"
+        )
+        darknet_onnx.decode_into(graph, yolo_heads, grids, width, height)
+    else:
+        outputs = (
+            f"{darknet_onnx.DETECTIONS} (K, 7): batch, x1, y1, x2, y2 (input pixels), class, "
+            "score (objectness x probability), after IoU NMS per class"
+        )
+        per_class = nms.max_det or 10_000
+        darknet_onnx.decode_into(
+            graph, yolo_heads, grids, width, height, (nms.conf, nms.nms, per_class)
+        )
+        extra = {"conf": str(nms.conf), "iou": str(nms.nms), "max_det_per_class": str(per_class)}
+    meta = darknet_onnx.metadata(
+        info.class_names, yolo_heads, grids, width, height, info.recipe, outputs, extra
+    )
+    darknet_onnx.set_metadata(graph, meta)
     out = Path(dest)
-    write_atomic(out, compiled(info, width, height, store).read_bytes())
+    write_atomic(out, graph.SerializeToString())
     return out
 
 
