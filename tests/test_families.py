@@ -286,6 +286,15 @@ def test_input_size_fixed_by_the_file() -> None:
     dynamic = OnnxFile(Path("m.onnx"), {"imgsz": "[320, 320]"}, "images", (1, 3, "h", "w"),
                        (("out", (1, 2100, 8)),))  # fmt: skip
     assert (recognise(dynamic).width, recognise(dynamic, size=320).height) == (320, 320)
+    # a dynamic export leaves the anchor count open: Ultralytics' layout still says itself,
+    # YOLOX's and YOLOv5's only with --family
+    open_v8 = OnnxFile(Path("m.onnx"), {}, "images", (1, 3, "h", "w"), (("o", (1, 84, "a")),))
+    assert (recognise(open_v8).layout, recognise(open_v8).classes) == ("ultralytics", 80)
+    open_x = OnnxFile(Path("m.onnx"), {}, "images", (1, 3, "h", "w"), (("o", (1, "a", 85)),))
+    with pytest.raises(ModelError, match="give --family"):
+        recognise(open_x)
+    assert recognise(open_x, family="yolox").layout == "yolox"
+    assert recognise(open_x, family="yolov7").layout == "yolov5"
 
 
 def test_not_an_onnx_file(tmp_path: Path) -> None:

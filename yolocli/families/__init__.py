@@ -315,7 +315,8 @@ def _layout(
     for index, (_, shape) in enumerate(onnx_file.outputs):
         if len(shape) != 3:
             continue
-        found = _fits(shape[1], shape[2], family, width, height)
+        p6 = onnx_file.metadata.get("stride") == "64"
+        found = _fits(shape[1], shape[2], family, width, height, p6)
         if found is not None:
             layout, strides, classes = found
             return layout, index, strides, classes
@@ -336,14 +337,32 @@ def _layout(
     raise ModelError(
         f"{onnx_file.path.name}: no output fits {wanted}, with cells the grid cells of strides "
         f"8-32 at {width}x{height}; found {onnx_file.describe()}. If it is one of these at "
-        "another input size, give --size; for another family, yolocli cannot decode it"
+        "another input size, give --size; if its sizes are left open, give --family; for "
+        "another family, yolocli cannot decode it"
     )
 
 
 def _fits(
-    d1: Dim, d2: Dim, family: str | None, width: int, height: int
+    d1: Dim, d2: Dim, family: str | None, width: int, height: int, p6: bool = False
 ) -> tuple[str, tuple[int, ...], int] | None:
-    """The (layout, strides, classes) an output (N, d1, d2) has for ``family``, or None."""
+    """The (layout, strides, classes) an output (N, d1, d2) has for ``family``, or None.
+
+    A dimension the file leaves open (a dynamic export's ``anchors``) fits the grid at any
+    input size; an open anchor count cannot tell YOLOX from YOLOv5, so only ``family`` can.
+    ``p6``: the metadata says the largest stride is 64."""
+    default = yolox.STRIDES_P6 if p6 else yolox.STRIDES
+    if isinstance(d1, int) and not isinstance(d2, int):
+        if family in (None, "ultralytics") and d1 >= 5:
+            return "ultralytics", default, d1 - 4
+        return None
+    if isinstance(d2, int) and not isinstance(d1, int):
+        if family == "yolox" and d2 >= 6:
+            return "yolox", default, d2 - 5
+        if family in ("yolov5", "yolov7") and d2 >= 6:
+            return "yolov5", default, d2 - 5
+        if family == "ultralytics" and d2 == 6:
+            return "ultralytics-end2end", (), -1
+        return None
     if not (isinstance(d1, int) and isinstance(d2, int)):
         return None
     anchor_free = yolox.strides_for(d2, width, height)
