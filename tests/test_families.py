@@ -405,3 +405,48 @@ def test_cli_errors(tmp_path: Path) -> None:
     labels = {d["label"] for d in records(result.stdout)[0]["detections"]}
     assert labels <= set("abcde")
     assert labels
+
+
+def test_a_yolox_exported_decoded_gives_the_same_answers(tmp_path: Path) -> None:
+    """YOLOX's exporter with --decode_in_inference puts demo_postprocess's grid decode in the
+    graph: recognised by its Exp, and decoded once, not twice."""
+    model = onnx.load(str(YOLOX))
+    (out,) = model.graph.output
+    grid = np.concatenate(
+        [
+            np.stack(np.divmod(np.arange((256 // s) * (320 // s)), 320 // s)[::-1], 1)
+            for s in (8, 16, 32)
+        ]
+    ).astype(np.float32)
+    strides = np.concatenate(
+        [np.full(((256 // s) * (320 // s), 1), s) for s in (8, 16, 32)]
+    ).astype(np.float32)
+    consts = {"grid": grid[None], "stride": strides[None]}
+    for name, value in consts.items():
+        model.graph.initializer.append(onnx.numpy_helper.from_array(value, name))
+    for name, value in {"s0": [0], "s2": [2], "s4": [4], "s99": [99], "ax": [2]}.items():
+        model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(value), name))
+    nodes = [
+        helper.make_node("Slice", [out.name, "s0", "s2", "ax"], ["xy"]),
+        helper.make_node("Slice", [out.name, "s2", "s4", "ax"], ["wh"]),
+        helper.make_node("Slice", [out.name, "s4", "s99", "ax"], ["rest"]),
+        helper.make_node("Add", ["xy", "grid"], ["xy_g"]),
+        helper.make_node("Mul", ["xy_g", "stride"], ["xy_p"]),
+        helper.make_node("Exp", ["wh"], ["wh_e"]),
+        helper.make_node("Mul", ["wh_e", "stride"], ["wh_p"]),
+        helper.make_node("Concat", ["xy_p", "wh_p", "rest"], ["decoded"], axis=2),
+    ]
+    model.graph.node.extend(nodes)
+    del model.graph.output[:]
+    model.graph.output.append(
+        helper.make_tensor_value_info("decoded", TensorProto.FLOAT, [1, 1680, 10])
+    )
+    decoded = tmp_path / "yolox_decoded.onnx"
+    onnx.save(model, str(decoded))
+    recipe = recognise(read_onnx(decoded))
+    assert (recipe.layout, recipe.name) == ("yolox-decoded", "YOLOX (decoded in the graph)")
+    ref = json.loads((FAMILY_DATA / "yolox_reference.json").read_text())
+    post = Postprocess(conf=ref["score_thr"], nms=ref["nms_thr"])
+    det = Detector(str(decoded), backend="onnxruntime")
+    for image in PHOTOS[:3]:
+        assert_same(det.detect(cv2.imread(str(image)), post), ref["images"][image.name], image)

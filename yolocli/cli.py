@@ -632,6 +632,13 @@ darknet, a box is listed once for every class scoring above --conf; use
 classes) on the unclipped boxes; reported boxes are clipped to the image.
 
 \b
+ONNX models (--model my_model.onnx): Ultralytics (v5u, v8, 11, 12; the
+end-to-end v10 and YOLO26), YOLOv5/YOLOv7 and YOLOX, recognised from the file's
+metadata or output shapes (--family overrides; --names gives class names). Each
+is prepared, decoded and kept as its family's own code does: its score, one
+class per box, its NMS. Ultralytics' predict defaults are --conf 0.25 --nms 0.7.
+
+\b
 JSON Lines record, one per image, flushed as soon as it is done:
   {"image": "a.jpg", "width": 640, "height": 480, "model": "yolov3",
    "detections": [{"label": "dog", "class_id": 16, "score": 0.87,

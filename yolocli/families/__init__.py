@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 # what --family accepts (yolov7 is decoded exactly as yolov5)
 FAMILIES = ("ultralytics", "yolov5", "yolov7", "yolox")
 # the layouts a recognised model has (an Ultralytics model is one of two)
-LAYOUTS = ("ultralytics", "ultralytics-end2end", "yolov5", "yolox")
+LAYOUTS = ("ultralytics", "ultralytics-end2end", "yolov5", "yolox", "yolox-decoded")
 DEFAULT_SIZE = 640
 
 Dim = int | str | None  # a fixed size, a symbolic name, or unknown
@@ -50,6 +50,7 @@ class OnnxFile:
     input_name: str
     input_shape: Shape
     outputs: tuple[tuple[str, Shape], ...]
+    ops: frozenset[str] = frozenset()  # the graph's operator types
 
     def describe(self) -> str:
         """``input images (1, 3, 640, 640); outputs output0 (1, 84, 8400)``, for messages."""
@@ -100,6 +101,7 @@ def read_onnx(path: str | Path) -> OnnxFile:
         input_name=inputs[0].name,
         input_shape=dims(inputs[0]),
         outputs=tuple((o.name, dims(o)) for o in graph.output),
+        ops=frozenset(n.op_type for n in graph.node),
     )
 
 
@@ -135,13 +137,13 @@ class OnnxRecipe(Recipe):
     @property
     def agnostic(self) -> bool:
         """NMS across classes (YOLOX's demo runs it so)."""
-        return self.layout == "yolox"
+        return self.layout.startswith("yolox")
 
     @property
     def nms_description(self) -> str:
         if self.layout == "ultralytics-end2end":
             return "no NMS (the network keeps one box per object)"
-        if self.layout == "yolox":
+        if self.layout.startswith("yolox"):
             return "best class per box, IoU NMS across classes with pixel-inclusive areas"
         return "best class per box, IoU NMS per class"
 
@@ -156,7 +158,7 @@ class OnnxRecipe(Recipe):
 
     def geometry(self, width: int, height: int, net_width: int, net_height: int) -> Padded:
         """Where a ``width`` x ``height`` image lands in the network input (`Padded`)."""
-        place = yolox.geometry if self.layout == "yolox" else ultralytics.geometry
+        place = yolox.geometry if self.layout.startswith("yolox") else ultralytics.geometry
         return place(width, height, net_width, net_height)
 
     def preprocessor(self, net_width: int, net_height: int) -> _Preparer:
@@ -177,7 +179,7 @@ class OnnxRecipe(Recipe):
             rows = ultralytics.decode(out, w, h, min_score)
         elif self.layout == "ultralytics-end2end":
             rows = ultralytics.decode_end2end(out, w, h, self.classes, min_score)
-        elif self.layout == "yolov5":
+        elif self.layout in ("yolov5", "yolox-decoded"):  # boxes in pixels, obj, probabilities
             rows = yolov5.decode(out, w, h, min_score)
         else:
             rows = yolox.decode(out, w, h, self.strides, min_score)
@@ -203,7 +205,7 @@ class OnnxRecipe(Recipe):
 
         if self.layout == "ultralytics-end2end":
             return np.argsort(-np.asarray(scores), kind="stable")
-        if self.layout == "yolox":
+        if self.layout.startswith("yolox"):
             # (x2 - x1 + 1) * (y2 - y1 + 1) areas are the areas of boxes a pixel larger
             grown = np.asarray(xyxy, dtype=np.float64) + np.array([0.0, 0.0, 1.0, 1.0])
             return ops.nms(grown, scores, threshold, None)
@@ -215,6 +217,7 @@ _FAMILY_NAMES = {
     "ultralytics-end2end": "Ultralytics end-to-end",
     "yolov5": "YOLOv5/YOLOv7",
     "yolox": "YOLOX",
+    "yolox-decoded": "YOLOX (decoded in the graph)",
 }
 
 
@@ -267,10 +270,13 @@ def recognise(
         reason = "output shape"
     width, height = _input_size(onnx_file, size)
     layout, output, strides, classes = _layout(onnx_file, family, width, height)
+    if layout == "yolox" and "Exp" in onnx_file.ops:
+        # exported with decode_in_inference: the grid decode (exp of the sizes) is in the graph
+        layout = "yolox-decoded"
     if reason == "output shape":
         reason = f"output shape {_shape(onnx_file.outputs[output][1])}"
     class_names = _names(onnx_file, names, classes)
-    yolox_like = layout == "yolox"
+    yolox_like = layout.startswith("yolox")
     return OnnxRecipe(
         family=layout.split("-")[0], flavour="", why=reason, letterbox=True,
         letterbox_from="the family's", pad_value=114 / 255, centred=not yolox_like,

@@ -13,6 +13,10 @@ YOLOX's ONNX demo (``demo/ONNXRuntime/onnx_inference.py``) decodes them.
   demo calls it): each box's best class only, then NMS across classes, with the old
   pixel-inclusive areas (``(x2 - x1 + 1) * (y2 - y1 + 1)``), on boxes in image pixels
   (``boxes /= ratio``).
+- A model exported with ``--decode_in_inference`` gives the decoded boxes (centre and size
+  in input pixels) itself; its graph then holds the ``Exp`` of the sizes, which is how
+  `yolocli.families.recognise` tells (and decodes it as YOLOv5's layout, with YOLOX's input
+  and NMS).
 """
 
 from __future__ import annotations
