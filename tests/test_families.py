@@ -450,3 +450,20 @@ def test_a_yolox_exported_decoded_gives_the_same_answers(tmp_path: Path) -> None
     det = Detector(str(decoded), backend="onnxruntime")
     for image in PHOTOS[:3]:
         assert_same(det.detect(cv2.imread(str(image)), post), ref["images"][image.name], image)
+
+
+def test_yolov5_answers_as_yolov5_detect(tmp_path: Path) -> None:
+    """On the photos cropped as the oracle's script crops them (to an aspect ratio that
+    leaves a few pixels of padding, less than a grid cell: see make_yolov5.crop)."""
+    ref = json.loads((FAMILY_DATA / "yolov5_reference.json").read_text())
+    det = Detector(str(FAMILY_DATA / "yolov5_tiny_random.onnx"), backend="onnxruntime")
+    assert (det.recipe.layout, det.recipe.why) == ("yolov5", "output shape (1, 5040, 9)")
+    post = Postprocess(conf=ref["conf"], nms=ref["iou"], max_det=ref["max_det"])
+    assert sum(len(v) for v in ref["images"].values()) > 50
+    for image in PHOTOS:
+        pixels = cv2.imread(str(image))
+        h, w = pixels.shape[:2]
+        pixels = pixels[:, : int(h * 1.2)] if w > h * 1.2 else pixels[: int(w / 1.2)]
+        cropped = tmp_path / f"{image.stem}.png"
+        cv2.imwrite(str(cropped), pixels)  # for assert_same's clipping to its size
+        assert_same(det.detect(pixels, post), ref["images"][image.name], cropped)

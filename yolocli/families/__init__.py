@@ -158,8 +158,11 @@ class OnnxRecipe(Recipe):
 
     def geometry(self, width: int, height: int, net_width: int, net_height: int) -> Padded:
         """Where a ``width`` x ``height`` image lands in the network input (`Padded`)."""
-        place = yolox.geometry if self.layout.startswith("yolox") else ultralytics.geometry
-        return place(width, height, net_width, net_height)
+        if self.layout.startswith("yolox"):
+            return yolox.geometry(width, height, net_width, net_height)
+        if self.layout == "yolov5":
+            return yolov5.geometry(width, height, net_width, net_height)
+        return ultralytics.geometry(width, height, net_width, net_height)
 
     def preprocessor(self, net_width: int, net_height: int) -> _Preparer:
         return _Preparer(self, net_width, net_height)

@@ -35,6 +35,10 @@ class Padded(Letterbox):
     resized_h: int = 0
     left: int = 0
     top: int = 0
+    # where boxes are mapped back from, if not (left, top): YOLOv5's scale_boxes takes the
+    # unrounded padding, (net - side * gain) / 2
+    pad_x: float | None = None
+    pad_y: float | None = None
 
     @property
     def new_size(self) -> tuple[int, int]:
@@ -52,10 +56,12 @@ class Padded(Letterbox):
         cx, cy = b[:, 0] * self.net_width, b[:, 1] * self.net_height
         hw, hh = b[:, 2] * self.net_width / 2.0, b[:, 3] * self.net_height / 2.0
         out = np.empty((b.shape[0], 4), dtype=np.float64)
-        out[:, 0] = cx - hw - self.left
-        out[:, 1] = cy - hh - self.top
-        out[:, 2] = cx + hw - self.left
-        out[:, 3] = cy + hh - self.top
+        left = self.left if self.pad_x is None else self.pad_x
+        top = self.top if self.pad_y is None else self.pad_y
+        out[:, 0] = cx - hw - left
+        out[:, 1] = cy - hh - top
+        out[:, 2] = cx + hw - left
+        out[:, 3] = cy + hh - top
         out[:, 0::2] /= self.gain_x
         out[:, 1::2] /= self.gain_y
         return out
