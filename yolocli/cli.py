@@ -331,6 +331,7 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
                 "installed": status.installed,
                 "weights": str(status.path),
                 "description": model.description,
+                "darknet": model.darknet,  # which darknet it runs as (yolocli.recipe)
             }
             for name, model, status, _ in rows
         ]
@@ -906,9 +907,10 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
 )
 @click.option(
     "--match",
-    type=click.Choice(["iou", "ios"]),
-    help="With --slice: overlap measure for --merge (ios: over the smaller box), at --nms. "
-    "[default: iou]",
+    type=click.Choice(["iou", "ios", "diou"]),
+    help="With --slice: overlap measure for --merge (ios: over the smaller box; diou: "
+    "darknet's distance-IoU), at --nms. [default: the model's own NMS measure: diou for "
+    "AlexeyAB cfgs with nms_kind, else iou]",
 )
 @click.option(
     "--vid-stride",
@@ -1024,6 +1026,7 @@ def detect(
       yolocli detect big-folder/ --skip-existing      # resume after an interruption
       yolocli detect clip.mp4 -f jsonl > frames.jsonl # + detections/clip.mp4
       yolocli detect rtsp://cam.local/stream --max-frames 100
+      yolocli detect x.png --cfg my.cfg --weights my.weights -v  # says which darknet
     """
     # -- usage checks: everything that can be known before any work ----------------------
     _check_model_choice(model, cfg, weights)

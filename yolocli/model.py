@@ -15,7 +15,7 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -126,31 +126,16 @@ class Detector:
         self.recipe = plan.info.recipe
         self.letterbox = self.recipe.letterbox
         self.width, self.height = plan.width, plan.height
-        self._fixed_batch: int | None = None  # an ONNX file's fixed batch size
-        self._rows = self._decoder(plan)
+        network = plan.info.network  # None for an ONNX model: its recipe decodes its outputs
+        self.heads = heads.yolo_heads(network) if network is not None else []
+        # an ONNX file's fixed batch size (most exports fix it at 1)
+        self._fixed_batch = self.recipe.batch if isinstance(self.recipe, OnnxRecipe) else None
         graph = engines.Graph(
             plan.info.name, plan.info.cfg, plan.info.cfg_text, plan.info.weights,
             plan.info.network, plan.width, plan.height, plan.compiled, self.recipe,
         )  # fmt: skip
         self.engine = engines.open_engine(plan.backend, graph, plan.device, threads)
         self._local = threading.local()  # one Letterboxer (and its buffers) per thread
-
-    def _decoder(
-        self, plan: Plan
-    ) -> Callable[[Sequence[npt.NDArray[np.float32]], float], npt.NDArray[np.float32]]:
-        """outputs, conf -> candidate rows: the family's decoder for an ONNX model, darknet's
-        (`yolocli.heads`) for a darknet network. Chosen once, here."""
-        from yolocli.families import OnnxRecipe
-
-        if isinstance(self.recipe, OnnxRecipe):
-            self._fixed_batch = self.recipe.batch
-            return self.recipe.decode
-        network = plan.info.network
-        if network is None:  # a ModelInfo built by hand without either
-            raise ModelError(f"{plan.info.name}: neither a darknet network nor an ONNX recipe")
-        self.heads = heads.yolo_heads(network)
-        width, height = self.width, self.height
-        return lambda outputs, conf: heads.decode(outputs, self.heads, width, height, conf)
 
     @property
     def model_name(self) -> str:
@@ -203,7 +188,7 @@ class Detector:
         others: `yolocli.families`) and kept by ``postprocess`` (default: the detector's)."""
         post = self.postprocess if postprocess is None else postprocess.for_names(self.names)
         # only rows that can hold a score above conf: the rest cost most of the work
-        rows = self._rows(outputs, post.conf)
+        rows = self.recipe.decode(outputs, self.heads, self.width, self.height, post.conf)
         return post.apply(rows, box, self.names, post.allowed(len(self.names)), self.recipe)
 
     def detect(

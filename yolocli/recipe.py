@@ -22,11 +22,20 @@ input                  letterboxed                                  resized to t
 box_diou, ``detector.c`` test_detector; pjreddie darknet f6afaab: ``blas.c`` normalize_cpu.)
 
 `Recipe` is one small frozen object per model that the rest of the pipeline *asks* (how to
-prepare an image, how to fold batch norm, which NMS to run, what the compiled graph's cache
-key is), so no other module tests a family or flavour. `darknet_recipe` chooses one for a
-darknet cfg: the registry's word for a registered model, the cfg's own keys for anyone
-else's (keys only AlexeyAB's darknet reads mean ``alexeyab``), or the caller's override.
-Other model families (not darknet) make their own `Recipe` with their own ``family``.
+prepare an image, how to fold batch norm, how to decode the raw outputs, which NMS to run,
+what the compiled graph's cache key is), so no other module tests a family or flavour.
+`darknet_recipe` chooses one for a darknet cfg: the registry's word for a registered model,
+the cfg's own keys for anyone else's (keys only AlexeyAB's darknet reads mean ``alexeyab``),
+or the caller's override.
+
+Another family (not darknet) plugs in with its own frozen subclass, chosen once where its
+model is opened: it sets ``family`` (and ``flavour``, ``why``, the input fields,
+``nms_kind``, ``names_from``) and overrides the hooks whose darknet behaviour does not fit:
+`Recipe.preprocessor` and `Recipe.geometry` (its own resize and padding), `Recipe.decode`
+(its own output layout, to the same candidate rows), `Recipe.fold_bn` with ``bn="none"``
+for graphs that come folded. `Recipe.nms` and `Recipe.cache_key` serve every family as they
+are. The base class checks that a darknet recipe asks for darknet's own input (its
+preprocessor implements nothing else).
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from yolocli.errors import ModelError, OptionError
 
 if TYPE_CHECKING:
     from yolocli import darknet
+    from yolocli.heads import YoloHead
     from yolocli.preprocess import Letterbox
 
 
@@ -63,6 +73,7 @@ BN_FORMULAS = ("pjreddie", "alexeyab", "none")
 PJREDDIE_BN_EPS = 1e-6
 ALEXEYAB_BN_EPS = 1e-5
 DEFAULT_BETA_NMS = 0.6  # AlexeyAB's default beta_nms, and greedynms' fixed exponent
+_DARKNET_INPUT = (0.5, True, True, 1.0 / 255.0)  # pad_value, centred, rgb, scale
 
 # Keys that AlexeyAB's darknet reads and pjreddie's never does (the options parser.c looks
 # up in each, at 59596d7 / f6afaab): a cfg that sets one was written for AlexeyAB's.
@@ -140,6 +151,12 @@ class Recipe:
             raise ModelError(f"unknown batch-norm formula {self.bn!r}; known: {BN_FORMULAS}")
         if not self.beta_nms > 0:
             raise ModelError(f"beta_nms must be positive, got {self.beta_nms}")
+        darknet_input = (self.pad_value, self.centred, self.rgb, self.scale) == _DARKNET_INPUT
+        if self.family == "darknet" and not darknet_input:
+            raise ModelError(
+                "a darknet recipe feeds darknet's input (0.5 padding, centred, RGB, 1/255); "
+                "another preparation needs its own preprocessor (a Recipe subclass)"
+            )
 
     # -- what it is, in words ---------------------------------------------------------------
 
@@ -188,6 +205,21 @@ class Recipe:
         from yolocli.preprocess import Letterboxer
 
         return Letterboxer(net_width, net_height, stretch=not self.letterbox)
+
+    def decode(
+        self,
+        outputs: Sequence[npt.NDArray[np.float32]],
+        yolo_heads: Sequence[YoloHead],
+        net_width: int,
+        net_height: int,
+        min_score: float | None = None,
+    ) -> npt.NDArray[np.float32]:
+        """One image's candidate rows ``(R, 5 + C)`` (network-relative cx, cy, w, h,
+        objectness, then objectness x class) from its raw outputs: darknet's ``[yolo]``
+        decoding (`yolocli.heads.decode`); only rows that can score above ``min_score``."""
+        from yolocli import heads
+
+        return heads.decode(outputs, yolo_heads, net_width, net_height, min_score)
 
     def fold_bn(
         self, params: darknet.ConvWeights

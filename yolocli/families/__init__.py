@@ -27,6 +27,7 @@ import numpy.typing as npt
 from yolocli.errors import ModelError
 from yolocli.families import ultralytics, yolov5, yolox
 from yolocli.families.resize import Padded, fill
+from yolocli.heads import YoloHead
 from yolocli.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -168,10 +169,17 @@ class OnnxRecipe(Recipe):
         return _Preparer(self, net_width, net_height)
 
     def decode(
-        self, outputs: Sequence[npt.NDArray[np.float32]], min_score: float | None = None
+        self,
+        outputs: Sequence[npt.NDArray[np.float32]],
+        yolo_heads: Sequence[YoloHead] = (),
+        net_width: int = 0,
+        net_height: int = 0,
+        min_score: float | None = None,
     ) -> npt.NDArray[np.float32]:
         """Candidate rows (R, 5 + C) of ONE image from the engine's outputs (each without the
-        batch axis); ``min_score``: only rows that can score above it."""
+        batch axis), by the family's decoder; ``min_score``: only rows that can score above
+        it. (``yolo_heads`` and the input size are darknet's business: this recipe knows its
+        own layout and size.)"""
         if self.output >= len(outputs):
             raise ModelError(
                 f"the engine gave {len(outputs)} outputs; the model's is #{self.output}"
