@@ -12,7 +12,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import DATA, run_cli
 from tests.oracle import photo
 from yolocli import Detector, Postprocess, heads
 from yolocli.ops import box_iou
@@ -100,3 +100,10 @@ def test_every_export_records_names_anchors_strides_flavour_and_preprocessing(
     meta = {p.key: p.value for p in onnx.load(str(nms)).metadata_props}
     assert (meta["conf"], meta["iou"], meta["max_det_per_class"]) == ("0.25", "0.45", "300")
     assert meta["outputs"].startswith("detections (K, 7)")
+
+
+def test_export_refuses_an_onnx_model(tmp_path: Path) -> None:
+    model = DATA / "families" / "yolox_tiny_random.onnx"
+    result = run_cli("export", str(model), "-o", str(tmp_path / "x.onnx"))
+    assert result.exit_code == 1
+    assert "is an ONNX model already: export writes darknet models" in result.stderr

@@ -386,6 +386,8 @@ def export_onnx(
     _check_size(size)
     if nms is not None and not decoded:
         raise OptionError("nms", "NMS in the graph needs the decoded form (decoded=True)")
+    if model is not None and is_onnx(model):
+        raise ModelError(f"{model} is an ONNX model already: export writes darknet models")
     info = _resolve(model, cfg, weights, names, store, Postprocess(), darknet)
     network = info.network
     assert network is not None
