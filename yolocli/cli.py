@@ -61,13 +61,18 @@ class _StderrHandler(logging.Handler):
         click.echo(prefix + record.getMessage(), err=True)
 
 
-def _setup_logging(quiet: bool, debug: bool) -> None:
+# -v: notes between INFO and DEBUG (how a model runs and why), without --debug's tracebacks
+VERBOSE = logging.INFO - 5
+
+
+def _setup_logging(quiet: bool, debug: bool, verbose: bool = False) -> None:
     logger = logging.getLogger("yolocli")
     for handler in list(logger.handlers):
         if isinstance(handler, _StderrHandler):
             logger.removeHandler(handler)
     logger.addHandler(_StderrHandler())
-    logger.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
+    level = logging.WARNING if quiet else VERBOSE if verbose else logging.INFO
+    logger.setLevel(logging.DEBUG if debug else level)
     logger.propagate = False
 
 
@@ -124,13 +129,15 @@ def _hint(err: YolocliError) -> str:
 
 
 def _common(func: F) -> F:
-    """Options every command takes: -q/--quiet and --debug."""
+    """Options every command takes: -q/--quiet, -v/--verbose and --debug."""
 
     def remember(key: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
         def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
             ctx.meta[key] = value or ctx.meta.get(key, False)
             _setup_logging(
-                ctx.meta.get("yolocli.quiet", False), ctx.meta.get("yolocli.debug", False)
+                ctx.meta.get("yolocli.quiet", False),
+                ctx.meta.get("yolocli.debug", False),
+                ctx.meta.get("yolocli.verbose", False),
             )
             return value
 
@@ -144,6 +151,15 @@ def _common(func: F) -> F:
         is_eager=True,
         callback=remember("yolocli.quiet"),
         help="Only errors on stderr: no progress, no notes.",
+    )(func)
+    func = click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=remember("yolocli.verbose"),
+        help="More notes: how the model runs (its darknet flavour, and why) and the like.",
     )(func)
     func = click.option(
         "--debug",
@@ -223,12 +239,19 @@ def _registry() -> Any:
 def _model_names(
     ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
 ) -> tuple[str, ...]:
-    """Reject unknown model names as a usage error that lists the known ones."""
+    """Reject unknown model names as a usage error that lists the known ones (a path ending
+    in .onnx is a model file, checked when it is opened)."""
     registry = _registry()
-    unknown = [name for name in value if name not in registry.models]
+    unknown = [
+        name for name in value if name not in registry.models and not name.lower().endswith(".onnx")
+    ]
     if unknown:
         known = ", ".join(registry.models)
-        raise click.BadParameter(f"unknown model {unknown[0]!r}; known models: {known}", ctx, param)
+        raise click.BadParameter(
+            f"unknown model {unknown[0]!r}; known models: {known}, or an ONNX file (my.onnx)",
+            ctx,
+            param,
+        )
     return value
 
 
@@ -308,6 +331,7 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
                 "installed": status.installed,
                 "weights": str(status.path),
                 "description": model.description,
+                "darknet": model.darknet,  # which darknet it runs as (yolocli.recipe)
             }
             for name, model, status, _ in rows
         ]
@@ -477,6 +501,49 @@ def models_remove(ctx: click.Context, names: tuple[str, ...]) -> None:
 @click.option(
     "--weights", type=click.Path(path_type=Path, dir_okay=False), help="... and its weights."
 )
+@click.option(
+    "--names",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Class names, one a line, for the metadata. [default: the model's]",
+)
+@click.option(
+    "--darknet",
+    type=click.Choice(("pjreddie", "alexeyab")),
+    help="Fold batch norm as this darknet does. [default: the registry's word, or inferred "
+    "from the cfg]",
+)
+@click.option(
+    "--decoded",
+    is_flag=True,
+    help="Decode inside the graph: one output of boxes in input pixels, objectness and "
+    "class probabilities, instead of the raw heads.",
+)
+@click.option(
+    "--with-nms",
+    is_flag=True,
+    help="Also run NMS inside the graph (implies --decoded): the kept boxes only.",
+)
+@click.option(
+    "--conf",
+    type=click.FloatRange(0, 1),
+    default=0.25,
+    show_default=True,
+    help="With --with-nms: keep scores above this.",
+)
+@click.option(
+    "--nms",
+    type=click.FloatRange(0, 1),
+    default=0.45,
+    show_default=True,
+    help="With --with-nms: the IoU threshold.",
+)
+@click.option(
+    "--max-det",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="With --with-nms: at most this many boxes per class and image.",
+)
 @_common
 @click.pass_context
 def export(
@@ -486,13 +553,22 @@ def export(
     size: int | None,
     cfg: Path | None,
     weights: Path | None,
+    names: Path | None,
+    darknet: str | None,
+    decoded: bool,
+    with_nms: bool,
+    conf: float,
+    nms: float,
+    max_det: int,
 ) -> None:
     """Write a model compiled to ONNX, for running it elsewhere.
 
     \b
     The graph:
-      input   images   (N, 3, H, W) float32: RGB in [0, 1], letterboxed as darknet
-                       does (aspect kept, centered on 0.5 gray); N is dynamic
+      input   images   (N, 3, H, W) float32: RGB in [0, 1], prepared as the model's
+                       darknet does: letterboxed (aspect kept, centered on 0.5 gray)
+                       for pjreddie's, stretched for AlexeyAB's unless the cfg sets
+                       letter_box=1; N is dynamic
       outputs head_0.. (N, A*(5+C), H/s, W/s) float32, one per [yolo] layer in cfg
                        order: the raw convolution outputs, before any sigmoid
     Decoding (darknet's): for anchor a at cell (i, j) of a head with stride s,
@@ -501,17 +577,33 @@ def export(
     score of class c = sigmoid(to) * sigmoid(tc). The README has the details.
 
     \b
+    --decoded: darknet's decode inside the graph instead:
+      output      (N, R, 5+C): cx, cy, w, h in input pixels, objectness, class
+                  probabilities (score = objectness x probability); no NMS
+    --with-nms: and ONNX's NonMaxSuppression (IoU, per class) after it:
+      detections  (K, 7): batch, x1, y1, x2, y2 (input pixels), class, score
+    Every file records the class names, input size, strides, anchors, the darknet
+    flavour and the preprocessing in its metadata_props.
+
+    \b
     Examples:
       yolocli export yolov3-tiny -o yolov3-tiny.onnx
       yolocli export yolov3 --size 416 -o yolov3-416.onnx
       yolocli export --cfg my.cfg --weights my.weights -o my.onnx
+      yolocli export yolov4-tiny --decoded -o yolov4-tiny-boxes.onnx
+      yolocli export yolov3 --with-nms --conf 0.3 -o yolov3-nms.onnx
     """
     from yolocli.errors import OptionError
     from yolocli.model import export_onnx
+    from yolocli.postprocess import Postprocess
 
     _check_model_choice(model, cfg, weights)
     try:
-        path = export_onnx(output, model, size=size, cfg=cfg, weights=weights, store=_store(ctx))
+        kept = Postprocess(conf=conf, nms=nms, max_det=max_det) if with_nms else None
+        path = export_onnx(
+            output, model, size=size, cfg=cfg, weights=weights, names=names, store=_store(ctx),
+            darknet=darknet, decoded=decoded or with_nms, nms=kept,
+        )  # fmt: skip
     except OptionError as err:
         raise click.BadParameter(err.message, param_hint=f"'{_flag(err.option)}'") from None
     log.info("wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
@@ -539,6 +631,13 @@ Scores are objectness x class probability, as darknet reports them. Like
 darknet, a box is listed once for every class scoring above --conf; use
 --single-label for only its best class. NMS runs per class (--agnostic: across
 classes) on the unclipped boxes; reported boxes are clipped to the image.
+
+\b
+ONNX models (--model my_model.onnx): Ultralytics (v5u, v8, 11, 12; the
+end-to-end v10 and YOLO26), YOLOv5/YOLOv7 and YOLOX, recognised from the file's
+metadata or output shapes (--family overrides; --names gives class names). Each
+is prepared, decoded and kept as its family's own code does: its score, one
+class per box, its NMS. Ultralytics' predict defaults are --conf 0.25 --nms 0.7.
 
 \b
 JSON Lines record, one per image, flushed as soon as it is done:
@@ -645,7 +744,8 @@ def _network_options(func: F) -> F:
             "-m",
             "--model",
             callback=lambda c, p, v: v and _model_names(c, p, (v,))[0],
-            help="Registry model to run (see `yolocli models list`). [default: yolov3]",
+            help="Registry model to run (see `yolocli models list`), or an ONNX file of an "
+            "Ultralytics, YOLOv5/YOLOv7 or YOLOX model (see --family). [default: yolov3]",
         ),
         click.option(
             "--cfg",
@@ -669,8 +769,22 @@ def _network_options(func: F) -> F:
         ),
         click.option(
             "--letterbox/--no-letterbox",
-            default=True,
-            help="Keep the aspect ratio with gray padding, as darknet does.",
+            default=None,
+            help="Keep the aspect ratio with gray padding, or stretch to the network input. "
+            "[default: as the model's darknet does: pjreddie letterboxes, AlexeyAB follows "
+            "the cfg's letter_box]",
+        ),
+        click.option(
+            "--darknet",
+            type=click.Choice(("pjreddie", "alexeyab")),
+            help="Run the model as this darknet runs it (batch norm, NMS, input). "
+            "[default: the registry's word, or inferred from the cfg]",
+        ),
+        click.option(
+            "--family",
+            type=click.Choice(("ultralytics", "yolov5", "yolov7", "yolox")),  # families.FAMILIES
+            help="Decode an ONNX --model as this family's own code does. [default: from the "
+            "file's metadata (Ultralytics, YOLOv5), else from its output shapes]",
         ),
         click.option(
             "--device", type=click.Choice(DEVICES), default="cpu", help="Where the network runs."
@@ -823,9 +937,10 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
 )
 @click.option(
     "--match",
-    type=click.Choice(["iou", "ios"]),
-    help="With --slice: overlap measure for --merge (ios: over the smaller box), at --nms. "
-    "[default: iou]",
+    type=click.Choice(["iou", "ios", "diou"]),
+    help="With --slice: overlap measure for --merge (ios: over the smaller box; diou: "
+    "darknet's distance-IoU), at --nms. [default: the model's own NMS measure: diou for "
+    "AlexeyAB cfgs with nms_kind, else iou]",
 )
 @click.option(
     "--vid-stride",
@@ -899,7 +1014,9 @@ def detect(
     agnostic: bool,
     single_label: bool,
     max_det: int,
-    letterbox: bool,
+    letterbox: bool | None,
+    darknet: str | None,
+    family: str | None,
     device: str,
     backend: str,
     threads: int | None,
@@ -945,6 +1062,7 @@ def detect(
       yolocli detect big-folder/ --skip-existing      # resume after an interruption
       yolocli detect clip.mp4 -f jsonl > frames.jsonl # + detections/clip.mp4
       yolocli detect rtsp://cam.local/stream --max-frames 100
+      yolocli detect x.png --cfg my.cfg --weights my.weights -v  # says which darknet
     """
     # -- usage checks: everything that can be known before any work ----------------------
     _check_model_choice(model, cfg, weights)
@@ -996,7 +1114,7 @@ def detect(
         detector_args = dict(
             model=model, size=size, device=device, backend=backend, threads=threads,
             workers=workers, letterbox=letterbox, cfg=cfg, weights=weights, names=names,
-            postprocess=post,
+            postprocess=post, darknet=darknet, family=family,
         )  # fmt: skip
         with _native_stderr_captured(relay=bool(ctx.meta.get("yolocli.debug"))):
             slicer = _slicer(slice_, overlap, full, scales, merge, match)
@@ -1430,6 +1548,7 @@ def _stream(
         threads = f"{options.threads} thread(s)" if options.threads else "its default threads"
         each = " each" if options.workers > 1 else ""
         run.engine = f"{pipeline.engine}, {threads}{each} ({profile})"
+        run.recipe = detector.recipe.describe()
     run.finish(profile is not None)
     return run.failed + run.input_errors
 
@@ -1504,6 +1623,7 @@ class _Run:
         self.per_video: dict[int | None, Any] = {}
         self.encoder = ""
         self.engine = ""
+        self.recipe = ""  # how the model ran: its darknet flavour and why (for --profile)
         self.wall: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
         self.start = time.perf_counter()
@@ -1666,6 +1786,8 @@ class _Run:
             lines.append(f"  network passes per image (--slice): {self.tiles / processed:.1f}")
         if self.engine:
             lines.append(f"  engine: {self.engine}")
+        if self.recipe:
+            lines.append(f"  model runs as {self.recipe}")
         click.echo("\n".join(lines), err=True)
 
 
@@ -1773,7 +1895,9 @@ def val(
     nms: float,
     classes: str | None,
     max_det: int,
-    letterbox: bool,
+    letterbox: bool | None,
+    darknet: str | None,
+    family: str | None,
     device: str,
     backend: str,
     threads: int | None,
@@ -1809,7 +1933,8 @@ def val(
         post = Postprocess(conf=conf, nms=nms, classes=_split_classes(classes), max_det=max_det)
         detector_args = dict(
             model=model, size=size, device=device, backend=backend, letterbox=letterbox,
-            cfg=cfg, weights=weights, names=names, postprocess=post,
+            cfg=cfg, weights=weights, names=names, postprocess=post, darknet=darknet,
+            family=family,
         )  # fmt: skip
         parallel = (workers, threads, Options(batch=batch))
         with _native_stderr_captured(relay=bool(ctx.meta.get("yolocli.debug"))):

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # this module stays cheap to import: the command line reads i
     import numpy.typing as npt
 
     from yolocli import darknet
+    from yolocli.recipe import Recipe
 
 BACKENDS = ("auto", "opencv", "onnxruntime", "openvino", "torch")
 
@@ -59,13 +60,14 @@ class Graph:
     """
 
     name: str
-    cfg: Path
+    cfg: Path | None  # None (and network None) for an ONNX model of another family
     cfg_text: str
     weights: Path
-    network: darknet.Network
+    network: darknet.Network | None
     width: int
     height: int
     onnx: Callable[[], Path]
+    recipe: Recipe | None = None  # how the model runs (batch-norm formula); None: pjreddie's
 
 
 class Engine(Protocol):
