@@ -61,13 +61,18 @@ class _StderrHandler(logging.Handler):
         click.echo(prefix + record.getMessage(), err=True)
 
 
-def _setup_logging(quiet: bool, debug: bool) -> None:
+# -v: notes between INFO and DEBUG (how a model runs and why), without --debug's tracebacks
+VERBOSE = logging.INFO - 5
+
+
+def _setup_logging(quiet: bool, debug: bool, verbose: bool = False) -> None:
     logger = logging.getLogger("yolocli")
     for handler in list(logger.handlers):
         if isinstance(handler, _StderrHandler):
             logger.removeHandler(handler)
     logger.addHandler(_StderrHandler())
-    logger.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
+    level = logging.WARNING if quiet else VERBOSE if verbose else logging.INFO
+    logger.setLevel(logging.DEBUG if debug else level)
     logger.propagate = False
 
 
@@ -124,13 +129,15 @@ def _hint(err: YolocliError) -> str:
 
 
 def _common(func: F) -> F:
-    """Options every command takes: -q/--quiet and --debug."""
+    """Options every command takes: -q/--quiet, -v/--verbose and --debug."""
 
     def remember(key: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
         def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
             ctx.meta[key] = value or ctx.meta.get(key, False)
             _setup_logging(
-                ctx.meta.get("yolocli.quiet", False), ctx.meta.get("yolocli.debug", False)
+                ctx.meta.get("yolocli.quiet", False),
+                ctx.meta.get("yolocli.debug", False),
+                ctx.meta.get("yolocli.verbose", False),
             )
             return value
 
@@ -144,6 +151,15 @@ def _common(func: F) -> F:
         is_eager=True,
         callback=remember("yolocli.quiet"),
         help="Only errors on stderr: no progress, no notes.",
+    )(func)
+    func = click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=remember("yolocli.verbose"),
+        help="More notes: how the model runs (its darknet flavour, and why) and the like.",
     )(func)
     func = click.option(
         "--debug",
@@ -477,6 +493,12 @@ def models_remove(ctx: click.Context, names: tuple[str, ...]) -> None:
 @click.option(
     "--weights", type=click.Path(path_type=Path, dir_okay=False), help="... and its weights."
 )
+@click.option(
+    "--darknet",
+    type=click.Choice(("pjreddie", "alexeyab")),
+    help="Fold batch norm as this darknet does. [default: the registry's word, or inferred "
+    "from the cfg]",
+)
 @_common
 @click.pass_context
 def export(
@@ -486,13 +508,16 @@ def export(
     size: int | None,
     cfg: Path | None,
     weights: Path | None,
+    darknet: str | None,
 ) -> None:
     """Write a model compiled to ONNX, for running it elsewhere.
 
     \b
     The graph:
-      input   images   (N, 3, H, W) float32: RGB in [0, 1], letterboxed as darknet
-                       does (aspect kept, centered on 0.5 gray); N is dynamic
+      input   images   (N, 3, H, W) float32: RGB in [0, 1], prepared as the model's
+                       darknet does: letterboxed (aspect kept, centered on 0.5 gray)
+                       for pjreddie's, stretched for AlexeyAB's unless the cfg sets
+                       letter_box=1; N is dynamic
       outputs head_0.. (N, A*(5+C), H/s, W/s) float32, one per [yolo] layer in cfg
                        order: the raw convolution outputs, before any sigmoid
     Decoding (darknet's): for anchor a at cell (i, j) of a head with stride s,
@@ -511,7 +536,9 @@ def export(
 
     _check_model_choice(model, cfg, weights)
     try:
-        path = export_onnx(output, model, size=size, cfg=cfg, weights=weights, store=_store(ctx))
+        path = export_onnx(
+            output, model, size=size, cfg=cfg, weights=weights, store=_store(ctx), darknet=darknet
+        )
     except OptionError as err:
         raise click.BadParameter(err.message, param_hint=f"'{_flag(err.option)}'") from None
     log.info("wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
@@ -669,8 +696,16 @@ def _network_options(func: F) -> F:
         ),
         click.option(
             "--letterbox/--no-letterbox",
-            default=True,
-            help="Keep the aspect ratio with gray padding, as darknet does.",
+            default=None,
+            help="Keep the aspect ratio with gray padding, or stretch to the network input. "
+            "[default: as the model's darknet does: pjreddie letterboxes, AlexeyAB follows "
+            "the cfg's letter_box]",
+        ),
+        click.option(
+            "--darknet",
+            type=click.Choice(("pjreddie", "alexeyab")),
+            help="Run the model as this darknet runs it (batch norm, NMS, input). "
+            "[default: the registry's word, or inferred from the cfg]",
         ),
         click.option(
             "--device", type=click.Choice(DEVICES), default="cpu", help="Where the network runs."
@@ -877,7 +912,8 @@ def detect(
     agnostic: bool,
     single_label: bool,
     max_det: int,
-    letterbox: bool,
+    letterbox: bool | None,
+    darknet: str | None,
     device: str,
     backend: str,
     threads: int | None,
@@ -962,7 +998,7 @@ def detect(
         detector_args = dict(
             model=model, size=size, device=device, backend=backend, threads=threads,
             workers=workers, letterbox=letterbox, cfg=cfg, weights=weights, names=names,
-            postprocess=post,
+            postprocess=post, darknet=darknet,
         )  # fmt: skip
         with _native_stderr_captured(relay=bool(ctx.meta.get("yolocli.debug"))):
             slicer = _slicer(slice_, overlap, full, scales, merge, match)
@@ -1157,6 +1193,7 @@ def _stream(
         threads = f"{options.threads} thread(s)" if options.threads else "its default threads"
         each = " each" if options.workers > 1 else ""
         run.engine = f"{pipeline.engine}, {threads}{each} ({profile})"
+        run.recipe = detector.recipe.describe()
     run.finish(profile is not None)
     return run.failed + run.input_errors
 
@@ -1231,6 +1268,7 @@ class _Run:
         self.per_video: dict[int | None, Any] = {}
         self.encoder = ""
         self.engine = ""
+        self.recipe = ""  # how the model ran: its darknet flavour and why (for --profile)
         self.wall: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
         self.start = time.perf_counter()
@@ -1386,6 +1424,8 @@ class _Run:
             lines.append(f"  network passes per image (--slice): {self.tiles / processed:.1f}")
         if self.engine:
             lines.append(f"  engine: {self.engine}")
+        if self.recipe:
+            lines.append(f"  model runs as {self.recipe}")
         click.echo("\n".join(lines), err=True)
 
 
@@ -1481,7 +1521,8 @@ def val(
     nms: float,
     classes: str | None,
     max_det: int,
-    letterbox: bool,
+    letterbox: bool | None,
+    darknet: str | None,
     device: str,
     backend: str,
     threads: int | None,
@@ -1513,7 +1554,7 @@ def val(
         post = Postprocess(conf=conf, nms=nms, classes=_split_classes(classes), max_det=max_det)
         detector_args = dict(
             model=model, size=size, device=device, backend=backend, letterbox=letterbox,
-            cfg=cfg, weights=weights, names=names, postprocess=post,
+            cfg=cfg, weights=weights, names=names, postprocess=post, darknet=darknet,
         )  # fmt: skip
         parallel = (workers, threads, Options(batch=batch))
         with _native_stderr_captured(relay=bool(ctx.meta.get("yolocli.debug"))):

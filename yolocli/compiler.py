@@ -27,16 +27,15 @@ from onnx import TensorProto, helper
 
 from yolocli import darknet
 from yolocli.errors import ModelError, OptionError
+from yolocli.recipe import Recipe
 
 INPUT = "images"
 # 13 is old enough for every engine yolocli targets (OpenCV 4.x/5.x's ONNX importer, ONNX
 # Runtime, OpenVINO) and has all the operators needed; 18 and later use the fused Mish.
 OPSET = 13
 MIN_OPSET = 13
-# The reference darknet's (pjreddie) normalize_cpu: (x - mean) / (sqrt(variance) + .000001f),
-# which produced yolocli's reference detections. OpenCV's importer uses sqrt(variance + 1e-6)
-# (1e-4 away on yolov3-tiny's heads), AlexeyAB's darknet sqrt(variance + .00001f) (4e-3 away).
-BN_EPS = 1e-6
+# Batch norm is folded by the model's recipe (yolocli.recipe: pjreddie's formula or
+# AlexeyAB's); OpenCV's darknet importer uses sqrt(variance + 1e-6), neither of the two.
 LEAKY_SLOPE = 0.1
 _PROTOBUF_LIMIT = 2**31 - 1
 # Options that change what a layer computes at inference but that the compiler does not
@@ -59,8 +58,12 @@ def compile_onnx(
     *,
     size: tuple[int, int] | None = None,
     opset: int = OPSET,
+    recipe: Recipe | None = None,
 ) -> onnx.ModelProto:
     """The ONNX model of ``network`` with the parameters in darknet weights file ``weights``.
+
+    Batch norm is folded as ``recipe`` says (`yolocli.recipe.Recipe.fold_bn`; default:
+    pjreddie's formula, as the darknet that made yolov3 computes it).
 
     ``size`` is the input's (width, height), multiples of 32 (default: the cfg's); the batch
     dimension is dynamic (``N``). Deterministic: the same inputs give the same bytes.
@@ -82,7 +85,7 @@ def compile_onnx(
             network = darknet.resized(network, width, height)
     _check_supported(network)
     convs = darknet.read_weights(network, weights)
-    graph = _Builder(network, opset)
+    graph = _Builder(network, opset, recipe or Recipe())
     graph.build(convs)
     return graph.model()
 
@@ -148,6 +151,7 @@ class _Builder:
 
     network: darknet.Network
     opset: int
+    recipe: Recipe
     nodes: list[onnx.NodeProto] = field(default_factory=list)
     # Parameters go straight into the model being built: copying a ModelProto or GraphProto
     # copies every byte of its tensors (make_graph and make_model would make two more copies).
@@ -248,15 +252,9 @@ def _convolutional(
     stride = int(opts.get("stride", "1"))
     groups = int(opts.get("groups", "1"))
     padding = size // 2 if int(opts.get("pad", "0")) else int(opts.get("padding", "0"))
-    weights = np.asarray(params.weights, dtype=np.float32)
-    biases = np.asarray(params.biases, dtype=np.float64)
-    if params.bn is not None:
-        scales, means, variances = (np.asarray(a, dtype=np.float64) for a in params.bn)
-        factor = scales / (np.sqrt(variances) + BN_EPS)
-        weights = weights * factor.astype(np.float32)[:, None, None, None]
-        biases = biases - means * factor
-    w = b.const(f"conv_{index}.weight", weights.astype(np.float32, copy=False))
-    bias = b.const(f"conv_{index}.bias", biases.astype(np.float32))
+    weights, biases = b.recipe.fold_bn(params)
+    w = b.const(f"conv_{index}.weight", weights)
+    bias = b.const(f"conv_{index}.bias", biases)
     x = b.node(
         "Conv",
         [src[0], w, bias],

@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,12 +28,14 @@ from yolocli.detections import Detections
 from yolocli.devices import check_device
 from yolocli.errors import ImageError, ModelError, OptionError
 from yolocli.postprocess import Postprocess
-from yolocli.preprocess import Letterbox, Letterboxer
+from yolocli.preprocess import Letterbox
+from yolocli.recipe import Recipe, darknet_recipe
 
 if TYPE_CHECKING:
     from yolocli.store import Store
 
 log = logging.getLogger(__name__)
+VERBOSE = logging.INFO - 5  # shown with -v (yolocli.cli.VERBOSE)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class ModelInfo:
     class_names: list[str]
     postprocess: Postprocess  # with classes resolved to ids of class_names
     registered_sha256: str | None = None  # the weights' sha256 where the registry knows it
+    recipe: Recipe = field(default_factory=Recipe)  # how it runs (yolocli.recipe): chosen once
 
     def weights_sha256(self) -> str:
         """The weights file's sha256 (hashed here only for the caller's own files)."""
@@ -64,8 +67,11 @@ class Detector:
 
     ``model`` names a registry model (fetched into the store on first use); or pass ``cfg``
     and ``weights`` (and optionally ``names``) for your own darknet model. ``size`` is the
-    network input (a multiple of 32; default: the cfg's); ``letterbox`` keeps the aspect ratio
-    as darknet does. What is kept of the network's candidates is ``postprocess``'s business
+    network input (a multiple of 32; default: the cfg's). The model runs as the darknet that
+    made it runs it (`yolocli.recipe`): ``darknet`` ("pjreddie" or "alexeyab") overrides the
+    flavour the registry states or the cfg implies; ``letterbox`` overrides the input mode
+    (None: the flavour's: pjreddie letterboxes, AlexeyAB follows ``[net] letter_box``).
+    What is kept of the network's candidates is ``postprocess``'s business
     (`yolocli.postprocess.Postprocess`). Settings are validated before any weights are fetched:
     a bad one raises `yolocli.errors.OptionError` naming it.
     """
@@ -78,16 +84,18 @@ class Detector:
         device: str = "cpu",
         backend: str = "auto",
         threads: int | None = None,
-        letterbox: bool = True,
+        letterbox: bool | None = None,
         cfg: str | os.PathLike[str] | None = None,
         weights: str | os.PathLike[str] | None = None,
         names: str | os.PathLike[str] | None = None,
         store: Store | None = None,
         postprocess: Postprocess | None = None,
+        darknet: str | None = None,
     ) -> None:
         self._open(
             plan(model, size=size, device=device, backend=backend, letterbox=letterbox, cfg=cfg,
-                 weights=weights, names=names, store=store, postprocess=postprocess),
+                 weights=weights, names=names, store=store, postprocess=postprocess,
+                 darknet=darknet),
             threads,
         )  # fmt: skip
 
@@ -105,12 +113,13 @@ class Detector:
         self.names = plan.info.class_names
         self.postprocess = plan.info.postprocess
         self.device = plan.device
-        self.letterbox = plan.letterbox
+        self.recipe = plan.info.recipe
+        self.letterbox = self.recipe.letterbox
         self.width, self.height = plan.width, plan.height
         self.heads = heads.yolo_heads(plan.info.network)
         graph = engines.Graph(
             plan.info.name, plan.info.cfg, plan.info.cfg_text, plan.info.weights,
-            plan.info.network, plan.width, plan.height, plan.compiled,
+            plan.info.network, plan.width, plan.height, plan.compiled, self.recipe,
         )  # fmt: skip
         self.engine = engines.open_engine(plan.backend, graph, plan.device, threads)
         self._local = threading.local()  # one Letterboxer (and its buffers) per thread
@@ -128,14 +137,18 @@ class Detector:
     def preprocess(
         self, image: npt.NDArray[np.uint8], out: npt.NDArray[np.float32] | None = None
     ) -> tuple[npt.NDArray[np.float32], Letterbox]:
-        """The network input (3, h, w) for a BGR uint8 image, and its geometry."""
+        """The network input (3, h, w) for a BGR uint8 image, and its geometry, prepared as
+        the model's recipe says (letterboxed or stretched)."""
         _check_image(image)
         prep = getattr(self._local, "prep", None)
         if prep is None:
-            prep = self._local.prep = Letterboxer(
-                self.width, self.height, stretch=not self.letterbox
-            )
+            prep = self._local.prep = self.recipe.preprocessor(self.width, self.height)
         return prep(image, out)
+
+    def geometry(self, width: int, height: int) -> Letterbox:
+        """Where a ``width`` x ``height`` image lands in this detector's input (no pixels
+        touched: for callers that prepare the image elsewhere, as slicing does)."""
+        return self.recipe.geometry(width, height, self.width, self.height)
 
     def forward(self, blobs: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
         """The raw heads for a (N, 3, h, w) batch: one (N, A*(5+C), H_i, W_i) per [yolo]
@@ -153,7 +166,7 @@ class Detector:
         post = self.postprocess if postprocess is None else postprocess.for_names(self.names)
         # only rows that can hold a score above conf: the rest cost most of the work
         rows = heads.decode(outputs, self.heads, self.width, self.height, post.conf)
-        return post.apply(rows, box, self.names, post.allowed(len(self.names)))
+        return post.apply(rows, box, self.names, post.allowed(len(self.names)), self.recipe)
 
     def detect(
         self, image: npt.NDArray[np.uint8], postprocess: Postprocess | None = None
@@ -166,7 +179,8 @@ class Detector:
     def __repr__(self) -> str:
         return (
             f"Detector({self.model_name!r}, size={self.width}x{self.height}, "
-            f"device={self.device!r}, engine={self.engine.name!r}, postprocess={self.postprocess})"
+            f"device={self.device!r}, engine={self.engine.name!r}, darknet="
+            f"{self.recipe.flavour!r}, postprocess={self.postprocess})"
         )
 
 
@@ -181,8 +195,16 @@ class Plan:
     device: str
     width: int
     height: int
-    letterbox: bool
     store: Store | None
+
+    @property
+    def recipe(self) -> Recipe:
+        """How the model is run (`yolocli.recipe`), the caller's input mode included."""
+        return self.info.recipe
+
+    @property
+    def letterbox(self) -> bool:
+        return self.info.recipe.letterbox
 
     def compiled(self) -> Path:
         """The network compiled to ONNX at this plan's input size (see `compiled`)."""
@@ -191,10 +213,12 @@ class Plan:
     @property
     def needs_onnx(self) -> bool:
         """True if the engine runs the compiled graph: not torch (it builds its own module from
-        the cfg), nor OpenCV 4 (its darknet importer reads the files)."""
-        from yolocli.engines.opencv import has_darknet_importer
+        the cfg), nor OpenCV 4 on a pjreddie model (its darknet importer reads the files)."""
+        from yolocli.engines.opencv import uses_darknet_importer
 
-        return self.backend != "torch" and (self.backend != "opencv" or not has_darknet_importer())
+        return self.backend != "torch" and (
+            self.backend != "opencv" or not uses_darknet_importer(self.recipe)
+        )
 
 
 def plan(
@@ -203,38 +227,48 @@ def plan(
     size: int | None = None,
     device: str = "cpu",
     backend: str = "auto",
-    letterbox: bool = True,
+    letterbox: bool | None = None,
     cfg: str | os.PathLike[str] | None = None,
     weights: str | os.PathLike[str] | None = None,
     names: str | os.PathLike[str] | None = None,
     store: Store | None = None,
     postprocess: Postprocess | None = None,
+    darknet: str | None = None,
 ) -> Plan:
     """Resolve and check a detector's settings and files (see `Detector`); no engine yet."""
     _check_size(size)
     resolved = engines.resolve(backend, device)
     if resolved == "opencv":
         check_device(device)  # before any download: a CPU-only OpenCV stays CPU-only
-    info = _resolve(model, cfg, weights, names, store, postprocess or Postprocess())
+    info = _resolve(
+        model, cfg, weights, names, store, postprocess or Postprocess(), darknet, letterbox
+    )
+    log.log(VERBOSE, "%s runs as %s", info.name, info.recipe.describe())
     width, height = (size, size) if size else (info.network.width, info.network.height)
-    return Plan(info, resolved, device, width, height, letterbox, store)
+    return Plan(info, resolved, device, width, height, store)
 
 
 def compiled(info: ModelInfo, width: int, height: int, store: Store | None = None) -> Path:
     """``info``'s network compiled to ONNX for a ``width`` x ``height`` input
     (`yolocli.compiler`), made once and cached in the model store, keyed by everything it is
-    made from: the cfg, the weights' sha256, the size and the compiler itself."""
+    made from: the cfg, the weights' sha256, the size, the recipe's part in the graph (the
+    batch-norm formula of the darknet flavour) and the compiler itself."""
     from yolocli.store import Store
 
     store = store or Store.from_env()
     size = f"{width}x{height}"
-    key = "\n".join((info.cfg_text, info.weights_sha256(), size, _compiler_fingerprint()))
+    recipe = info.recipe
+    key = "\n".join(
+        (info.cfg_text, info.weights_sha256(), size, recipe.cache_key, _compiler_fingerprint())
+    )
 
     def build() -> bytes:
         from yolocli import compiler  # only when a graph is made: onnx is a slow import
 
         log.info("compiling %s to ONNX at %s (once; cached in the model store)", info.name, size)
-        graph = compiler.compile_onnx(info.network, info.weights, size=(width, height))
+        graph = compiler.compile_onnx(
+            info.network, info.weights, size=(width, height), recipe=recipe
+        )
         return bytes(graph.SerializeToString())
 
     digest = hashlib.sha256(key.encode()).hexdigest()
@@ -249,17 +283,20 @@ def export_onnx(
     cfg: str | os.PathLike[str] | None = None,
     weights: str | os.PathLike[str] | None = None,
     store: Store | None = None,
+    darknet: str | None = None,
 ) -> Path:
     """Write ``model`` (a registry name, or ``cfg`` + ``weights``) compiled to ONNX at ``dest``.
 
-    The graph takes ``images`` (N, 3, H, W) float32, RGB in [0, 1], letterboxed as darknet
-    does, and gives one raw head (N, A*(5+C), H_i, W_i) per ``[yolo]`` layer, ``head_0`` on;
-    `yolocli.heads` documents the decoding. Returns ``dest``.
+    The graph takes ``images`` (N, 3, H, W) float32, RGB in [0, 1], prepared as the model's
+    darknet does (letterboxed, or stretched for AlexeyAB's without ``letter_box``), and gives
+    one raw head (N, A*(5+C), H_i, W_i) per ``[yolo]`` layer, ``head_0`` on; `yolocli.heads`
+    documents the decoding. Batch norm is folded with the formula of the model's darknet
+    flavour (``darknet`` overrides it, as for `Detector`). Returns ``dest``.
     """
     from yolocli.files import write_atomic
 
     _check_size(size)
-    info = _resolve(model, cfg, weights, None, store, Postprocess())
+    info = _resolve(model, cfg, weights, None, store, Postprocess(), darknet)
     width, height = (size, size) if size else (info.network.width, info.network.height)
     out = Path(dest)
     write_atomic(out, compiled(info, width, height, store).read_bytes())
@@ -292,6 +329,8 @@ def _resolve(
     names: str | os.PathLike[str] | None,
     store: Store | None,
     postprocess: Postprocess,
+    flavour: str | None = None,
+    letterbox: bool | None = None,
 ) -> ModelInfo:
     """The files to run (a registry model through the store, or the caller's own), checked
     against each other. Everything that needs no weights is checked before they are fetched."""
@@ -305,6 +344,7 @@ def _resolve(
         get_weights = None
         weights_path = Path(weights)
         sha = None
+        registered = None
     else:
         from yolocli.registry import load_registry
         from yolocli.store import Store
@@ -317,7 +357,14 @@ def _resolve(
         names_path = Path(names) if names is not None else store.ensure(spec.names)
         get_weights = functools.partial(store.ensure, spec.weights)
         sha = spec.weights.sha256
+        registered = spec.darknet
     text, network = darknet.read_cfg(cfg_path)
+    recipe = darknet_recipe(
+        darknet.parse_cfg(text, str(cfg_path)),
+        registered=registered,
+        flavour=flavour,
+        letterbox=letterbox,
+    )
     if network.channels != 3:
         raise ModelError(
             f"{cfg_path}: the network takes {network.channels}-channel input; yolocli feeds it "
@@ -341,8 +388,9 @@ def _resolve(
         weights_path = get_weights()
         darknet.check_weights(network, cfg_path, weights_path)
     return ModelInfo(
-        name, cfg_path, weights_path, names_path, text, network, class_names, postprocess, sha
-    )
+        name, cfg_path, weights_path, names_path, text, network, class_names, postprocess, sha,
+        recipe,
+    )  # fmt: skip
 
 
 @functools.cache

@@ -1,5 +1,5 @@
-"""Pure, vectorized box math: IoU and IoS, non-maximum suppression and merging, clipping,
-tiling an image into overlapping windows.
+"""Pure, vectorized box math: IoU, DIoU and IoS, non-maximum suppression (IoU, and
+darknet's DIoU) and merging, clipping, tiling an image into overlapping windows.
 
 Boxes are (N, 4) arrays of (x1, y1, x2, y2) in pixels. Nothing here loops over boxes in
 Python: NMS runs in a handful of NumPy passes over blocks of boxes (see `nms`).
@@ -242,6 +242,71 @@ def nms(
         return m
 
     return order[_greedy_keep(n, suppression, boxes_.pairs)]
+
+
+def box_diou(a: npt.ArrayLike, b: npt.ArrayLike, beta: float = 0.6) -> npt.NDArray[np.float64]:
+    """Distance-IoU of every box in ``a`` (N, 4) with every box in ``b`` (M, 4), as darknet's
+    ``box_diou`` / ``box_diounms`` compute it: IoU minus ``(d² / c²) ** beta``, where d is the
+    distance between the centres and c the diagonal of the smallest box enclosing both (when
+    c is 0, the IoU alone). (N, M) float64; at most 1, and below -1 only never."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    iou = box_iou(a, b)
+    if iou.size == 0:
+        return iou
+    cw = np.maximum.outer(a[:, 2], b[:, 2]) - np.minimum.outer(a[:, 0], b[:, 0])
+    ch = np.maximum.outer(a[:, 3], b[:, 3]) - np.minimum.outer(a[:, 1], b[:, 1])
+    c = cw * cw + ch * ch
+    dx = np.subtract.outer(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2]) / 2
+    dy = np.subtract.outer(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3]) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        term = np.power((dx * dx + dy * dy) / c, beta)
+    out: npt.NDArray[np.float64] = np.where(c > 0, iou - term, iou)
+    return out
+
+
+def diou_nms(
+    xyxy: npt.ArrayLike,
+    scores: npt.ArrayLike,
+    threshold: float,
+    class_ids: npt.ArrayLike | None = None,
+    *,
+    beta: float = 0.6,
+    scale: tuple[float, float] = (1.0, 1.0),
+) -> IntArray:
+    """Indices of the boxes darknet's greedy DIoU-NMS keeps, best score first.
+
+    AlexeyAB darknet's ``diounms_sort``: best score first, a box is dropped when a better kept
+    box of its class (any class without ``class_ids``) has a DIoU (`box_diou` with ``beta``)
+    above ``threshold``. ``scale`` (width, height) divides the coordinates first: darknet
+    works on image-relative boxes, where the distance term differs from the one in pixels
+    unless the image is square. Ties in score keep input order.
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    if not beta > 0:
+        raise ValueError(f"beta must be positive, got {beta}")
+    boxes = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    score = np.asarray(scores, dtype=np.float32).reshape(-1)
+    if boxes.shape[0] != score.shape[0]:
+        raise ValueError(f"{boxes.shape[0]} boxes but {score.shape[0]} scores")
+    n = score.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    sx, sy = (float(v) for v in scale)
+    if not (sx > 0 and sy > 0):
+        raise ValueError(f"scale must be positive, got {scale}")
+    order = np.argsort(-score, kind="stable")
+    rows = boxes[order] / np.array([sx, sy, sx, sy])
+    cls = None if class_ids is None else np.asarray(class_ids).reshape(-1)[order]
+
+    def suppression(a: IntArray, b: IntArray) -> npt.NDArray[np.bool_]:
+        m: npt.NDArray[np.bool_] = box_diou(rows[a], rows[b], beta) > threshold
+        if cls is not None:
+            m &= np.equal.outer(cls[a], cls[b])
+        return m
+
+    return order[_greedy_keep(n, suppression, _PAIRS[np.float64])]
 
 
 def _greedy_keep(

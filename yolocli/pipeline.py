@@ -340,8 +340,7 @@ class Pipeline:
             else:
                 height, width = frame.image.shape[:2]
                 blob = np.zeros((0, 0, 0), np.float32)
-                det = self.detector
-                box = Letterbox(width, height, det.width, det.height, not det.letterbox)
+                box = self.detector.geometry(width, height)
         except Exception as err:  # a bug must cost one frame, not the video
             log.debug("internal error on %s", item.source.name, exc_info=True)
             return Result(item.source, error=internal(err), frame=frame.index,

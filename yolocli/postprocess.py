@@ -16,12 +16,14 @@ import numpy.typing as npt
 
 from yolocli.detections import Detections
 from yolocli.errors import OptionError
-from yolocli.ops import clip_boxes, nms
+from yolocli.ops import clip_boxes
 from yolocli.preprocess import Letterbox
+from yolocli.recipe import Recipe
 
 # Candidates kept for NMS (highest scores first) when a very low conf lets through more:
 # NMS work grows with the square of what is left in a cluster, and nothing of note ranks below.
 MAX_CANDIDATES = 30_000
+_IOU = Recipe()  # IoU NMS, for callers that give no recipe
 
 
 @dataclass(frozen=True)
@@ -76,12 +78,14 @@ class Postprocess:
         box: Letterbox,
         names: Sequence[str],
         allowed: npt.NDArray[np.bool_] | None = None,
+        recipe: Recipe | None = None,
     ) -> Detections:
         """Detections from one image's candidate rows ``(R, 5 + C)``: network-relative
         (cx, cy, w, h), objectness, then the C class scores (already objectness x class).
 
-        Boxes go back through the letterbox, NMS runs on the unclipped boxes (as darknet's
-        does), then the kept boxes are clipped to the image.
+        Boxes go back through the letterbox, NMS (the kind ``recipe`` says: IoU, or darknet's
+        DIoU; default IoU) runs on the unclipped boxes (as darknet's does), then the kept
+        boxes are clipped to the image.
         """
         scores = rows[:, 5:]
         if self.single_label:
@@ -101,7 +105,9 @@ class Postprocess:
         if score.size == 0:
             return Detections.empty(names)
         xyxy = box.to_image(rows[idx, :4])
-        kept = nms(xyxy, score, self.nms, class_ids=None if self.agnostic else cls)
+        kept = (recipe or _IOU).nms(
+            xyxy, score, self.nms, None if self.agnostic else cls, (box.width, box.height)
+        )
         if self.max_det:
             kept = kept[: self.max_det]
         boxes = clip_boxes(xyxy[kept], box.width, box.height).astype(np.float32)

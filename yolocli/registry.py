@@ -14,6 +14,8 @@ from typing import Any
 
 from yolocli.errors import ModelError
 
+FLAVOURS = ("pjreddie", "alexeyab")  # yolocli.recipe.FLAVOURS (not imported: this stays light)
+
 BUNDLED = "bundled"
 
 
@@ -76,6 +78,8 @@ class ModelSpec:
     cfg: FileSpec
     names: FileSpec
     weights: FileSpec
+    # which darknet made the weights, and so runs them ("pjreddie", "alexeyab"; yolocli.recipe)
+    darknet: str | None = None
 
     @property
     def files(self) -> tuple[FileSpec, FileSpec, FileSpec]:
@@ -131,9 +135,12 @@ def parse_registry(data: dict[str, Any]) -> Registry:
                 cfg=files[raw["cfg"]],
                 names=files[raw["names"]],
                 weights=files[raw["weights"]],
+                darknet=raw.get("darknet"),
             )
         except KeyError as err:
             raise ValueError(f"models.{name}: no [files] entry for {err}") from None
+        if models[name].darknet not in (None, *FLAVOURS):
+            raise ValueError(f"models.{name}: darknet must be one of {FLAVOURS}")
     if data["default"] not in models:
         raise ValueError(f"default model {data['default']!r} is not in [models]")
     return Registry(default=data["default"], models=models)

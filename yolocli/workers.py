@@ -127,7 +127,7 @@ def load(
     else:
         height, width = image.shape[:2]
         blob = np.zeros((0, 0, 0), np.float32)
-        box = Letterbox(width, height, detector.width, detector.height, not detector.letterbox)
+        box = detector.geometry(width, height)
     return Loaded(image, blob, box, [note] if note else [], timings)
 
 

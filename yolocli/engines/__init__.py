@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # this module stays cheap to import: the command line reads i
     import numpy.typing as npt
 
     from yolocli import darknet
+    from yolocli.recipe import Recipe
 
 BACKENDS = ("auto", "opencv", "onnxruntime", "openvino", "torch")
 
@@ -66,6 +67,7 @@ class Graph:
     width: int
     height: int
     onnx: Callable[[], Path]
+    recipe: Recipe | None = None  # how the model runs (batch-norm formula); None: pjreddie's
 
 
 class Engine(Protocol):

@@ -20,6 +20,7 @@ import numpy.typing as npt
 from yolocli.devices import check_device
 from yolocli.engines import Graph
 from yolocli.errors import ModelError
+from yolocli.recipe import Recipe
 
 _TARGETS = {
     "cpu": (cv2.dnn.DNN_BACKEND_OPENCV, cv2.dnn.DNN_TARGET_CPU),
@@ -33,6 +34,13 @@ def has_darknet_importer() -> bool:
     return hasattr(cv2.dnn, "readNetFromDarknet")
 
 
+def uses_darknet_importer(recipe: Recipe | None) -> bool:
+    """True if OpenCV reads the darknet files itself for a model with this recipe: on
+    OpenCV 4, for pjreddie's flavour. Its importer folds batch norm its own way, 1e-4 from
+    pjreddie's formula but 4e-3 from AlexeyAB's, so AlexeyAB models run the compiled graph."""
+    return has_darknet_importer() and (recipe is None or recipe.bn == "pjreddie")
+
+
 class OpenCVEngine:
     """A `cv2.dnn.Net` answering with the raw heads."""
 
@@ -40,7 +48,7 @@ class OpenCVEngine:
         check_device(device)
         if threads is not None:
             cv2.setNumThreads(threads)  # process-wide: OpenCV has no per-network setting
-        if has_darknet_importer():
+        if uses_darknet_importer(graph.recipe):
             self.net = _read_darknet(graph)
             self.outputs = raw_head_layers(self.net)
             self.name = f"OpenCV {cv2.__version__} (darknet importer)"

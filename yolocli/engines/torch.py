@@ -28,6 +28,7 @@ from yolocli import compiler, darknet
 from yolocli.devices import torch_cuda_problem
 from yolocli.engines import Graph
 from yolocli.errors import DeviceError, EngineError, ModelError
+from yolocli.recipe import Recipe
 
 DEVICES = ("cpu", "cuda", "cuda-fp16")
 
@@ -49,26 +50,23 @@ def _activation(kind: str, index: int) -> _Act:
     raise ModelError(f"layer {index}: activation={kind} is not supported by the torch engine")
 
 
-def fold(params: darknet.ConvWeights) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """A convolution's (weights, biases) with its batch norm folded in, exactly as
-    `yolocli.compiler` folds it (darknet's ``sqrt(variance) + BN_EPS``, float64 factors)."""
-    weights = np.asarray(params.weights, dtype=np.float32)
-    biases = np.asarray(params.biases, dtype=np.float64)
-    if params.bn is not None:
-        scales, means, variances = (np.asarray(a, dtype=np.float64) for a in params.bn)
-        factor = scales / (np.sqrt(variances) + compiler.BN_EPS)
-        weights = weights * factor.astype(np.float32)[:, None, None, None]
-        biases = biases - means * factor
-    return weights.astype(np.float32, copy=False), biases.astype(np.float32)
+def fold(
+    params: darknet.ConvWeights, recipe: Recipe | None = None
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """A convolution's (weights, biases) with its batch norm folded in by ``recipe``'s
+    formula (default: pjreddie's), exactly as `yolocli.compiler` folds it."""
+    return (recipe or Recipe()).fold_bn(params)
 
 
 class _Conv(nn.Module):
-    def __init__(self, layer: darknet.Layer, params: darknet.ConvWeights, index: int) -> None:
+    def __init__(
+        self, layer: darknet.Layer, params: darknet.ConvWeights, index: int, recipe: Recipe
+    ) -> None:
         super().__init__()
         opts = layer.section.options
         size = int(opts["size"])
         padding = size // 2 if int(opts.get("pad", "0")) else int(opts.get("padding", "0"))
-        weights, biases = fold(params)
+        weights, biases = fold(params, recipe)
         self.conv = nn.Conv2d(
             weights.shape[1] * int(opts.get("groups", "1")),
             weights.shape[0],
@@ -154,11 +152,15 @@ class _Identity(nn.Module):
 
 
 def _layer(
-    index: int, layer: darknet.Layer, network: darknet.Network, convs: Iterator[darknet.ConvWeights]
+    index: int,
+    layer: darknet.Layer,
+    network: darknet.Network,
+    convs: Iterator[darknet.ConvWeights],
+    recipe: Recipe,
 ) -> nn.Module:
     kind = layer.section.type
     if kind == "convolutional":
-        return _Conv(layer, next(convs), index)
+        return _Conv(layer, next(convs), index, recipe)
     if kind == "maxpool":
         return _MaxPool(layer)
     if kind == "upsample":
@@ -181,12 +183,18 @@ class DarknetModule(nn.Module):
     big batches keep only the live activations.
     """
 
-    def __init__(self, network: darknet.Network, convs: list[darknet.ConvWeights]) -> None:
+    def __init__(
+        self,
+        network: darknet.Network,
+        convs: list[darknet.ConvWeights],
+        recipe: Recipe | None = None,
+    ) -> None:
         super().__init__()
         compiler._check_supported(network)
         weights = iter(convs)
+        recipe = recipe or Recipe()
         self.layers = nn.ModuleList(
-            _layer(i, layer, network, weights) for i, layer in enumerate(network.layers)
+            _layer(i, layer, network, weights, recipe) for i, layer in enumerate(network.layers)
         )
         self.inputs = [list(layer.inputs) for layer in network.layers]
         self.heads = [layer.inputs[0] for layer in network.layers if layer.section.type == "yolo"]
@@ -215,11 +223,14 @@ def _live(value: torch.Tensor | None) -> torch.Tensor:
     return value
 
 
-def build_module(network: darknet.Network, weights: Path) -> DarknetModule:
+def build_module(
+    network: darknet.Network, weights: Path, recipe: Recipe | None = None
+) -> DarknetModule:
     """The `DarknetModule` of ``network`` with the parameters of darknet weights file
-    ``weights`` (checked against the cfg's layout first), on the CPU in float32."""
+    ``weights`` (checked against the cfg's layout first; batch norm folded as ``recipe``
+    says), on the CPU in float32."""
     convs = darknet.read_weights(network, weights)
-    return DarknetModule(network, convs).eval()
+    return DarknetModule(network, convs, recipe).eval()
 
 
 class TorchEngine:
@@ -243,7 +254,7 @@ class TorchEngine:
             network = darknet.resized(network, graph.width, graph.height)
         self.device = torch.device("cuda" if device.startswith("cuda") else "cpu")
         self.dtype = torch.float16 if device == "cuda-fp16" else torch.float32
-        self.module = build_module(network, graph.weights).to(self.device, self.dtype)
+        self.module = build_module(network, graph.weights, graph.recipe).to(self.device, self.dtype)
         for layer in self.module.modules():
             if isinstance(layer, nn.Conv2d):  # channels-last kernels, as cuDNN likes them
                 layer.weight.data = layer.weight.data.contiguous(memory_format=torch.channels_last)
