@@ -119,7 +119,7 @@ class Detector:
         self.heads = heads.yolo_heads(plan.info.network)
         graph = engines.Graph(
             plan.info.name, plan.info.cfg, plan.info.cfg_text, plan.info.weights,
-            plan.info.network, plan.width, plan.height, plan.compiled, self.recipe,
+            plan.info.network, plan.width, plan.height, plan.compiled, self.recipe, plan.store,
         )  # fmt: skip
         self.engine = engines.open_engine(plan.backend, graph, plan.device, threads)
         self._local = threading.local()  # one Letterboxer (and its buffers) per thread
