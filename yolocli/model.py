@@ -91,11 +91,13 @@ class Detector:
         store: Store | None = None,
         postprocess: Postprocess | None = None,
         darknet: str | None = None,
+        precision: str = "fp32",
+        calibration: Sequence[str | os.PathLike[str]] = (),
     ) -> None:
         self._open(
             plan(model, size=size, device=device, backend=backend, letterbox=letterbox, cfg=cfg,
                  weights=weights, names=names, store=store, postprocess=postprocess,
-                 darknet=darknet),
+                 darknet=darknet, precision=precision, calibration=calibration),
             threads,
         )  # fmt: skip
 
@@ -120,6 +122,7 @@ class Detector:
         graph = engines.Graph(
             plan.info.name, plan.info.cfg, plan.info.cfg_text, plan.info.weights,
             plan.info.network, plan.width, plan.height, plan.compiled, self.recipe, plan.store,
+            plan.precision,
         )  # fmt: skip
         self.engine = engines.open_engine(plan.backend, graph, plan.device, threads)
         self._local = threading.local()  # one Letterboxer (and its buffers) per thread
@@ -196,6 +199,8 @@ class Plan:
     width: int
     height: int
     store: Store | None
+    precision: str = "fp32"  # or "int8" (ONNX Runtime), "bf16" (OpenVINO): yolocli.precision
+    calibration: tuple[Path, ...] = ()  # int8's calibration images
 
     @property
     def recipe(self) -> Recipe:
@@ -207,8 +212,14 @@ class Plan:
         return self.info.recipe.letterbox
 
     def compiled(self) -> Path:
-        """The network compiled to ONNX at this plan's input size (see `compiled`)."""
-        return compiled(self.info, self.width, self.height, self.store)
+        """The network compiled to ONNX at this plan's input size (see `compiled`); for
+        ``int8``, that graph quantized (`yolocli.precision.int8_graph`)."""
+        graph = compiled(self.info, self.width, self.height, self.store)
+        if self.precision == "int8":
+            from yolocli.precision import int8_graph
+
+            return int8_graph(self, graph)
+        return graph
 
     @property
     def needs_onnx(self) -> bool:
@@ -234,10 +245,18 @@ def plan(
     store: Store | None = None,
     postprocess: Postprocess | None = None,
     darknet: str | None = None,
+    precision: str = "fp32",
+    calibration: Sequence[str | os.PathLike[str]] = (),
 ) -> Plan:
-    """Resolve and check a detector's settings and files (see `Detector`); no engine yet."""
+    """Resolve and check a detector's settings and files (see `Detector`); no engine yet.
+
+    ``precision``: "fp32" (darknet's numbers), or opt-in "int8" (ONNX Runtime, calibrated on
+    the first images of ``calibration``) or "bf16" (OpenVINO, on a CPU with bfloat16
+    instructions): see `yolocli.precision`; `OptionError` where it cannot run."""
+    from yolocli.precision import backend_for, calibration_images
+
     _check_size(size)
-    resolved = engines.resolve(backend, device)
+    resolved = backend_for(precision, backend, device)
     if resolved == "opencv":
         check_device(device)  # before any download: a CPU-only OpenCV stays CPU-only
     info = _resolve(
@@ -245,7 +264,8 @@ def plan(
     )
     log.log(VERBOSE, "%s runs as %s", info.name, info.recipe.describe())
     width, height = (size, size) if size else (info.network.width, info.network.height)
-    return Plan(info, resolved, device, width, height, store)
+    images = calibration_images([Path(p) for p in calibration]) if precision == "int8" else ()
+    return Plan(info, resolved, device, width, height, store, precision, images)
 
 
 def compiled(info: ModelInfo, width: int, height: int, store: Store | None = None) -> Path:

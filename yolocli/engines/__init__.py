@@ -70,6 +70,7 @@ class Graph:
     onnx: Callable[[], Path]
     recipe: Recipe | None = None  # how the model runs (batch-norm formula); None: pjreddie's
     store: Store | None = None  # where an engine caches what it makes from the graph
+    precision: str = "fp32"  # or "int8" (onnx() is then quantized), "bf16" (yolocli.precision)
 
 
 class Engine(Protocol):

@@ -52,6 +52,8 @@ class OnnxRuntimeEngine:
         self.input = self.session.get_inputs()[0].name
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.name = f"ONNX Runtime {ort.__version__}"
+        if graph.precision == "int8":
+            self.name += " int8"
 
     def _session(
         self, path: Path, *, optimize: bool, save: Path | None = None
