@@ -145,7 +145,13 @@ class Detector:
         _check_image(image)
         prep = getattr(self._local, "prep", None)
         if prep is None:
-            prep = self._local.prep = self.recipe.preprocessor(self.width, self.height)
+            if self.backend == "onnxruntime":  # the engine's own code: half the CPU time
+                from yolocli.preprocess import RuntimeLetterboxer
+
+                prep = RuntimeLetterboxer(self.width, self.height, stretch=not self.letterbox)
+            else:
+                prep = self.recipe.preprocessor(self.width, self.height)
+            self._local.prep = prep
         return prep(image, out)
 
     def geometry(self, width: int, height: int) -> Letterbox:
