@@ -31,6 +31,7 @@ def test_quick_benchmark_writes_every_table(tmp_path: Path, tiny_weights: Path) 
         "## Reduced precision (opt-in: --precision int8, bf16)",
         "| command | precision | mAP@0.5:0.95 |",
         "## 8. Folder from a cold start against the best bare configuration",
+        "## 9. Every model family",
     ):
         assert heading in text
     assert "| 5000 | 60 |" in text

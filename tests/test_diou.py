@@ -11,7 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from yolocli.ops import box_diou, box_iou, diou_nms, nms
+from yolocli.ops import box_diou, box_iou, diou_nms, merge, nms
 
 
 def slow_diou(a: tuple[float, ...], b: tuple[float, ...], beta: float) -> float:
@@ -157,3 +157,18 @@ def test_diou_nms_rejects_nonsense() -> None:
     with pytest.raises(ValueError, match="scale"):
         diou_nms(box, [1.0], 0.5, scale=(0, 1))
     assert diou_nms(np.zeros((0, 4)), [], 0.5).tolist() == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=scene(), thresh=st.sampled_from([0.3, 0.45, 0.6]), beta=st.sampled_from([0.6, 1.0]))
+def test_merging_by_diou_keeps_what_diou_nms_keeps(
+    case: tuple[np.ndarray, np.ndarray, np.ndarray], thresh: float, beta: float
+) -> None:
+    """Sliced inference merges with the detector's own measure: ops.merge's "diou"."""
+    xyxy, scores, classes = case
+    size = (451.0, 300.0)
+    rel = xyxy / np.array([*size, *size])
+    assume(not np.any(np.abs(box_diou(rel, rel, beta) - thresh) < 1e-9))
+    merged = merge(xyxy, scores, classes, match="diou", threshold=thresh, beta=beta, scale=size)
+    kept = diou_nms(xyxy, scores, thresh, classes, beta=beta, scale=size)
+    assert merged.keep.tolist() == kept.tolist()

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import DATA, REPO, run_cli
 from yolocli import darknet
-from yolocli.errors import OptionError
+from yolocli.errors import ModelError, OptionError
 from yolocli.model import Detector, compiled
 from yolocli.recipe import Recipe, darknet_recipe
 from yolocli.registry import config_dir, load_registry
@@ -194,3 +194,63 @@ def test_verbose_and_profile_say_which_darknet_ran_and_why(tmp_path: Path) -> No
     bad = run_cli("detect", image, *args, "--darknet", "opencv")
     assert bad.exit_code == 2
     assert "'opencv' is not one of 'pjreddie', 'alexeyab'" in bad.stderr
+
+
+def test_slicing_and_workers_follow_the_recipe(tmp_path: Path) -> None:
+    """Tiles are prepared and kept as the model's darknet would (stretched, DIoU-NMS), the
+    merge measures with DIoU by default, and worker processes get the same recipe."""
+    from tests.alexeyab import write_weights
+    from tests.oracle import photo
+    from yolocli.postprocess import Postprocess
+    from yolocli.slicing import Slicer
+
+    cfg = REPO / "configs" / "yolov4-tiny.cfg"
+    weights = tmp_path / "w.weights"
+    write_weights(cfg.read_text(), weights, 1)
+    post = Postprocess(conf=0.05, max_det=0)
+    det = Detector(cfg=cfg, weights=weights, size=160, backend="onnxruntime", postprocess=post)
+    assert Slicer(200).match is None
+    image = photo("coffee.png")
+    default = Slicer(200).detect(det, image)
+    explicit = Slicer(200, match="diou").detect(det, image)
+    assert len(default) > 10
+    np.testing.assert_array_equal(default.xyxy, explicit.xyxy)
+    np.testing.assert_array_equal(default.scores, explicit.scores)
+
+    images = [str(DATA / "images" / name) for name in ("coffee.png", "chelsea.png")]
+    args = ["--cfg", str(cfg), "--weights", str(weights), "--size", "160", "--conf", "0.05",
+            "--max-det", "0", "--no-save", "-f", "jsonl"]  # fmt: skip
+    here = run_cli("detect", *images, *args, "-j", "1")
+    workers = run_cli("detect", *images, *args, "-j", "2")
+    assert here.exit_code == workers.exit_code == 0, workers.output
+    assert here.stdout == workers.stdout
+    first = json.loads(here.stdout.splitlines()[0])
+    assert len(first["detections"]) == len(det.detect(image))
+
+
+def test_export_folds_batch_norm_as_the_models_darknet(tmp_path: Path) -> None:
+    """export follows the recipe too: the registry's or the cfg's darknet, or --darknet's."""
+    from tests.alexeyab import write_weights
+
+    cfg = DATA / "alexeyab" / "yolov4-tiny-new-coords.cfg"
+    weights = tmp_path / "w.weights"
+    write_weights(cfg.read_text(), weights, 3)
+    out = {}
+    for flag in ([], ["--darknet", "alexeyab"], ["--darknet", "pjreddie"]):
+        path = tmp_path / f"{len(out)}.onnx"
+        result = run_cli("export", "--cfg", str(cfg), "--weights", str(weights), "-o", str(path),
+                         "--size", "64", *flag)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        out[" ".join(flag)] = path.read_bytes()
+    assert out[""] == out["--darknet alexeyab"]  # the cfg says AlexeyAB's
+    assert out[""] != out["--darknet pjreddie"]
+
+
+def test_a_darknet_recipe_only_takes_darknets_input() -> None:
+    """Its preprocessor implements darknet's preparation only: asking for another is an
+    error, not silently ignored (another family brings its own preprocessor)."""
+    with pytest.raises(ModelError, match="feeds darknet"):
+        Recipe(pad_value=114 / 255)
+    with pytest.raises(OptionError, match="darknet"):
+        Recipe(flavour="ultralytics")
+    assert Recipe(family="other", flavour="x", pad_value=114 / 255).pad_value == 114 / 255

@@ -239,12 +239,19 @@ def _registry() -> Any:
 def _model_names(
     ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
 ) -> tuple[str, ...]:
-    """Reject unknown model names as a usage error that lists the known ones."""
+    """Reject unknown model names as a usage error that lists the known ones (a path ending
+    in .onnx is a model file, checked when it is opened)."""
     registry = _registry()
-    unknown = [name for name in value if name not in registry.models]
+    unknown = [
+        name for name in value if name not in registry.models and not name.lower().endswith(".onnx")
+    ]
     if unknown:
         known = ", ".join(registry.models)
-        raise click.BadParameter(f"unknown model {unknown[0]!r}; known models: {known}", ctx, param)
+        raise click.BadParameter(
+            f"unknown model {unknown[0]!r}; known models: {known}, or an ONNX file (my.onnx)",
+            ctx,
+            param,
+        )
     return value
 
 
@@ -324,6 +331,7 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
                 "installed": status.installed,
                 "weights": str(status.path),
                 "description": model.description,
+                "darknet": model.darknet,  # which darknet it runs as (yolocli.recipe)
             }
             for name, model, status, _ in rows
         ]
@@ -494,10 +502,47 @@ def models_remove(ctx: click.Context, names: tuple[str, ...]) -> None:
     "--weights", type=click.Path(path_type=Path, dir_okay=False), help="... and its weights."
 )
 @click.option(
+    "--names",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Class names, one a line, for the metadata. [default: the model's]",
+)
+@click.option(
     "--darknet",
     type=click.Choice(("pjreddie", "alexeyab")),
     help="Fold batch norm as this darknet does. [default: the registry's word, or inferred "
     "from the cfg]",
+)
+@click.option(
+    "--decoded",
+    is_flag=True,
+    help="Decode inside the graph: one output of boxes in input pixels, objectness and "
+    "class probabilities, instead of the raw heads.",
+)
+@click.option(
+    "--with-nms",
+    is_flag=True,
+    help="Also run NMS inside the graph (implies --decoded): the kept boxes only.",
+)
+@click.option(
+    "--conf",
+    type=click.FloatRange(0, 1),
+    default=0.25,
+    show_default=True,
+    help="With --with-nms: keep scores above this.",
+)
+@click.option(
+    "--nms",
+    type=click.FloatRange(0, 1),
+    default=0.45,
+    show_default=True,
+    help="With --with-nms: the IoU threshold.",
+)
+@click.option(
+    "--max-det",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="With --with-nms: at most this many boxes per class and image.",
 )
 @_common
 @click.pass_context
@@ -508,7 +553,13 @@ def export(
     size: int | None,
     cfg: Path | None,
     weights: Path | None,
+    names: Path | None,
     darknet: str | None,
+    decoded: bool,
+    with_nms: bool,
+    conf: float,
+    nms: float,
+    max_det: int,
 ) -> None:
     """Write a model compiled to ONNX, for running it elsewhere.
 
@@ -526,19 +577,33 @@ def export(
     score of class c = sigmoid(to) * sigmoid(tc). The README has the details.
 
     \b
+    --decoded: darknet's decode inside the graph instead:
+      output      (N, R, 5+C): cx, cy, w, h in input pixels, objectness, class
+                  probabilities (score = objectness x probability); no NMS
+    --with-nms: and ONNX's NonMaxSuppression (IoU, per class) after it:
+      detections  (K, 7): batch, x1, y1, x2, y2 (input pixels), class, score
+    Every file records the class names, input size, strides, anchors, the darknet
+    flavour and the preprocessing in its metadata_props.
+
+    \b
     Examples:
       yolocli export yolov3-tiny -o yolov3-tiny.onnx
       yolocli export yolov3 --size 416 -o yolov3-416.onnx
       yolocli export --cfg my.cfg --weights my.weights -o my.onnx
+      yolocli export yolov4-tiny --decoded -o yolov4-tiny-boxes.onnx
+      yolocli export yolov3 --with-nms --conf 0.3 -o yolov3-nms.onnx
     """
     from yolocli.errors import OptionError
     from yolocli.model import export_onnx
+    from yolocli.postprocess import Postprocess
 
     _check_model_choice(model, cfg, weights)
     try:
+        kept = Postprocess(conf=conf, nms=nms, max_det=max_det) if with_nms else None
         path = export_onnx(
-            output, model, size=size, cfg=cfg, weights=weights, store=_store(ctx), darknet=darknet
-        )
+            output, model, size=size, cfg=cfg, weights=weights, names=names, store=_store(ctx),
+            darknet=darknet, decoded=decoded or with_nms, nms=kept,
+        )  # fmt: skip
     except OptionError as err:
         raise click.BadParameter(err.message, param_hint=f"'{_flag(err.option)}'") from None
     log.info("wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
@@ -566,6 +631,13 @@ Scores are objectness x class probability, as darknet reports them. Like
 darknet, a box is listed once for every class scoring above --conf; use
 --single-label for only its best class. NMS runs per class (--agnostic: across
 classes) on the unclipped boxes; reported boxes are clipped to the image.
+
+\b
+ONNX models (--model my_model.onnx): Ultralytics (v5u, v8, 11, 12; the
+end-to-end v10 and YOLO26), YOLOv5/YOLOv7 and YOLOX, recognised from the file's
+metadata or output shapes (--family overrides; --names gives class names). Each
+is prepared, decoded and kept as its family's own code does: its score, one
+class per box, its NMS. Ultralytics' predict defaults are --conf 0.25 --nms 0.7.
 
 \b
 JSON Lines record, one per image, flushed as soon as it is done:
@@ -672,7 +744,8 @@ def _network_options(func: F) -> F:
             "-m",
             "--model",
             callback=lambda c, p, v: v and _model_names(c, p, (v,))[0],
-            help="Registry model to run (see `yolocli models list`). [default: yolov3]",
+            help="Registry model to run (see `yolocli models list`), or an ONNX file of an "
+            "Ultralytics, YOLOv5/YOLOv7 or YOLOX model (see --family). [default: yolov3]",
         ),
         click.option(
             "--cfg",
@@ -706,6 +779,12 @@ def _network_options(func: F) -> F:
             type=click.Choice(("pjreddie", "alexeyab")),
             help="Run the model as this darknet runs it (batch norm, NMS, input). "
             "[default: the registry's word, or inferred from the cfg]",
+        ),
+        click.option(
+            "--family",
+            type=click.Choice(("ultralytics", "yolov5", "yolov7", "yolox")),  # families.FAMILIES
+            help="Decode an ONNX --model as this family's own code does. [default: from the "
+            "file's metadata (Ultralytics, YOLOv5), else from its output shapes]",
         ),
         click.option(
             "--device", type=click.Choice(DEVICES), default="cpu", help="Where the network runs."
@@ -847,9 +926,10 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
 )
 @click.option(
     "--match",
-    type=click.Choice(["iou", "ios"]),
-    help="With --slice: overlap measure for --merge (ios: over the smaller box), at --nms. "
-    "[default: iou]",
+    type=click.Choice(["iou", "ios", "diou"]),
+    help="With --slice: overlap measure for --merge (ios: over the smaller box; diou: "
+    "darknet's distance-IoU), at --nms. [default: the model's own NMS measure: diou for "
+    "AlexeyAB cfgs with nms_kind, else iou]",
 )
 @click.option(
     "--vid-stride",
@@ -923,6 +1003,7 @@ def detect(
     max_det: int,
     letterbox: bool | None,
     darknet: str | None,
+    family: str | None,
     device: str,
     backend: str,
     precision: str,
@@ -965,6 +1046,7 @@ def detect(
       yolocli detect big-folder/ --skip-existing      # resume after an interruption
       yolocli detect clip.mp4 -f jsonl > frames.jsonl # + detections/clip.mp4
       yolocli detect rtsp://cam.local/stream --max-frames 100
+      yolocli detect x.png --cfg my.cfg --weights my.weights -v  # says which darknet
     """
     # -- usage checks: everything that can be known before any work ----------------------
     _check_model_choice(model, cfg, weights)
@@ -1008,7 +1090,7 @@ def detect(
         detector_args = dict(
             model=model, size=size, device=device, backend=backend, threads=threads,
             workers=workers, letterbox=letterbox, cfg=cfg, weights=weights, names=names,
-            postprocess=post, darknet=darknet, precision=precision,
+            postprocess=post, darknet=darknet, family=family, precision=precision,
         )  # fmt: skip
         with _native_stderr_captured(relay=bool(ctx.meta.get("yolocli.debug"))):
             slicer = _slicer(slice_, overlap, full, scales, merge, match)
@@ -1544,6 +1626,7 @@ def val(
     max_det: int,
     letterbox: bool | None,
     darknet: str | None,
+    family: str | None,
     device: str,
     backend: str,
     precision: str,
@@ -1577,7 +1660,7 @@ def val(
         detector_args = dict(
             model=model, size=size, device=device, backend=backend, letterbox=letterbox,
             cfg=cfg, weights=weights, names=names, postprocess=post, darknet=darknet,
-            precision=precision,
+            family=family, precision=precision,
         )  # fmt: skip
         parallel = (workers, threads, Options(batch=batch))
         with _native_stderr_captured(relay=bool(ctx.meta.get("yolocli.debug"))):

@@ -403,7 +403,7 @@ def _spans(length: int, tile: int, overlap: float) -> IntArray:
 
 
 MERGE_METHODS = ("nms", "nmm")
-MATCH_METRICS = ("iou", "ios")
+MATCH_METRICS = ("iou", "ios", "diou")
 
 
 class Merged(NamedTuple):
@@ -428,20 +428,23 @@ def merge(
     match: str = "iou",
     threshold: float = 0.45,
     priority: npt.ArrayLike | None = None,
+    beta: float = 0.6,
+    scale: tuple[float, float] = (1.0, 1.0),
 ) -> Merged:
     """Greedy non-maximum suppression (``"nms"``) or merging (``"nmm"``) of boxes.
 
-    Boxes are taken best score first (with ``priority`` (N,): highest priority first, then
-    best score; sliced inference ranks the finer views of an object first). Each box not yet
-    matched starts a result, and every later box that it matches (``match``: IoU, or IoS,
-    intersection over the smaller box; above ``threshold``; with ``class_ids``, same class
-    only) joins that result. NMS reports the first box of each result; NMM their union, with
-    the first box's score and class (boxes are matched against the first box itself, not the
-    growing union, as SAHI's greedy NMM does). Ties are broken by the box coordinates and
-    class, not by input order, so any permutation of the same boxes gives the same results;
-    where scores do not tie (and without ``priority``), NMS with IoU keeps exactly what `nms`
-    keeps, OpenCV's rounding included. When no two boxes of a class match, every box is its
-    own result under either method.
+    Boxes are taken best score first (with ``priority`` (N,): highest priority first, then best
+    score; sliced inference ranks the finer views of an object first). Each box not yet matched
+    starts a result, and every later box that it matches (``match``: IoU, or IoS, intersection
+    over the smaller box; or darknet's DIoU with exponent ``beta`` on boxes divided by
+    ``scale``, as `diou_nms` measures it; above ``threshold``; with ``class_ids``, same class
+    only) joins that result. NMS reports the first box of each result; NMM their union, with the
+    first box's score and class (boxes are matched against the first box itself, not the growing
+    union, as SAHI's greedy NMM does). Ties are broken by the box coordinates and class, not by
+    input order, so any permutation of the same boxes gives the same results; where scores do
+    not tie (and without ``priority``), NMS with IoU keeps exactly what `nms` keeps, OpenCV's
+    rounding included. When no two boxes of a class match, every box is its own result under
+    either method.
     """
     if method not in MERGE_METHODS:
         raise ValueError(f"method must be one of {', '.join(MERGE_METHODS)}, got {method!r}")
@@ -473,6 +476,14 @@ def merge(
     if match == "iou":
         boxes_ = _Boxes(boxes, order, float(threshold))
         overlap, pairs = boxes_.suppresses, boxes_.pairs
+    elif match == "diou":
+        rel = boxes[order] / np.array([*scale, *scale], dtype=np.float64)
+
+        def overlap(a: IntArray, b: IntArray) -> npt.NDArray[np.bool_]:
+            out: npt.NDArray[np.bool_] = box_diou(rel[a], rel[b], beta) > threshold
+            return out
+
+        pairs = _PAIRS[np.float64]
     else:
         rows = np.ascontiguousarray(boxes[order].T)
 

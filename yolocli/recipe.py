@@ -22,18 +22,27 @@ input                  letterboxed                                  resized to t
 box_diou, ``detector.c`` test_detector; pjreddie darknet f6afaab: ``blas.c`` normalize_cpu.)
 
 `Recipe` is one small frozen object per model that the rest of the pipeline *asks* (how to
-prepare an image, how to fold batch norm, which NMS to run, what the compiled graph's cache
-key is), so no other module tests a family or flavour. `darknet_recipe` chooses one for a
-darknet cfg: the registry's word for a registered model, the cfg's own keys for anyone
-else's (keys only AlexeyAB's darknet reads mean ``alexeyab``), or the caller's override.
-Other model families (not darknet) make their own `Recipe` with their own ``family``.
+prepare an image, how to fold batch norm, how to decode the raw outputs, which NMS to run,
+what the compiled graph's cache key is), so no other module tests a family or flavour.
+`darknet_recipe` chooses one for a darknet cfg: the registry's word for a registered model,
+the cfg's own keys for anyone else's (keys only AlexeyAB's darknet reads mean ``alexeyab``),
+or the caller's override.
+
+Another family (not darknet) plugs in with its own frozen subclass, chosen once where its
+model is opened: it sets ``family`` (and ``flavour``, ``why``, the input fields,
+``nms_kind``, ``names_from``) and overrides the hooks whose darknet behaviour does not fit:
+`Recipe.preprocessor` and `Recipe.geometry` (its own resize and padding), `Recipe.decode`
+(its own output layout, to the same candidate rows), `Recipe.fold_bn` with ``bn="none"``
+for graphs that come folded. `Recipe.nms` and `Recipe.cache_key` serve every family as they
+are. The base class checks that a darknet recipe asks for darknet's own input (its
+preprocessor implements nothing else).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -42,7 +51,17 @@ from yolocli.errors import ModelError, OptionError
 
 if TYPE_CHECKING:
     from yolocli import darknet
-    from yolocli.preprocess import Letterbox, Letterboxer
+    from yolocli.heads import YoloHead
+    from yolocli.preprocess import Letterbox
+
+
+class Preparer(Protocol):
+    """What `Recipe.preprocessor` gives: image -> (network input (3, h, w), geometry)."""
+
+    def __call__(
+        self, image: npt.NDArray[np.uint8], out: npt.NDArray[np.float32] | None = None
+    ) -> tuple[npt.NDArray[np.float32], Letterbox]: ...
+
 
 FLAVOURS = ("pjreddie", "alexeyab")
 NMS_KINDS = ("iou", "diou")
@@ -54,6 +73,7 @@ BN_FORMULAS = ("pjreddie", "alexeyab", "none")
 PJREDDIE_BN_EPS = 1e-6
 ALEXEYAB_BN_EPS = 1e-5
 DEFAULT_BETA_NMS = 0.6  # AlexeyAB's default beta_nms, and greedynms' fixed exponent
+_DARKNET_INPUT = (0.5, True, True, 1.0 / 255.0)  # pad_value, centred, rgb, scale
 
 # Keys that AlexeyAB's darknet reads and pjreddie's never does (the options parser.c looks
 # up in each, at 59596d7 / f6afaab): a cfg that sets one was written for AlexeyAB's.
@@ -97,7 +117,9 @@ class Recipe:
     for a family whose graph comes already folded).
 
     Keeping candidates: ``nms_kind`` ("iou", or "diou": darknet's DIoU-NMS, computed on
-    image-relative coordinates as darknet does) and ``beta_nms``, DIoU's exponent.
+    image-relative coordinates as darknet does) and ``beta_nms``, DIoU's exponent;
+    ``single_label``: one class per box, its best (Ultralytics, YOLOv5, YOLOX), where darknet
+    reports a box once for every class above the threshold.
 
     Class names: ``names_from`` ("file": a names file or the registry's; a family that
     embeds them in the model says "model").
@@ -116,6 +138,7 @@ class Recipe:
     nms_kind: str = "iou"
     beta_nms: float = DEFAULT_BETA_NMS
     names_from: str = "file"
+    single_label: bool = False
 
     def __post_init__(self) -> None:
         if self.family == "darknet" and self.flavour not in FLAVOURS:
@@ -128,6 +151,12 @@ class Recipe:
             raise ModelError(f"unknown batch-norm formula {self.bn!r}; known: {BN_FORMULAS}")
         if not self.beta_nms > 0:
             raise ModelError(f"beta_nms must be positive, got {self.beta_nms}")
+        darknet_input = (self.pad_value, self.centred, self.rgb, self.scale) == _DARKNET_INPUT
+        if self.family == "darknet" and not darknet_input:
+            raise ModelError(
+                "a darknet recipe feeds darknet's input (0.5 padding, centred, RGB, 1/255); "
+                "another preparation needs its own preprocessor (a Recipe subclass)"
+            )
 
     # -- what it is, in words ---------------------------------------------------------------
 
@@ -170,12 +199,27 @@ class Recipe:
 
         return Letterbox(width, height, net_width, net_height, not self.letterbox)
 
-    def preprocessor(self, net_width: int, net_height: int) -> Letterboxer:
+    def preprocessor(self, net_width: int, net_height: int) -> Preparer:
         """A callable image -> (network input (3, h, w) float32, geometry), with its own
         reusable buffers (one per thread)."""
         from yolocli.preprocess import Letterboxer
 
         return Letterboxer(net_width, net_height, stretch=not self.letterbox)
+
+    def decode(
+        self,
+        outputs: Sequence[npt.NDArray[np.float32]],
+        yolo_heads: Sequence[YoloHead],
+        net_width: int,
+        net_height: int,
+        min_score: float | None = None,
+    ) -> npt.NDArray[np.float32]:
+        """One image's candidate rows ``(R, 5 + C)`` (network-relative cx, cy, w, h,
+        objectness, then objectness x class) from its raw outputs: darknet's ``[yolo]``
+        decoding (`yolocli.heads.decode`); only rows that can score above ``min_score``."""
+        from yolocli import heads
+
+        return heads.decode(outputs, yolo_heads, net_width, net_height, min_score)
 
     def fold_bn(
         self, params: darknet.ConvWeights

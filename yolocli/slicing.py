@@ -45,6 +45,7 @@ from yolocli.timing import Timings
 
 if TYPE_CHECKING:
     from yolocli.model import Detector
+    from yolocli.recipe import Recipe
 
 # A cut box is dropped when a larger uncut box of its class covers at least this share of it.
 # A piece of an object lies inside the object's whole box (IoS near 1); 0.6 leaves room for
@@ -82,8 +83,10 @@ class Slicer:
     larger than a tile.
 
     Results are merged with ``merge`` (``"nms"`` or ``"nmm"``) matching by ``match``
-    (``"iou"`` or ``"ios"``) above ``threshold`` (None: the postprocessing's ``nms``).
-    The default, NMS by IoU at the detector's own threshold, is the detector's own rule: it
+    (``"iou"``, ``"ios"`` or ``"diou"``; None: the detector's own measure, as its model's
+    recipe says: darknet's DIoU for AlexeyAB cfgs with ``nms_kind``, else IoU) above
+    ``threshold`` (None: the postprocessing's ``nms``).
+    The default, NMS by the detector's own measure at its own threshold, is its own rule: it
     keeps apart overlapping objects of one class (a crowd) that IoS merging would fuse, and
     the cut-box rule (see the module) already handles the pieces that IoU cannot match.
     ``edge``: how close to an inner tile side a box must come to count as cut, as a share of
@@ -98,7 +101,7 @@ class Slicer:
     scales: tuple[float, ...] = (1.0,)
     full: bool = True
     merge: str = "nms"
-    match: str = "iou"
+    match: str | None = None
     threshold: float | None = None
     edge: float | None = 0.04
     batch: int = 8
@@ -119,7 +122,7 @@ class Slicer:
         object.__setattr__(self, "scales", tuple(dict.fromkeys(scales)))
         if self.merge not in ops.MERGE_METHODS:
             raise OptionError("merge", f"must be one of {', '.join(ops.MERGE_METHODS)}")
-        if self.match not in ops.MATCH_METRICS:
+        if self.match is not None and self.match not in ops.MATCH_METRICS:
             raise OptionError("match", f"must be one of {', '.join(ops.MATCH_METRICS)}")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise OptionError("threshold", f"must be in [0, 1], got {self.threshold}")
@@ -202,7 +205,10 @@ class Slicer:
             for k, i in enumerate(idx):
                 found.append((detector.decode([o[k] for o in heads], boxes[k], post), i))
             clock.lap("postprocess")
-        dets = self._combine(found, win, post, detector.names, (detector.width, detector.height))
+        dets = self._combine(
+            found, win, post, detector.names, (detector.width, detector.height),
+            detector.recipe, (width, height),
+        )  # fmt: skip
         clock.lap("postprocess")
         return dets
 
@@ -213,6 +219,8 @@ class Slicer:
         post: Postprocess,
         names: Sequence[str],
         net: tuple[int, int],
+        recipe: Recipe,
+        image: tuple[int, int],
     ) -> Detections:
         """The detections of every pass, in original pixels, cut boxes resolved, merged."""
         counts = np.array([len(d) for d, _ in found], dtype=np.int64)
@@ -242,14 +250,19 @@ class Slicer:
             # what is left of an object joined from its pieces: the bits inside it
             keep &= ~_covered_cuts(xyxy, cls, cut & ~joined, joined)
             xyxy, scores, cls, which = xyxy[keep], scores[keep], cls[keep], which[keep]
+        # the detector's own measure by default; DIoU on boxes relative to the whole image,
+        # as darknet would measure them had it seen the image in one pass
+        match = self.match or recipe.nms_kind
         merged = ops.merge(
             xyxy,
             scores,
             None if post.agnostic else cls,
             method=self.merge,
-            match=self.match,
+            match=match,
             threshold=post.nms if self.threshold is None else self.threshold,
             priority=fineness[which],
+            beta=recipe.beta_nms,
+            scale=image,
         )
         keep_ = merged.keep[: post.max_det] if post.max_det else merged.keep
         boxes = merged.xyxy[: len(keep_)].astype(np.float32)

@@ -61,10 +61,10 @@ class Graph:
     """
 
     name: str
-    cfg: Path
+    cfg: Path | None  # None (and network None) for an ONNX model of another family
     cfg_text: str
     weights: Path
-    network: darknet.Network
+    network: darknet.Network | None
     width: int
     height: int
     onnx: Callable[[], Path]

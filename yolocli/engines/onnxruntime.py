@@ -97,12 +97,16 @@ def _optimized(graph: Graph, path: Path, threads: int | None) -> Path | None:
     from yolocli.store import Store
 
     try:
-        size = path.stat().st_size
+        st = path.stat()
+        where = str(path.resolve())
     except OSError:
         return None
+    # The file by place, size and time (a compiled graph's name also holds its inputs' hash;
+    # an ONNX model of the user's is not hashed at every start), this ONNX Runtime, this CPU.
     key = "\n".join(
-        (path.name, str(size), ort.__version__, " ".join(sorted(cpu_flags())), "ENABLE_ALL")
-    )
+        (where, str(st.st_size), str(st.st_mtime_ns), ort.__version__,
+         " ".join(sorted(cpu_flags())), "ENABLE_ALL")
+    )  # fmt: skip
 
     def build() -> bytes:
         with tempfile.TemporaryDirectory(prefix="yolocli-ort-") as tmp:
