@@ -94,3 +94,9 @@ def test_int8_on_stdin_alone_says_what_it_needs(use_real_store: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 2
     assert "'--precision': int8 is calibrated on images" in result.stderr
+
+
+def test_int8_is_for_darknet_models_so_far(real_store: Store) -> None:
+    model = str(DATA / "families" / "yolox_tiny_random.onnx")
+    with pytest.raises(OptionError, match=r"int8 is for darknet models so far"):
+        plan(model, precision="int8", store=real_store)
