@@ -101,11 +101,13 @@ class Detector:
         postprocess: Postprocess | None = None,
         darknet: str | None = None,
         family: str | None = None,
+        precision: str = "fp32",
+        calibration: Sequence[str | os.PathLike[str]] = (),
     ) -> None:
         self._open(
             plan(model, size=size, device=device, backend=backend, letterbox=letterbox, cfg=cfg,
                  weights=weights, names=names, store=store, postprocess=postprocess,
-                 darknet=darknet, family=family),
+                 darknet=darknet, family=family, precision=precision, calibration=calibration),
             threads,
         )  # fmt: skip
 
@@ -132,7 +134,8 @@ class Detector:
         self._fixed_batch = self.recipe.batch if isinstance(self.recipe, OnnxRecipe) else None
         graph = engines.Graph(
             plan.info.name, plan.info.cfg, plan.info.cfg_text, plan.info.weights,
-            plan.info.network, plan.width, plan.height, plan.compiled, self.recipe,
+            plan.info.network, plan.width, plan.height, plan.compiled, self.recipe, plan.store,
+            plan.precision,
         )  # fmt: skip
         self.engine = engines.open_engine(plan.backend, graph, plan.device, threads)
         self._local = threading.local()  # one Letterboxer (and its buffers) per thread
@@ -155,7 +158,15 @@ class Detector:
         _check_image(image)
         prep = getattr(self._local, "prep", None)
         if prep is None:
-            prep = self._local.prep = self.recipe.preprocessor(self.width, self.height)
+            if self.backend == "onnxruntime" and self.info.network is not None:
+                # a darknet model on ONNX Runtime: darknet's letterbox in the engine's own
+                # code, half the CPU time (other families prepare images their own way)
+                from yolocli.preprocess import RuntimeLetterboxer
+
+                prep = RuntimeLetterboxer(self.width, self.height, stretch=not self.letterbox)
+            else:
+                prep = self.recipe.preprocessor(self.width, self.height)
+            self._local.prep = prep
         return prep(image, out)
 
     def geometry(self, width: int, height: int) -> Letterbox:
@@ -219,6 +230,8 @@ class Plan:
     width: int
     height: int
     store: Store | None
+    precision: str = "fp32"  # or "int8" (ONNX Runtime), "bf16" (OpenVINO): yolocli.precision
+    calibration: tuple[Path, ...] = ()  # int8's calibration images
 
     @property
     def recipe(self) -> Recipe:
@@ -231,10 +244,16 @@ class Plan:
 
     def compiled(self) -> Path:
         """The network compiled to ONNX at this plan's input size (see `compiled`); for an
-        ONNX model, its own file."""
+        ONNX model, its own file; for ``int8``, that graph quantized
+        (`yolocli.precision.int8_graph`)."""
         if self.info.network is None:
             return self.info.weights
-        return compiled(self.info, self.width, self.height, self.store)
+        graph = compiled(self.info, self.width, self.height, self.store)
+        if self.precision == "int8":
+            from yolocli.precision import int8_graph
+
+            return int8_graph(self, graph)
+        return graph
 
     @property
     def needs_onnx(self) -> bool:
@@ -261,8 +280,16 @@ def plan(
     postprocess: Postprocess | None = None,
     darknet: str | None = None,
     family: str | None = None,
+    precision: str = "fp32",
+    calibration: Sequence[str | os.PathLike[str]] = (),
 ) -> Plan:
-    """Resolve and check a detector's settings and files (see `Detector`); no engine yet."""
+    """Resolve and check a detector's settings and files (see `Detector`); no engine yet.
+
+    ``precision``: "fp32" (darknet's numbers), or opt-in "int8" (ONNX Runtime, calibrated on
+    the first images of ``calibration``) or "bf16" (OpenVINO, on a CPU with bfloat16
+    instructions): see `yolocli.precision`; `OptionError` where it cannot run."""
+    from yolocli.precision import backend_for, calibration_images
+
     _check_size(size)
     onnx_model = model is not None and is_onnx(model)
     if family is not None and not onnx_model:
@@ -274,7 +301,9 @@ def plan(
             "the torch engine runs darknet networks only; an ONNX model runs on onnxruntime, "
             "openvino or opencv (--backend)"
         )
-    resolved = engines.resolve(backend, device)
+    if onnx_model and precision == "int8":
+        raise OptionError("precision", "int8 is for darknet models so far, not an ONNX model")
+    resolved = backend_for(precision, backend, device)
     if resolved == "opencv":
         check_device(device)  # before any download: a CPU-only OpenCV stays CPU-only
     if onnx_model:
@@ -287,14 +316,15 @@ def plan(
         log.log(VERBOSE, "%s runs as %s", info.name, info.recipe.describe())
         onnx_recipe = info.recipe
         assert isinstance(onnx_recipe, OnnxRecipe)
-        return Plan(info, resolved, device, onnx_recipe.width, onnx_recipe.height, store)
+        return Plan(info, resolved, device, onnx_recipe.width, onnx_recipe.height, store, precision)
     info = _resolve(
         model, cfg, weights, names, store, postprocess or Postprocess(), darknet, letterbox
     )
     log.log(VERBOSE, "%s runs as %s", info.name, info.recipe.describe())
     assert info.network is not None
     width, height = (size, size) if size else (info.network.width, info.network.height)
-    return Plan(info, resolved, device, width, height, store)
+    images = calibration_images([Path(p) for p in calibration]) if precision == "int8" else ()
+    return Plan(info, resolved, device, width, height, store, precision, images)
 
 
 def _resolve_onnx(
