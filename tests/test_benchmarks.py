@@ -28,12 +28,16 @@ def test_quick_benchmark_writes_every_table(tmp_path: Path, tiny_weights: Path) 
         "## 6. Cold start, one image",
         "## Engines: forward ms/image",
         "## Engines: `yolocli detect` folder throughput by backend",
-        "## Reduced precision (reported, not enabled)",
-        "## 8. Workers:",
+        "## Reduced precision (opt-in: --precision int8, bf16)",
+        "| command | precision | mAP@0.5:0.95 |",
+        "## 8. Folder from a cold start against the best bare configuration",
+        "## 9. Every model family",
         "## Tracking: cost per frame",
     ):
         assert heading in text
     assert "| 5000 | 60 |" in text
     assert "| yes |" in text  # identical kept lists
+    assert "- CPU flags that change the forward pass: " in text
+    assert "`--backend opencv` (the default install's engine)" in text
     assert "| yolov3-tiny | 416 | 1 | " in text  # an engines row
     assert "| int8 static (QDQ, per-channel) |" in text or "Neither ONNX Runtime" in text

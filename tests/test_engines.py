@@ -167,3 +167,36 @@ def test_the_library_keeps_opencvs_own_warnings_off_stderr(tiny_weights: Path) -
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
+
+
+def test_onnx_runtime_keeps_its_optimized_graph_and_opens_it_unoptimized(
+    tmp_path: Path, tiny_weights: Path, blob: np.ndarray
+) -> None:
+    import onnxruntime as ort
+
+    from yolocli.engines.onnxruntime import session_options
+
+    store = Store.from_env({"YOLOCLI_HOME": str(tmp_path)})
+    cfg = DATA.parent.parent / "configs" / "yolov3-tiny.cfg"
+    first = Detector(cfg=cfg, weights=tiny_weights, backend="onnxruntime", store=store)
+    (kept,) = (tmp_path / "derived").glob("*.ort-*.onnx")
+    made = kept.stat().st_mtime_ns
+    again = Detector(cfg=cfg, weights=tiny_weights, backend="onnxruntime", store=store)
+    assert kept.stat().st_mtime_ns == made  # opened, not made again
+    level = again.engine.session.get_session_options().graph_optimization_level  # type: ignore[attr-defined]
+    assert level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    # the same numbers as a session that optimizes the compiled graph itself
+    plain = ort.InferenceSession(str(first.compiled()), session_options(None))
+    want = plain.run(None, {"images": blob})
+    for got in (first.forward(blob), again.forward(blob)):
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
+    # a cached copy ONNX Runtime cannot read (changed in place, size and time kept, so the
+    # store's stamp still trusts it) costs nothing but its speed-up
+    with open(kept, "r+b") as f:
+        f.write(b"not a graph" * 8)
+    os.utime(kept, ns=(made, made))
+    broken = Detector(cfg=cfg, weights=tiny_weights, backend="onnxruntime", store=store)
+    level = broken.engine.session.get_session_options().graph_optimization_level  # type: ignore[attr-defined]
+    assert level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    np.testing.assert_array_equal(broken.forward(blob)[0], want[0])

@@ -125,3 +125,67 @@ def test_stretch_fills_the_whole_input() -> None:
     img = np.full((100, 300, 3), 200, np.uint8)
     blob, _ = Letterboxer(416, 416, stretch=True)(img)
     assert np.allclose(blob, 200 / 255)
+
+
+# -- the letterbox ONNX Runtime runs (yolocli.preprocess.RuntimeLetterboxer) -----------------
+
+
+@pytest.mark.parametrize(
+    ("shape", "net", "stretch"),
+    [((480, 640), 416, False), ((640, 480), 320, False), ((37, 1000), 416, False),
+     ((1000, 3), 416, False), ((1, 1), 32, False), ((416, 416), 416, False),
+     ((200, 100), 608, False), ((427, 640), 416, True), ((2, 42), 64, True)],
+)  # fmt: skip
+def test_the_runtime_letterbox_is_darknets_to_within_rounding(
+    shape: tuple[int, int], net: int, stretch: bool
+) -> None:
+    from yolocli.preprocess import RuntimeLetterboxer
+
+    rng = np.random.default_rng(sum(shape))
+    img = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    exact, box = Letterboxer(net, net, stretch=stretch)(img)
+    ours, same_box = RuntimeLetterboxer(net, net, stretch=stretch)(img)
+    assert same_box == box
+    # a 255th is 3.9e-3: rounding in another order moves values by a few 1e-5 at most
+    np.testing.assert_allclose(ours, exact, rtol=0, atol=1e-4)
+    if not stretch:
+        np.testing.assert_allclose(ours, darknet_letterbox(img, net, net), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["grace_hopper.jpg", "coffee.png", "motorcycle_left.png"])
+def test_the_runtime_letterbox_on_photos_writes_into_the_given_buffer(name: str) -> None:
+    from yolocli.preprocess import RuntimeLetterboxer
+
+    img = cv2.imread(str(DATA / "images" / name))
+    out = np.full((3, 416, 416), -1, np.float32)
+    got, _ = RuntimeLetterboxer(416, 416)(img, out)
+    assert got is out
+    np.testing.assert_allclose(out, darknet_letterbox(img, 416, 416), rtol=0, atol=1e-4)
+
+
+def test_where_darknets_last_row_is_an_artefact_the_exact_letterbox_runs() -> None:
+    # 42 rows to 2: darknet's float32 position of the last output row falls just short of
+    # the last source row, so it reads the first row with weight ~6e-8 (a black row). The
+    # graph would read the true last row: the exact NumPy letterbox runs instead.
+    from yolocli.preprocess import RuntimeLetterboxer, _graph_matches
+
+    assert not _graph_matches(2, 42, 8, 8)
+    img = np.full((2, 8, 3), 200, np.uint8)
+    exact, _ = Letterboxer(8, 42, stretch=True)(img)
+    ours, _ = RuntimeLetterboxer(8, 42, stretch=True)(img)
+    np.testing.assert_array_equal(ours, exact)
+    assert exact[:, -1].max() < 1e-6  # darknet's artefact, reproduced
+
+
+def test_the_embedded_letterbox_graph_is_what_the_tool_makes() -> None:
+    import importlib.util
+
+    from tests.conftest import REPO
+    from yolocli._letterbox_graph import GRAPH
+
+    spec = importlib.util.spec_from_file_location("tool", REPO / "tools" / "letterbox_graph.py")
+    assert spec is not None
+    assert spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.graph_bytes() == GRAPH

@@ -239,12 +239,19 @@ def _registry() -> Any:
 def _model_names(
     ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
 ) -> tuple[str, ...]:
-    """Reject unknown model names as a usage error that lists the known ones."""
+    """Reject unknown model names as a usage error that lists the known ones (a path ending
+    in .onnx is a model file, checked when it is opened)."""
     registry = _registry()
-    unknown = [name for name in value if name not in registry.models]
+    unknown = [
+        name for name in value if name not in registry.models and not name.lower().endswith(".onnx")
+    ]
     if unknown:
         known = ", ".join(registry.models)
-        raise click.BadParameter(f"unknown model {unknown[0]!r}; known models: {known}", ctx, param)
+        raise click.BadParameter(
+            f"unknown model {unknown[0]!r}; known models: {known}, or an ONNX file (my.onnx)",
+            ctx,
+            param,
+        )
     return value
 
 
@@ -495,10 +502,47 @@ def models_remove(ctx: click.Context, names: tuple[str, ...]) -> None:
     "--weights", type=click.Path(path_type=Path, dir_okay=False), help="... and its weights."
 )
 @click.option(
+    "--names",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Class names, one a line, for the metadata. [default: the model's]",
+)
+@click.option(
     "--darknet",
     type=click.Choice(("pjreddie", "alexeyab")),
     help="Fold batch norm as this darknet does. [default: the registry's word, or inferred "
     "from the cfg]",
+)
+@click.option(
+    "--decoded",
+    is_flag=True,
+    help="Decode inside the graph: one output of boxes in input pixels, objectness and "
+    "class probabilities, instead of the raw heads.",
+)
+@click.option(
+    "--with-nms",
+    is_flag=True,
+    help="Also run NMS inside the graph (implies --decoded): the kept boxes only.",
+)
+@click.option(
+    "--conf",
+    type=click.FloatRange(0, 1),
+    default=0.25,
+    show_default=True,
+    help="With --with-nms: keep scores above this.",
+)
+@click.option(
+    "--nms",
+    type=click.FloatRange(0, 1),
+    default=0.45,
+    show_default=True,
+    help="With --with-nms: the IoU threshold.",
+)
+@click.option(
+    "--max-det",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="With --with-nms: at most this many boxes per class and image.",
 )
 @_common
 @click.pass_context
@@ -509,7 +553,13 @@ def export(
     size: int | None,
     cfg: Path | None,
     weights: Path | None,
+    names: Path | None,
     darknet: str | None,
+    decoded: bool,
+    with_nms: bool,
+    conf: float,
+    nms: float,
+    max_det: int,
 ) -> None:
     """Write a model compiled to ONNX, for running it elsewhere.
 
@@ -527,19 +577,33 @@ def export(
     score of class c = sigmoid(to) * sigmoid(tc). The README has the details.
 
     \b
+    --decoded: darknet's decode inside the graph instead:
+      output      (N, R, 5+C): cx, cy, w, h in input pixels, objectness, class
+                  probabilities (score = objectness x probability); no NMS
+    --with-nms: and ONNX's NonMaxSuppression (IoU, per class) after it:
+      detections  (K, 7): batch, x1, y1, x2, y2 (input pixels), class, score
+    Every file records the class names, input size, strides, anchors, the darknet
+    flavour and the preprocessing in its metadata_props.
+
+    \b
     Examples:
       yolocli export yolov3-tiny -o yolov3-tiny.onnx
       yolocli export yolov3 --size 416 -o yolov3-416.onnx
       yolocli export --cfg my.cfg --weights my.weights -o my.onnx
+      yolocli export yolov4-tiny --decoded -o yolov4-tiny-boxes.onnx
+      yolocli export yolov3 --with-nms --conf 0.3 -o yolov3-nms.onnx
     """
     from yolocli.errors import OptionError
     from yolocli.model import export_onnx
+    from yolocli.postprocess import Postprocess
 
     _check_model_choice(model, cfg, weights)
     try:
+        kept = Postprocess(conf=conf, nms=nms, max_det=max_det) if with_nms else None
         path = export_onnx(
-            output, model, size=size, cfg=cfg, weights=weights, store=_store(ctx), darknet=darknet
-        )
+            output, model, size=size, cfg=cfg, weights=weights, names=names, store=_store(ctx),
+            darknet=darknet, decoded=decoded or with_nms, nms=kept,
+        )  # fmt: skip
     except OptionError as err:
         raise click.BadParameter(err.message, param_hint=f"'{_flag(err.option)}'") from None
     log.info("wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
@@ -567,6 +631,13 @@ Scores are objectness x class probability, as darknet reports them. Like
 darknet, a box is listed once for every class scoring above --conf; use
 --single-label for only its best class. NMS runs per class (--agnostic: across
 classes) on the unclipped boxes; reported boxes are clipped to the image.
+
+\b
+ONNX models (--model my_model.onnx): Ultralytics (v5u, v8, 11, 12; the
+end-to-end v10 and YOLO26), YOLOv5/YOLOv7 and YOLOX, recognised from the file's
+metadata or output shapes (--family overrides; --names gives class names). Each
+is prepared, decoded and kept as its family's own code does: its score, one
+class per box, its NMS. Ultralytics' predict defaults are --conf 0.25 --nms 0.7.
 
 \b
 JSON Lines record, one per image, flushed as soon as it is done:
@@ -673,7 +744,8 @@ def _network_options(func: F) -> F:
             "-m",
             "--model",
             callback=lambda c, p, v: v and _model_names(c, p, (v,))[0],
-            help="Registry model to run (see `yolocli models list`). [default: yolov3]",
+            help="Registry model to run (see `yolocli models list`), or an ONNX file of an "
+            "Ultralytics, YOLOv5/YOLOv7 or YOLOX model (see --family). [default: yolov3]",
         ),
         click.option(
             "--cfg",
@@ -709,6 +781,12 @@ def _network_options(func: F) -> F:
             "[default: the registry's word, or inferred from the cfg]",
         ),
         click.option(
+            "--family",
+            type=click.Choice(("ultralytics", "yolov5", "yolov7", "yolox")),  # families.FAMILIES
+            help="Decode an ONNX --model as this family's own code does. [default: from the "
+            "file's metadata (Ultralytics, YOLOv5), else from its output shapes]",
+        ),
+        click.option(
             "--device", type=click.Choice(DEVICES), default="cpu", help="Where the network runs."
         ),
         click.option(
@@ -717,6 +795,15 @@ def _network_options(func: F) -> F:
             default="auto",
             help="Engine that runs the network; auto: the fastest installed on the CPU "
             "(onnxruntime, openvino, then opencv), torch on cuda.",
+        ),
+        click.option(
+            "--precision",
+            type=click.Choice(("fp32", "int8", "bf16")),
+            default="fp32",
+            help="Arithmetic of the forward pass. fp32 gives darknet's answers; int8 (ONNX "
+            "Runtime, calibrated on the run's first 8 image files) and bf16 (OpenVINO, on CPUs "
+            "with AVX-512 BF16 or AMX) are about twice as fast where the CPU has the "
+            "instructions, and move scores (README: Precision).",
         ),
         click.option(
             "--threads",
@@ -938,8 +1025,10 @@ def detect(
     max_det: int,
     letterbox: bool | None,
     darknet: str | None,
+    family: str | None,
     device: str,
     backend: str,
+    precision: str,
     threads: int | None,
     workers: str,
     fmt: str,
@@ -1035,7 +1124,7 @@ def detect(
         detector_args = dict(
             model=model, size=size, device=device, backend=backend, threads=threads,
             workers=workers, letterbox=letterbox, cfg=cfg, weights=weights, names=names,
-            postprocess=post, darknet=darknet,
+            postprocess=post, darknet=darknet, family=family, precision=precision,
         )  # fmt: skip
         with _native_stderr_captured(relay=bool(ctx.meta.get("yolocli.debug"))):
             slicer = _slicer(slice_, overlap, full, scales, merge, match)
@@ -1327,6 +1416,8 @@ def _run_detect(
         few = "-" not in sources and len(named) < MIN_IMAGES
         videos = any(s.is_video for s in named)
         ctx.meta["yolocli.videos"] = videos
+        if plan.precision == "int8":  # calibrated on the run's first image files
+            plan = _calibrated(plan, [s.path for s in named if s.path and not s.is_video])
         options, rule = _parallel(plan, few, workers, threads, options, videos)
         detector: Any = plan if options.workers > 1 else Detector.from_plan(plan, options.threads)
         stdin = sys.stdin.buffer if "-" in sources else None
@@ -1410,6 +1501,15 @@ def _parallel(
             else f"auto: one network in this process ({cores} cores, {plan.device})"
         )
     return dataclasses.replace(options, workers=count, threads=share), rule
+
+
+def _calibrated(plan: Any, paths: list[Any]) -> Any:
+    """``plan`` with int8's calibration images: the first of ``paths`` (yolocli.precision)."""
+    import dataclasses
+
+    from yolocli.precision import calibration_images
+
+    return dataclasses.replace(plan, calibration=calibration_images(paths))
 
 
 def _named(sources: tuple[str, ...], source_type: str, limit: int) -> list[Any]:
@@ -1818,8 +1918,10 @@ def val(
     max_det: int,
     letterbox: bool | None,
     darknet: str | None,
+    family: str | None,
     device: str,
     backend: str,
+    precision: str,
     threads: int | None,
     workers: str,
     batch: int,
@@ -1854,6 +1956,7 @@ def val(
         detector_args = dict(
             model=model, size=size, device=device, backend=backend, letterbox=letterbox,
             cfg=cfg, weights=weights, names=names, postprocess=post, darknet=darknet,
+            family=family, precision=precision,
         )  # fmt: skip
         parallel = (workers, threads, Options(batch=batch))
         with _native_stderr_captured(relay=bool(ctx.meta.get("yolocli.debug"))):
@@ -1889,6 +1992,8 @@ def _run_val(
     for line in dataset.missing:
         click.echo(f"yolocli: {_printable(line)}", err=True)
     sources = [Source(str(i.path), i.path, safe_rel([i.path.name])) for i in dataset.images]
+    if model.precision == "int8":  # calibrated on the dataset's first images
+        model = _calibrated(model, [i.path for i in dataset.images])
     workers, threads, options = parallel
     options, _ = _parallel(model, len(sources) < MIN_IMAGES, workers, threads, options)
     detector = model if options.workers > 1 else Detector.from_plan(model, options.threads)

@@ -109,3 +109,16 @@ def _opencl_device() -> bool:
         return bool(cv2.ocl.useOpenCL())
     except cv2.error:
         return False
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's instruction-set flags as Linux lists them (``avx2``, ``avx512_vnni``,
+    ``avx512_bf16``, ``amx_bf16``...); empty where /proc/cpuinfo cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()

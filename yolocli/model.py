@@ -26,7 +26,8 @@ import numpy.typing as npt
 from yolocli import darknet, engines, heads
 from yolocli.detections import Detections
 from yolocli.devices import check_device
-from yolocli.errors import ImageError, ModelError, OptionError
+from yolocli.errors import EngineError, ImageError, ModelError, OptionError
+from yolocli.families import OnnxRecipe, is_onnx
 from yolocli.postprocess import Postprocess
 from yolocli.preprocess import Letterbox
 from yolocli.recipe import Recipe, darknet_recipe
@@ -40,14 +41,19 @@ VERBOSE = logging.INFO - 5  # shown with -v (yolocli.cli.VERBOSE)
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """Which files a `Detector` runs, and what its network looks like."""
+    """Which files a `Detector` runs, and what its network looks like.
+
+    A darknet model has a ``cfg`` (its text and parsed ``network``) and ``weights``; a model
+    of another family (`yolocli.families`) is one ONNX file, ``weights``, with ``cfg`` and
+    ``network`` None and its recipe an `yolocli.families.OnnxRecipe`.
+    """
 
     name: str
-    cfg: Path
+    cfg: Path | None
     weights: Path
     names_file: Path | None
     cfg_text: str
-    network: darknet.Network
+    network: darknet.Network | None
     class_names: list[str]
     postprocess: Postprocess  # with classes resolved to ids of class_names
     registered_sha256: str | None = None  # the weights' sha256 where the registry knows it
@@ -65,8 +71,11 @@ class Detector:
     >>> dets = det.detect(cv2.imread("dog.jpg"))                           # doctest: +SKIP
     >>> dets.labels, dets.scores, dets.xyxy                                # doctest: +SKIP
 
-    ``model`` names a registry model (fetched into the store on first use); or pass ``cfg``
-    and ``weights`` (and optionally ``names``) for your own darknet model. ``size`` is the
+    ``model`` names a registry model (fetched into the store on first use) or an ONNX file of
+    another family (``"my_model.onnx"``: Ultralytics, YOLOv5/YOLOv7 or YOLOX, recognised as
+    `yolocli.families` says; ``family`` overrides that, ``names`` supplies class names the
+    file lacks); or pass ``cfg`` and ``weights`` (and optionally ``names``) for your own
+    darknet model. ``size`` is the
     network input (a multiple of 32; default: the cfg's). The model runs as the darknet that
     made it runs it (`yolocli.recipe`): ``darknet`` ("pjreddie" or "alexeyab") overrides the
     flavour the registry states or the cfg implies; ``letterbox`` overrides the input mode
@@ -91,11 +100,14 @@ class Detector:
         store: Store | None = None,
         postprocess: Postprocess | None = None,
         darknet: str | None = None,
+        family: str | None = None,
+        precision: str = "fp32",
+        calibration: Sequence[str | os.PathLike[str]] = (),
     ) -> None:
         self._open(
             plan(model, size=size, device=device, backend=backend, letterbox=letterbox, cfg=cfg,
                  weights=weights, names=names, store=store, postprocess=postprocess,
-                 darknet=darknet),
+                 darknet=darknet, family=family, precision=precision, calibration=calibration),
             threads,
         )  # fmt: skip
 
@@ -116,10 +128,14 @@ class Detector:
         self.recipe = plan.info.recipe
         self.letterbox = self.recipe.letterbox
         self.width, self.height = plan.width, plan.height
-        self.heads = heads.yolo_heads(plan.info.network)
+        network = plan.info.network  # None for an ONNX model: its recipe decodes its outputs
+        self.heads = heads.yolo_heads(network) if network is not None else []
+        # an ONNX file's fixed batch size (most exports fix it at 1)
+        self._fixed_batch = self.recipe.batch if isinstance(self.recipe, OnnxRecipe) else None
         graph = engines.Graph(
             plan.info.name, plan.info.cfg, plan.info.cfg_text, plan.info.weights,
-            plan.info.network, plan.width, plan.height, plan.compiled, self.recipe,
+            plan.info.network, plan.width, plan.height, plan.compiled, self.recipe, plan.store,
+            plan.precision,
         )  # fmt: skip
         self.engine = engines.open_engine(plan.backend, graph, plan.device, threads)
         self._local = threading.local()  # one Letterboxer (and its buffers) per thread
@@ -142,7 +158,15 @@ class Detector:
         _check_image(image)
         prep = getattr(self._local, "prep", None)
         if prep is None:
-            prep = self._local.prep = self.recipe.preprocessor(self.width, self.height)
+            if self.backend == "onnxruntime" and self.info.network is not None:
+                # a darknet model on ONNX Runtime: darknet's letterbox in the engine's own
+                # code, half the CPU time (other families prepare images their own way)
+                from yolocli.preprocess import RuntimeLetterboxer
+
+                prep = RuntimeLetterboxer(self.width, self.height, stretch=not self.letterbox)
+            else:
+                prep = self.recipe.preprocessor(self.width, self.height)
+            self._local.prep = prep
         return prep(image, out)
 
     def geometry(self, width: int, height: int) -> Letterbox:
@@ -152,8 +176,17 @@ class Detector:
 
     def forward(self, blobs: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
         """The raw heads for a (N, 3, h, w) batch: one (N, A*(5+C), H_i, W_i) per [yolo]
-        layer, in cfg order, from whichever engine runs the network."""
-        return self.engine.forward(blobs)
+        layer, in cfg order, from whichever engine runs the network (an ONNX model: its
+        outputs). A file whose batch size is fixed runs the batch in passes of that size."""
+        step = self._fixed_batch
+        if step is None or blobs.shape[0] == step:
+            return self.engine.forward(blobs)
+        if blobs.shape[0] % step:
+            raise ModelError(
+                f"{self.model_name} takes batches of {step} image(s) only, not {blobs.shape[0]}"
+            )
+        parts = [self.engine.forward(blobs[i : i + step]) for i in range(0, len(blobs), step)]
+        return [np.concatenate(outs) for outs in zip(*parts, strict=True)]
 
     def decode(
         self,
@@ -161,8 +194,9 @@ class Detector:
         box: Letterbox,
         postprocess: Postprocess | None = None,
     ) -> Detections:
-        """Detections for one image from its raw heads (each (A*(5+C), H_i, W_i)), decoded as
-        darknet does (`yolocli.heads`) and kept by ``postprocess`` (default: the detector's)."""
+        """Detections for one image from its raw outputs (for darknet each head's
+        (A*(5+C), H_i, W_i)), decoded as the model's family does (darknet: `yolocli.heads`;
+        others: `yolocli.families`) and kept by ``postprocess`` (default: the detector's)."""
         post = self.postprocess if postprocess is None else postprocess.for_names(self.names)
         # only rows that can hold a score above conf: the rest cost most of the work
         rows = self.recipe.decode(outputs, self.heads, self.width, self.height, post.conf)
@@ -196,6 +230,8 @@ class Plan:
     width: int
     height: int
     store: Store | None
+    precision: str = "fp32"  # or "int8" (ONNX Runtime), "bf16" (OpenVINO): yolocli.precision
+    calibration: tuple[Path, ...] = ()  # int8's calibration images
 
     @property
     def recipe(self) -> Recipe:
@@ -207,8 +243,17 @@ class Plan:
         return self.info.recipe.letterbox
 
     def compiled(self) -> Path:
-        """The network compiled to ONNX at this plan's input size (see `compiled`)."""
-        return compiled(self.info, self.width, self.height, self.store)
+        """The network compiled to ONNX at this plan's input size (see `compiled`); for an
+        ONNX model, its own file; for ``int8``, that graph quantized
+        (`yolocli.precision.int8_graph`)."""
+        if self.info.network is None:
+            return self.info.weights
+        graph = compiled(self.info, self.width, self.height, self.store)
+        if self.precision == "int8":
+            from yolocli.precision import int8_graph
+
+            return int8_graph(self, graph)
+        return graph
 
     @property
     def needs_onnx(self) -> bool:
@@ -234,18 +279,78 @@ def plan(
     store: Store | None = None,
     postprocess: Postprocess | None = None,
     darknet: str | None = None,
+    family: str | None = None,
+    precision: str = "fp32",
+    calibration: Sequence[str | os.PathLike[str]] = (),
 ) -> Plan:
-    """Resolve and check a detector's settings and files (see `Detector`); no engine yet."""
+    """Resolve and check a detector's settings and files (see `Detector`); no engine yet.
+
+    ``precision``: "fp32" (darknet's numbers), or opt-in "int8" (ONNX Runtime, calibrated on
+    the first images of ``calibration``) or "bf16" (OpenVINO, on a CPU with bfloat16
+    instructions): see `yolocli.precision`; `OptionError` where it cannot run."""
+    from yolocli.precision import backend_for, calibration_images
+
     _check_size(size)
-    resolved = engines.resolve(backend, device)
+    onnx_model = model is not None and is_onnx(model)
+    if family is not None and not onnx_model:
+        raise OptionError("family", "is for ONNX models (--model my_model.onnx)")
+    if onnx_model and backend == "auto" and device.startswith("cuda"):
+        backend = "opencv"  # the torch engine runs darknet networks only
+    if onnx_model and backend == "torch":
+        raise EngineError(
+            "the torch engine runs darknet networks only; an ONNX model runs on onnxruntime, "
+            "openvino or opencv (--backend)"
+        )
+    if onnx_model and precision == "int8":
+        raise OptionError("precision", "int8 is for darknet models so far, not an ONNX model")
+    resolved = backend_for(precision, backend, device)
     if resolved == "opencv":
         check_device(device)  # before any download: a CPU-only OpenCV stays CPU-only
+    if onnx_model:
+        assert model is not None
+        if cfg is not None or weights is not None:
+            raise ModelError("give either an ONNX model or cfg/weights files, not both")
+        if darknet is not None:
+            raise OptionError("darknet", "is for darknet models, not an ONNX model")
+        info = _resolve_onnx(model, names, size, family, postprocess or Postprocess(), letterbox)
+        log.log(VERBOSE, "%s runs as %s", info.name, info.recipe.describe())
+        onnx_recipe = info.recipe
+        assert isinstance(onnx_recipe, OnnxRecipe)
+        return Plan(info, resolved, device, onnx_recipe.width, onnx_recipe.height, store, precision)
     info = _resolve(
         model, cfg, weights, names, store, postprocess or Postprocess(), darknet, letterbox
     )
     log.log(VERBOSE, "%s runs as %s", info.name, info.recipe.describe())
+    assert info.network is not None
     width, height = (size, size) if size else (info.network.width, info.network.height)
-    return Plan(info, resolved, device, width, height, store)
+    images = calibration_images([Path(p) for p in calibration]) if precision == "int8" else ()
+    return Plan(info, resolved, device, width, height, store, precision, images)
+
+
+def _resolve_onnx(
+    path: str,
+    names: str | os.PathLike[str] | None,
+    size: int | None,
+    family: str | None,
+    postprocess: Postprocess,
+    letterbox: bool | None,
+) -> ModelInfo:
+    """An ONNX model of a known family (`yolocli.families`): read, recognised, checked."""
+    from yolocli import families
+
+    if letterbox is False:
+        raise OptionError(
+            "letterbox", "an ONNX model is prepared as its family does: --no-letterbox is for "
+            "darknet models"
+        )  # fmt: skip
+    names_path = Path(names) if names is not None else None
+    given = darknet.read_names(names_path) if names_path is not None else None
+    recipe = families.recognise(families.read_onnx(path), family, given, size)
+    class_names = list(recipe.names)
+    return ModelInfo(
+        Path(path).stem, None, Path(path), names_path, "", None, class_names,
+        postprocess.for_names(class_names), None, recipe,
+    )  # fmt: skip
 
 
 def compiled(info: ModelInfo, width: int, height: int, store: Store | None = None) -> Path:
@@ -258,6 +363,9 @@ def compiled(info: ModelInfo, width: int, height: int, store: Store | None = Non
     store = store or Store.from_env()
     size = f"{width}x{height}"
     recipe = info.recipe
+    network = info.network
+    if network is None:
+        raise ModelError(f"{info.name} is an ONNX model already: there is nothing to compile")
     key = "\n".join(
         (info.cfg_text, info.weights_sha256(), size, recipe.cache_key, _compiler_fingerprint())
     )
@@ -266,9 +374,7 @@ def compiled(info: ModelInfo, width: int, height: int, store: Store | None = Non
         from yolocli import compiler  # only when a graph is made: onnx is a slow import
 
         log.info("compiling %s to ONNX at %s (once; cached in the model store)", info.name, size)
-        graph = compiler.compile_onnx(
-            info.network, info.weights, size=(width, height), recipe=recipe
-        )
+        graph = compiler.compile_onnx(network, info.weights, size=(width, height), recipe=recipe)
         return bytes(graph.SerializeToString())
 
     digest = hashlib.sha256(key.encode()).hexdigest()
@@ -282,8 +388,11 @@ def export_onnx(
     size: int | None = None,
     cfg: str | os.PathLike[str] | None = None,
     weights: str | os.PathLike[str] | None = None,
+    names: str | os.PathLike[str] | None = None,
     store: Store | None = None,
     darknet: str | None = None,
+    decoded: bool = False,
+    nms: Postprocess | None = None,
 ) -> Path:
     """Write ``model`` (a registry name, or ``cfg`` + ``weights``) compiled to ONNX at ``dest``.
 
@@ -291,15 +400,63 @@ def export_onnx(
     darknet does (letterboxed, or stretched for AlexeyAB's without ``letter_box``), and gives
     one raw head (N, A*(5+C), H_i, W_i) per ``[yolo]`` layer, ``head_0`` on; `yolocli.heads`
     documents the decoding. Batch norm is folded with the formula of the model's darknet
-    flavour (``darknet`` overrides it, as for `Detector`). Returns ``dest``.
+    flavour (``darknet`` overrides it, as for `Detector`).
+
+    ``decoded``: darknet's decode inside the graph instead, one ``output`` (N, R, 5 + C); with
+    ``nms`` (its ``conf``, ``nms`` and ``max_det`` per class), the boxes ONNX's NMS keeps,
+    ``detections`` (K, 7) (`yolocli.families.darknet_onnx`). Every export records the class
+    names, input size, strides, anchors, flavour and preprocessing in ``metadata_props``.
+    Returns ``dest``.
     """
+    import onnx
+
+    from yolocli.families import darknet_onnx
     from yolocli.files import write_atomic
 
     _check_size(size)
-    info = _resolve(model, cfg, weights, None, store, Postprocess(), darknet)
-    width, height = (size, size) if size else (info.network.width, info.network.height)
+    if nms is not None and not decoded:
+        raise OptionError("nms", "NMS in the graph needs the decoded form (decoded=True)")
+    if model is not None and is_onnx(model):
+        raise ModelError(f"{model} is an ONNX model already: export writes darknet models")
+    info = _resolve(model, cfg, weights, names, store, Postprocess(), darknet)
+    network = info.network
+    assert network is not None
+    width, height = (size, size) if size else (network.width, network.height)
+    graph = onnx.load_from_string(compiled(info, width, height, store).read_bytes())
+    yolo_heads = heads.yolo_heads(network)
+    from yolocli.darknet import resized  # (the parameter ``darknet`` hides the module here)
+
+    at_size = resized(network, width, height)
+    shapes = [at_size.layers[h.layer].shape[1:] for h in yolo_heads]
+    grids = [(int(h), int(w)) for h, w in shapes]
+    extra: dict[str, str] = {}
+    if not decoded:
+        outputs = (
+            "head_0.. (N, A*(5+C), H/s, W/s): the raw convolution outputs of each [yolo] layer, "
+            "before any sigmoid; decode with 'heads' (darknet's get_yolo_box)"
+        )
+    elif nms is None:
+        outputs = (
+            f"{darknet_onnx.DECODED} (N, R, 5+C): cx, cy, w, h in input pixels, objectness, "
+            "class probabilities (score = objectness x probability); no NMS"
+        )
+        darknet_onnx.decode_into(graph, yolo_heads, grids, width, height)
+    else:
+        outputs = (
+            f"{darknet_onnx.DETECTIONS} (K, 7): batch, x1, y1, x2, y2 (input pixels), class, "
+            "score (objectness x probability), after IoU NMS per class"
+        )
+        per_class = nms.max_det or 10_000
+        darknet_onnx.decode_into(
+            graph, yolo_heads, grids, width, height, (nms.conf, nms.nms, per_class)
+        )
+        extra = {"conf": str(nms.conf), "iou": str(nms.nms), "max_det_per_class": str(per_class)}
+    meta = darknet_onnx.metadata(
+        info.class_names, yolo_heads, grids, width, height, info.recipe, outputs, extra
+    )
+    darknet_onnx.set_metadata(graph, meta)
     out = Path(dest)
-    write_atomic(out, compiled(info, width, height, store).read_bytes())
+    write_atomic(out, graph.SerializeToString())
     return out
 
 

@@ -88,7 +88,7 @@ class Postprocess:
         boxes are clipped to the image.
         """
         scores = rows[:, 5:]
-        if self.single_label:
+        if self.single_label or (recipe is not None and recipe.single_label):
             cls = scores.argmax(axis=1)
             best = scores[np.arange(scores.shape[0]), cls]
             (idx,) = np.nonzero(best > self.conf)

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -52,7 +52,16 @@ from yolocli.errors import ModelError, OptionError
 if TYPE_CHECKING:
     from yolocli import darknet
     from yolocli.heads import YoloHead
-    from yolocli.preprocess import Letterbox, Letterboxer
+    from yolocli.preprocess import Letterbox
+
+
+class Preparer(Protocol):
+    """What `Recipe.preprocessor` gives: image -> (network input (3, h, w), geometry)."""
+
+    def __call__(
+        self, image: npt.NDArray[np.uint8], out: npt.NDArray[np.float32] | None = None
+    ) -> tuple[npt.NDArray[np.float32], Letterbox]: ...
+
 
 FLAVOURS = ("pjreddie", "alexeyab")
 NMS_KINDS = ("iou", "diou")
@@ -108,7 +117,9 @@ class Recipe:
     for a family whose graph comes already folded).
 
     Keeping candidates: ``nms_kind`` ("iou", or "diou": darknet's DIoU-NMS, computed on
-    image-relative coordinates as darknet does) and ``beta_nms``, DIoU's exponent.
+    image-relative coordinates as darknet does) and ``beta_nms``, DIoU's exponent;
+    ``single_label``: one class per box, its best (Ultralytics, YOLOv5, YOLOX), where darknet
+    reports a box once for every class above the threshold.
 
     Class names: ``names_from`` ("file": a names file or the registry's; a family that
     embeds them in the model says "model").
@@ -127,6 +138,7 @@ class Recipe:
     nms_kind: str = "iou"
     beta_nms: float = DEFAULT_BETA_NMS
     names_from: str = "file"
+    single_label: bool = False
 
     def __post_init__(self) -> None:
         if self.family == "darknet" and self.flavour not in FLAVOURS:
@@ -187,7 +199,7 @@ class Recipe:
 
         return Letterbox(width, height, net_width, net_height, not self.letterbox)
 
-    def preprocessor(self, net_width: int, net_height: int) -> Letterboxer:
+    def preprocessor(self, net_width: int, net_height: int) -> Preparer:
         """A callable image -> (network input (3, h, w) float32, geometry), with its own
         reusable buffers (one per thread)."""
         from yolocli.preprocess import Letterboxer

@@ -1,6 +1,6 @@
 """One of k bare networks running side by side: the bound for parallel workers.
 
-Usage: bare_parallel.py KIND THREADS N CFG WEIGHTS ONNX GO
+Usage: bare_parallel.py KIND THREADS N CFG WEIGHTS ONNX GO [WIDTHxHEIGHT]
 
 Loads engine KIND (see benchmarks/run.py bare_engine) with THREADS threads, letterboxes the
 test photos before any clock starts, runs one set-up pass, prints "ready", waits until the
@@ -20,9 +20,10 @@ import run as bench
 
 def main() -> None:
     kind, threads, n, cfg, weights, onnx, go = sys.argv[1:8]
+    width, height = map(int, (sys.argv[8] if len(sys.argv) > 8 else "416x416").split("x"))
     bench.THREADS = int(threads)
     runner = bench.bare_engine(kind, Path(cfg), Path(weights), lambda: Path(onnx))
-    blobs = bench.photo_blobs(416, 6)
+    blobs = bench.photo_blobs(width, 6, height)
     runner(blobs[0])  # set-up pass
     print("ready", flush=True)
     while not Path(go).exists():

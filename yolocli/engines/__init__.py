@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # this module stays cheap to import: the command line reads i
 
     from yolocli import darknet
     from yolocli.recipe import Recipe
+    from yolocli.store import Store
 
 BACKENDS = ("auto", "opencv", "onnxruntime", "openvino", "torch")
 
@@ -60,14 +61,16 @@ class Graph:
     """
 
     name: str
-    cfg: Path
+    cfg: Path | None  # None (and network None) for an ONNX model of another family
     cfg_text: str
     weights: Path
-    network: darknet.Network
+    network: darknet.Network | None
     width: int
     height: int
     onnx: Callable[[], Path]
     recipe: Recipe | None = None  # how the model runs (batch-norm formula); None: pjreddie's
+    store: Store | None = None  # where an engine caches what it makes from the graph
+    precision: str = "fp32"  # or "int8" (onnx() is then quantized), "bf16" (yolocli.precision)
 
 
 class Engine(Protocol):

@@ -250,6 +250,11 @@ class TorchEngine:
         elif threads is not None:
             torch.set_num_threads(threads)  # process-wide, like OpenCV's setting
         network = graph.network
+        if network is None:
+            raise EngineError(
+                "the torch engine runs darknet networks only; an ONNX model runs on "
+                "onnxruntime, openvino or opencv (--backend)"
+            )
         if (graph.width, graph.height) != (network.width, network.height):
             network = darknet.resized(network, graph.width, graph.height)
         self.device = torch.device("cuda" if device.startswith("cuda") else "cpu")
