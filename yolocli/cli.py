@@ -1106,6 +1106,16 @@ def _track_options(func: F) -> F:
             "entered (repeatable).",
         ),
         click.option(
+            "--contained",
+            type=click.FloatRange(0, 1),
+            default=0.8,
+            show_default=True,
+            help="Counting: tracks of one class whose boxes nest (the intersection covers "
+            "more than this of the smaller box) are one object, such as a motorbike and the "
+            "second box a small model puts around its engine: counted once (1: count every "
+            "track).",
+        ),
+        click.option(
             "--trail",
             type=click.FloatRange(min=0),
             default=0.0,
@@ -1134,6 +1144,7 @@ def _track_settings(
     lines: tuple[str, ...],
     zones: tuple[str, ...],
     trail: float,
+    contained: float = 0.8,
 ) -> Any:
     """The `yolocli.tracking.session.TrackSettings` the options describe."""
     from yolocli.tracking.session import TrackSettings, parse_points
@@ -1175,7 +1186,9 @@ def _track_settings(
                 param_hint="'--zone'",
             )
         polygons.append(tuple(points))
-    return TrackSettings(tracker, settings, tuple(segments), tuple(polygons), trail)
+    return TrackSettings(
+        tracker, settings, tuple(segments), tuple(polygons), trail, contained=contained
+    )
 
 
 @cli.command(context_settings=CONTEXT, epilog=TRACK_EPILOG, params=_track_params())
@@ -1191,6 +1204,7 @@ def track(
     min_hits: int | None,
     lines: tuple[str, ...],
     zones: tuple[str, ...],
+    contained: float,
     trail: float,
     fps: float,
     fmt: str,
@@ -1210,7 +1224,7 @@ def track(
       yolocli track clip.mp4 --tracker sort --vid-stride 2
     """
     settings = _track_settings(
-        tracker, track_high, track_new, lost_time, min_hits, conf, lines, zones, trail
+        tracker, track_high, track_new, lost_time, min_hits, conf, lines, zones, trail, contained
     )
     ctx.meta["yolocli.tracking"] = settings
     ctx.meta["yolocli.frame_rate"] = fps
