@@ -81,7 +81,7 @@ def nested(
     """(N, N) whether boxes i and j (i != j) are of one class and their intersection covers
     more than ``contained`` of the smaller one (one box mostly inside the other)."""
     cls = np.asarray(class_ids).reshape(-1)
-    out = (box_ios(xyxy, xyxy) > contained) & np.equal.outer(cls, cls)
+    out: npt.NDArray[np.bool_] = (box_ios(xyxy, xyxy) > contained) & np.equal.outer(cls, cls)
     np.fill_diagonal(out, False)
     return out
 
