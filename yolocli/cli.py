@@ -1015,7 +1015,10 @@ walking from A to B on the image as shown (y grows downwards): for
 A crossing counts when the centre, settled on one side, settles on the other
 having passed between A and B; settled means at least a tenth of the box's
 smaller side (and 2 px) from the line, so a track jittering on the line is
-counted once per real crossing.
+counted once per real crossing. Tracks of one class whose boxes nest (a small
+model's second box around a motorbike's engine) are one object: a crossing is
+not counted again when a track nested with it crossed the same way within 1 s,
+and zones count a nested box with the larger one (--contained).
 
 \b
 Time: the tracker runs on each frame's timestamp, so --vid-stride, frames a
