@@ -285,6 +285,15 @@ def test_nested_tracks_crossing_together_count_once() -> None:
         assert dict(line.counts_out) == want
 
 
+def test_a_slow_objects_part_crossing_seconds_later_is_not_counted_again() -> None:
+    """The part crosses first; the whole crosses 3 s later, in a frame the part is missed."""
+    line = LineCounter((100, 0), (100, 200))
+    for i, x in enumerate(range(60, 160, 2)):  # 2 px a second
+        both = pair(x - 12)  # the part's centre is 5 px ahead: it crosses 2.5 s earlier
+        line.update(both if i % 3 else both[np.array([True, False])], float(i))
+    assert dict(line.counts_out) == {0: 1}
+
+
 def test_a_nested_track_crossing_later_is_another_object() -> None:
     """One person walking 2 s behind another, hidden and boxed inside them when crossing."""
     line = LineCounter((100, 0), (100, 200))

@@ -1018,7 +1018,8 @@ smaller side (and 2 px) from the line, so a track jittering on the line is
 counted once per real crossing. Tracks of one class whose boxes nest (a small
 model's second box around a motorbike's engine) are one object: a crossing is
 not counted again when a track nested with it crossed the same way within 1 s,
-and zones count a nested box with the larger one (--contained).
+or the two were nested as either crossed; zones count a nested box with the
+larger one (--contained).
 
 \b
 Time: the tracker runs on each frame's timestamp, so --vid-stride, frames a

@@ -19,10 +19,11 @@ motorbike's engine, a cat's head) that NMS keeps, since its IoU with the whole i
 becomes a track of its own that moves with the object. So tracks of one class whose boxes
 nest (their intersection covers more than ``contained`` of the smaller box) count as one:
 a crossing is not counted again when a track nested with the crossing one crossed the same
-way within the last ``within`` seconds, and a zone counts a nested box with the larger one
-(an entry, with the one that entered first). Tracking itself is left alone (the records
-keep every track): a person walking behind another, hidden and boxed inside them, keeps
-their own identity, and is only merged for counting if the two also cross together.
+way within the last ``within`` seconds, or when the two were nested as either crossed; a
+zone counts a nested box with the larger one (an entry, with the one that entered first).
+Tracking itself is left alone (the records keep every track): a person walking behind
+another, hidden and boxed inside them, keeps their own identity, and is only merged for
+counting if the two also cross together, nested.
 """
 
 from __future__ import annotations
@@ -133,6 +134,7 @@ class LineCounter:
         self.contained = contained
         self.within = within
         self.time: float | None = None
+        self._twins: dict[int, set[int]] = {}  # track ids nested when one of them crossed
         self.counts_in: Counter[int] = Counter()  # class id -> crossings
         self.counts_out: Counter[int] = Counter()
         self._tracks = _PerTrack()
@@ -191,20 +193,29 @@ class LineCounter:
         crossed: npt.NDArray[np.bool_],
     ) -> npt.NDArray[np.bool_]:
         """Which of this frame's crossings repeat one of an object already counted: a track
-        nested with the crossing one crossed the same way within ``within`` seconds. Each
-        crossing is remembered, counted or not, in order, so of two nested tracks crossing
-        in the same frame one counts."""
+        nested with the crossing one now crossed the same way within ``within`` seconds, or
+        one of the two was nested with the other when it crossed, and that track's last
+        crossing was the same way (the part and the whole of a slow object cross seconds
+        apart, and a small model misses the part in some frames). Each crossing is
+        remembered, counted or not, in order, so of two nested tracks crossing in the same
+        frame one counts."""
         st = self._tracks
         now = self.time
         twins = nested(xyxy, classes, self.contained) if self.contained < 1 else None
         again = np.zeros(len(ids), bool)
         for i in np.flatnonzero(crossed).tolist():  # a few per frame at most
-            if twins is not None:
-                other = ids[twins[i]]
-                again[i] = bool(np.any((st.crossed[other] == side[i])
-                                       & (now - st.when[other] <= self.within)))  # fmt: skip
-            st.crossed[ids[i]] = side[i]
-            st.when[ids[i]] = now
+            tid = int(ids[i])
+            close = ids[twins[i]].tolist() if twins is not None else []
+            known = self._twins.get(tid, set())
+            again[i] = any(
+                st.crossed[q] == side[i] and (q in known or now - st.when[q] <= self.within)
+                for q in {*close, *known}
+            )
+            st.crossed[tid] = side[i]
+            st.when[tid] = now
+            for q in close:  # nested when one of them crossed: the same object
+                self._twins.setdefault(tid, set()).add(q)
+                self._twins.setdefault(q, set()).add(tid)
         return again
 
     def record(self, names: Sequence[str]) -> dict[str, object]:
