@@ -57,18 +57,32 @@ SPRITES = (
 LINE = (640.0, 0.0, 640.0, float(HEIGHT))  # top to bottom: moving left is "in"
 CROSSINGS = {"in": {"motorbike": 1}, "out": {"motorbike": 1}}
 
+WHOLE = (slice(None), slice(None))
+# Three kinds of object, as `yolocli track` sees them with its defaults: a cat and a motorbike
+# ride left to right across x = 640, a person walks right to left from frame 5, passing in
+# front of the cat. yolov3-tiny also boxes the cat's head, the motorbike's engine and the
+# person's upper body as second objects of their class, which become tracks of their own.
+MIXED = (
+    Sprite("chelsea.png", WHOLE, "cat", 360, (10, 20), (880, 10), 0, FRAMES - 1),
+    Sprite("motorcycle_left.png", WHOLE, "motorbike", 380, (40, 430), (860, 460), 0, FRAMES - 1),
+    Sprite("astronaut.png", WHOLE, "person", 320, (940, 200), (30, 230), 5, FRAMES - 1),
+)
+MIXED_CROSSINGS = {"in": {"person": 1}, "out": {"cat": 1, "motorbike": 1}}
 
-def frames() -> tuple[list[np.ndarray], list[dict[int, list[float]]]]:
+
+def frames(
+    sprites: tuple[Sprite, ...] = SPRITES,
+) -> tuple[list[np.ndarray], list[dict[int, list[float]]]]:
     """The clip's frames, and for each frame the true box of each object id (1, 2, 3)."""
     rng = np.random.default_rng(7)
     background = np.full((HEIGHT, WIDTH, 3), 200, np.uint8)
     background += rng.integers(0, 12, background.shape, dtype=np.uint8)
-    pixels = [s.image() for s in SPRITES]
+    pixels = [s.image() for s in sprites]
     images, truth = [], []
     for f in range(FRAMES):
         image = background.copy()
         boxes: dict[int, list[float]] = {}
-        for i, (s, p) in enumerate(zip(SPRITES, pixels, strict=True)):
+        for i, (s, p) in enumerate(zip(sprites, pixels, strict=True)):
             pos = s.at(f)
             if pos is None:
                 continue
@@ -81,9 +95,9 @@ def frames() -> tuple[list[np.ndarray], list[dict[int, list[float]]]]:
     return images, truth
 
 
-def write_video(path: Path, count: int = FRAMES) -> None:
+def write_video(path: Path, count: int = FRAMES, sprites: tuple[Sprite, ...] = SPRITES) -> None:
     """The clip's first ``count`` frames as a Motion JPEG AVI (OpenCV always writes it)."""
-    images, _ = frames()
+    images, _ = frames(sprites)
     images = images[:count]
     out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (WIDTH, HEIGHT))
     for image in images:

@@ -97,6 +97,62 @@ def test_clip_ids_at_least_as_good_as_trackers_bytetrack(clip_run: dict[str, Any
         assert len(ids) == 1, (oid, ids)
 
 
+@pytest.fixture(scope="module")
+def mixed_run(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> list[dict[str, Any]]:
+    """`yolocli track mixed.avi -m yolov3-tiny -f jsonl --line 640,0,640,720`, every other
+    setting at its default, on the clip of a cat, a motorbike and a person (tests/clip.py)."""
+    folder = tmp_path_factory.mktemp("mixed")
+    clip.write_video(folder / "mixed.avi", sprites=clip.MIXED)
+    mp = pytest.MonkeyPatch()
+    try:
+        mp.setenv("YOLOCLI_HOME", str(WEIGHTS_CACHE))
+        mp.setenv("YOLOCLI_OFFLINE", "1")
+        mp.chdir(folder)
+        result = run_cli("track", "mixed.avi", "-m", "yolov3-tiny", "-f", "jsonl", "--line",
+                         "640,0,640,720", "--no-save")  # fmt: skip
+    finally:
+        mp.undo()
+    assert result.exit_code == 0, result.stderr
+    return records(result.stdout)
+
+
+def test_default_counts_are_the_true_crossings_though_parts_get_tracks(
+    mixed_run: list[dict[str, Any]],
+) -> None:
+    """yolov3-tiny boxes the cat's head, the motorbike's engine and the person's upper body
+    as second objects of their class, tracked on their own; each object is counted once."""
+    closing = mixed_run[-1]
+    assert closing["lines"] == [{"line": list(clip.LINE), **clip.MIXED_CROSSINGS}]
+    crossings = [c for r in mixed_run for c in r.get("crossings", [])]
+    assert sorted((c["label"], c["direction"]) for c in crossings) == [
+        ("cat", "out"), ("motorbike", "out"), ("person", "in")
+    ]  # fmt: skip
+    # The parts are there: more tracks of a class than objects, at once.
+    most = max(len({d["track_id"] for d in r["detections"] if d["label"] == "motorbike"})
+               for r in mixed_run[:-1])  # fmt: skip
+    assert most >= 2
+
+
+def test_default_ids_at_least_as_good_as_trackers_bytetrack(
+    mixed_run: list[dict[str, Any]],
+) -> None:
+    rows = [
+        [r["frame"] + 1, d["track_id"], *d["box"][:2], d["box"][2] - d["box"][0],
+         d["box"][3] - d["box"][1], d["score"], -1, -1, -1]
+        for r in mixed_run[:-1] for d in r["detections"]
+    ]  # fmt: skip
+    _, truth = clip.frames(clip.MIXED)
+    gt = np.array(
+        [[f + 1, oid, x1, y1, x2 - x1, y2 - y1, 1, -1, -1, -1]
+         for f, boxes in enumerate(truth) for oid, (x1, y1, x2, y2) in boxes.items()],
+        np.float64,
+    )  # fmt: skip
+    ours = clear_and_identity(gt, np.array(rows))
+    theirs = clear_and_identity(gt, read_mot(REF.parent / "mixed" / "trackers-bytetrack.txt"))
+    assert ours["IDF1"] >= theirs["IDF1"]
+    assert ours["IDSW"] <= theirs["IDSW"]
+
+
 def test_clip_annotated_video_shows_every_frame(clip_run: dict[str, Any]) -> None:
     video = clip_run["folder"] / clip_run["records"][-1]["outputs"]["image"]
     cap = cv2.VideoCapture(str(video))

@@ -263,6 +263,59 @@ def test_line_is_a_segment_and_counts_per_class() -> None:
     assert (dict(line.counts_in), dict(line.counts_out)) == ({0: 1, 1: 1}, {})
 
 
+def pair(x: float, ids: tuple[int, int] = (1, 2), cls: tuple[int, int] = (0, 0)) -> Detections:
+    """An object 100 px wide centred at ``x`` and a box around a part of it (an engine)."""
+    return Detections([[x - 50, 50, x + 50, 150], [x - 15, 90, x + 25, 130]], [0.9, 0.5],
+                      list(cls), ["motorbike", "car"], list(ids))  # fmt: skip
+
+
+def test_nested_tracks_crossing_together_count_once() -> None:
+    line = LineCounter((100, 0), (100, 200))  # moving right is "out"
+    events = []
+    for i, x in enumerate(range(0, 220, 10)):  # the part's centre is 5 px ahead
+        ids, d = line.update(pair(x), i / 10)
+        events += list(zip(ids.tolist(), d.tolist(), strict=True))
+    assert events == [(2, -1.0)]  # the part crossed first; the whole then is not again
+    assert (dict(line.counts_in), dict(line.counts_out)) == ({}, {0: 1})
+    # Nesting is per class, and can be turned off.
+    for contained, other, want in ((0.8, 1, {0: 1, 1: 1}), (1.0, 0, {0: 2})):
+        line = LineCounter((100, 0), (100, 200), contained=contained)
+        for i, x in enumerate(range(0, 220, 10)):
+            line.update(pair(x, cls=(0, other)), i / 10)
+        assert dict(line.counts_out) == want
+
+
+def test_a_slow_objects_part_crossing_seconds_later_is_not_counted_again() -> None:
+    """The part crosses first; the whole crosses 3 s later, in a frame the part is missed."""
+    line = LineCounter((100, 0), (100, 200))
+    for i, x in enumerate(range(60, 160, 2)):  # 2 px a second
+        both = pair(x - 12)  # the part's centre is 5 px ahead: it crosses 2.5 s earlier
+        line.update(both if i % 3 else both[np.array([True, False])], float(i))
+    assert dict(line.counts_out) == {0: 1}
+
+
+def test_a_nested_track_crossing_later_is_another_object() -> None:
+    """One person walking 2 s behind another, hidden and boxed inside them when crossing."""
+    line = LineCounter((100, 0), (100, 200))
+    for i, x in enumerate(range(0, 220, 10)):
+        front = [x - 50, 50, x + 50, 150]
+        behind = [x - 100, 80, x - 60, 140] if x < 150 else [x - 55, 80, x - 15, 140]
+        line.update(Detections([front, behind], [0.9, 0.9], [0, 0], track_ids=[1, 2]), i)
+    assert dict(line.counts_out) == {0: 2}
+
+
+def test_zone_counts_nested_boxes_as_one_object() -> None:
+    zone = ZoneCounter([(0, 0), (300, 0), (300, 300), (0, 300)])
+    zone.update(pair(400))  # outside
+    zone.update(pair(150))
+    assert zone.frame_record(["motorbike"]) == {"count": 1, "inside": {"motorbike": 1}}
+    zone.update(pair(160, ids=(1, 3)))  # a new track for the part, inside already: same object
+    assert zone.record(["motorbike"])["entered"] == {"motorbike": 1}
+    plain = ZoneCounter([(0, 0), (300, 0), (300, 300), (0, 300)], contained=1)
+    plain.update(pair(150))
+    assert plain.record(["motorbike"])["entered"] == {"motorbike": 2}
+
+
 def test_zone_counts_inside_and_distinct_entries() -> None:
     square = [(0, 0), (100, 0), (100, 100), (0, 100)]
     assert inside_polygon([[50, 50], [150, 50], [-1, 5]], square).tolist() == [True, False, False]

@@ -1177,7 +1177,11 @@ walking from A to B on the image as shown (y grows downwards): for
 A crossing counts when the centre, settled on one side, settles on the other
 having passed between A and B; settled means at least a tenth of the box's
 smaller side (and 2 px) from the line, so a track jittering on the line is
-counted once per real crossing.
+counted once per real crossing. Tracks of one class whose boxes nest (a small
+model's second box around a motorbike's engine) are one object: a crossing is
+not counted again when a track nested with it crossed the same way within 1 s,
+or the two were nested as either crossed; zones count a nested box with the
+larger one (--contained).
 
 \b
 Time: the tracker runs on each frame's timestamp, so --vid-stride, frames a
@@ -1268,6 +1272,16 @@ def _track_options(func: F) -> F:
             "entered (repeatable).",
         ),
         click.option(
+            "--contained",
+            type=click.FloatRange(0, 1),
+            default=0.8,
+            show_default=True,
+            help="Counting: tracks of one class whose boxes nest (the intersection covers "
+            "more than this of the smaller box) are one object, such as a motorbike and the "
+            "second box a small model puts around its engine: counted once (1: count every "
+            "track).",
+        ),
+        click.option(
             "--trail",
             type=click.FloatRange(min=0),
             default=0.0,
@@ -1296,6 +1310,7 @@ def _track_settings(
     lines: tuple[str, ...],
     zones: tuple[str, ...],
     trail: float,
+    contained: float = 0.8,
 ) -> Any:
     """The `yolocli.tracking.session.TrackSettings` the options describe."""
     from yolocli.tracking.session import TrackSettings, parse_points
@@ -1337,7 +1352,9 @@ def _track_settings(
                 param_hint="'--zone'",
             )
         polygons.append(tuple(points))
-    return TrackSettings(tracker, settings, tuple(segments), tuple(polygons), trail)
+    return TrackSettings(
+        tracker, settings, tuple(segments), tuple(polygons), trail, contained=contained
+    )
 
 
 @cli.command(context_settings=CONTEXT, epilog=TRACK_EPILOG, params=_track_params())
@@ -1353,6 +1370,7 @@ def track(
     min_hits: int | None,
     lines: tuple[str, ...],
     zones: tuple[str, ...],
+    contained: float,
     trail: float,
     fps: float,
     fmt: str,
@@ -1372,7 +1390,7 @@ def track(
       yolocli track clip.mp4 --tracker sort --vid-stride 2
     """
     settings = _track_settings(
-        tracker, track_high, track_new, lost_time, min_hits, conf, lines, zones, trail
+        tracker, track_high, track_new, lost_time, min_hits, conf, lines, zones, trail, contained
     )
     ctx.meta["yolocli.tracking"] = settings
     ctx.meta["yolocli.frame_rate"] = fps

@@ -9,7 +9,7 @@ with ``track_ids`` set (-1 for a detection in no confirmed track). No I/O, no dr
     line = LineCounter((640, 0), (640, 720))
     for t, frame in frames:
         tracked = tracker.update(detector.detect(frame), t)
-        line.update(tracked)
+        line.update(tracked, t)
     line.counts_in, line.counts_out  # class id -> crossings
 
 `ByteTrack` (the default of `yolocli track`) and `Sort` (the simple baseline) live in

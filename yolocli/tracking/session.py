@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from yolocli.detections import Detections
 from yolocli.draw import color_for, line_width
-from yolocli.tracking.counting import LineCounter, ZoneCounter
+from yolocli.tracking.counting import CONTAINED, LineCounter, ZoneCounter
 from yolocli.tracking.trackers import TRACKERS, Tracker, make_tracker
 
 Overlay = Any  # yolocli.pipeline.Overlay (not imported: the pipeline imports the model)
@@ -42,8 +42,9 @@ def parse_points(text: str, what: str) -> list[tuple[float, float]]:
 @dataclass(frozen=True)
 class TrackSettings:
     """How `yolocli track` follows objects: the tracker (`TRACKERS`) and its settings, the
-    counting lines (each (A, B)) and zones (each a polygon), and trails of ``trail`` seconds
-    drawn on annotated videos (0: none)."""
+    counting lines (each (A, B)) and zones (each a polygon), whose counts take tracks nesting
+    by more than ``contained`` as one object (`yolocli.tracking.counting`; 1: never), and
+    trails of ``trail`` seconds drawn on annotated videos (0: none)."""
 
     tracker: str = "bytetrack"
     settings: dict[str, float | bool] = field(default_factory=dict)
@@ -51,15 +52,16 @@ class TrackSettings:
     zones: tuple[tuple[tuple[float, float], ...], ...] = ()
     trail: float = 0.0
     names: Sequence[str] = ()
+    contained: float = CONTAINED
 
     def __post_init__(self) -> None:
         if self.tracker not in TRACKERS:
             raise ValueError(f"unknown tracker {self.tracker!r}; choose {', '.join(TRACKERS)}")
         make_tracker(self.tracker, **self.settings)  # settings are checked now, not per video
         for a, b in self.lines:
-            LineCounter(a, b)
+            LineCounter(a, b, contained=self.contained)
         for zone in self.zones:
-            ZoneCounter(zone)
+            ZoneCounter(zone, contained=self.contained)
         if self.trail < 0:
             raise ValueError(f"trail must be >= 0 seconds, got {self.trail}")
 
@@ -73,8 +75,8 @@ class TrackSession:
     def __init__(self, settings: TrackSettings) -> None:
         self.settings = settings
         self.tracker: Tracker = make_tracker(settings.tracker, **settings.settings)
-        self.lines = [LineCounter(a, b) for a, b in settings.lines]
-        self.zones = [ZoneCounter(z) for z in settings.zones]
+        self.lines = [LineCounter(a, b, contained=settings.contained) for a, b in settings.lines]
+        self.zones = [ZoneCounter(z, contained=settings.contained) for z in settings.zones]
         self.trails: dict[int, deque[tuple[float, float, float]]] = {}
         self.names: Sequence[str] = settings.names
 
@@ -93,7 +95,7 @@ class TrackSession:
         if self.lines:
             events = []
             for i, line in enumerate(self.lines):
-                ids, direction = line.update(kept)
+                ids, direction = line.update(kept, time)
                 labels = kept[np.isin(kept.track_ids, ids)]  # type: ignore[arg-type]
                 label_of = dict(zip(labels.track_ids.tolist(), labels.labels, strict=True))  # type: ignore[union-attr]
                 for tid, d in zip(ids.tolist(), direction.tolist(), strict=True):

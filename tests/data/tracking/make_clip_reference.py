@@ -8,8 +8,12 @@ ByteTrack fed with ``yolocli detect``'s own detections on it. Two steps, two env
     /tmp/trackers-env/bin/python tests/data/tracking/make_clip_reference.py track
 
 The detections are those of ``yolocli detect clip.avi -m yolov3-tiny --classes motorbike
---nms 0.3 --conf 0.1`` (the settings tests/test_tracking.py gives ``yolocli track``), as
+--nms 0.3 --conf 0.1`` (the settings tests/test_cli_track.py gives ``yolocli track``), as
 MOTChallenge lines ``frame,-1,x,y,w,h,score,-1,-1,-1`` with frames from 1.
+
+``detect mixed`` and ``track mixed`` do the same for the clip of three kinds of object
+(tests/clip.py ``MIXED``) into mixed/, with ``yolocli track``'s defaults: ``yolocli detect
+mixed.avi -m yolov3-tiny --conf 0.1`` (every class; ``trackers``' ByteTrack ignores classes).
 """
 
 from __future__ import annotations
@@ -22,22 +26,28 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[2]
-OUT = HERE / "clip"
 FPS = 10.0  # tests/clip.py
+MIXED = len(sys.argv) > 2 and sys.argv[2] == "mixed"
+OUT = HERE / ("mixed" if MIXED else "clip")
 
 
 def detect() -> None:
     sys.path.insert(0, str(REPO))
+    from tests.clip import MIXED as SPRITES
     from tests.clip import write_video
 
     OUT.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip.avi"
-        write_video(clip)
+        if MIXED:
+            write_video(clip, sprites=SPRITES)
+            options = ["--conf", "0.1"]
+        else:
+            write_video(clip)
+            options = ["--classes", "motorbike", "--nms", "0.3", "--conf", "0.1"]
         run = subprocess.run(
             [sys.executable, "-m", "yolocli", "detect", str(clip), "-m", "yolov3-tiny",
-             "--classes", "motorbike", "--nms", "0.3", "--conf", "0.1", "--no-save",
-             "-f", "jsonl"],
+             *options, "--no-save", "-f", "jsonl"],
             check=True, capture_output=True, text=True,
         )  # fmt: skip
     lines = []
