@@ -1164,40 +1164,21 @@ def _ray_items(
 ) -> tuple[list[Any], Any]:
     """The inputs of a --ray run as `yolocli.ray.Item` (what to read, how large), and the
     pyarrow file system of the URIs (None: local files)."""
-    from yolocli.inputs import expand_sources, os_reason, special_file_error
-    from yolocli.ray import Item
-    from yolocli.remote import is_uri, list_uri
+    from yolocli.inputs import expand_sources
+    from yolocli.ray import local_items, uri_items
+    from yolocli.remote import is_uri
 
-    items: list[Any] = []
     if any(is_uri(s) for s in sources):
-        fs: Any = None
-        for uri in sources:
-            this, listed = list_uri(uri)
-            if fs is not None and not fs.equals(this):
-                raise click.UsageError(f"{uri}: one --ray run reads from one file system")
-            fs = this
-            items += [Item(found.source, found.path, found.size) for found in listed]
-        return items, fs
+        try:
+            return uri_items(sources)
+        except ValueError as err:
+            raise click.UsageError(str(err)) from None
     stdin = sys.stdin.buffer if "-" in sources else None
     kind = ctx.meta.get("yolocli.source_type", "auto")
-    for source in expand_sources(
+    found = expand_sources(
         sources, stdin=stdin, null=null, out_dir=out_dir, max_bytes=max_bytes, source_type=kind
-    ):
-        if source.error or source.path is None or source.is_video:
-            items.append(Item(source))
-            continue
-        path = os.path.abspath(source.path)
-        try:
-            st = os.stat(path)
-        except OSError as err:
-            items.append(Item(dataclasses.replace(source, error=os_reason(err))))
-            continue
-        special = special_file_error(st.st_mode)
-        if special is not None:
-            items.append(Item(dataclasses.replace(source, error=special)))
-        else:
-            items.append(Item(source, path, st.st_size))
-    return items, None
+    )
+    return local_items(found), None
 
 
 def _ray_records(ctx: click.Context, run: Any, items: list[Any], cluster: _Cluster) -> int:

@@ -22,6 +22,7 @@ that replaced ``concurrency=`` (deprecated in 2.51).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ import numpy as np
 
 from yolocli.detections import Detections
 from yolocli.errors import YolocliError
-from yolocli.inputs import IMAGE_EXTENSIONS, Source, over_limit
+from yolocli.inputs import IMAGE_EXTENSIONS, Source, os_reason, over_limit, special_file_error
 from yolocli.model import Detector, Plan
 from yolocli.outputs import Rendered, Targets
 from yolocli.pipeline import Options, Result, store
@@ -244,13 +245,15 @@ def detect(
     actors: int | None = None,
     threads: int = 1,
     batch_size: int = BATCH_SIZE,
+    udf: type = Detect,
     **settings: Any,
 ) -> Any:
     """``ds`` (rows ``{"bytes", "path"}``) mapped by `Detect` to `result_schema` rows.
 
     ``actors``: the pool size (default: the cluster's CPUs over ``threads``); each actor asks
     Ray for ``threads`` CPUs and runs its engine on as many threads. ``settings`` go to
-    `Detect` (``max_bytes``, ``max_pixels``, ``kinds``, ``save_conf``, ``slicer``).
+    `Detect` (``max_bytes``, ``max_pixels``, ``kinds``, ``save_conf``, ``slicer``), or to
+    ``udf``, a subclass of it.
 
     Example (a Ray pipeline of your own)::
 
@@ -264,7 +267,7 @@ def detect(
         plan.compiled()  # once here, where the driver's store is, not in every actor
     size = actors or pool_size(cluster_cpus(), threads)
     return ds.map_batches(
-        Detect,
+        udf,
         fn_constructor_args=(plan, threads),
         fn_constructor_kwargs=settings,
         compute=ray.data.ActorPoolStrategy(size=size),
@@ -432,6 +435,45 @@ class Item:
     size: int | None = None
 
 
+def local_items(sources: Iterable[Source]) -> list[Item]:
+    """`Item` for local `yolocli.inputs.Source` items (`yolocli.inputs.expand_sources`): each
+    image read by its absolute path, which every node must reach (one machine, or a shared
+    file system); what cannot be read is an error here, before the cluster sees it."""
+    items = []
+    for source in sources:
+        if source.error or source.path is None or source.is_video:
+            items.append(Item(source))
+            continue
+        path = os.path.abspath(source.path)
+        try:
+            st = os.stat(path)
+        except OSError as err:
+            items.append(Item(dataclasses.replace(source, error=os_reason(err))))
+            continue
+        special = special_file_error(st.st_mode)
+        if special is not None:
+            items.append(Item(dataclasses.replace(source, error=special)))
+        else:
+            items.append(Item(source, path, st.st_size))
+    return items
+
+
+def uri_items(uris: Iterable[str]) -> tuple[list[Item], Any]:
+    """`Item` for every image the URIs name (`yolocli.remote.list_uri`), and their pyarrow
+    file system; `ValueError` if they are not all on one."""
+    from yolocli.remote import list_uri
+
+    items: list[Item] = []
+    fs: Any = None
+    for uri in uris:
+        this, listed = list_uri(uri)
+        if fs is not None and not fs.equals(this):
+            raise ValueError(f"{uri}: one --ray run reads from one file system")
+        fs = this
+        items += [Item(found.source, found.path, found.size) for found in listed]
+    return items, fs
+
+
 @dataclass
 class RayRun:
     """``yolocli detect --ray``: `run` gives a `yolocli.pipeline.Result` per input, like
@@ -450,6 +492,8 @@ class RayRun:
     actors: int | None = None
     threads: int = 1
     ordered: bool = True
+    batch_size: int = BATCH_SIZE
+    udf: type = Detect  # the callable class (a subclass of `Detect`)
     engine: str = ""
     submitted: int = 0
     duplicates: int = 0
@@ -486,7 +530,7 @@ class RayRun:
             read(paths, self.filesystem, blocks), self.plan, actors=size, threads=self.threads,
             max_bytes=self.options.max_bytes, max_pixels=self.options.max_pixels,
             kinds=self.outputs.options.kinds, save_conf=self.outputs.options.save_conf,
-            slicer=self.options.slicer,
+            slicer=self.options.slicer, batch_size=self.batch_size, udf=self.udf,
         )  # fmt: skip
 
     def write(self, items: Iterable[Item], uri: str, fmt: str) -> tuple[int, list[Result]]:
@@ -589,10 +633,12 @@ __all__ = [
     "RayRun",
     "connect",
     "detect",
+    "local_items",
     "names_for",
     "read",
     "record_of",
     "result_schema",
     "to_records",
+    "uri_items",
     "write_records",
 ]
