@@ -187,7 +187,7 @@ def test_outputs_journal_and_skip_existing(ray_env: None, photos: Path, tmp_path
     first = _ray_cli(str(photos), "-f", "jsonl", "--save-txt", "-o", str(out))
     names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert {"more/b.jpg", "more/b.txt", ".yolocli-journal"} <= set(names)
-    for rel in ("coffee.jpg", "more/b.txt", "motorcycle_left.txt"):  # the same bytes
+    for rel in ("coffee.png", "more/b.txt", "motorcycle_left.txt"):  # the same bytes
         assert (out / rel).read_bytes() == (tmp_path / "local" / rel).read_bytes()
     strip = [{**r, "outputs": {}} for r in _records(local.stdout)]
     assert [{**r, "outputs": {}} for r in _records(first.stdout)] == strip
