@@ -1127,7 +1127,7 @@ def _run_ray(
     from yolocli.remote import UriOutputs
     from yolocli.store import Store
 
-    yray.require_ray()  # before any listing or download: the message names the extra
+    yray.require_ray(cluster.address)  # before any listing: the message names the extra
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="surrogateescape")
     saving = save.out_dir is not None

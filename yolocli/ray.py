@@ -55,8 +55,16 @@ MIN_RAY = (2, 51)  # compute=ActorPoolStrategy(...) replaced concurrency= here
 BATCH_SIZE = 8
 
 
-def require_ray() -> Any:
-    """The ``ray`` module, with Ray Data; `YolocliError` naming the extra if not installed."""
+def require_ray(address: str | None = None) -> Any:
+    """The ``ray`` module, with Ray Data; `YolocliError` naming the extra if not installed.
+
+    Given the ``address`` that will be joined (see `connect`), first settles how to
+    authenticate, which Ray reads once, on import."""
+    joining = address not in (None, "local") and "RAY_AUTH_MODE" not in os.environ
+    if joining and _token_at_hand():
+        # `ray start` turns token authentication on (Ray 2.5x) and keeps the token where this
+        # process finds it (~/.ray); a driver that joins must ask for that mode.
+        os.environ["RAY_AUTH_MODE"] = "token"
     try:
         import ray
         import ray.data
@@ -79,7 +87,7 @@ def connect(address: str, *, debug: bool = False) -> str:
     machine by ``ray start``); ``local``: a new cluster inside this process, with this machine's
     cores; ``HOST:PORT``: the head's address as ``ray start --head`` printed it (``ray://``
     addresses go through Ray Client). Does nothing if this process is connected already."""
-    ray = require_ray()
+    ray = require_ray(address)
     if ray.is_initialized():
         return "the Ray cluster this process is connected to"
     kwargs: dict[str, Any] = {
@@ -91,6 +99,12 @@ def connect(address: str, *, debug: bool = False) -> str:
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as err:
+        if "InvalidAuthToken" in _causes(err):
+            raise YolocliError(
+                f"the Ray cluster at {address} refused this process's token: set RAY_AUTH_TOKEN "
+                "(or RAY_AUTH_TOKEN_PATH) to the cluster's, as `ray get-auth-token` prints it "
+                "on the head"
+            ) from None
         hint = "start one with: ray start --head" if address != "local" else ""
         raise YolocliError(
             f"cannot reach the Ray cluster at {address}: {str(err).splitlines()[0]}"
@@ -98,6 +112,23 @@ def connect(address: str, *, debug: bool = False) -> str:
         ) from None
     _quiet_ray_data(debug)
     return "a new local Ray cluster" if address == "local" else f"the Ray cluster at {address}"
+
+
+def _token_at_hand() -> bool:
+    """True if Ray would find an authentication token here (its variables or ~/.ray)."""
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return True
+    return os.path.isfile(os.path.expanduser("~/.ray/auth_token"))
+
+
+def _causes(err: BaseException) -> str:
+    """The messages of ``err`` and of every exception behind it, as one text."""
+    texts: list[str] = []
+    seen: BaseException | None = err
+    while seen is not None and len(texts) < 10:
+        texts.append(f"{type(seen).__name__}: {seen}")
+        seen = seen.__cause__ or seen.__context__
+    return "\n".join(texts)
 
 
 def _quiet_ray_data(debug: bool) -> None:
