@@ -291,7 +291,8 @@ def detect(
         plan = yolocli.model.plan("yolov3-tiny")
         ds = ray.data.read_binary_files("s3://bucket/photos", include_paths=True)
         rows = yolocli.ray.detect(ds, plan)
-        yolocli.ray.to_records(rows, "yolov3-tiny", plan.info.class_names).write_json(...)
+        records = yolocli.ray.to_records(rows, "yolov3-tiny", plan.info.class_names)
+        yolocli.ray.write_records(records, "s3://bucket/found", "jsonl")
     """
     ray = require_ray()
     if plan.needs_onnx:
