@@ -140,7 +140,8 @@ def test_two_node_cluster_by_address_gives_the_single_machine_records(
     try:
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
-        env = {**os.environ, **_store_env()}
+        # ray.cluster_utils runs without the token authentication that `ray start` turns on
+        env = {**os.environ, **_store_env(), "RAY_AUTH_MODE": "disabled"}
         env.pop("RAY_ADDRESS", None)
         got = subprocess.run(
             [sys.executable, "-m", "yolocli", "detect", str(photos), *MODEL, "-f", "jsonl",
