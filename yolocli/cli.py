@@ -7,6 +7,7 @@ exit 2; Ctrl-C exits 130. stdout carries data only; people read stderr.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -877,9 +878,10 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
 @click.option(
     "-o",
     "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("detections"),
-    help="Folder for annotated images and other outputs (where each lands: see below).",
+    type=click.Path(file_okay=False),
+    default="detections",
+    help="Folder for annotated images and other outputs (where each lands: see below; with "
+    "--ray: or a URI, s3://...).",
 )
 @click.option("--no-save", is_flag=True, help="Write no annotated images.")
 @click.option(
@@ -1000,6 +1002,31 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
     help="Print time per stage (read, forward, ...) on stderr at the end, also under -q.",
 )
 @click.option(
+    "--ray",
+    "ray_address",
+    metavar="ADDRESS",
+    help="Run on a Ray cluster: auto (RAY_ADDRESS, or the cluster `ray start` made here), "
+    "local (start one in this process) or HOST:PORT of its head. SOURCES may then be "
+    "object-store URIs (s3://bucket/photos/). Needs pip install 'yolocli[ray]'.",
+)
+@click.option(
+    "--unordered",
+    is_flag=True,
+    help="With --ray: records as they finish, not in input order.",
+)
+@click.option(
+    "--records-to",
+    metavar="URI",
+    help="With --ray: the cluster writes the records itself, sharded, into this folder or "
+    "URI (nothing on stdout); with --no-save.",
+)
+@click.option(
+    "--records-format",
+    type=click.Choice(["jsonl", "parquet"]),
+    default="jsonl",
+    help="With --records-to: JSON Lines shards (the -f jsonl lines) or Parquet.",
+)
+@click.option(
     "--coco-ids",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="With -f coco: image ids (by file name) and category ids (by class name, COCO's "
@@ -1032,7 +1059,7 @@ def detect(
     threads: int | None,
     workers: str,
     fmt: str,
-    out: Path,
+    out: str,
     no_save: bool,
     line_width: int | None,
     font_size: int | None,
@@ -1058,6 +1085,10 @@ def detect(
     max_bytes: int,
     max_pixels: int,
     profile: bool,
+    ray_address: str | None,
+    unordered: bool,
+    records_to: str | None,
+    records_format: str,
     coco_ids: Path | None,
 ) -> None:
     """Detect objects in images, videos, cameras and streams: annotated copies in --out,
@@ -1073,6 +1104,7 @@ def detect(
       yolocli detect clip.mp4 -f jsonl > frames.jsonl # + detections/clip.mp4
       yolocli detect rtsp://cam.local/stream --max-frames 100
       yolocli detect x.png --cfg my.cfg --weights my.weights -v  # says which darknet
+      yolocli detect s3://bucket/photos/ --ray auto -f jsonl --no-save > found.jsonl
     """
     # -- usage checks: everything that can be known before any work ----------------------
     _check_model_choice(model, cfg, weights)
@@ -1087,9 +1119,12 @@ def detect(
     if sources.count("-") > 1:
         raise click.UsageError("stdin (-) can be read only once")
     ctx.meta["yolocli.coco_ids"] = _load_coco_ids(coco_ids, fmt)
-    if not no_save or save_txt or save_crops:
+    saving = not no_save or save_txt or save_crops
+    _check_ray_options(sources, out, saving, ray_address, unordered, records_to)
+    out_uri = out if _is_uri(out) else None
+    if saving and out_uri is None:
         for item in sources:
-            if Path(item).is_dir() and Path(item).resolve() == out.resolve():
+            if Path(item).is_dir() and Path(item).resolve() == Path(out).resolve():
                 raise click.UsageError(
                     f"--out {out} is the input folder {item}: outputs would overwrite the "
                     "inputs; choose another --out"
@@ -1099,7 +1134,6 @@ def detect(
     from yolocli.pipeline import Options
     from yolocli.postprocess import Postprocess
 
-    saving = not no_save or save_txt or save_crops
     if no_save and (line_width or font_size or hide_labels or hide_conf):
         raise click.UsageError(
             "--line-width, --font-size, --hide-labels and --hide-conf are about annotated "
@@ -1108,7 +1142,7 @@ def detect(
     from yolocli.draw import Style
 
     save = SaveOptions(
-        out_dir=out if saving else None,
+        out_dir=(Path(out) if out_uri is None else Path("-")) if saving else None,
         save_images=not no_save,
         save_txt=save_txt,
         save_conf=save_conf,
@@ -1141,7 +1175,12 @@ def detect(
                 video=reading, per_video=tracking.session if tracking is not None else None,
             )  # fmt: skip
             ctx.meta["yolocli.source_type"] = source_type
-            failed = _run_detect(ctx, sources, detector_args, save, options, fmt, null, profile)
+            if ray_address is not None:
+                cluster = _Cluster(ray_address, out_uri, not unordered, records_to, records_format)
+                failed = _run_ray(ctx, sources, detector_args, save, options, fmt, null, profile,
+                                  cluster)  # fmt: skip
+            else:
+                failed = _run_detect(ctx, sources, detector_args, save, options, fmt, null, profile)
     except OptionError as err:
         raise click.BadParameter(err.message, param_hint=f"'{_flag(err.option)}'") from None
     except OutputError as err:
@@ -1477,6 +1516,150 @@ def _total(found: Any, reading: Any, videos: bool) -> int | None:
     return total
 
 
+def _is_uri(text: str) -> bool:
+    from yolocli.remote import is_uri
+
+    return is_uri(text)
+
+
+def _check_ray_options(
+    sources: tuple[str, ...],
+    out: str,
+    saving: bool,
+    address: str | None,
+    unordered: bool,
+    records_to: str | None,
+) -> None:
+    """Usage errors of the cluster options, before anything starts."""
+    if address is None:
+        for flag, given in (("--unordered", unordered), ("--records-to", records_to)):
+            if given:
+                raise click.UsageError(f"{flag} is about a Ray run: add --ray ADDRESS")
+        uris = [s for s in sources if _is_uri(s)] + ([out] if saving and _is_uri(out) else [])
+        if uris:
+            raise click.UsageError(
+                f"{uris[0]}: object-store URIs are read and written by a Ray cluster: add "
+                "--ray ADDRESS (--ray local runs one here)"
+            )
+        return
+    if records_to is not None and saving:
+        raise click.UsageError(
+            "--records-to has the cluster write only the records: add --no-save (output "
+            "files are named and written by this process, which then sees every record)"
+        )
+    kinds = {_is_uri(s) for s in sources}
+    if len(kinds) > 1:
+        raise click.UsageError("--ray reads either local paths or URIs in one run, not both")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cluster:
+    """What --ray and its options asked for."""
+
+    address: str
+    out_uri: str | None
+    ordered: bool
+    records_to: str | None
+    records_format: str
+
+
+def _run_ray(
+    ctx: click.Context,
+    sources: tuple[str, ...],
+    detector_args: dict[str, Any],
+    save: Any,
+    options: Any,
+    fmt: str,
+    null: bool,
+    profile: bool,
+    cluster: _Cluster,
+) -> int:
+    """`_run_detect` on a Ray cluster (`yolocli.ray`); returns how many inputs failed."""
+    from yolocli import ray as yray
+    from yolocli.model import plan as make_plan
+    from yolocli.outputs import Outputs
+    from yolocli.remote import UriOutputs
+    from yolocli.store import Store
+
+    yray.require_ray(cluster.address)  # before any listing: the message names the extra
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="surrogateescape")
+    saving = save.out_dir is not None
+    outputs: Any = UriOutputs(cluster.out_uri, save) if cluster.out_uri and saving else (
+        Outputs(save))  # fmt: skip
+    with outputs:
+        store = Store.from_env(progress=_progress_wanted(ctx))
+        threads = detector_args.pop("threads") or 1
+        workers = detector_args.pop("workers")
+        plan = make_plan(**detector_args, store=store)
+        local_out = save.out_dir if cluster.out_uri is None else None
+        items, fs = _ray_items(ctx, sources, null, local_out, options.max_bytes)
+        how = yray.connect(cluster.address, debug=bool(ctx.meta.get("yolocli.debug")))
+        actors = None if workers == "auto" else int(workers)
+        run = yray.RayRun(plan, outputs, options, fs, actors, threads, cluster.ordered)
+        if cluster.records_to is not None:
+            return _ray_records(ctx, run, items, cluster)
+        size = actors or yray.pool_size(yray.cluster_cpus(), threads)
+        options = dataclasses.replace(options, workers=size, threads=threads)
+        rule = f"--ray {cluster.address}: {how}, one actor per {threads} cluster CPU(s)"
+        with _Signals() as signals:
+            return _stream(
+                ctx, plan.info.name, None, outputs, options, items, len(items), fmt,
+                (rule if profile else None), signals, pipeline=run, out_name=cluster.out_uri,
+            )  # fmt: skip
+
+
+def _ray_items(
+    ctx: click.Context,
+    sources: tuple[str, ...],
+    null: bool,
+    out_dir: Path | None,
+    max_bytes: int,
+) -> tuple[list[Any], Any]:
+    """The inputs of a --ray run as `yolocli.ray.Item` (what to read, how large), and the
+    pyarrow file system of the URIs (None: local files)."""
+    from yolocli.inputs import expand_sources
+    from yolocli.ray import local_items, uri_items
+    from yolocli.remote import is_uri
+
+    if any(is_uri(s) for s in sources):
+        try:
+            return uri_items(sources)
+        except ValueError as err:
+            raise click.UsageError(str(err)) from None
+    stdin = sys.stdin.buffer if "-" in sources else None
+    kind = ctx.meta.get("yolocli.source_type", "auto")
+    found = expand_sources(
+        sources, stdin=stdin, null=null, out_dir=out_dir, max_bytes=max_bytes, source_type=kind
+    )
+    return local_items(found), None
+
+
+def _ray_records(ctx: click.Context, run: Any, items: list[Any], cluster: _Cluster) -> int:
+    """--records-to: the cluster writes the records; here, the errors found before it and a
+    summary. Returns how many inputs failed here (the cluster's failures are in the records)."""
+    import time
+
+    assert cluster.records_to is not None
+    start = time.perf_counter()
+    sent, early = run.write(items, cluster.records_to, cluster.records_format)
+    failed = 0
+    for result in early:
+        if result.error:
+            failed += 1
+            click.echo(f"yolocli: {_printable(result.source.name)}: {result.error}", err=True)
+    if not ctx.meta.get("yolocli.quiet"):
+        elapsed = time.perf_counter() - start
+        rate = sent / elapsed if elapsed > 0 else 0.0
+        click.echo(
+            f"yolocli: {sent} image{'s' * (sent != 1)} processed on the cluster in {elapsed:.1f} s "
+            f"({rate:.1f} images/s), {failed} failed before it; records ({cluster.records_format})"
+            f" in {cluster.records_to}/ (their error field names images that failed there)",
+            err=True,
+        )
+    return failed
+
+
 def _parallel(
     plan: Any, few: bool, workers: str, threads: int | None, options: Any, videos: bool = False
 ) -> tuple[Any, str]:
@@ -1552,20 +1735,24 @@ def _stream(
     fmt: str,
     profile: str | None,
     signals: _Signals,
+    pipeline: Any = None,
+    out_name: Any = None,
 ) -> int:
     """Results to stdout as they come; the record, then the journal, never half of either.
-    ``profile``: None, or the rule that chose the workers (shown with the stage times)."""
+    ``profile``: None, or the rule that chose the workers (shown with the stage times).
+    ``pipeline``: what runs the network (default: a `yolocli.pipeline.Pipeline`; the cluster's
+    `yolocli.ray.RayRun`); ``out_name``: the output folder as the summary names it."""
     from yolocli.formats import make_writer
     from yolocli.pipeline import Pipeline
 
-    pipeline = Pipeline(detector, outputs, options)
+    pipeline = pipeline or Pipeline(detector, outputs, options)
     tracks = ctx.meta.get("yolocli.tracking") is not None
     writer = make_writer(fmt, sys.stdout, coco=_coco_options(ctx, pipeline.names), tracks=tracks)
-    run = _Run(ctx, model, outputs.options.out_dir, total)
+    run = _Run(ctx, model, out_name or outputs.options.out_dir, total)
     results = pipeline.run(items)
     try:
         # closing: an interruption finishes the videos being written at once.
-        with contextlib.closing(results):  # type: ignore[type-var]  # a generator
+        with contextlib.closing(results):  # type: ignore[type-var,unused-ignore]  # a generator
             for result in run.track(results):
                 with signals.deferred(), run.above_bar():
                     if fmt == "text" and result.source.is_video and not result.skipped:
@@ -1587,7 +1774,7 @@ def _stream(
         threads = f"{options.threads} thread(s)" if options.threads else "its default threads"
         each = " each" if options.workers > 1 else ""
         run.engine = f"{pipeline.engine}, {threads}{each} ({profile})"
-        run.recipe = detector.recipe.describe()
+        run.recipe = (detector or pipeline.plan).recipe.describe()
     run.finish(profile is not None)
     return run.failed + run.input_errors
 

@@ -221,6 +221,24 @@ def _done(value: Any) -> Future[Any]:
     return future
 
 
+def store(result: Result, save: Callable[[], Saved]) -> None:
+    """Run ``save`` (writing ``result``'s outputs); its failure becomes the result's error."""
+    try:
+        saved = save()
+        result.outputs = saved.outputs
+        result.timings.update(saved.timings)
+    except ImageError as err:
+        result.error = str(err)
+    except MemoryError:
+        result.error = "out of memory while drawing or encoding this image"
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename else ""
+        result.error = f"cannot write outputs: {err.strerror or err}{where}"
+    except Exception as err:  # a bug must cost one image, not the batch
+        log.debug("internal error saving %s", result.source.name, exc_info=True)
+        result.error = internal(err)
+
+
 class Pipeline:
     """Runs a `Detector` over a stream of `yolocli.inputs.Source` items; see `run`.
 
@@ -310,21 +328,7 @@ class Pipeline:
         return result
 
     def _store(self, result: Result, save: Callable[[], Saved]) -> None:
-        """Run ``save`` for ``result``; its failure becomes the result's error."""
-        try:
-            saved = save()
-            result.outputs = saved.outputs
-            result.timings.update(saved.timings)
-        except ImageError as err:
-            result.error = str(err)
-        except MemoryError:
-            result.error = "out of memory while drawing or encoding this image"
-        except OSError as err:
-            where = f" ({err.filename})" if err.filename else ""
-            result.error = f"cannot write outputs: {err.strerror or err}{where}"
-        except Exception as err:  # a bug must cost one image, not the batch
-            log.debug("internal error saving %s", result.source.name, exc_info=True)
-            result.error = internal(err)
+        store(result, save)
 
     # -- video ---------------------------------------------------------------------------
 
@@ -633,4 +637,4 @@ class Pipeline:
         return results
 
 
-__all__ = ["STAGES", "Options", "Pipeline", "Result"]
+__all__ = ["STAGES", "Options", "Pipeline", "Result", "store"]
