@@ -94,7 +94,7 @@ def test_bad_inputs_get_one_line_each_and_the_rest_is_done(
         (["--classes", "99"], "class id 99 is outside 0..79"),
         (["--classes", ""], "Invalid value for '--classes': the list is empty"),
         (["--classes", " , "], "the list is empty"),
-        (["--max-pixels", "lots"], "'lots' is not a number like 100000, 512M or 2G"),
+        (["--max-pixels", "lots"], "'lots' is not a number like 100000, 250M or 512Mi"),
         (["--model", "yolov9"], "unknown model 'yolov9'; known models: yolov3, yolov3-tiny"),
         (["--save-conf"], "--save-conf adds scores to --save-txt files"),
         (["--cfg", "x.cfg"], "a custom model needs both --cfg and --weights"),

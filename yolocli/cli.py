@@ -26,6 +26,7 @@ from yolocli.errors import INTERNAL, YolocliError, internal
 from yolocli.formats import FORMATS
 
 SOURCE_TYPES = ("auto", "file", "camera", "stream")  # yolocli.video.SOURCE_TYPES (cv2 is slow)
+DEFAULT_MAX_PIXELS = 250_000_000  # yolocli.images.DEFAULT_MAX_PIXELS (importing it loads cv2)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -206,6 +207,18 @@ def _native_stderr_captured(relay: bool) -> Iterator[None]:
         thread.join(timeout=2)
         sys.stderr = previous
         real.close()
+
+
+def _limit_opencv_decoders(max_pixels: int) -> None:
+    """OpenCV's own pixel limit, lowered to ``max_pixels``: a second guard, independent of the
+    headers yolocli reads (`yolocli.images.image_header`), checked by each decoder on the size it
+    reads itself. OpenCV reads it once, when it loads: so it is set before cv2 is first imported
+    here, and worker processes inherit it."""
+    if "cv2" in sys.modules:
+        return
+    current = os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", "")
+    if not (current.isdigit() and int(current) <= max_pixels):
+        os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(max_pixels)
 
 
 def _store(ctx: click.Context) -> Any:
@@ -552,26 +565,37 @@ CSV: one row per detection (an image with none still gets a row).
 )
 
 
+UNITS = "K, M, G, T: powers of 1000; Ki, Mi, Gi, Ti: powers of 1024"
+
+
 class _Amount(click.ParamType):  # type: ignore[type-arg]  # generic only in click >= 8.2
-    """A positive whole number, optionally with a K, M or G suffix (``512M``)."""
+    """A positive whole number, optionally with a unit: K, M, G, T are powers of 1000 and Ki,
+    Mi, Gi, Ti powers of 1024, the same rule for every option (``250M``, ``512Mi``); a
+    trailing B is allowed (``512MiB``). No exponents, infinities or fractions of a unit."""
 
     name = "N"
-
-    def __init__(self, base: int) -> None:
-        self.base = base
+    PATTERN = r"\s*(\d{1,30}(?:\.\d{1,30})?)\s*(?:([KMGT])(I?))?B?\s*"
+    LARGEST = 2**62  # beyond any file or image, and still a C long everywhere
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        text = str(value).strip().upper().removesuffix("B").removesuffix("I")
-        power = "KMG".find(text[-1:]) + 1 if text else 0
-        digits = text[:-1] if power else text
-        try:
-            amount = float(digits) * self.base**power
-        except ValueError:
-            self.fail(f"{value!r} is not a number like 100000, 512M or 2G", param, ctx)
-        if not amount >= 1:
+        import re
+        from decimal import Decimal
+
+        if isinstance(value, int) and not isinstance(value, bool):
+            amount = Decimal(value)
+        else:
+            found = re.fullmatch(self.PATTERN, str(value), re.IGNORECASE)
+            if found is None:
+                self.fail(
+                    f"{value!r} is not a number like 100000, 250M or 512Mi ({UNITS})", param, ctx
+                )
+            digits, unit, binary = found.groups()
+            power = "KMGT".index(unit.upper()) + 1 if unit else 0
+            amount = Decimal(digits) * (1024 if binary else 1000) ** power
+        if amount < 1:
             self.fail(f"{value!r} must be at least 1", param, ctx)
+        if amount > self.LARGEST:
+            self.fail(f"{value!r} is too large: at most {self.LARGEST:,}", param, ctx)
         return int(amount)
 
 
@@ -830,15 +854,17 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
 )
 @click.option(
     "--max-bytes",
-    type=_Amount(1024),
-    default="512M",
-    help="Read at most this much of one input (K, M, G: powers of 1024).",
+    type=_Amount(),
+    default="512Mi",
+    help=f"Read at most this many bytes of one input ({UNITS}).",
 )
 @click.option(
     "--max-pixels",
-    type=_Amount(1000),
+    type=_Amount(),
     default="250M",
-    help="Refuse images larger than this, read from their header (K, M, G: thousands).",
+    help="Refuse images with more pixels than this, read from their header before decoding "
+    "(Radiance HDR, PFM, OpenEXR count 5 per pixel, JPEG 2000 8, AVIF 3: what their decoders "
+    f"hold); an image whose size cannot be read is refused ({UNITS}).",
 )
 @click.option(
     "--profile",
@@ -911,6 +937,7 @@ def detect(
       yolocli detect rtsp://cam.local/stream --max-frames 100
     """
     # -- usage checks: everything that can be known before any work ----------------------
+    _limit_opencv_decoders(max_pixels)
     _check_model_choice(model, cfg, weights)
     if save_conf and not save_txt:
         raise click.UsageError("--save-conf adds scores to --save-txt files: add --save-txt")
@@ -1419,6 +1446,7 @@ def val(
     from yolocli.pipeline import Options
     from yolocli.postprocess import Postprocess
 
+    _limit_opencv_decoders(DEFAULT_MAX_PIXELS)
     _check_model_choice(model, cfg, weights)
     if images is not None and data.is_dir():
         raise click.UsageError("--images goes with a COCO annotations file, not a folder")

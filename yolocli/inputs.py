@@ -13,6 +13,7 @@ import errno
 import fnmatch
 import glob
 import os
+import re
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -202,7 +203,8 @@ def _looks_like_video(path: Path, mode: int) -> bool:
         return False
     try:
         with open(path, "rb") as f:
-            return sniff_video(f.read(12))
+            head = f.read(16)
+        return sniff_video(head) and sniff_image(head) is None  # AVIF is ISO BMFF too
     except OSError:
         return False  # reading it as an image reports why
 
@@ -400,17 +402,31 @@ _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", ".png"),
     (b"II*\x00", ".tif"),
     (b"MM\x00*", ".tif"),
+    (b"II+\x00", ".tif"),
+    (b"MM\x00+", ".tif"),
     (b"GIF87a", ".gif"),
     (b"GIF89a", ".gif"),
+    (b"#?RADIANCE", ".hdr"),
+    (b"#?RGBE", ".hdr"),
+    (b"\x59\xa6\x6a\x95", ".ras"),
+    (b"\0\0\0\x0cjP  \r\n\x87\n", ".jp2"),
+    (b"\xff\x4f\xff\x51", ".j2k"),
+    (b"\x76\x2f\x31\x01", ".exr"),
 )
+_PNM = re.compile(rb"P([1-6fF][\s#]|7\n)")
 
 
 def sniff_image(head: bytes) -> str | None:
-    """The file extension for image bytes starting with ``head``, or None if not an image."""
+    """The file extension for image bytes starting with ``head`` (16 bytes are enough), or
+    None if they start no image format OpenCV decodes."""
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return ".webp"
     if head[:2] == b"BM" and head[6:10] == b"\0\0\0\0":  # reserved bytes: never in a path list
         return ".bmp"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"):
+        return ".avif"
+    if _PNM.match(head):
+        return ".pfm" if head[1:2] in b"fF" else ".pnm"
     for magic, ext in _MAGIC:
         if head.startswith(magic):
             return ext

@@ -1,0 +1,139 @@
+"""Hostile inputs and bad settings at the command line: decompression bombs in formats yolocli
+once could not measure, binary data on stdin, FIFOs with no writer, absurd option values."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import WEIGHTS_CACHE, run_cli
+from tests.test_images import _hdr, _signed_tiff
+
+TINY = ["--model", "yolov3-tiny", "--conf", "0.2"]
+
+
+@pytest.fixture
+def env(tiny_weights: Path) -> dict[str, str]:
+    """Environment for real processes: the suite's store, offline."""
+    return {**os.environ, "YOLOCLI_HOME": str(WEIGHTS_CACHE), "YOLOCLI_OFFLINE": "1"}
+
+
+def records(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+# What a run costs at most, measured from outside: the largest resident set of the yolocli
+# process and its workers (getrusage over the waited-for descendants of a fresh interpreter).
+MEASURE = """
+import resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+sys.stdout.write(done.stdout)
+sys.stderr.write(done.stderr)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)
+sys.exit(done.returncode)
+"""
+
+
+def test_two_bombs_in_two_workers_each_get_an_error_record_and_memory_stays_bounded(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """The audit's bombs, at once in two workers: a Radiance HDR and a TIFF with SSHORT/SLONG
+    size tags, each claiming 8000 x 8000 (decoded, the HDR alone would take 1 GB through its
+    float copy). Each is refused from its header with its own record."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.hdr").write_bytes(_hdr(8000, 8000, rows=1))
+    (folder / "b.tif").write_bytes(_signed_tiff(8000, 8000, rows=1))
+    (folder / "c.jpg").write_bytes(
+        (Path(__file__).parent / "data/images/grace_hopper.jpg").read_bytes()
+    )
+    args = [sys.executable, "-m", "yolocli", "detect", str(folder / "a.hdr"), str(folder / "b.tif")]
+    args += [str(folder / "c.jpg"), *TINY, "-j", "2", "--no-save", "-f", "jsonl"]
+    args += ["--max-pixels", "50M"]
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, *args], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 1, done.stderr
+    found = {Path(r["image"]).name: r for r in records(done.stdout)}
+    assert found["a.hdr"]["error"].startswith("image too large: 8000 x 8000 pixels (64 MP) of ")
+    assert found["b.tif"]["error"].startswith("image too large: 8000 x 8000 pixels (64 MP),")
+    assert found["c.jpg"]["error"] is None
+    assert found["c.jpg"]["detections"]
+    peak_kib = int(done.stderr.strip().splitlines()[-1])
+    assert peak_kib < 900 * 1024, f"a process peaked at {peak_kib // 1024} MiB"
+
+
+def test_opencv_s_own_pixel_limit_is_lowered_before_it_loads(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """A second guard that does not depend on yolocli reading headers right: OpenCV's decoders
+    check the size they read themselves against --max-pixels, in this process and in workers.
+    After a real detect run, OpenCV refuses a 100 x 100 PNG decoded directly."""
+    script = """
+import sys
+import numpy as np
+from yolocli.cli import cli
+try:
+    cli.main(sys.argv[1:], prog_name="yolocli")
+except SystemExit:
+    pass
+import cv2
+ok, png = cv2.imencode(".png", np.zeros((100, 100, 3), np.uint8))
+try:
+    cv2.imdecode(png, cv2.IMREAD_COLOR)
+    print("decoded")
+except cv2.error as err:
+    print("refused" if "CV_IO_MAX_IMAGE_PIXELS" in str(err) else err)
+"""
+    image = tmp_path / "small.png"
+    image.write_bytes(_signed_tiff(50, 50))
+    done = subprocess.run(
+        [sys.executable, "-c", script, "detect", str(image), *TINY, "--no-save", "-f", "jsonl",
+         "--max-pixels", "5000"],
+        env={k: v for k, v in env.items() if k != "OPENCV_IO_MAX_IMAGE_PIXELS"},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    lines = done.stdout.splitlines()
+    assert json.loads(lines[0])["error"] is None  # 2500 pixels pass
+    assert lines[-1] == "refused", done.stderr
+
+
+# ------------------------------------------------------------------------ option values
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--max-bytes", "inf", "'inf' is not a number like 100000, 250M or 512Mi"),
+        ("--max-bytes", "nan", "is not a number"),
+        ("--max-pixels", "1e400", "'1e400' is not a number"),
+        ("--max-pixels", "-5", "is not a number"),
+        ("--max-pixels", "0", "must be at least 1"),
+        ("--max-bytes", "99999999999999999999G", "is too large"),
+    ],
+)
+def test_bad_amounts_are_usage_errors_naming_the_option(
+    option: str, value: str, message: str
+) -> None:
+    result = run_cli("detect", "x.jpg", option, value)
+    assert result.exit_code == 2, result.stderr
+    assert f"Invalid value for '{option}': " in result.stderr
+    assert message in result.stderr
+    assert "internal error" not in result.stderr
+
+
+def test_one_rule_for_units_in_every_amount() -> None:
+    """K, M, G are powers of 1000 and Ki, Mi, Gi of 1024, in --max-bytes as in --max-pixels."""
+    from yolocli.cli import _Amount
+
+    amount = _Amount()
+    assert [amount.convert(v, None, None) for v in ("250M", "512Mi", "512MiB", "2k", "1.5Ki")] == [
+        250_000_000, 512 << 20, 512 << 20, 2000, 1536,
+    ]  # fmt: skip
+    help_text = " ".join(run_cli("detect", "--help").stdout.split())
+    assert help_text.count("K, M, G, T: powers of 1000; Ki, Mi, Gi, Ti: powers of 1024") == 2
