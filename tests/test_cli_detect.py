@@ -89,7 +89,7 @@ def test_bad_inputs_get_one_line_each_and_the_rest_is_done(
     ("args", "message"),
     [
         (["--size", "100"], "must be a multiple of 32 from 32 to 4096"),
-        (["--conf", "1.5"], "1.5 is not in the range 0<=x<=1"),
+        (["--conf", "1.5"], "must be in [0, 1], got 1.5"),
         (["--classes", "dogg"], "unknown class 'dogg'; did you mean dog?"),
         (["--classes", "99"], "class id 99 is outside 0..79"),
         (["--classes", ""], "Invalid value for '--classes': the list is empty"),

@@ -483,7 +483,12 @@ def models_remove(ctx: click.Context, names: tuple[str, ...]) -> None:
     required=True,
     help="Where to write the ONNX file.",
 )
-@click.option("--size", type=int, help="Network input size, a multiple of 32. [default: the cfg's]")
+@click.option(
+    "--size",
+    metavar="N|WxH",
+    help="Network input size: N, or WxH for a rectangular input (640x384); each side a "
+    "multiple of 32. [default: the cfg's]",
+)
 @click.option(
     "--cfg", type=click.Path(path_type=Path, dir_okay=False), help="Your own darknet cfg."
 )
@@ -496,7 +501,7 @@ def export(
     ctx: click.Context,
     model: str | None,
     output: Path,
-    size: int | None,
+    size: str | None,
     cfg: Path | None,
     weights: Path | None,
 ) -> None:
@@ -629,15 +634,37 @@ def _slicer(
     return Slicer(tile, scales=pyramid, **{k: v for k, v in settings.items() if v is not None})
 
 
+# Worker processes per core, at most: each loads its own network (hundreds of MB) and more
+# than a few per core only queue for the same cores.
+WORKERS_PER_CORE = 4
+
+
 def _workers(value: str) -> str:
     if value != "auto" and not (value.isdigit() and int(value) >= 1):
         raise click.BadParameter(f"{value!r} is not 'auto' or a number of processes (1, 2, ...)")
+    cores = os.cpu_count() or 1
+    if value != "auto" and int(value) > WORKERS_PER_CORE * cores:
+        raise click.BadParameter(
+            f"{value} worker processes on {cores} cores: at most {WORKERS_PER_CORE * cores} "
+            "(each loads its own network; -j auto chooses by cores and memory)"
+        )
     return value
 
 
 def _flag(option: str) -> str:
     """The command-line spelling of a library option (``max_det`` -> ``--max-det``)."""
+    option = {"class_conf": "conf"}.get(option.split("[")[0], option)
     return "--" + option.replace("_", "-")
+
+
+def _thresholds(text: str, default: float) -> dict[str, Any]:
+    """``--conf 0.25,person=0.5``: Postprocess's ``conf`` and ``class_conf``."""
+    import math
+
+    from yolocli.options import thresholds
+
+    conf, per_class = thresholds("conf", text)
+    return {"conf": default if math.isnan(conf) else conf, "class_conf": per_class or None}
 
 
 def _split_classes(text: str | None) -> tuple[int | str, ...] | None:
@@ -680,8 +707,9 @@ def _network_options(func: F) -> F:
         ),
         click.option(
             "--size",
-            type=int,
-            help="Network input size, a multiple of 32. [default: the cfg's]",
+            metavar="N|WxH",
+            help="Network input size: N, or WxH for a rectangular input (640x384); each side "
+            "a multiple of 32. [default: the cfg's]",
         ),
         click.option(
             "--letterbox/--no-letterbox",
@@ -728,7 +756,13 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
 
     def decorate(func: F) -> F:
         options = [
-            click.option("--conf", type=click.FloatRange(0, 1), default=conf, help=conf_help),
+            click.option(
+                "--conf",
+                metavar="F[,CLASS=F...]",
+                default=str(conf),
+                help=conf_help + " Per class: a default, then name=value "
+                "(0.25,person=0.5,car=0.3).",
+            ),
             click.option(
                 "--nms", type=click.FloatRange(0, 1), default=nms, help="NMS IoU threshold."
             ),
@@ -886,8 +920,8 @@ def detect(
     cfg: Path | None,
     weights: Path | None,
     names: Path | None,
-    size: int | None,
-    conf: float,
+    size: str | None,
+    conf: str,
     nms: float,
     classes: str | None,
     agnostic: bool,
@@ -972,8 +1006,11 @@ def detect(
         skip_existing=skip_existing,
     )
     try:
+        from yolocli.model import check_threads
+
+        check_threads(threads)  # here: a worker process would find out too late
         post = Postprocess(
-            conf=conf, nms=nms, classes=_split_classes(classes), agnostic=agnostic,
+            **_thresholds(conf, 0.5), nms=nms, classes=_split_classes(classes), agnostic=agnostic,
             single_label=single_label, max_det=max_det,
         )  # fmt: skip
         detector_args = dict(
@@ -1420,8 +1457,8 @@ def val(
     cfg: Path | None,
     weights: Path | None,
     names: Path | None,
-    size: int | None,
-    conf: float,
+    size: str | None,
+    conf: str,
     nms: float,
     classes: str | None,
     max_det: int,
@@ -1455,7 +1492,12 @@ def val(
 
         check_available()  # before any work: a missing extra is known now
     try:
-        post = Postprocess(conf=conf, nms=nms, classes=_split_classes(classes), max_det=max_det)
+        from yolocli.model import check_threads
+
+        check_threads(threads)
+        post = Postprocess(
+            **_thresholds(conf, 0.001), nms=nms, classes=_split_classes(classes), max_det=max_det
+        )
         detector_args = dict(
             model=model, size=size, device=device, backend=backend, letterbox=letterbox,
             cfg=cfg, weights=weights, names=names, postprocess=post,

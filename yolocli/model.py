@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from yolocli import darknet, engines, heads
+from yolocli import darknet, engines, heads, options
 from yolocli.detections import Detections
-from yolocli.devices import check_device
+from yolocli.devices import DEVICES, check_device
 from yolocli.errors import ImageError, ModelError, OptionError
 from yolocli.postprocess import Postprocess
 from yolocli.preprocess import Letterbox, Letterboxer
@@ -74,7 +74,7 @@ class Detector:
         self,
         model: str | None = None,
         *,
-        size: int | None = None,
+        size: int | tuple[int, int] | str | None = None,
         device: str = "cpu",
         backend: str = "auto",
         threads: int | None = None,
@@ -99,6 +99,7 @@ class Detector:
         return detector
 
     def _open(self, plan: Plan, threads: int | None) -> None:
+        threads = check_threads(threads)
         self.plan = plan
         self.info = plan.info
         self.backend = plan.backend
@@ -152,7 +153,7 @@ class Detector:
         darknet does (`yolocli.heads`) and kept by ``postprocess`` (default: the detector's)."""
         post = self.postprocess if postprocess is None else postprocess.for_names(self.names)
         # only rows that can hold a score above conf: the rest cost most of the work
-        rows = heads.decode(outputs, self.heads, self.width, self.height, post.conf)
+        rows = heads.decode(outputs, self.heads, self.width, self.height, post.min_conf)
         return post.apply(rows, box, self.names, post.allowed(len(self.names)))
 
     def detect(
@@ -200,7 +201,7 @@ class Plan:
 def plan(
     model: str | None = None,
     *,
-    size: int | None = None,
+    size: int | tuple[int, int] | str | None = None,
     device: str = "cpu",
     backend: str = "auto",
     letterbox: bool = True,
@@ -210,14 +211,54 @@ def plan(
     store: Store | None = None,
     postprocess: Postprocess | None = None,
 ) -> Plan:
-    """Resolve and check a detector's settings and files (see `Detector`); no engine yet."""
-    _check_size(size)
+    """Resolve and check a detector's settings and files (see `Detector`); no engine yet.
+    Every argument is checked for its type and range first: `OptionError` naming it."""
+    sides = _check_size(size)
+    _check_model_args(model, cfg, weights, names, store)
+    options.choice("device", device, DEVICES)
+    options.choice("backend", backend, engines.BACKENDS)
+    letterbox = options.boolean("letterbox", letterbox)
+    if postprocess is not None:
+        options.anything("postprocess", postprocess, Postprocess)
     resolved = engines.resolve(backend, device)
     if resolved == "opencv":
         check_device(device)  # before any download: a CPU-only OpenCV stays CPU-only
     info = _resolve(model, cfg, weights, names, store, postprocess or Postprocess())
-    width, height = (size, size) if size else (info.network.width, info.network.height)
+    width, height = sides or (info.network.width, info.network.height)
     return Plan(info, resolved, device, width, height, letterbox, store)
+
+
+# Engine threads per network, at most this many per core: more only adds switching (the audit's
+# --threads 1000 ran for minutes, deaf to SIGTERM while the engine started its threads).
+THREADS_PER_CORE = 4
+
+
+def check_threads(threads: object) -> int | None:
+    """``threads`` (None: the engine's default) as checked: 1 to `THREADS_PER_CORE` per core."""
+    if threads is None:
+        return None
+    cores = os.cpu_count() or 1
+    most = THREADS_PER_CORE * cores
+    count = options.integer("threads", threads, 1)
+    if count > most:
+        raise OptionError(
+            "threads", f"{count} threads on {cores} cores: at most {most} (more only slow it down)"
+        )
+    return count
+
+
+def _check_model_args(
+    model: object, cfg: object, weights: object, names: object, store: object
+) -> None:
+    if model is not None:
+        options.name("model", model)
+    for option, value in (("cfg", cfg), ("weights", weights), ("names", names)):
+        if value is not None:
+            options.path(option, value)
+    if store is not None:
+        from yolocli.store import Store
+
+        options.anything("store", store, Store)
 
 
 def compiled(info: ModelInfo, width: int, height: int, store: Store | None = None) -> Path:
@@ -245,7 +286,7 @@ def export_onnx(
     dest: str | os.PathLike[str],
     model: str | None = None,
     *,
-    size: int | None = None,
+    size: int | tuple[int, int] | str | None = None,
     cfg: str | os.PathLike[str] | None = None,
     weights: str | os.PathLike[str] | None = None,
     store: Store | None = None,
@@ -258,20 +299,21 @@ def export_onnx(
     """
     from yolocli.files import write_atomic
 
-    _check_size(size)
+    sides = _check_size(size)
+    options.path("output", dest)
+    _check_model_args(model, cfg, weights, None, store)
     info = _resolve(model, cfg, weights, None, store, Postprocess())
-    width, height = (size, size) if size else (info.network.width, info.network.height)
+    width, height = sides or (info.network.width, info.network.height)
     out = Path(dest)
     write_atomic(out, compiled(info, width, height, store).read_bytes())
     return out
 
 
-def _check_size(size: int | None) -> None:
-    if size is not None and not (0 < size <= darknet.MAX_SIDE and size % 32 == 0):
-        raise OptionError(
-            "size",
-            f"must be a multiple of 32 from 32 to {darknet.MAX_SIDE} (320, 416, 608), not {size}",
-        )
+def _check_size(size: object) -> tuple[int, int] | None:
+    """``size`` (an int, a (width, height) pair, or ``'640x384'``) as (width, height)."""
+    if size is None:
+        return None
+    return options.size("size", size, 32, darknet.MAX_SIDE)
 
 
 def _check_image(image: object) -> None:
