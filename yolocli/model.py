@@ -85,6 +85,7 @@ class Detector:
         store: Store | None = None,
         postprocess: Postprocess | None = None,
     ) -> None:
+        check_threads(threads)  # like every setting, before any weights are fetched
         self._open(
             plan(model, size=size, device=device, backend=backend, letterbox=letterbox, cfg=cfg,
                  weights=weights, names=names, store=store, postprocess=postprocess),

@@ -15,6 +15,8 @@ from collections.abc import Collection, Mapping
 from numbers import Integral, Real
 from typing import Any
 
+import numpy as np
+
 from yolocli.errors import OptionError
 
 
@@ -26,14 +28,14 @@ def _got(value: object) -> str:
 
 def boolean(option: str, value: object) -> bool:
     """True or False (NumPy's bools too); nothing else, not even 0 or 'no'."""
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    if isinstance(value, bool | np.bool_):
         return bool(value)
     raise OptionError(option, f"must be True or False, got {_got(value)}")
 
 
 def integer(option: str, value: object, low: int | None = None, high: int | None = None) -> int:
     """A whole number (Python's or NumPy's, not a bool or a float) in [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, Integral):
+    if isinstance(value, bool | np.bool_) or not isinstance(value, Integral):
         raise OptionError(option, f"must be a whole number, got {_got(value)}")
     number = int(value)
     _in_range(option, number, low, high)
@@ -42,7 +44,7 @@ def integer(option: str, value: object, low: int | None = None, high: int | None
 
 def number(option: str, value: object, low: float, high: float) -> float:
     """A finite real number (not a bool, not a string) in [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, Real):
+    if isinstance(value, bool | np.bool_) or not isinstance(value, Real):
         raise OptionError(option, f"must be a number, got {_got(value)}")
     result = float(value)
     if not math.isfinite(result):
