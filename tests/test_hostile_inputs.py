@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import WEIGHTS_CACHE, run_cli
@@ -137,3 +138,55 @@ def test_one_rule_for_units_in_every_amount() -> None:
     ]  # fmt: skip
     help_text = " ".join(run_cli("detect", "--help").stdout.split())
     assert help_text.count("K, M, G, T: powers of 1000; Ki, Mi, Gi, Ti: powers of 1024") == 2
+
+
+# ------------------------------------------------------------------------ binary stdin
+
+
+def _avi(path: Path) -> bytes:
+    import cv2
+    import numpy as np
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(5):
+        writer.write(np.full((48, 64, 3), i * 40, np.uint8))
+    writer.release()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("null", [False, True])
+def test_random_bytes_on_stdin_are_one_error_not_hundreds_of_paths(null: bool) -> None:
+    import io
+
+    from yolocli.inputs import expand_sources
+
+    data = np.random.default_rng(7).integers(0, 256, 100_000, dtype=np.uint8).tobytes()
+    found = list(expand_sources(["-"], stdin=io.BytesIO(data), null=null))
+    assert len(found) == 1
+    assert found[0].error is not None
+    assert found[0].error.startswith("stdin holds binary data, neither an image")
+    assert found[0].not_an_image
+
+
+def test_binary_after_paths_ends_the_list_with_one_error() -> None:
+    import io
+
+    from yolocli.inputs import expand_sources
+
+    data = b"photos/first-one.jpg\nphotos/second.jpg\n" + bytes(range(256)) * 4
+    found = list(expand_sources(["-"], stdin=io.BytesIO(data)))
+    assert [s.name for s in found] == ["photos/first-one.jpg", "photos/second.jpg", "-"]
+    assert "is not a list of paths: binary data" in (found[2].error or "")
+
+
+def test_a_video_piped_to_stdin_is_one_clear_error(tmp_path: Path, env: dict[str, str]) -> None:
+    """The newcomer's ``cat clip.avi | yolocli detect -``: once a 100-byte "image"."""
+    clip = _avi(tmp_path / "clip.avi")
+    done = subprocess.run(
+        [sys.executable, "-m", "yolocli", "detect", "-", *TINY, "--no-save", "-f", "jsonl"],
+        input=clip, env=env, capture_output=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1
+    (record,) = records(done.stdout.decode())
+    assert record["error"].startswith("stdin holds a video, neither an image yolocli reads")
+    assert done.stderr.decode().count("stdin holds a video") == 1

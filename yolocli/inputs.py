@@ -300,7 +300,8 @@ def _is_dir(entry: os.DirEntry[str], follow: bool) -> bool:
 
 
 class _NotAPathList(Exception):
-    """The stream holds no separator within `MAX_PATH_BYTES`: binary data, not paths."""
+    """The stream holds no separator within `MAX_PATH_BYTES`, or a path holds a control byte:
+    binary data, not paths."""
 
 
 def _read_paths(stream: BinaryIO, null: bool, first: bytes, strip: bool) -> Iterator[str]:
@@ -318,7 +319,7 @@ def _read_paths(stream: BinaryIO, null: bool, first: bytes, strip: bool) -> Iter
             raw = raw if null else raw.rstrip(b"\r")
             if strip:
                 raw = raw.strip()
-            if len(raw) > MAX_PATH_BYTES:
+            if len(raw) > MAX_PATH_BYTES or _control_bytes(null).search(raw):
                 raise _NotAPathList
             if raw:
                 empty = 0
@@ -336,6 +337,8 @@ def _read_paths(stream: BinaryIO, null: bool, first: bytes, strip: bool) -> Iter
     tail = pending if null else pending.rstrip(b"\r")
     if strip:
         tail = tail.strip()
+    if _control_bytes(null).search(tail):
+        raise _NotAPathList
     if tail:
         yield os.fsdecode(tail)
 
@@ -354,8 +357,8 @@ def _expand_list(
             None,
             rel,
             error=(
-                f"{'stdin' if name == '-' else 'the list'} is not a list of paths: no path "
-                f"within {MAX_PATH_BYTES} bytes (binary data, or paths not {sep}-separated?)"
+                f"{'stdin' if name == '-' else 'the list'} is not a list of paths: binary data, "
+                f"or no path within {MAX_PATH_BYTES} bytes (paths not {sep}-separated?)"
             ),
             not_an_image=True,
         )
@@ -486,6 +489,9 @@ def expand_sources(
 def _expand_stdin(
     stdin: BinaryIO, null: bool, out_dir: Path | None, max_bytes: int
 ) -> Iterator[Source]:
+    """Stdin is one image's bytes (a format `sniff_image` knows), or a list of paths; anything
+    else (a video, random bytes, an image in a format yolocli cannot read) is one error, never
+    a list of "paths" cut out of binary data."""
     rel = PurePosixPath("stdin")
     try:
         head = _read_limited(stdin, 16)
@@ -504,5 +510,27 @@ def _expand_stdin(
     except OSError as err:
         yield Source("-", None, rel, error=f"cannot read stdin: {os_reason(err)}")
         return
+    if sniff_video(head) or _control_bytes(null).search(head):
+        what = "a video" if sniff_video(head) else "binary data"
+        yield Source("-", None, rel, error=_not_paths(what), not_an_image=True)
+        return
     paths = _read_paths(stdin, null, head, strip=False)
     yield from _expand_list("-", rel, paths, null, out_dir)
+
+
+def _not_paths(what: str) -> str:
+    return (
+        f"stdin holds {what}, neither an image yolocli reads (JPEG, PNG, BMP, WebP, TIFF, GIF, "
+        "...) nor a list of paths: give a video, or an image in another format, by its path"
+    )
+
+
+# Bytes a list of paths does not hold: control characters other than tab, CR and LF (with -0,
+# NUL separates the paths). A name may hold them, but never does in practice; binary data
+# (a video, random bytes) holds them within its first few bytes.
+_BINARY = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_BINARY_NUL_SEPARATED = re.compile(rb"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _control_bytes(null: bool) -> re.Pattern[bytes]:
+    return _BINARY_NUL_SEPARATED if null else _BINARY
