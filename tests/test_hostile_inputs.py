@@ -190,3 +190,54 @@ def test_a_video_piped_to_stdin_is_one_clear_error(tmp_path: Path, env: dict[str
     (record,) = records(done.stdout.decode())
     assert record["error"].startswith("stdin holds a video, neither an image yolocli reads")
     assert done.stderr.decode().count("stdin holds a video") == 1
+
+
+# ------------------------------------------------------------------------ FIFOs with no writer
+
+
+def _wait_for_line(stream: object, text: str, timeout: float = 60.0) -> str:
+    """Lines of ``stream`` (a pipe) until one holds ``text``; fails after ``timeout``."""
+    import select
+    import time
+
+    deadline = time.monotonic() + timeout
+    seen = ""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([stream], [], [], 0.5)
+        if ready:
+            line = stream.readline()  # type: ignore[attr-defined]
+            seen += line
+            if text in line:
+                return seen
+    pytest.fail(f"no line with {text!r} in {timeout} s; stderr so far: {seen}")
+
+
+@pytest.mark.parametrize("how", ["@list", "--coco-ids"])
+def test_a_fifo_with_no_writer_says_yolocli_is_waiting_then_reads_it(
+    tmp_path: Path, env: dict[str, str], how: str
+) -> None:
+    photo = tmp_path / "10.jpg"
+    photo.write_bytes((Path(__file__).parent / "data/images/grace_hopper.jpg").read_bytes())
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    if how == "@list":
+        args, content = [f"@{fifo}", "-f", "jsonl"], f"{photo}\n"
+    else:
+        doc = {"images": [{"id": 77, "file_name": "10.jpg"}], "annotations": [], "categories": []}
+        args, content = [str(photo), "-f", "coco", "--coco-ids", str(fifo)], json.dumps(doc)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "yolocli", "detect", *args, *TINY, "--no-save"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        said = _wait_for_line(proc.stderr, "waiting for a writer")
+        assert f"{fifo} is a FIFO and nothing has been written to it yet" in said
+        fifo.write_text(content)  # the writer arrives: the run goes on
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    if how == "@list":
+        assert json.loads(out)["image"] == str(photo)
+    else:
+        assert {d["image_id"] for d in json.loads(out)} == {77}

@@ -1066,8 +1066,9 @@ def _run_detect(
         workers = detector_args.pop("workers")
         plan = make_plan(**detector_args, store=store)
         kind = ctx.meta.get("yolocli.source_type", "auto")
-        named = [] if "-" in sources else _named(sources, kind, MIN_IMAGES)
-        few = "-" not in sources and len(named) < MIN_IMAGES
+        streamed = _read_once(sources)  # stdin, a FIFO list: expanded once, while running
+        named = [] if streamed else _named(sources, kind, MIN_IMAGES)
+        few = not streamed and len(named) < MIN_IMAGES
         videos = any(s.is_video for s in named)
         ctx.meta["yolocli.videos"] = videos
         options, rule = _parallel(plan, few, workers, threads, options, videos)
@@ -1078,7 +1079,7 @@ def _run_detect(
             source_type=kind,
         )  # fmt: skip
         total = None
-        if _progress_wanted(ctx) and stdin is None and not videos:  # an ETA: count first
+        if _progress_wanted(ctx) and not streamed and not videos:  # an ETA: count first
             found = expand_sources(sources, out_dir=save.out_dir, source_type=kind)
             total = sum(not s.not_an_image for s in found)
         with _Signals() as signals:
@@ -1120,6 +1121,23 @@ def _parallel(
             else f"auto: one network in this process ({cores} cores, {plan.device})"
         )
     return dataclasses.replace(options, workers=count, threads=share), rule
+
+
+def _read_once(sources: tuple[str, ...]) -> bool:
+    """True if a source can be read only once: stdin, or a list that is not a regular file
+    (``@fifo``, ``@<(find ...)``), so that it is never expanded ahead of the run."""
+    import stat
+
+    for item in sources:
+        if item == "-":
+            return True
+        if item.startswith("@") and len(item) > 1:
+            try:
+                if not stat.S_ISREG(os.stat(item[1:]).st_mode):
+                    return True
+            except (OSError, ValueError):
+                pass
+    return False
 
 
 def _named(sources: tuple[str, ...], source_type: str, limit: int) -> list[Any]:
@@ -1589,9 +1607,19 @@ def _load_coco_ids(path: Path | None, fmt: str) -> dict[str, int | str]:
         return {}
     if fmt != "coco":
         raise click.UsageError("--coco-ids names the image ids of -f coco: add -f coco")
-    from yolocli.datasets import coco_image_ids
+    import stat
+    import tempfile
 
-    return coco_image_ids(path)
+    from yolocli.datasets import coco_image_ids
+    from yolocli.inputs import open_waiting
+
+    if not stat.S_ISFIFO(path.stat().st_mode):
+        return coco_image_ids(path)
+    # A FIFO can be read once: wait for its writer (saying so), keep what it writes.
+    with open_waiting(path) as stream, tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / path.name
+        copy.write_bytes(stream.read())
+        return coco_image_ids(copy)
 
 
 def _coco_options(ctx: click.Context, names: list[str]) -> Any:

@@ -9,9 +9,11 @@ with ``error`` set, so it gets its record and the rest of the batch goes on.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fnmatch
 import glob
+import logging
 import os
 import re
 import stat
@@ -25,6 +27,8 @@ from yolocli.video import Kind, classify, is_camera_device, is_video_name, outpu
 # Read as inputs, and written back in kind (OpenCV encodes all of them); other names get .jpg.
 # GIF: OpenCV 4.11+ decodes it (the first frame); annotated GIFs are written as .gif too.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+
+log = logging.getLogger(__name__)
 
 # Image bytes read from one input (file or stdin), by default. Any compressed photo under the
 # pixel limit fits (a 200 MP phone JPEG is 30-100 MB, its PNG about 400 MB), and so does
@@ -396,6 +400,41 @@ def over_limit(size: int | None, max_bytes: int) -> str:
     return f"{have}over the {size_text(max_bytes)} limit on one image's bytes"
 
 
+@contextlib.contextmanager
+def open_waiting(path: Path, patience: float = 1.0) -> Iterator[BinaryIO]:
+    """``path`` open for reading. A FIFO (``@<(find ...)``, ``mkfifo``) to which nothing is
+    written within ``patience`` seconds makes yolocli say, once, that it is waiting for a
+    writer, rather than hang in silence."""
+    import select
+
+    try:
+        is_fifo = stat.S_ISFIFO(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        is_fifo = False  # opening it reports why
+    if not is_fifo:
+        with path.open("rb") as stream:
+            yield stream
+        return
+    fd = os.open(path, os.O_RDONLY | _NONBLOCK)  # opens at once, writer or not
+    try:
+        if not select.select([fd], [], [], patience)[0]:
+            log.warning(
+                "%s is a FIFO and nothing has been written to it yet: waiting for a writer "
+                "(Ctrl-C to stop)",
+                path,
+            )
+            select.select([fd], [], [])
+        os.set_blocking(fd, True)  # the writer is there: read as it writes, to its end
+    except BaseException:
+        os.close(fd)
+        raise
+    with open(fd, "rb") as stream:
+        yield stream
+
+
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
 # -- everything -----------------------------------------------------------------------------
 
 
@@ -466,13 +505,14 @@ def expand_sources(
         elif item.startswith("@") and len(item) > 1:
             listing = Path(item[1:])
             rel = safe_rel(listing.parts)
+            opened = contextlib.ExitStack()
             try:
-                stream = listing.open("rb")
+                stream = opened.enter_context(open_waiting(listing))
             except (OSError, ValueError) as err:
                 error = f"cannot read the list: {_stat_error(listing, err)}"
                 yield Source(item, listing, rel, error=error, not_an_image=True)
                 continue
-            with stream:
+            with opened:
                 paths = _read_paths(stream, False, b"", strip=True)
                 yield from _expand_list(item, rel, paths, False, out_dir)
         elif glob.has_magic(item) and not os.path.lexists(item):
