@@ -241,3 +241,60 @@ def test_a_fifo_with_no_writer_says_yolocli_is_waiting_then_reads_it(
         assert json.loads(out)["image"] == str(photo)
     else:
         assert {d["image_id"] for d in json.loads(out)} == {77}
+
+
+# ------------------------------------------------------------------------ absurd slicing
+
+
+def test_tiles_far_smaller_than_the_network_are_refused_before_any_work(
+    env: dict[str, str],
+) -> None:
+    """The audit's ``--slice 32`` (each tile enlarged 13 times at 416) ran for hours."""
+    photo = Path(__file__).parent / "data/images/grace_hopper.jpg"
+    done = subprocess.run(
+        [sys.executable, "-m", "yolocli", "detect", str(photo), *TINY, "--slice", "32",
+         "--no-save"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "Invalid value for '--slice': tiles of 32x32 for a 416x416 network" in done.stderr
+    assert "at least 104x104" in done.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_an_image_needing_absurdly_many_passes_is_its_own_error(
+    tmp_path: Path, env: dict[str, str], workers: str
+) -> None:
+    import cv2
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "huge.png"), np.zeros((5400, 5400, 3), np.uint8))
+    photo = cv2.imread(str(Path(__file__).parent / "data/images/grace_hopper.jpg"))
+    cv2.imwrite(str(folder / "small.jpg"), cv2.resize(photo, (160, 190)))  # 4 tiles and itself
+    done = subprocess.run(
+        [sys.executable, "-m", "yolocli", "detect", str(folder), *TINY, "--slice", "104",
+         "--no-save", "-f", "jsonl", "-j", workers],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    found = {Path(r["image"]).name: r for r in records(done.stdout)}
+    assert done.returncode == 1, done.stderr
+    assert found["small.jpg"]["error"] is None
+    error = found["huge.png"]["error"]
+    assert error.startswith("--slice 104 would take ")
+    assert error.endswith("network passes for this 5400x5400 image, over the limit of 4,096: "
+                          "use larger tiles")  # fmt: skip
+
+
+def test_many_passes_are_a_warning_and_too_many_an_error() -> None:
+    from yolocli.errors import ImageError
+    from yolocli.slicing import MANY_PASSES, MAX_PASSES, Slicer
+
+    slicer = Slicer(416)
+    assert slicer.passes_note(MANY_PASSES, 4000, 3000) is None
+    note = slicer.passes_note(MANY_PASSES + 1, 4000, 3000)
+    assert note == (
+        "257 network passes for this 4000x3000 image (--slice 416): slow; larger tiles take fewer"
+    )
+    with pytest.raises(ImageError, match="would take 4,097 network passes"):
+        slicer.passes_note(MAX_PASSES + 1, 4000, 3000)

@@ -1071,6 +1071,8 @@ def _run_detect(
         few = not streamed and len(named) < MIN_IMAGES
         videos = any(s.is_video for s in named)
         ctx.meta["yolocli.videos"] = videos
+        if options.slicer is not None:  # tiles far smaller than the network: refused now
+            options.slicer.check_network(plan.width, plan.height)
         options, rule = _parallel(plan, few, workers, threads, options, videos)
         detector: Any = plan if options.workers > 1 else Detector.from_plan(plan, options.threads)
         stdin = sys.stdin.buffer if "-" in sources else None

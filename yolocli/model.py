@@ -306,7 +306,13 @@ def export_onnx(
     info = _resolve(model, cfg, weights, None, store, Postprocess())
     width, height = sides or (info.network.width, info.network.height)
     out = Path(dest)
-    write_atomic(out, compiled(info, width, height, store).read_bytes())
+    graph = compiled(info, width, height, store).read_bytes()
+    try:
+        write_atomic(out, graph)
+    except OSError as err:  # /proc/version, a read-only folder, a full disk ...
+        from yolocli.inputs import os_reason
+
+        raise OptionError("output", f"cannot write {out}: {os_reason(err)}") from None
     return out
 
 

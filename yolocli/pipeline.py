@@ -254,6 +254,10 @@ class Pipeline:
             got = workers.load(
                 self.detector, source, opts.max_bytes, opts.max_pixels, opts.slicer is None
             )
+            if opts.slicer is not None:  # before the passes: too many is this image's error
+                w, h = got.box.width, got.box.height
+                note = opts.slicer.passes_note(len(opts.slicer.windows(w, h)), w, h)
+                got.warnings += [note] if note else []
         except ImageError as err:
             return Result(source, error=str(err))
         except Exception as err:  # a bug must cost one image, not the batch

@@ -39,7 +39,7 @@ import numpy.typing as npt
 
 from yolocli import ops
 from yolocli.detections import Detections
-from yolocli.errors import OptionError
+from yolocli.errors import ImageError, OptionError
 from yolocli.postprocess import Postprocess
 from yolocli.timing import Timings
 
@@ -71,6 +71,14 @@ class Windows(NamedTuple):
     def whole(self) -> bool:
         """True if the only pass is the whole image at its own size (a plain detection)."""
         return len(self) == 1 and bool(self.scale[0] == 1.0) and not self.inner.any()
+
+
+# A tile is enlarged at most this many times to the network's input size.
+MAX_ENLARGEMENT = 4
+# Network passes for one image: a warning above MANY_PASSES, its error above MAX_PASSES (at
+# 10-100 ms a pass on a CPU, 4096 passes are minutes for one photo).
+MANY_PASSES = 256
+MAX_PASSES = 4096
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,34 @@ class Slicer:
         if self.batch < 1:
             raise OptionError("batch", f"must be >= 1, got {self.batch}")
 
+    def check_network(self, width: int, height: int) -> None:
+        """`OptionError` if a tile is smaller than a quarter of the network input it is scaled
+        to (``--slice 32`` at 416: each tile enlarged 13 times, hours of passes per photo)."""
+        tile_w, tile_h = (self.size, self.size) if isinstance(self.size, int) else self.size
+        if tile_w * MAX_ENLARGEMENT < width or tile_h * MAX_ENLARGEMENT < height:
+            raise OptionError(
+                "slice",
+                f"tiles of {tile_w}x{tile_h} for a {width}x{height} network would each be "
+                f"enlarged more than {MAX_ENLARGEMENT} times: use tiles of at least "
+                f"{-(-width // MAX_ENLARGEMENT)}x{-(-height // MAX_ENLARGEMENT)} (the network's "
+                "size is usual)",
+            )
+
+    def passes_note(self, passes: int, width: int, height: int) -> str | None:
+        """A warning for an image that takes more than `MANY_PASSES` network passes; an
+        `ImageError` (that image's error, the others go on) above `MAX_PASSES`."""
+        if passes > MAX_PASSES:
+            raise ImageError(
+                f"--slice {self.size} would take {passes:,} network passes for this "
+                f"{width}x{height} image, over the limit of {MAX_PASSES:,}: use larger tiles"
+            )
+        if passes > MANY_PASSES:
+            return (
+                f"{passes:,} network passes for this {width}x{height} image (--slice "
+                f"{self.size}): slow; larger tiles take fewer"
+            )
+        return None
+
     def windows(self, width: int, height: int) -> Windows:
         """Every network pass for a ``width`` x ``height`` image: the tiles of each scale,
         then the whole image (``full``); a scale that needs no more than one tile is a pass
@@ -167,7 +203,9 @@ class Slicer:
         tiles, as `yolocli.timing.Timings`.
         """
         height, width = image.shape[:2]
+        self.check_network(detector.width, detector.height)
         win = self.windows(width, height)
+        self.passes_note(len(win), width, height)  # refuses absurdly many passes
         post = (
             detector.postprocess if postprocess is None else postprocess.for_names(detector.names)
         )
