@@ -137,3 +137,10 @@ def test_absurd_values_are_refused_before_any_work(args: list[str], message: str
     result = run_cli("detect", str(PHOTO), "-m", "yolov3-tiny", *args)
     assert result.exit_code == 2, result.stderr
     assert message in result.stderr
+
+
+def test_export_to_a_place_that_cannot_be_written_is_a_usage_error(use_real_store: Path) -> None:
+    result = run_cli("export", "yolov3-tiny", "-o", "/proc/version")
+    assert result.exit_code == 2, result.stderr
+    assert "Invalid value for '--output': cannot write /proc/version" in result.stderr
+    assert "internal error" not in result.stderr

@@ -769,7 +769,8 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
             click.option(
                 "--classes",
                 metavar="LIST",
-                help="Only these classes: names or ids, comma-separated (person,car or 0,2).",
+                help="Only these classes: names (any case; darknet's or COCO's spelling: "
+                "motorbike or motorcycle) or ids, comma-separated (person,car or 0,2).",
             ),
             click.option(
                 "--max-det",
