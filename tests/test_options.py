@@ -18,6 +18,7 @@ from yolocli import options
 from yolocli.errors import OptionError
 from yolocli.model import THREADS_PER_CORE, Detector, export_onnx
 from yolocli.postprocess import Postprocess, class_ids
+from yolocli.slicing import Slicer
 from yolocli.store import Store
 
 COCO = (Path(__file__).parent.parent / "configs" / "coco.names").read_text().split("\n")
@@ -47,6 +48,17 @@ BAD_DETECTOR = {
     "store": ["/tmp/store", 3],
     "postprocess": [{"conf": 0.5}, 0.5],
 }
+BAD_SLICER = {
+    "size": ["416", 16, 416.0, (416,), True, None],
+    "overlap": ["0.2", 1.0, -0.1, math.nan, None],
+    "scales": ["1,0.5", (), (0,), (1.5,), ("1",), 1.0],
+    "full": ["no", 1, None],
+    "merge": ["wbf", None],
+    "match": ["giou", None],
+    "threshold": ["0.5", 2.0, math.nan],
+    "edge": ["0.04", 0.5, -1],
+    "batch": [0, 1.5, "8", True],
+}
 BAD_EXPORT = {
     "dest": ["", 3, None],
     "model": BAD_DETECTOR["model"],
@@ -61,6 +73,7 @@ def test_every_parameter_has_bad_values_in_the_table() -> None:
     assert {f.name for f in dataclasses.fields(Postprocess)} == set(BAD_POSTPROCESS)
     assert set(inspect.signature(Detector).parameters) == set(BAD_DETECTOR)
     assert set(inspect.signature(export_onnx).parameters) == set(BAD_EXPORT)
+    assert {f.name for f in dataclasses.fields(Slicer)} == set(BAD_SLICER)
 
 
 def _cases(table: dict[str, list[object]]) -> list[tuple[str, object]]:
@@ -72,6 +85,14 @@ def test_bad_postprocess_settings_are_option_errors_naming_them(option: str, val
     with pytest.raises(OptionError) as err:
         Postprocess(**{option: value}).for_names(COCO)
     assert err.value.option.split("[")[0] == option
+
+
+@pytest.mark.parametrize(("option", "value"), _cases(BAD_SLICER))
+def test_bad_slicer_settings_are_option_errors_naming_them(option: str, value: object) -> None:
+    kwargs: dict[str, object] = {"size": 416, option: value}
+    with pytest.raises(OptionError) as err:
+        Slicer(**kwargs)  # type: ignore[arg-type]
+    assert err.value.option == ("slice" if option == "size" else option)
 
 
 @pytest.mark.parametrize(("option", "value"), _cases(BAD_DETECTOR))

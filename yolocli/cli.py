@@ -621,15 +621,15 @@ def _slicer(
             raise click.UsageError(f"{extra[0]} is about sliced inference: add --slice S")
         return None
     from yolocli.errors import OptionError
+    from yolocli.options import size as parse_size
     from yolocli.slicing import Slicer
 
-    w, _, h = size.lower().partition("x")
+    w, h = parse_size("slice", size, 1, 1 << 20)
+    tile: int | tuple[int, int] = w if w == h else (w, h)
     try:
-        tile: int | tuple[int, int] = (int(w), int(h)) if h else int(w)
         pyramid = tuple(float(s) for s in (scales or "1").split(","))
     except ValueError:
-        raise OptionError("slice", f"{size!r} / {scales!r}: give --slice 416 or 640x480, "
-                          "--scales 1,0.5") from None  # fmt: skip
+        raise OptionError("scales", f"{scales!r}: give scales such as 1,0.5") from None
     settings: dict[str, Any] = {"overlap": overlap, "full": full, "merge": merge, "match": match}
     return Slicer(tile, scales=pyramid, **{k: v for k, v in settings.items() if v is not None})
 

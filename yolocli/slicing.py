@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from yolocli import ops
+from yolocli import ops, options
 from yolocli.detections import Detections
 from yolocli.errors import ImageError, OptionError
 from yolocli.postprocess import Postprocess
@@ -112,29 +112,34 @@ class Slicer:
     batch: int = 8
 
     def __post_init__(self) -> None:
-        size = self.size
-        sides = (size, size) if isinstance(size, int | np.integer) else tuple(size)
-        if len(sides) != 2 or not all(isinstance(s, int | np.integer) and s >= 32 for s in sides):
-            raise OptionError("slice", f"tiles must be at least 32 pixels a side, got {size}")
-        object.__setattr__(self, "size", int(sides[0]) if sides[0] == sides[1] else sides)
-        if not 0.0 <= self.overlap < 1.0:
+        set_ = object.__setattr__
+        if isinstance(self.size, str):
+            raise OptionError("slice", f"must be a number of pixels or (w, h), got {self.size!r}")
+        w, h = options.size("slice", self.size, 1, 1 << 20)
+        if w < 32 or h < 32:
+            raise OptionError("slice", f"tiles must be at least 32 pixels a side, got {self.size}")
+        set_(self, "size", w if w == h else (w, h))
+        set_(self, "overlap", options.number("overlap", self.overlap, 0.0, 1.0))
+        if self.overlap >= 1.0:
             raise OptionError("overlap", f"must be in [0, 1), got {self.overlap}")
-        scales = tuple(float(s) for s in self.scales)
-        if not scales or not all(0.0 < s <= 1.0 for s in scales):
+        if not isinstance(self.scales, tuple | list) or not self.scales:
+            raise OptionError("scales", f"must be a list of scales in (0, 1], got {self.scales!r}")
+        scales = tuple(options.number("scales", s, 0.0, 1.0) for s in self.scales)
+        if not all(s > 0.0 for s in scales):
             raise OptionError(
                 "scales", f"each scale must be in (0, 1] (1: the image itself), got {self.scales}"
             )
-        object.__setattr__(self, "scales", tuple(dict.fromkeys(scales)))
-        if self.merge not in ops.MERGE_METHODS:
-            raise OptionError("merge", f"must be one of {', '.join(ops.MERGE_METHODS)}")
-        if self.match not in ops.MATCH_METRICS:
-            raise OptionError("match", f"must be one of {', '.join(ops.MATCH_METRICS)}")
-        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise OptionError("threshold", f"must be in [0, 1], got {self.threshold}")
-        if self.edge is not None and not 0.0 <= self.edge < 0.5:
-            raise OptionError("edge", f"must be in [0, 0.5), got {self.edge}")
-        if self.batch < 1:
-            raise OptionError("batch", f"must be >= 1, got {self.batch}")
+        set_(self, "scales", tuple(dict.fromkeys(scales)))
+        set_(self, "full", options.boolean("full", self.full))
+        set_(self, "merge", options.choice("merge", self.merge, ops.MERGE_METHODS))
+        set_(self, "match", options.choice("match", self.match, ops.MATCH_METRICS))
+        if self.threshold is not None:
+            set_(self, "threshold", options.number("threshold", self.threshold, 0.0, 1.0))
+        if self.edge is not None:
+            set_(self, "edge", options.number("edge", self.edge, 0.0, 0.5))
+            if self.edge >= 0.5:
+                raise OptionError("edge", f"must be in [0, 0.5), got {self.edge}")
+        set_(self, "batch", options.integer("batch", self.batch, 1))
 
     def check_network(self, width: int, height: int) -> None:
         """`OptionError` if a tile is smaller than a quarter of the network input it is scaled
