@@ -144,3 +144,23 @@ def test_export_to_a_place_that_cannot_be_written_is_a_usage_error(use_real_stor
     assert result.exit_code == 2, result.stderr
     assert "Invalid value for '--output': cannot write /proc/version" in result.stderr
     assert "internal error" not in result.stderr
+
+
+def test_a_class_threshold_below_conf_reaches_candidates_the_decoder_would_drop(
+    real_store: object,
+) -> None:
+    """The decoder drops rows under the lowest threshold of any class, not under ``conf``."""
+    import cv2
+
+    from yolocli.model import Detector
+    from yolocli.postprocess import Postprocess
+
+    detector = Detector("yolov3-tiny", store=real_store)  # type: ignore[arg-type]
+    image = cv2.imread(str(PHOTO))
+    low = detector.detect(image, Postprocess(conf=0.2))
+    mixed = detector.detect(image, Postprocess(conf=0.5, class_conf={"tie": 0.2}))
+    ties = sorted(s for s, label in zip(low.scores.tolist(), low.labels, strict=True)
+                  if label == "tie")  # fmt: skip
+    assert len(ties) >= 2
+    assert mixed.labels == ["tie"] * len(ties)
+    assert sorted(mixed.scores.tolist()) == ties
