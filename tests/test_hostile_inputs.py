@@ -298,3 +298,9 @@ def test_many_passes_are_a_warning_and_too_many_an_error() -> None:
     )
     with pytest.raises(ImageError, match="would take 4,097 network passes"):
         slicer.passes_note(MAX_PASSES + 1, 4000, 3000)
+
+
+def test_the_command_line_s_default_pixel_limit_is_the_library_s() -> None:
+    from yolocli import cli, images
+
+    assert cli.DEFAULT_MAX_PIXELS == images.DEFAULT_MAX_PIXELS

@@ -216,9 +216,18 @@ def _limit_opencv_decoders(max_pixels: int) -> None:
     here, and worker processes inherit it."""
     if "cv2" in sys.modules:
         return
-    current = os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", "")
-    if not (current.isdigit() and int(current) <= max_pixels):
-        os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(max_pixels)
+    current = os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS")
+    if current is not None and current.isdigit() and int(current) <= max_pixels:
+        return
+    os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(max_pixels)
+
+    def restore() -> None:  # for whatever this process starts after the command
+        if current is None:
+            os.environ.pop("OPENCV_IO_MAX_IMAGE_PIXELS", None)
+        else:
+            os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = current
+
+    click.get_current_context().call_on_close(restore)
 
 
 def _store(ctx: click.Context) -> Any:
