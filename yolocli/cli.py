@@ -572,7 +572,15 @@ JSON Lines record, one per image, flushed as soon as it is done:
   {"image": "a.jpg", "width": 640, "height": 480, "model": "yolov3",
    "detections": [{"label": "dog", "class_id": 16, "score": 0.87,
                    "box": [x1, y1, x2, y2]}], "error": null}
-CSV: one row per detection (an image with none still gets a row).
+CSV: one row per detection (an image with none still gets a row; a video's
+closing record gets one only when the video failed).
+
+\b
+Outputs (--out): a file lands at its name (shots/a.jpg, /x/a.jpg and ../a.jpg all
+give OUT/a.jpg); a folder's or a glob's images keep their place below the folder
+(photos/ -> OUT/trip/b.jpg). A name, once given, stays with its input in later
+runs into the same --out and is never given to another (a.jpg, a-2.png).
+Subfolders holding a yolocli journal (earlier outputs) are skipped.
 
 """
     + ENVIRONMENT
@@ -752,7 +760,8 @@ def _network_options(func: F) -> F:
             "--batch",
             type=click.IntRange(1, 64),
             default=1,
-            help="Images per forward pass (with one network in this process).",
+            help="Images per forward pass, on one network in this process (so -j auto runs "
+            "no worker processes; with -j N > 1 it is not used).",
         ),
     ]
     for option in reversed(options):  # so that --help lists them in this order
@@ -809,7 +818,7 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
     "--out",
     type=click.Path(path_type=Path, file_okay=False),
     default=Path("detections"),
-    help="Folder for annotated images and other outputs.",
+    help="Folder for annotated images and other outputs (where each lands: see below).",
 )
 @click.option("--no-save", is_flag=True, help="Write no annotated images.")
 @click.option(
@@ -826,7 +835,8 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
 @click.option(
     "--skip-existing",
     is_flag=True,
-    help="Leave images whose outputs already exist (resume a killed batch).",
+    help="Leave inputs that an earlier run into --out completed, outputs still there (resume "
+    "a killed batch); stdin bytes, cameras and streams are always processed.",
 )
 @click.option("-0", "--null", is_flag=True, help="Paths on stdin are NUL-separated (find -print0).")
 @click.option(
@@ -913,7 +923,7 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
 @click.option(
     "--profile",
     is_flag=True,
-    help="Print time per stage (read, forward, ...) on stderr at the end.",
+    help="Print time per stage (read, forward, ...) on stderr at the end, also under -q.",
 )
 @click.option(
     "--coco-ids",
@@ -1060,7 +1070,7 @@ def _run_detect(
     profile: bool,
 ) -> int:
     """The detect run itself; returns how many inputs failed."""
-    from yolocli.inputs import expand_sources
+    from yolocli.inputs import expand_sources, unannounced
     from yolocli.model import Detector
     from yolocli.model import plan as make_plan
     from yolocli.outputs import Outputs
@@ -1091,14 +1101,37 @@ def _run_detect(
             source_type=kind,
         )  # fmt: skip
         total = None
-        if _progress_wanted(ctx) and not streamed and not videos:  # an ETA: count first
-            found = expand_sources(sources, out_dir=save.out_dir, source_type=kind)
-            total = sum(not s.not_an_image for s in found)
+        if _progress_wanted(ctx) and not streamed:  # an ETA: count first
+            with unannounced():
+                found = expand_sources(sources, out_dir=save.out_dir, source_type=kind)
+                total = _total(found, options.video, videos)
         with _Signals() as signals:
             return _stream(
                 ctx, plan.info.name, detector, outputs, options, items, total, fmt,
                 (rule if profile else None), signals,
             )  # fmt: skip
+
+
+def _total(found: Any, reading: Any, videos: bool) -> int | None:
+    """The progress bar's total: images, or (when videos are named) frames, where every
+    video's frame count is known in advance (`yolocli.video.expected_frames`); else None."""
+    if not videos:
+        return sum(not s.not_an_image for s in found)
+    from yolocli.video import expected_frames
+
+    total = 0
+    for source in found:
+        if source.not_an_image:
+            continue
+        if source.error or not source.is_video:  # one result each
+            total += 1
+            continue
+        target = str(source.path) if source.path is not None else source.name
+        count = expected_frames(target, source.kind, reading)
+        if count is None:
+            return None
+        total += count
+    return total
 
 
 def _parallel(
@@ -1118,6 +1151,16 @@ def _parallel(
         count = int(workers)
         share = threads or max(1, cores // count)
         rule = f"--workers {count}"
+        if count > 1 and options.batch > 1:
+            log.warning(
+                "--batch %d is not used with --workers %d: each worker process runs one image "
+                "at a time (-j 1 batches on one network in this process)",
+                options.batch,
+                count,
+            )
+    elif options.batch > 1:
+        count, share = 1, threads  # batches are formed on one network, here
+        rule = f"auto: --batch {options.batch} batches on one network in this process"
     elif videos:
         count, share = 1, threads  # frames are not worth shipping to other processes
         rule = "auto: videos run on one network in this process"
@@ -1156,10 +1199,11 @@ def _named(sources: tuple[str, ...], source_type: str, limit: int) -> list[Any]:
     """The first ``limit`` inputs ``sources`` name (images and videos), to choose workers."""
     import itertools
 
-    from yolocli.inputs import expand_sources
+    from yolocli.inputs import expand_sources, unannounced
 
-    found = (s for s in expand_sources(sources, source_type=source_type) if not s.not_an_image)
-    return list(itertools.islice(found, limit))
+    with unannounced():
+        found = (s for s in expand_sources(sources, source_type=source_type) if not s.not_an_image)
+        return list(itertools.islice(found, limit))
 
 
 def _stream(
@@ -1187,7 +1231,7 @@ def _stream(
         # closing: an interruption finishes the videos being written at once.
         with contextlib.closing(results):  # type: ignore[type-var]  # a generator
             for result in run.track(results):
-                with signals.deferred():
+                with signals.deferred(), run.above_bar():
                     if fmt == "text" and result.source.is_video and not result.skipped:
                         if result.video_end:  # a summary per video, not a line per frame
                             click.echo(run.video_summary(result))
@@ -1284,6 +1328,7 @@ class _Run:
         self.wall: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
         self.start = time.perf_counter()
+        self.first_output: str | None = None  # the first file written, for the summary
         self.bar: Any = None
         if _progress_wanted(ctx):
             from tqdm import tqdm
@@ -1325,6 +1370,8 @@ class _Run:
             elif result.detections is not None:
                 self.objects += len(result.detections)
                 self.tiles += result.tiles
+            if self.first_output is None and not result.skipped:
+                self.first_output = _first_file(result.outputs)
             for stage, (wall, cpu) in result.timings.items():
                 self.wall[stage] = self.wall.get(stage, 0.0) + wall
                 if cpu is not None:
@@ -1353,6 +1400,21 @@ class _Run:
             self.bar.clear()
         click.echo(line, err=True)
 
+    @contextlib.contextmanager
+    def above_bar(self) -> Iterator[None]:
+        """Write records to stdout with the bar out of their way: on a terminal, stdout and
+        the bar (on stderr) share the screen, so the bar is cleared first (no record glued
+        to it, no stale bars left above) and drawn again below the record."""
+        bar = self.bar if self.bar is not None and _isatty(sys.stdout) else None
+        if bar is not None:
+            bar.clear()
+        try:
+            yield
+        finally:
+            if bar is not None:
+                sys.stdout.flush()
+                bar.refresh()
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
@@ -1362,10 +1424,16 @@ class _Run:
 
         self.close()
         elapsed = time.perf_counter() - self.start
-        if self.ctx.meta.get("yolocli.quiet"):
-            return
+        if not self.ctx.meta.get("yolocli.quiet"):
+            click.echo(self.summary(elapsed), err=True)
+        if profile:  # asked for by name: shown under -q too
+            self._profile(elapsed)
+
+    def summary(self, elapsed: float) -> str:
+        """The closing line: what was done, how fast, and where the outputs are."""
         images = self.done - self.videos
-        count = images + self.frames
+        # The rate is of work done: failed and skipped inputs took no forward pass.
+        count = max(images - self.failed - self.skipped, 0) + self.frames
         rate = count / elapsed if elapsed > 0 else 0.0
         parts = [f"{images} image{'s' * (images != 1)}"] if images or not self.videos else []
         if self.videos:
@@ -1378,15 +1446,12 @@ class _Run:
         if self.input_errors:
             parts.append(f"{self.input_errors} input error{'s' * (self.input_errors != 1)}")
         where = ""
-        if self.out_dir is not None and self.done > self.failed + self.skipped:
-            where = f"; outputs in {self.out_dir}/"
+        if self.out_dir is not None and self.first_output is not None:
+            where = f"; outputs in {self.out_dir}/ (first: {_printable(self.first_output)})"
         unit = "frames/s" if self.videos else "images/s"
         if self.encoder:
             where += f" (videos: {self.encoder})"
-        click.echo(f"yolocli: {', '.join(parts)} in {elapsed:.1f} s ({rate:.1f} {unit}){where}",
-                   err=True)  # fmt: skip
-        if profile:
-            self._profile(elapsed)
+        return f"yolocli: {', '.join(parts)} in {elapsed:.1f} s ({rate:.1f} {unit}){where}"
 
     def _profile(self, elapsed: float) -> None:
         from yolocli.pipeline import STAGES
@@ -1416,6 +1481,24 @@ class _Run:
         if self.engine:
             lines.append(f"  engine: {self.engine}")
         click.echo("\n".join(lines), err=True)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # closed, or not a file
+        return False
+
+
+def _first_file(outputs: Any) -> str | None:
+    """The first file named in a record's ``outputs``, if any."""
+    for value in outputs.values():
+        if isinstance(value, list):
+            if value:
+                return str(value[0])
+        elif value:
+            return str(value)
+    return None
 
 
 def _is_internal(error: str) -> bool:

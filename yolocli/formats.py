@@ -148,7 +148,9 @@ class JsonWriter:
 
 class CsvWriter:
     """A header, then one row per detection; an image with none (or an error) gets one row
-    with empty detection fields, so no image is ever missing from the table."""
+    with empty detection fields, so no image is ever missing from the table. A video's
+    closing record (``frames`` set) gets no row unless the video failed or stopped early:
+    then one row with an empty ``frame`` and the ``error``."""
 
     def __init__(self, out: TextIO) -> None:
         import csv
@@ -159,6 +161,8 @@ class CsvWriter:
 
     def write(self, record: Record) -> None:
         frame, time = record.get("frame"), record.get("time")
+        if "frames" in record and not record.get("error"):
+            return  # a video's closing record is no frame: a row only to say why it failed
         head = [
             record["image"],
             "" if frame is None else frame,

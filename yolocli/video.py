@@ -476,3 +476,22 @@ def _ahead(items: Iterator[Frame], depth: int) -> Iterator[Frame]:
         with contextlib.suppress(queue.Empty):
             while True:
                 box.get_nowait()
+
+
+def expected_frames(target: str, kind: Kind, options: ReadOptions) -> int | None:
+    """How many frames `frames` will yield for ``target``, if known in advance: a file's
+    declared frame count (after ``stride``, capped by ``max_frames``), or ``max_frames`` for a
+    live source; None when nothing says (a live source without a limit, a container that
+    declares no count). For a progress bar's total: never trusted for anything else."""
+    if kind in ("camera", "stream"):
+        return options.max_frames
+    try:
+        cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG)
+        declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+        cap.release()
+    except cv2.error:
+        declared = 0
+    if declared <= 0:
+        return options.max_frames
+    count = -(-declared // options.stride)
+    return count if options.max_frames is None else min(count, options.max_frames)
