@@ -746,15 +746,15 @@ def _network_options(func: F) -> F:
         click.option(
             "--threads",
             type=click.IntRange(min=1),
-            help="Engine threads per network. [default: cores / workers]",
+            help="Engine threads per network, at most 4 per core. [default: cores / workers]",
         ),
         click.option(
             "-j",
             "--workers",
             default="auto",
             callback=lambda c, p, v: _workers(v),
-            help="Worker processes, each with its own network; auto: one per core as memory "
-            "allows (one in this process for a short run, a GPU or video).",
+            help="Worker processes, each with its own network, at most 4 per core; auto: one "
+            "per core as memory allows (one in this process for a short run, a GPU or video).",
         ),
         click.option(
             "--batch",
@@ -844,7 +844,8 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
     "slice_",
     metavar="S|WxH",
     help="Cut each image into tiles of S (or WxH) pixels of the original image, each run at "
-    "--size, and merge the boxes: finds small objects in large images.",
+    "--size, and merge the boxes: finds small objects in large images. A tile is enlarged at "
+    "most 4x; an image needing over 4096 passes is refused.",
 )
 @click.option(
     "--overlap",
