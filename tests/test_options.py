@@ -21,7 +21,7 @@ from yolocli.postprocess import Postprocess, class_ids
 from yolocli.slicing import Slicer
 from yolocli.store import Store
 
-COCO = (Path(__file__).parent.parent / "configs" / "coco.names").read_text().split("\n")
+COCO = (Path(__file__).parent.parent / "configs" / "coco.names").read_text().splitlines()
 
 # Wrong values for every parameter: wrong types first (never coerced), then out of range.
 BAD_POSTPROCESS = {
@@ -32,7 +32,7 @@ BAD_POSTPROCESS = {
     "single_label": ["no", 1, None],
     "max_det": [1.5, "300", True, -1, None],
     "class_conf": ["person=0.5", [("person", 0.5)], {"person": "0.5"}, {"car": 2.0},
-                   {None: 0.5}, {"car": True}],
+                   {None: 0.5}, {"car": True}, {"person,car": 0.5}, {"": 0.5}],
 }  # fmt: skip
 
 BAD_DETECTOR = {

@@ -98,6 +98,8 @@ def names(option: str, value: object) -> tuple[int | str, ...]:
     for item in items:
         if isinstance(item, bool) or not isinstance(item, str | Integral):
             raise OptionError(option, f"each class is a name or an id, got {_got(item)}")
+        if isinstance(item, str) and not item.strip():
+            raise OptionError(option, "a class name is empty")
     return tuple(int(i) if isinstance(i, Integral) else str(i).strip() for i in items)
 
 
@@ -168,7 +170,10 @@ def class_thresholds(option: str, value: object) -> tuple[tuple[int | str, float
         raise OptionError(option, f"must map class names or ids to thresholds, got {_got(value)}")
     pairs: list[tuple[int | str, float]] = []
     for key, threshold in value.items():
-        (cls,) = names(option, [key])
+        found = names(option, [key])
+        if len(found) != 1 or (isinstance(key, str) and "," in key):
+            raise OptionError(option, f"each key is one class name or id, got {_got(key)}")
+        (cls,) = found
         pairs.append((cls, number(f"{option}[{key!r}]", threshold, 0.0, 1.0)))
     return tuple(pairs)
 
