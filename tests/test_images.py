@@ -428,3 +428,23 @@ def test_an_image_whose_size_cannot_be_read_is_never_decoded(data: bytes, kind: 
     assert image_size(data) is None
     with pytest.raises(ImageError, match=f"^a corrupt {kind} image: its size cannot be read"):
         decode(data)
+
+
+def test_a_progressive_jpeg_counts_the_coefficients_libjpeg_keeps() -> None:
+    """10000 x 10000 is within 250 MP as a baseline JPEG, but libjpeg holds a progressive
+    one's coefficients (2 bytes a sample) besides the pixels: it counts three times."""
+    from yolocli.images import check_pixels, image_header
+
+    baseline, progressive = (
+        image_header(_jpeg(10000, 10000)),
+        image_header(_jpeg(10000, 10000, 0xC2)),
+    )
+    assert baseline is not None
+    assert progressive is not None
+    assert (baseline.weight, progressive.weight) == (1, 3)
+    check_pixels(baseline, DEFAULT_MAX_PIXELS)
+    with pytest.raises(ImageError, match=r"of progressive JPEG, whose decoder takes 3x"):
+        check_pixels(progressive, DEFAULT_MAX_PIXELS)
+    real = pil("JPEG", progressive=True)
+    assert image_header(real).weight == 3  # type: ignore[union-attr]
+    assert decode(real).shape == (23, 37, 3)

@@ -167,9 +167,10 @@ def check_pixels(header: Header, max_pixels: int) -> None:
             f"{_mp(max_pixels)} (a decompression bomb?)"
         )
     raise ImageError(
-        f"image too large: {w} x {h} pixels ({_mp(w * h)}) of {header.format}, decoded "
-        f"through {header.weight}x wider values, so it counts as {_mp(w * h * header.weight)}: "
-        f"over the limit of {_mp(max_pixels)} (a decompression bomb?)"
+        f"image too large: {w} x {h} pixels ({_mp(w * h)}) of {header.format}, whose decoder "
+        f"takes {header.weight}x the memory of 8-bit pixels, so it counts as "
+        f"{_mp(w * h * header.weight)}: over the limit of {_mp(max_pixels)} "
+        "(a decompression bomb?)"
     )
 
 
@@ -189,7 +190,8 @@ def _cv_reason(err: cv2.error) -> str:
 class Header:
     """What an image's header says before decoding: its size, its format, and ``weight``, the
     memory its decoder takes per pixel relative to 8-bit BGR (OpenCV decodes Radiance HDR,
-    PFM and OpenEXR through a 32-bit float copy, JPEG 2000 through 32-bit integer planes)."""
+    PFM and OpenEXR through a 32-bit float copy, JPEG 2000 through 32-bit integer planes;
+    libjpeg keeps a progressive JPEG's coefficients, 2 bytes a sample, until its last scan)."""
 
     width: int
     height: int
@@ -219,6 +221,9 @@ def image_header(data: bytes) -> Header | None:
                 size = reader(data)
                 if size is None or size[0] <= 0 or size[1] <= 0:
                     return None
+                if fmt == "JPEG" and _progressive(data):
+                    # libjpeg holds every DCT coefficient (2 bytes a sample) until the last scan
+                    fmt, weight = "progressive JPEG", 3
                 return Header(size[0], size[1], fmt, weight)
     except (struct.error, IndexError, ValueError):
         pass
@@ -238,6 +243,16 @@ _SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0x
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    found = _jpeg_frame(data)
+    if found is None:
+        return None
+    h, w = struct.unpack(">HH", data[found[1] + 3 : found[1] + 7])
+    return w, h  # a height of 0 (set later by a DNL marker) reads as unknown
+
+
+def _jpeg_frame(data: bytes) -> tuple[int, int] | None:
+    """(SOF marker, offset of its segment length) of a JPEG's frame header; None if the scan
+    begins (or the image ends) first."""
     i = 2
     while True:
         while data[i] != 0xFF:  # stray bytes between segments: libjpeg skips them too
@@ -251,10 +266,15 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
         if marker in (0xD9, 0xDA):  # end of image, or the scan began without a frame header
             return None
         if marker in _SOF:
-            h, w = struct.unpack(">HH", data[i + 3 : i + 7])
-            return w, h  # a height of 0 (set later by a DNL marker) reads as unknown
+            return marker, i
         (length,) = struct.unpack(">H", data[i : i + 2])
         i += length
+
+
+def _progressive(data: bytes) -> bool:
+    """True if a JPEG's frame header is a progressive one (SOF2, 6, 10 or 14)."""
+    found = _jpeg_frame(data)
+    return found is not None and found[0] in (0xC2, 0xC6, 0xCA, 0xCE)
 
 
 def _bmp_size(data: bytes) -> tuple[int, int] | None:
