@@ -918,8 +918,8 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
     type=_Amount(),
     default="250M",
     help="Refuse images with more pixels than this, read from their header before decoding "
-    "(Radiance HDR, PFM, OpenEXR count 5 per pixel, JPEG 2000 8, AVIF 3: what their decoders "
-    f"hold); an image whose size cannot be read is refused ({UNITS}).",
+    "(Radiance HDR, PFM, OpenEXR count 5 per pixel, JPEG 2000 8, AVIF and progressive JPEG 3: "
+    f"what their decoders hold); an image whose size cannot be read is refused ({UNITS}).",
 )
 @click.option(
     "--profile",
