@@ -199,3 +199,17 @@ def test_size_takes_only_sizes(value: object) -> None:
     except OptionError as err:
         outcome = err.option
     assert outcome == "size" or all(side % 32 == 0 for side in outcome)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("workers", 99_999), ("workers", 0), ("workers", "2"), ("threads", 10_000), ("batch", 0),
+     ("max_bytes", 0), ("max_pixels", 1.5), ("stage_threads", 0)],
+)  # fmt: skip
+def test_pipeline_options_are_checked_too(option: str, value: object) -> None:
+    """The library's own pipeline cannot be asked for 99,999 worker processes either."""
+    from yolocli.pipeline import Options
+
+    with pytest.raises(OptionError) as err:
+        Options(**{option: value})  # type: ignore[arg-type]
+    assert err.value.option == option

@@ -651,20 +651,18 @@ def _slicer(
     return Slicer(tile, scales=pyramid, **{k: v for k, v in settings.items() if v is not None})
 
 
-# Worker processes per core, at most: each loads its own network (hundreds of MB) and more
-# than a few per core only queue for the same cores.
-WORKERS_PER_CORE = 4
-
-
 def _workers(value: str) -> str:
+    from yolocli.errors import OptionError
+    from yolocli.options import per_core
+
     if value != "auto" and not (value.isdigit() and int(value) >= 1):
         raise click.BadParameter(f"{value!r} is not 'auto' or a number of processes (1, 2, ...)")
-    cores = os.cpu_count() or 1
-    if value != "auto" and int(value) > WORKERS_PER_CORE * cores:
-        raise click.BadParameter(
-            f"{value} worker processes on {cores} cores: at most {WORKERS_PER_CORE * cores} "
-            "(each loads its own network; -j auto chooses by cores and memory)"
-        )
+    if value != "auto":
+        try:
+            per_core("workers", int(value), "worker processes")
+        except OptionError as err:
+            hint = "; -j auto chooses by cores and memory"
+            raise click.BadParameter(err.message + hint) from None
     return value
 
 

@@ -229,23 +229,12 @@ def plan(
     return Plan(info, resolved, device, width, height, letterbox, store)
 
 
-# Engine threads per network, at most this many per core: more only adds switching (the audit's
-# --threads 1000 ran for minutes, deaf to SIGTERM while the engine started its threads).
-THREADS_PER_CORE = 4
+THREADS_PER_CORE = options.PER_CORE
 
 
 def check_threads(threads: object) -> int | None:
     """``threads`` (None: the engine's default) as checked: 1 to `THREADS_PER_CORE` per core."""
-    if threads is None:
-        return None
-    cores = os.cpu_count() or 1
-    most = THREADS_PER_CORE * cores
-    count = options.integer("threads", threads, 1)
-    if count > most:
-        raise OptionError(
-            "threads", f"{count} threads on {cores} cores: at most {most} (more only slow it down)"
-        )
-    return count
+    return None if threads is None else options.per_core("threads", threads, "threads")
 
 
 def _check_model_args(

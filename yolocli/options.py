@@ -19,6 +19,23 @@ import numpy as np
 
 from yolocli.errors import OptionError
 
+# Engine threads, or worker processes, per core at most: more only queue for the same cores
+# (the audit's --threads 1000 ran for minutes, deaf to SIGTERM; -j 99999 began launching).
+PER_CORE = 4
+
+
+def per_core(option: str, value: object, what: str) -> int:
+    """A count of threads or processes: 1 to `PER_CORE` per core of this machine."""
+    cores = os.cpu_count() or 1
+    count = integer(option, value, 1)
+    if count > PER_CORE * cores:
+        raise OptionError(
+            option,
+            f"{count} {what} on {cores} cores: at most {PER_CORE * cores} (more only "
+            "queue for the same cores)",
+        )
+    return count
+
 
 def _got(value: object) -> str:
     shown = repr(value)

@@ -60,6 +60,17 @@ class Options:
     slicer: Slicer | None = None  # sliced inference (yolocli.slicing); None: one pass an image
     video: video.ReadOptions = field(default_factory=video.ReadOptions)  # frames to read
 
+    def __post_init__(self) -> None:
+        from yolocli import options
+        from yolocli.model import check_threads
+
+        options.integer("batch", self.batch, 1)
+        options.per_core("workers", self.workers, "worker processes")
+        check_threads(self.threads)
+        options.integer("stage_threads", self.stage_threads, 1)
+        options.integer("max_bytes", self.max_bytes, 1)
+        options.integer("max_pixels", self.max_pixels, 1)
+
 
 @dataclass
 class Result:
