@@ -47,7 +47,7 @@ import numpy.typing as npt
 
 from yolocli import images
 from yolocli.detections import Detections
-from yolocli.draw import annotate
+from yolocli.draw import Style, annotate
 from yolocli.errors import ImageError, OutputError
 from yolocli.files import clean_stale_temporaries, write_atomic
 from yolocli.inputs import IMAGE_EXTENSIONS, OUTPUT_MARK, Source, safe_rel
@@ -98,6 +98,7 @@ class SaveOptions:
     save_conf: bool = False
     save_crops: bool = False
     skip_existing: bool = False
+    style: Style = field(default_factory=Style)  # how annotated images are drawn
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -466,7 +467,7 @@ class Outputs:
         box: Letterbox,
     ) -> Saved:
         """Render and write ``source``'s outputs; `ImageError` or `OSError` on failure."""
-        rendered = render(targets, image, dets, box, self.options.save_conf)
+        rendered = render(targets, image, dets, box, self.options.save_conf, self.options.style)
         return self.write(source, targets, rendered)
 
     def write(self, source: Source, targets: Targets, rendered: Rendered) -> Saved:
@@ -518,12 +519,13 @@ def render(
     dets: Detections,
     box: Letterbox,
     save_conf: bool = False,
+    style: Style | None = None,
 ) -> Rendered:
     """The bytes of every output ``targets`` asks for: pure CPU work, no file system."""
     out = Rendered()
     clock = Clock(out.timings)
     if targets.image is not None:
-        drawn = annotate(image, dets)
+        drawn = annotate(image, dets, style)
         clock.lap("draw")
         out.image = images.encode_image(drawn, targets.image.suffix)
         clock.lap("encode")
