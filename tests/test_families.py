@@ -282,10 +282,10 @@ def test_names_given_must_fit_and_80_classes_are_coco() -> None:
 
 def test_input_size_fixed_by_the_file() -> None:
     with pytest.raises(OptionError, match="takes 320x256 input only"):
-        recognise(read_onnx(V8), size=640)
+        recognise(read_onnx(V8), size=(640, 640))
     dynamic = OnnxFile(Path("m.onnx"), {"imgsz": "[320, 320]"}, "images", (1, 3, "h", "w"),
                        (("out", (1, 2100, 8)),))  # fmt: skip
-    assert (recognise(dynamic).width, recognise(dynamic, size=320).height) == (320, 320)
+    assert (recognise(dynamic).width, recognise(dynamic, size=(320, 320)).height) == (320, 320)
     # a dynamic export leaves the anchor count open: Ultralytics' layout still says itself,
     # YOLOX's and YOLOv5's only with --family
     open_v8 = OnnxFile(Path("m.onnx"), {}, "images", (1, 3, "h", "w"), (("o", (1, 84, "a")),))

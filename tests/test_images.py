@@ -274,3 +274,177 @@ def test_write_atomic_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
         write_atomic(target, "not bytes")  # type: ignore[arg-type]
     assert target.read_bytes() == b"complete"
     assert [p.name for p in target.parent.iterdir()] == ["out.jpg"]
+
+
+# ------------------------------------------------------------------------ every format's size
+
+# Hostile files as the audit built them: formats whose header yolocli once could not read, so
+# their pixels went to OpenCV unmeasured (a 25 MB Radiance HDR and a 6.4 MB TIFF with its size
+# tags as SSHORT/SLONG, both decoded at 20000 x 20000).
+
+
+def _hdr(width: int, height: int, rows: int | None = None) -> bytes:
+    """A Radiance RGBE image with flat scanlines (only ``rows`` of them, to claim a size)."""
+    head = b"#?RADIANCE\n# made by hand\nFORMAT=32-bit_rle_rgbe\n\n"
+    head += f"-Y {height} +X {width}\n".encode()
+    return head + b"\x80\x40\x20\x81" * (width * (height if rows is None else rows))
+
+
+def _signed_tiff(width: int, height: int, rows: int | None = None) -> bytes:
+    """An uncompressed gray TIFF whose width is an SSHORT and height an SLONG (libtiff takes
+    any integer kind)."""
+    pixels = b"\x7f" * (width * (height if rows is None else rows))
+    entries = [
+        (256, 8, struct.pack("<hh", width, 0)),  # SSHORT
+        (257, 9, struct.pack("<i", height)),  # SLONG
+        (258, 3, struct.pack("<HH", 8, 0)),
+        (259, 3, struct.pack("<HH", 1, 0)),
+        (262, 3, struct.pack("<HH", 1, 0)),
+        (273, 4, struct.pack("<I", 8 + 2 + 12 * 9 + 4)),  # the pixels follow the IFD
+        (277, 3, struct.pack("<HH", 1, 0)),
+        (278, 9, struct.pack("<i", height)),
+        (279, 4, struct.pack("<I", width * height)),
+    ]
+    ifd = struct.pack("<H", len(entries))
+    ifd += b"".join(struct.pack("<HHI", tag, kind, 1) + value for tag, kind, value in entries)
+    return b"II" + struct.pack("<HI", 42, 8) + ifd + struct.pack("<I", 0) + pixels
+
+
+def _sun(width: int, height: int, rows: int | None = None) -> bytes:
+    length = width * 3 * (height if rows is None else rows)
+    return struct.pack(">8I", 0x59A66A95, width, height, 24, length, 1, 0, 0) + b"\x60" * length
+
+
+def _j2k_head(width: int, height: int) -> bytes:
+    siz = struct.pack(">HIIIIIIIIH", 0, width, height, 0, 0, width, height, 0, 0, 3)
+    siz += b"\x07\x01\x01" * 3
+    return b"\xff\x4f\xff\x51" + struct.pack(">H", len(siz) + 2) + siz + b"\0" * 64
+
+
+def _jp2(width: int, height: int) -> bytes:
+    box = b"\0\0\0\x0cjP  \r\n\x87\n" + b"\0\0\0\x14ftypjp2 \0\0\0\0jp2 "
+    ihdr = b"\0\0\0\x16ihdr" + struct.pack(">IIHBBBB", 1, 1, 3, 7, 7, 0, 0)  # says 1 x 1
+    box += struct.pack(">I", 8 + len(ihdr)) + b"jp2h" + ihdr
+    stream = _j2k_head(width, height)
+    return box + struct.pack(">I", 8 + len(stream)) + b"jp2c" + stream
+
+
+def _avif(width: int, height: int) -> bytes:
+    ispe = b"\0\0\0\x14ispe\0\0\0\0" + struct.pack(">II", width, height)
+    small = b"\0\0\0\x14ispe\0\0\0\0" + struct.pack(">II", 64, 64)  # a grid's tile
+    ipco = struct.pack(">I", 8 + 40) + b"ipco" + small + ispe
+    iprp = struct.pack(">I", 8 + len(ipco)) + b"iprp" + ipco
+    meta = struct.pack(">I", 12 + len(iprp)) + b"meta\0\0\0\0" + iprp
+    return b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf" + meta
+
+
+def _exr(width: int, height: int) -> bytes:
+    window = struct.pack("<iiii", 10, 20, 10 + width - 1, 20 + height - 1)
+    attr = b"channels\0chlist\0" + struct.pack("<i", 1) + b"\0"
+    attr += b"dataWindow\0box2i\0" + struct.pack("<i", 16) + window
+    return b"\x76\x2f\x31\x01\x02\0\0\0" + attr + b"\0"
+
+
+HOSTILE = {
+    "radiance hdr": lambda w, h: _hdr(w, h, rows=1),
+    "tiff with SSHORT/SLONG sizes": lambda w, h: _signed_tiff(w, h, rows=1),
+    "sun raster": lambda w, h: _sun(w, h, rows=1),
+    "jpeg 2000 codestream": _j2k_head,
+    "jp2 whose ihdr box lies": _jp2,
+    "avif grid": _avif,
+    "openexr": _exr,
+}
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_every_format_opencv_decodes_has_its_header_size_read(kind: str) -> None:
+    assert image_size(HOSTILE[kind](20000, 20000)) == (20000, 20000)
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_hostile_headers_are_refused_before_opencv_allocates(kind: str) -> None:
+    data = HOSTILE[kind](20000, 20000)  # 400 MP: 1.2 GB as BGR, 6 GB through floats
+    assert len(data) < 100_000
+    with pytest.raises(ImageError, match=r"^image too large: 20000 x 20000 pixels \(400 MP\)"):
+        decode(data)
+
+
+@pytest.mark.parametrize(
+    ("make", "ext"),
+    [(_hdr, ".hdr"), (_signed_tiff, ".tif"), (_sun, ".ras")],
+)
+def test_hostile_formats_decode_at_the_size_their_header_says(make: object, ext: str) -> None:
+    """The oracle: OpenCV itself decodes the small versions at the size yolocli reads."""
+    data = make(300, 200)  # type: ignore[operator]
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert pixels.shape == (200, 300, 3)
+    assert image_size(data) == (300, 200)
+    assert decode(data).shape == (200, 300, 3)
+
+
+FORMATS = {  # written by OpenCV and Pillow: what a user has on disk
+    ".hdr": lambda: encode(".hdr", PIXELS.astype(np.float32) / 255),
+    ".pfm": lambda: encode(".pfm", PIXELS.astype(np.float32) / 255),
+    ".ras": lambda: encode(".ras"),
+    ".pam": lambda: encode(".pam"),
+    "jp2 (pillow)": lambda: pil("JPEG2000"),
+    "j2k (pillow)": lambda: pil("JPEG2000", no_jp2=True),
+    "avif (pillow)": lambda: pil("AVIF"),
+}
+
+
+@pytest.mark.parametrize("kind", FORMATS)
+def test_the_header_size_of_other_formats_is_what_opencv_decodes(kind: str) -> None:
+    try:
+        data = FORMATS[kind]()
+    except (KeyError, OSError, cv2.error):  # this Pillow or OpenCV cannot write it
+        pytest.skip(f"no {kind} writer here")
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if pixels is None:
+        pytest.skip(f"this OpenCV does not decode {kind}")
+    assert image_size(data) == (pixels.shape[1], pixels.shape[0]) == (37, 23)
+    assert decode(data).shape == (23, 37, 3)
+
+
+def test_formats_decoded_through_floats_count_their_cost() -> None:
+    """A Radiance HDR is decoded through a 32-bit float copy: 8000 x 8000 takes what 320 MP of
+    8-bit pixels take, over the 250 MP default."""
+    data = _hdr(8000, 8000, rows=1)
+    with pytest.raises(ImageError, match=r"8000 x 8000 pixels \(64 MP\) of Radiance HDR.*320 MP"):
+        decode(data)
+    assert decode(_hdr(37, 23)).shape == (23, 37, 3)
+
+
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        # sizes given as RATIONAL: a kind no decoder reads a size from
+        (_signed_tiff(300, 200).replace(b"\x00\x01\x08\x00", b"\x00\x01\x05\x00", 1), "TIF"),
+        (b"\xff\xd8\xff\xda\x00\x08" + b"\0" * 600, "JPG"),  # a scan before any frame header
+        (b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n+X 300 -Y 200\n" + b"\0" * 999, "HDR"),
+    ],
+)
+def test_an_image_whose_size_cannot_be_read_is_never_decoded(data: bytes, kind: str) -> None:
+    assert image_size(data) is None
+    with pytest.raises(ImageError, match=f"^a corrupt {kind} image: its size cannot be read"):
+        decode(data)
+
+
+def test_a_progressive_jpeg_counts_the_coefficients_libjpeg_keeps() -> None:
+    """10000 x 10000 is within 250 MP as a baseline JPEG, but libjpeg holds a progressive
+    one's coefficients (2 bytes a sample) besides the pixels: it counts three times."""
+    from yolocli.images import check_pixels, image_header
+
+    baseline, progressive = (
+        image_header(_jpeg(10000, 10000)),
+        image_header(_jpeg(10000, 10000, 0xC2)),
+    )
+    assert baseline is not None
+    assert progressive is not None
+    assert (baseline.weight, progressive.weight) == (1, 3)
+    check_pixels(baseline, DEFAULT_MAX_PIXELS)
+    with pytest.raises(ImageError, match=r"of progressive JPEG, whose decoder takes 3x"):
+        check_pixels(progressive, DEFAULT_MAX_PIXELS)
+    real = pil("JPEG", progressive=True)
+    assert image_header(real).weight == 3  # type: ignore[union-attr]
+    assert decode(real).shape == (23, 37, 3)

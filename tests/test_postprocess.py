@@ -94,3 +94,18 @@ def test_boxes_are_clipped_after_nms() -> None:
     edge = rows((0.0, 0.5, 0.4, 0.4, 0, 0.9))
     dets = Postprocess(conf=0.1).apply(edge, BOX, NAMES)
     np.testing.assert_allclose(dets.xyxy, [[0, 30, 20, 70]], atol=1e-4)
+
+
+def test_classes_of_their_own_have_their_own_threshold() -> None:
+    cands = rows(
+        (0.2, 0.2, 0.1, 0.1, 0, 0.45),  # person: under its own 0.5
+        (0.5, 0.5, 0.1, 0.1, 2, 0.15),  # car: over its own 0.1, under the default
+        (0.8, 0.8, 0.1, 0.1, 3, 0.35),  # dog: over the default 0.3
+        (0.3, 0.8, 0.1, 0.1, 1, 0.25),  # bicycle: under the default
+    )
+    post = Postprocess(conf=0.3, class_conf={"person": 0.5, "Car": 0.1}).for_names(NAMES)
+    assert post.class_conf == ((0, 0.5), (2, 0.1))
+    assert post.min_conf == 0.1  # what the decoder may drop before apply
+    assert post.apply(cands, BOX, NAMES).labels == ["dog", "car"]
+    single = Postprocess(conf=0.3, class_conf={"person": 0.5, "car": 0.1}, single_label=True)
+    assert single.for_names(NAMES).apply(cands, BOX, NAMES).labels == ["dog", "car"]

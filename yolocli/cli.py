@@ -27,6 +27,7 @@ from yolocli.errors import INTERNAL, YolocliError, internal
 from yolocli.formats import FORMATS
 
 SOURCE_TYPES = ("auto", "file", "camera", "stream")  # yolocli.video.SOURCE_TYPES (cv2 is slow)
+DEFAULT_MAX_PIXELS = 250_000_000  # yolocli.images.DEFAULT_MAX_PIXELS (importing it loads cv2)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -223,6 +224,27 @@ def _native_stderr_captured(relay: bool) -> Iterator[None]:
         thread.join(timeout=2)
         sys.stderr = previous
         real.close()
+
+
+def _limit_opencv_decoders(max_pixels: int) -> None:
+    """OpenCV's own pixel limit, lowered to ``max_pixels``: a second guard, independent of the
+    headers yolocli reads (`yolocli.images.image_header`), checked by each decoder on the size it
+    reads itself. OpenCV reads it once, when it loads: so it is set before cv2 is first imported
+    here, and worker processes inherit it."""
+    if "cv2" in sys.modules:
+        return
+    current = os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS")
+    if current is not None and current.isdigit() and int(current) <= max_pixels:
+        return
+    os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(max_pixels)
+
+    def restore() -> None:  # for whatever this process starts after the command
+        if current is None:
+            os.environ.pop("OPENCV_IO_MAX_IMAGE_PIXELS", None)
+        else:
+            os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = current
+
+    click.get_current_context().call_on_close(restore)
 
 
 def _store(ctx: click.Context) -> Any:
@@ -495,7 +517,12 @@ def models_remove(ctx: click.Context, names: tuple[str, ...]) -> None:
     required=True,
     help="Where to write the ONNX file.",
 )
-@click.option("--size", type=int, help="Network input size, a multiple of 32. [default: the cfg's]")
+@click.option(
+    "--size",
+    metavar="N|WxH",
+    help="Network input size: N, or WxH for a rectangular input (640x384); each side a "
+    "multiple of 32. [default: the cfg's]",
+)
 @click.option(
     "--cfg", type=click.Path(path_type=Path, dir_okay=False), help="Your own darknet cfg."
 )
@@ -551,7 +578,7 @@ def export(
     ctx: click.Context,
     model: str | None,
     output: Path,
-    size: int | None,
+    size: str | None,
     cfg: Path | None,
     weights: Path | None,
     names: Path | None,
@@ -660,26 +687,37 @@ Subfolders holding a yolocli journal (earlier outputs) are skipped.
 )
 
 
+UNITS = "K, M, G, T: powers of 1000; Ki, Mi, Gi, Ti: powers of 1024"
+
+
 class _Amount(click.ParamType):  # type: ignore[type-arg]  # generic only in click >= 8.2
-    """A positive whole number, optionally with a K, M or G suffix (``512M``)."""
+    """A positive whole number, optionally with a unit: K, M, G, T are powers of 1000 and Ki,
+    Mi, Gi, Ti powers of 1024, the same rule for every option (``250M``, ``512Mi``); a
+    trailing B is allowed (``512MiB``). No exponents, infinities or fractions of a unit."""
 
     name = "N"
-
-    def __init__(self, base: int) -> None:
-        self.base = base
+    PATTERN = r"\s*(\d{1,30}(?:\.\d{1,30})?)\s*(?:([KMGT])(I?))?B?\s*"
+    LARGEST = 2**62  # beyond any file or image, and still a C long everywhere
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        text = str(value).strip().upper().removesuffix("B").removesuffix("I")
-        power = "KMG".find(text[-1:]) + 1 if text else 0
-        digits = text[:-1] if power else text
-        try:
-            amount = float(digits) * self.base**power
-        except ValueError:
-            self.fail(f"{value!r} is not a number like 100000, 512M or 2G", param, ctx)
-        if not amount >= 1:
+        import re
+        from decimal import Decimal
+
+        if isinstance(value, int) and not isinstance(value, bool):
+            amount = Decimal(value)
+        else:
+            found = re.fullmatch(self.PATTERN, str(value), re.IGNORECASE)
+            if found is None:
+                self.fail(
+                    f"{value!r} is not a number like 100000, 250M or 512Mi ({UNITS})", param, ctx
+                )
+            digits, unit, binary = found.groups()
+            power = "KMGT".index(unit.upper()) + 1 if unit else 0
+            amount = Decimal(digits) * (1024 if binary else 1000) ** power
+        if amount < 1:
             self.fail(f"{value!r} must be at least 1", param, ctx)
+        if amount > self.LARGEST:
+            self.fail(f"{value!r} is too large: at most {self.LARGEST:,}", param, ctx)
         return int(amount)
 
 
@@ -700,28 +738,51 @@ def _slicer(
             raise click.UsageError(f"{extra[0]} is about sliced inference: add --slice S")
         return None
     from yolocli.errors import OptionError
+    from yolocli.options import size as parse_size
     from yolocli.slicing import Slicer
 
-    w, _, h = size.lower().partition("x")
+    w, h = parse_size("slice", size, 1, 1 << 20)
+    tile: int | tuple[int, int] = w if w == h else (w, h)
     try:
-        tile: int | tuple[int, int] = (int(w), int(h)) if h else int(w)
         pyramid = tuple(float(s) for s in (scales or "1").split(","))
     except ValueError:
-        raise OptionError("slice", f"{size!r} / {scales!r}: give --slice 416 or 640x480, "
-                          "--scales 1,0.5") from None  # fmt: skip
+        raise OptionError("scales", f"{scales!r}: give scales such as 1,0.5") from None
     settings: dict[str, Any] = {"overlap": overlap, "full": full, "merge": merge, "match": match}
     return Slicer(tile, scales=pyramid, **{k: v for k, v in settings.items() if v is not None})
 
 
 def _workers(value: str) -> str:
+    from yolocli.errors import OptionError
+    from yolocli.options import per_core
+
     if value != "auto" and not (value.isdigit() and int(value) >= 1):
         raise click.BadParameter(f"{value!r} is not 'auto' or a number of processes (1, 2, ...)")
+    if value != "auto":
+        try:
+            per_core("workers", int(value), "worker processes")
+        except OptionError as err:
+            hint = "; -j auto chooses by cores and memory"
+            raise click.BadParameter(err.message + hint) from None
     return value
 
 
 def _flag(option: str) -> str:
     """The command-line spelling of a library option (``max_det`` -> ``--max-det``)."""
+    option = {"class_conf": "conf"}.get(option.split("[")[0], option)
     return "--" + option.replace("_", "-")
+
+
+def _thresholds(text: str | float, default: float) -> dict[str, Any]:
+    """``--conf 0.25,person=0.5``: Postprocess's ``conf`` and ``class_conf`` (a number, as
+    `track` passes its own --conf, is the threshold of every class)."""
+    import math
+
+    from yolocli.options import thresholds
+
+    if isinstance(text, float | int):
+        return {"conf": text, "class_conf": None}
+    conf, per_class = thresholds("conf", text)
+    return {"conf": default if math.isnan(conf) else conf, "class_conf": per_class or None}
 
 
 def _split_classes(text: str | None) -> tuple[int | str, ...] | None:
@@ -765,8 +826,9 @@ def _network_options(func: F) -> F:
         ),
         click.option(
             "--size",
-            type=int,
-            help="Network input size, a multiple of 32. [default: the cfg's]",
+            metavar="N|WxH",
+            help="Network input size: N, or WxH for a rectangular input (640x384); each side "
+            "a multiple of 32. [default: the cfg's]",
         ),
         click.option(
             "--letterbox/--no-letterbox",
@@ -809,15 +871,15 @@ def _network_options(func: F) -> F:
         click.option(
             "--threads",
             type=click.IntRange(min=1),
-            help="Engine threads per network. [default: cores / workers]",
+            help="Engine threads per network, at most 4 per core. [default: cores / workers]",
         ),
         click.option(
             "-j",
             "--workers",
             default="auto",
             callback=lambda c, p, v: _workers(v),
-            help="Worker processes, each with its own network; auto: one per core as memory "
-            "allows (one in this process for a short run, a GPU or video).",
+            help="Worker processes, each with its own network, at most 4 per core; auto: one "
+            "per core as memory allows (one in this process for a short run, a GPU or video).",
         ),
         click.option(
             "--batch",
@@ -837,14 +899,21 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
 
     def decorate(func: F) -> F:
         options = [
-            click.option("--conf", type=click.FloatRange(0, 1), default=conf, help=conf_help),
+            click.option(
+                "--conf",
+                metavar="F[,CLASS=F...]",
+                default=str(conf),
+                help=conf_help + " Per class: a default, then name=value "
+                "(0.25,person=0.5,car=0.3).",
+            ),
             click.option(
                 "--nms", type=click.FloatRange(0, 1), default=nms, help="NMS IoU threshold."
             ),
             click.option(
                 "--classes",
                 metavar="LIST",
-                help="Only these classes: names or ids, comma-separated (person,car or 0,2).",
+                help="Only these classes: names (any case; darknet's or COCO's spelling: "
+                "motorbike or motorcycle) or ids, comma-separated (person,car or 0,2).",
             ),
             click.option(
                 "--max-det",
@@ -921,7 +990,8 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
     "slice_",
     metavar="S|WxH",
     help="Cut each image into tiles of S (or WxH) pixels of the original image, each run at "
-    "--size, and merge the boxes: finds small objects in large images.",
+    "--size, and merge the boxes: finds small objects in large images. A tile is enlarged at "
+    "most 4x; an image needing over 4096 passes is refused.",
 )
 @click.option(
     "--overlap",
@@ -986,15 +1056,17 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
 )
 @click.option(
     "--max-bytes",
-    type=_Amount(1024),
-    default="512M",
-    help="Read at most this much of one input (K, M, G: powers of 1024).",
+    type=_Amount(),
+    default="512Mi",
+    help=f"Read at most this many bytes of one input ({UNITS}).",
 )
 @click.option(
     "--max-pixels",
-    type=_Amount(1000),
+    type=_Amount(),
     default="250M",
-    help="Refuse images larger than this, read from their header (K, M, G: thousands).",
+    help="Refuse images with more pixels than this, read from their header before decoding "
+    "(Radiance HDR, PFM, OpenEXR count 5 per pixel, JPEG 2000 8, AVIF and progressive JPEG 3: "
+    f"what their decoders hold); an image whose size cannot be read is refused ({UNITS}).",
 )
 @click.option(
     "--profile",
@@ -1043,8 +1115,8 @@ def detect(
     cfg: Path | None,
     weights: Path | None,
     names: Path | None,
-    size: int | None,
-    conf: float,
+    size: str | None,
+    conf: str,
     nms: float,
     classes: str | None,
     agnostic: bool,
@@ -1107,6 +1179,7 @@ def detect(
       yolocli detect s3://bucket/photos/ --ray auto -f jsonl --no-save > found.jsonl
     """
     # -- usage checks: everything that can be known before any work ----------------------
+    _limit_opencv_decoders(max_pixels)
     _check_model_choice(model, cfg, weights)
     if save_conf and not save_txt:
         raise click.UsageError("--save-conf adds scores to --save-txt files: add --save-txt")
@@ -1151,8 +1224,11 @@ def detect(
         style=Style(line_width, font_size, hide_labels, hide_conf),
     )
     try:
+        from yolocli.model import check_threads
+
+        check_threads(threads)  # here: a worker process would find out too late
         post = Postprocess(
-            conf=conf, nms=nms, classes=_split_classes(classes), agnostic=agnostic,
+            **_thresholds(conf, 0.5), nms=nms, classes=_split_classes(classes), agnostic=agnostic,
             single_label=single_label, max_det=max_det,
         )  # fmt: skip
         detector_args = dict(
@@ -1469,12 +1545,15 @@ def _run_detect(
         workers = detector_args.pop("workers")
         plan = make_plan(**detector_args, store=store)
         kind = ctx.meta.get("yolocli.source_type", "auto")
-        named = [] if "-" in sources else _named(sources, kind, MIN_IMAGES)
-        few = "-" not in sources and len(named) < MIN_IMAGES
+        streamed = _read_once(sources)  # stdin, a FIFO list: expanded once, while running
+        named = [] if streamed else _named(sources, kind, MIN_IMAGES)
+        few = not streamed and len(named) < MIN_IMAGES
         videos = any(s.is_video for s in named)
         ctx.meta["yolocli.videos"] = videos
         if plan.precision == "int8":  # calibrated on the run's first image files
             plan = _calibrated(plan, [s.path for s in named if s.path and not s.is_video])
+        if options.slicer is not None:  # tiles far smaller than the network: refused now
+            options.slicer.check_network(plan.width, plan.height)
         options, rule = _parallel(plan, few, workers, threads, options, videos)
         detector: Any = plan if options.workers > 1 else Detector.from_plan(plan, options.threads)
         stdin = sys.stdin.buffer if "-" in sources else None
@@ -1483,7 +1562,7 @@ def _run_detect(
             source_type=kind,
         )  # fmt: skip
         total = None
-        if _progress_wanted(ctx) and stdin is None:  # an ETA: count first
+        if _progress_wanted(ctx) and not streamed:  # an ETA: count first
             with unannounced():
                 found = expand_sources(sources, out_dir=save.out_dir, source_type=kind)
                 total = _total(found, options.video, videos)
@@ -1711,6 +1790,23 @@ def _calibrated(plan: Any, paths: list[Any]) -> Any:
     from yolocli.precision import calibration_images
 
     return dataclasses.replace(plan, calibration=calibration_images(paths))
+
+
+def _read_once(sources: tuple[str, ...]) -> bool:
+    """True if a source can be read only once: stdin, or a list that is not a regular file
+    (``@fifo``, ``@<(find ...)``), so that it is never expanded ahead of the run."""
+    import stat
+
+    for item in sources:
+        if item == "-":
+            return True
+        if item.startswith("@") and len(item) > 1:
+            try:
+                if not stat.S_ISREG(os.stat(item[1:]).st_mode):
+                    return True
+            except (OSError, ValueError):
+                pass
+    return False
 
 
 def _named(sources: tuple[str, ...], source_type: str, limit: int) -> list[Any]:
@@ -2116,8 +2212,8 @@ def val(
     cfg: Path | None,
     weights: Path | None,
     names: Path | None,
-    size: int | None,
-    conf: float,
+    size: str | None,
+    conf: str,
     nms: float,
     classes: str | None,
     max_det: int,
@@ -2147,6 +2243,7 @@ def val(
     from yolocli.pipeline import Options
     from yolocli.postprocess import Postprocess
 
+    _limit_opencv_decoders(DEFAULT_MAX_PIXELS)
     _check_model_choice(model, cfg, weights)
     if images is not None and (data.is_dir() or data.suffix.lower() in (".yaml", ".yml", ".data")):
         raise click.UsageError(
@@ -2157,7 +2254,12 @@ def val(
 
         check_available()  # before any work: a missing extra is known now
     try:
-        post = Postprocess(conf=conf, nms=nms, classes=_split_classes(classes), max_det=max_det)
+        from yolocli.model import check_threads
+
+        check_threads(threads)
+        post = Postprocess(
+            **_thresholds(conf, 0.001), nms=nms, classes=_split_classes(classes), max_det=max_det
+        )
         detector_args = dict(
             model=model, size=size, device=device, backend=backend, letterbox=letterbox,
             cfg=cfg, weights=weights, names=names, postprocess=post, darknet=darknet,
@@ -2252,9 +2354,19 @@ def _load_coco_ids(path: Path | None, fmt: str) -> tuple[dict[str, int | str], d
         return {}, {}
     if fmt != "coco":
         raise click.UsageError("--coco-ids names the image ids of -f coco: add -f coco")
-    from yolocli.datasets import read_coco_ids
+    import stat
+    import tempfile
 
-    return read_coco_ids(path)
+    from yolocli.datasets import read_coco_ids
+    from yolocli.inputs import open_waiting
+
+    if not stat.S_ISFIFO(path.stat().st_mode):
+        return read_coco_ids(path)
+    # A FIFO can be read once: wait for its writer (saying so), keep what it writes.
+    with open_waiting(path) as stream, tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / path.name
+        copy.write_bytes(stream.read())
+        return read_coco_ids(copy)
 
 
 def _coco_options(ctx: click.Context, names: list[str]) -> Any:

@@ -39,27 +39,12 @@ import numpy as np
 from yolocli.errors import YolocliError
 from yolocli.evaluate import Floats, Truth
 from yolocli.inputs import is_image_name, walk_folder
+from yolocli.postprocess import name_key  # one rule for class names: --classes, val, -f coco
 
 # How far a box may reach past the image edge before it is reported (and clipped): COCO's
 # own boxes overshoot by rounding, YOLO exporters by float noise.
 PIXEL_SLACK = 1.0
 NORMALIZED_SLACK = 1e-3
-
-
-# COCO's category names where darknet's coco.names spells them differently.
-_COCO_ALIASES = {
-    "motorcycle": "motorbike",
-    "airplane": "aeroplane",
-    "couch": "sofa",
-    "tv": "tvmonitor",
-}
-
-
-def name_key(name: str) -> str:
-    """A class name for matching COCO categories to model classes: case, spaces and darknet's
-    spellings aside ("dining table" is "diningtable", "tv" is "tvmonitor")."""
-    low = " ".join(name.lower().split())
-    return _COCO_ALIASES.get(low, low).replace(" ", "")
 
 
 class DatasetError(YolocliError):

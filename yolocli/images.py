@@ -8,9 +8,11 @@ odd input from exhausting memory: ``max_bytes`` on what is read (checked before 
 from __future__ import annotations
 
 import os
+import re
 import stat
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 import cv2
@@ -115,20 +117,24 @@ def _read_at_most(f: BinaryIO, limit: int, first: int) -> bytes:
 def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> npt.NDArray[np.uint8]:
     """BGR uint8 (H, W, 3) pixels from encoded image bytes; `ImageError` saying why not.
 
-    Images whose header claims more than ``max_pixels`` are refused before decoding (see
-    `image_size` for the formats read; others rely on OpenCV's own 2^30-pixel guard).
-    Always decoded at full size: yolocli letterboxes from the full-size image to match
-    darknet's pixels exactly, so decoding a large JPEG at reduced scale is not an option.
+    Nothing reaches OpenCV's decoders unless its size was read from its header first
+    (`image_header`) and its decoding cost is within ``max_pixels``: bytes whose size cannot be
+    read (an unknown format, a damaged header) are refused, so no format can slip a
+    decompression bomb past the limit. Always decoded at full size: yolocli letterboxes from
+    the full-size image to match darknet's pixels exactly.
     """
     if not data:
         raise ImageError("empty file")
-    size = image_size(data)
-    if size is not None and size[0] * size[1] > max_pixels:
-        w, h = size
+    header = image_header(data)
+    if header is None:  # never decoded: no format's bomb can pass unmeasured
+        kind = sniff_image(data[:16])
+        if kind is None:
+            raise ImageError("not an image OpenCV can decode")
         raise ImageError(
-            f"image too large: {w} x {h} pixels ({_mp(w * h)}), over the limit of "
-            f"{_mp(max_pixels)} (a decompression bomb?)"
+            f"a corrupt {kind[1:].upper()} image: its size cannot be read from its header, "
+            "so it is not decoded"
         )
+    check_pixels(header, max_pixels)
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
         # IMREAD_COLOR applies the EXIF orientation and makes 8-bit BGR of grayscale, RGBA,
@@ -137,7 +143,8 @@ def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> npt.NDArray[
     except cv2.error as err:
         if "CV_IO_MAX_IMAGE_PIXELS" in str(err):
             raise ImageError(
-                "image too large: over 2^30 pixels, OpenCV's limit (a decompression bomb?)"
+                "image too large: over OpenCV's own limit on decoded pixels "
+                "(OPENCV_IO_MAX_IMAGE_PIXELS; a decompression bomb?)"
             ) from None
         raise ImageError(f"cannot decode: {_cv_reason(err)}") from None
     if image is None:
@@ -146,6 +153,25 @@ def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> npt.NDArray[
             raise ImageError(f"a corrupt or truncated {kind[1:].upper()} image")
         raise ImageError("not an image OpenCV can decode")
     return np.asarray(image, dtype=np.uint8)
+
+
+def check_pixels(header: Header, max_pixels: int) -> None:
+    """`ImageError` if decoding the image ``header`` describes costs more than ``max_pixels``
+    (its pixels, times `Header.weight` for a format decoded through wider values)."""
+    w, h = header.width, header.height
+    if w * h * header.weight <= max_pixels:
+        return
+    if header.weight == 1:
+        raise ImageError(
+            f"image too large: {w} x {h} pixels ({_mp(w * h)}), over the limit of "
+            f"{_mp(max_pixels)} (a decompression bomb?)"
+        )
+    raise ImageError(
+        f"image too large: {w} x {h} pixels ({_mp(w * h)}) of {header.format}, whose decoder "
+        f"takes {header.weight}x the memory of 8-bit pixels, so it counts as "
+        f"{_mp(w * h * header.weight)}: over the limit of {_mp(max_pixels)} "
+        "(a decompression bomb?)"
+    )
 
 
 def _mp(pixels: int) -> str:
@@ -160,18 +186,45 @@ def _cv_reason(err: cv2.error) -> str:
 # -- headers --------------------------------------------------------------------------------
 
 
-def image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the header of a JPEG, PNG, BMP, WebP, TIFF, GIF or PNM/PAM image,
-    without decoding it; None for other formats or a header too damaged to read.
+@dataclass(frozen=True)
+class Header:
+    """What an image's header says before decoding: its size, its format, and ``weight``, the
+    memory its decoder takes per pixel relative to 8-bit BGR (OpenCV decodes Radiance HDR,
+    PFM and OpenEXR through a 32-bit float copy, JPEG 2000 through 32-bit integer planes;
+    libjpeg keeps a progressive JPEG's coefficients, 2 bytes a sample, until its last scan)."""
 
-    Pure Python on the first few hundred bytes (a GIF's frames are walked block by block), so
-    a pixel limit can be checked before OpenCV allocates the pixels.
+    width: int
+    height: int
+    format: str
+    weight: int = 1
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the header of an image in a format OpenCV decodes (`image_header`),
+    without decoding it; None for other formats or a header too damaged to read."""
+    header = image_header(data)
+    return None if header is None else (header.width, header.height)
+
+
+def image_header(data: bytes) -> Header | None:
+    """The `Header` of a JPEG, PNG, BMP, WebP, TIFF, GIF, PNM/PAM/PFM, Radiance HDR, Sun
+    raster, JPEG 2000, AVIF or OpenEXR image; None for other bytes or a header too damaged to
+    read.
+
+    Pure Python on the header bytes (a GIF's frames are walked block by block), so a pixel
+    limit can be checked before OpenCV allocates the pixels. Where a header could be read two
+    ways, the larger size is taken.
     """
     try:
-        for magic, reader in _SIZE_READERS:
+        for magic, fmt, weight, reader in _SIZE_READERS:
             if data.startswith(magic):
                 size = reader(data)
-                return size if size is not None and size[0] > 0 and size[1] > 0 else None
+                if size is None or size[0] <= 0 or size[1] <= 0:
+                    return None
+                if fmt == "JPEG" and _progressive(data):
+                    # libjpeg holds every DCT coefficient (2 bytes a sample) until the last scan
+                    fmt, weight = "progressive JPEG", 3
+                return Header(size[0], size[1], fmt, weight)
     except (struct.error, IndexError, ValueError):
         pass
     return None
@@ -190,6 +243,16 @@ _SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0x
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    found = _jpeg_frame(data)
+    if found is None:
+        return None
+    h, w = struct.unpack(">HH", data[found[1] + 3 : found[1] + 7])
+    return w, h  # a height of 0 (set later by a DNL marker) reads as unknown
+
+
+def _jpeg_frame(data: bytes) -> tuple[int, int] | None:
+    """(SOF marker, offset of its segment length) of a JPEG's frame header; None if the scan
+    begins (or the image ends) first."""
     i = 2
     while True:
         while data[i] != 0xFF:  # stray bytes between segments: libjpeg skips them too
@@ -203,10 +266,15 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
         if marker in (0xD9, 0xDA):  # end of image, or the scan began without a frame header
             return None
         if marker in _SOF:
-            h, w = struct.unpack(">HH", data[i + 3 : i + 7])
-            return w, h  # a height of 0 (set later by a DNL marker) reads as unknown
+            return marker, i
         (length,) = struct.unpack(">H", data[i : i + 2])
         i += length
+
+
+def _progressive(data: bytes) -> bool:
+    """True if a JPEG's frame header is a progressive one (SOF2, 6, 10 or 14)."""
+    found = _jpeg_frame(data)
+    return found is not None and found[0] in (0xC2, 0xC6, 0xCA, 0xCE)
 
 
 def _bmp_size(data: bytes) -> tuple[int, int] | None:
@@ -261,20 +329,22 @@ def _tiff_ifds(data: bytes) -> Iterator[dict[int, int]]:
         seen.add(offset)
         count_size = struct.calcsize(count_fmt)
         (count,) = struct.unpack(e + count_fmt, data[offset : offset + count_size])
-        tags = {}
+        tags: dict[int, int] = {}
         for k in range(count):
             at = offset + count_size + k * entry_size
             tag, kind = struct.unpack(e + "HH", data[at : at + 4])
             value = data[at + 4 + value_size : at + 4 + 2 * value_size]
             if kind in _TIFF_INTS:
                 fmt = _TIFF_INTS[kind]
-                (tags[tag],) = struct.unpack(e + fmt, value[: struct.calcsize(fmt)])
+                (number,) = struct.unpack(e + fmt, value[: struct.calcsize(fmt)])
+                tags[tag] = max(number, tags.get(tag, number))  # a repeated tag: the larger
         yield tags
         end = offset + count_size + count * entry_size
         (offset,) = struct.unpack(e + offset_fmt, data[end : end + value_size])
 
 
-_TIFF_INTS = {3: "H", 4: "I", 16: "Q"}  # SHORT, LONG, LONG8
+# Every integer kind: libtiff accepts a size tag in any of them (SSHORT and SLONG included).
+_TIFF_INTS = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 16: "Q", 17: "q"}
 
 
 def _gif_size(data: bytes) -> tuple[int, int] | None:
@@ -325,18 +395,124 @@ def _pnm_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-_SIZE_READERS = (
-    (b"\x89PNG\r\n\x1a\n", _png_size),
-    (b"\xff\xd8", _jpeg_size),
-    (b"BM", _bmp_size),
-    (b"RIFF", _webp_size),
-    (b"II*\0", _tiff_size),
-    (b"MM\0*", _tiff_size),
-    (b"II+\0", _tiff_size),
-    (b"MM\0+", _tiff_size),
-    (b"GIF87a", _gif_size),
-    (b"GIF89a", _gif_size),
-    (b"P", _pnm_size),
+def _hdr_size(data: bytes) -> tuple[int, int] | None:
+    """Radiance RGBE: text lines, a blank line, then the resolution line OpenCV reads as
+    ``-Y height +X width``."""
+    end = data.find(b"\n\n", 0, 1 << 16)
+    if end < 0:
+        return None
+    found = _HDR_RESOLUTION.match(data, end + 2, end + 2 + 80)
+    if found is None:
+        return None
+    return int(found[2]), int(found[1])
+
+
+_HDR_RESOLUTION = re.compile(rb"\s*-Y\s+\+?(\d{1,10})\s+\+X\s+\+?(\d{1,10})")
+
+
+def _sun_size(data: bytes) -> tuple[int, int] | None:
+    w, h = struct.unpack(">ii", data[4:12])
+    return w, h
+
+
+def _jp2_size(data: bytes) -> tuple[int, int] | None:
+    """JPEG 2000 in its JP2 box container: the size of the codestream (``jp2c``), which is
+    what the decoder reads (the ``ihdr`` box may say otherwise)."""
+    i = 0
+    while i + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[i : i + 8])
+        head = 8
+        if length == 1:
+            (length,) = struct.unpack(">Q", data[i + 8 : i + 16])
+            head = 16
+        elif length == 0:
+            length = len(data) - i
+        if kind == b"jp2c":
+            return _j2k_size(data[i + head : i + head + 64])
+        if length < head:
+            return None
+        i += length
+    return None
+
+
+def _j2k_size(data: bytes) -> tuple[int, int] | None:
+    """A raw JPEG 2000 codestream: SOC, then the SIZ segment (reference grid and offsets)."""
+    if data[:4] != b"\xff\x4f\xff\x51":
+        return None
+    x, y, x0, y0 = struct.unpack(">IIII", data[8:24])
+    (components,) = struct.unpack(">H", data[40:42])
+    if components > 4:  # OpenCV decodes 1 to 4; more would multiply the memory taken
+        return None
+    return x - x0, y - y0
+
+
+def _avif_size(data: bytes) -> tuple[int, int] | None:
+    """AVIF (ISO BMFF): the largest ``ispe`` (image spatial extents) property of any item, so a
+    grid image counts as its whole canvas."""
+    if data[8:12] not in (b"avif", b"avis"):
+        return None
+    sizes = [(w, h) for w, h in _ispe(data, 0, min(len(data), 1 << 20), 0)]
+    if not sizes:
+        return None
+    return max(w for w, _ in sizes), max(h for _, h in sizes)
+
+
+def _ispe(data: bytes, start: int, end: int, depth: int) -> Iterator[tuple[int, int]]:
+    i = start
+    while i + 8 <= end and depth < 8:
+        length, kind = struct.unpack(">I4s", data[i : i + 8])
+        if length < 8:
+            return
+        if kind == b"ispe":
+            w, h = struct.unpack(">II", data[i + 12 : i + 20])
+            yield w, h
+        elif kind in (b"meta", b"iprp", b"ipco"):
+            yield from _ispe(data, i + 8 + 4 * (kind == b"meta"), min(i + length, end), depth + 1)
+        i += length
+
+
+def _exr_size(data: bytes) -> tuple[int, int] | None:
+    """OpenEXR: the ``dataWindow`` attribute (box2i: x min, y min, x max, y max)."""
+    i = 8
+    while i < min(len(data), 1 << 16):
+        name_end = data.index(b"\0", i)
+        if name_end == i:  # the end of the header
+            return None
+        type_end = data.index(b"\0", name_end + 1)
+        (size,) = struct.unpack("<i", data[type_end + 1 : type_end + 5])
+        if data[i:name_end] == b"dataWindow":
+            x0, y0, x1, y1 = struct.unpack("<iiii", data[type_end + 5 : type_end + 21])
+            return x1 - x0 + 1, y1 - y0 + 1
+        if size < 0:
+            return None
+        i = type_end + 5 + size
+    return None
+
+
+_SizeReader = Callable[[bytes], "tuple[int, int] | None"]
+
+# (leading bytes, format, weight, reader): every format OpenCV's image decoders know.
+_SIZE_READERS: tuple[tuple[bytes, str, int, _SizeReader], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "PNG", 1, _png_size),
+    (b"\xff\xd8", "JPEG", 1, _jpeg_size),
+    (b"BM", "BMP", 1, _bmp_size),
+    (b"RIFF", "WebP", 1, _webp_size),
+    (b"II*\0", "TIFF", 1, _tiff_size),
+    (b"MM\0*", "TIFF", 1, _tiff_size),
+    (b"II+\0", "TIFF", 1, _tiff_size),
+    (b"MM\0+", "TIFF", 1, _tiff_size),
+    (b"GIF87a", "GIF", 1, _gif_size),
+    (b"GIF89a", "GIF", 1, _gif_size),
+    (b"Pf", "PFM", 5, _pnm_size),
+    (b"PF", "PFM", 5, _pnm_size),
+    (b"P", "PNM", 1, _pnm_size),
+    (b"#?RADIANCE", "Radiance HDR", 5, _hdr_size),
+    (b"#?RGBE", "Radiance HDR", 5, _hdr_size),
+    (b"\x59\xa6\x6a\x95", "Sun raster", 1, _sun_size),
+    (b"\0\0\0\x0cjP  \r\n\x87\n", "JPEG 2000", 8, _jp2_size),
+    (b"\xff\x4f\xff\x51", "JPEG 2000", 8, _j2k_size),
+    (b"\x76\x2f\x31\x01", "OpenEXR", 5, _exr_size),
+    (b"", "AVIF", 3, _avif_size),  # ISO BMFF: the brand, not the first bytes, says AVIF
 )
 
 

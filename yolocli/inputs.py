@@ -9,11 +9,13 @@ with ``error`` set, so it gets its record and the rest of the batch goes on.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fnmatch
 import glob
 import logging
 import os
+import re
 import stat
 import threading
 from collections.abc import Iterable, Iterator
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 # Read as inputs, and written back in kind (OpenCV encodes all of them); other names get .jpg.
 # GIF: OpenCV 4.11+ decodes it (the first frame); annotated GIFs are written as .gif too.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+
+log = logging.getLogger(__name__)
 
 # Image bytes read from one input (file or stdin), by default. Any compressed photo under the
 # pixel limit fits (a 200 MP phone JPEG is 30-100 MB, its PNG about 400 MB), and so does
@@ -243,7 +247,8 @@ def _looks_like_video(path: Path, mode: int) -> bool:
         return False
     try:
         with open(path, "rb") as f:
-            return sniff_video(f.read(12))
+            head = f.read(16)
+        return sniff_video(head) and sniff_image(head) is None  # AVIF is ISO BMFF too
     except OSError:
         return False  # reading it as an image reports why
 
@@ -349,7 +354,8 @@ def _is_dir(entry: os.DirEntry[str], follow: bool) -> bool:
 
 
 class _NotAPathList(Exception):
-    """The stream holds no separator within `MAX_PATH_BYTES`: binary data, not paths."""
+    """The stream holds no separator within `MAX_PATH_BYTES`, or a path holds a control byte:
+    binary data, not paths."""
 
 
 def _read_paths(stream: BinaryIO, null: bool, first: bytes, strip: bool) -> Iterator[str]:
@@ -367,7 +373,7 @@ def _read_paths(stream: BinaryIO, null: bool, first: bytes, strip: bool) -> Iter
             raw = raw if null else raw.rstrip(b"\r")
             if strip:
                 raw = raw.strip()
-            if len(raw) > MAX_PATH_BYTES:
+            if len(raw) > MAX_PATH_BYTES or _control_bytes(null).search(raw):
                 raise _NotAPathList
             if raw:
                 empty = 0
@@ -385,6 +391,8 @@ def _read_paths(stream: BinaryIO, null: bool, first: bytes, strip: bool) -> Iter
     tail = pending if null else pending.rstrip(b"\r")
     if strip:
         tail = tail.strip()
+    if _control_bytes(null).search(tail):
+        raise _NotAPathList
     if tail:
         yield os.fsdecode(tail)
 
@@ -403,8 +411,8 @@ def _expand_list(
             None,
             rel,
             error=(
-                f"{'stdin' if name == '-' else 'the list'} is not a list of paths: no path "
-                f"within {MAX_PATH_BYTES} bytes (binary data, or paths not {sep}-separated?)"
+                f"{'stdin' if name == '-' else 'the list'} is not a list of paths: binary data, "
+                f"or no path within {MAX_PATH_BYTES} bytes (paths not {sep}-separated?)"
             ),
             not_an_image=True,
         )
@@ -442,6 +450,41 @@ def over_limit(size: int | None, max_bytes: int) -> str:
     return f"{have}over the {size_text(max_bytes)} limit on one image's bytes"
 
 
+@contextlib.contextmanager
+def open_waiting(path: Path, patience: float = 1.0) -> Iterator[BinaryIO]:
+    """``path`` open for reading. A FIFO (``@<(find ...)``, ``mkfifo``) to which nothing is
+    written within ``patience`` seconds makes yolocli say, once, that it is waiting for a
+    writer, rather than hang in silence."""
+    import select
+
+    try:
+        is_fifo = stat.S_ISFIFO(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        is_fifo = False  # opening it reports why
+    if not is_fifo:
+        with path.open("rb") as stream:
+            yield stream
+        return
+    fd = os.open(path, os.O_RDONLY | _NONBLOCK)  # opens at once, writer or not
+    try:
+        if not select.select([fd], [], [], patience)[0]:
+            log.warning(
+                "%s is a FIFO and nothing has been written to it yet: waiting for a writer "
+                "(Ctrl-C to stop)",
+                path,
+            )
+            select.select([fd], [], [])
+        os.set_blocking(fd, True)  # the writer is there: read as it writes, to its end
+    except BaseException:
+        os.close(fd)
+        raise
+    with open(fd, "rb") as stream:
+        yield stream
+
+
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
 # -- everything -----------------------------------------------------------------------------
 
 
@@ -451,17 +494,31 @@ _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", ".png"),
     (b"II*\x00", ".tif"),
     (b"MM\x00*", ".tif"),
+    (b"II+\x00", ".tif"),
+    (b"MM\x00+", ".tif"),
     (b"GIF87a", ".gif"),
     (b"GIF89a", ".gif"),
+    (b"#?RADIANCE", ".hdr"),
+    (b"#?RGBE", ".hdr"),
+    (b"\x59\xa6\x6a\x95", ".ras"),
+    (b"\0\0\0\x0cjP  \r\n\x87\n", ".jp2"),
+    (b"\xff\x4f\xff\x51", ".j2k"),
+    (b"\x76\x2f\x31\x01", ".exr"),
 )
+_PNM = re.compile(rb"P([1-6fF][\s#]|7\n)")
 
 
 def sniff_image(head: bytes) -> str | None:
-    """The file extension for image bytes starting with ``head``, or None if not an image."""
+    """The file extension for image bytes starting with ``head`` (16 bytes are enough), or
+    None if they start no image format OpenCV decodes."""
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return ".webp"
     if head[:2] == b"BM" and head[6:10] == b"\0\0\0\0":  # reserved bytes: never in a path list
         return ".bmp"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"):
+        return ".avif"
+    if _PNM.match(head):
+        return ".pfm" if head[1:2] in b"fF" else ".pnm"
     for magic, ext in _MAGIC:
         if head.startswith(magic):
             return ext
@@ -498,13 +555,14 @@ def expand_sources(
         elif item.startswith("@") and len(item) > 1:
             listing = Path(item[1:])
             rel = safe_rel(listing.parts)
+            opened = contextlib.ExitStack()
             try:
-                stream = listing.open("rb")
+                stream = opened.enter_context(open_waiting(listing))
             except (OSError, ValueError) as err:
                 error = f"cannot read the list: {_stat_error(listing, err)}"
                 yield Source(item, listing, rel, error=error, not_an_image=True)
                 continue
-            with stream:
+            with opened:
                 paths = _read_paths(stream, False, b"", strip=True)
                 yield from _expand_list(item, rel, paths, False, out_dir)
         elif glob.has_magic(item) and not os.path.lexists(item):
@@ -521,6 +579,9 @@ def expand_sources(
 def _expand_stdin(
     stdin: BinaryIO, null: bool, out_dir: Path | None, max_bytes: int
 ) -> Iterator[Source]:
+    """Stdin is one image's bytes (a format `sniff_image` knows), or a list of paths; anything
+    else (a video, random bytes, an image in a format yolocli cannot read) is one error, never
+    a list of "paths" cut out of binary data."""
     rel = PurePosixPath("stdin")
     try:
         head = _read_limited(stdin, 16)
@@ -539,5 +600,27 @@ def _expand_stdin(
     except OSError as err:
         yield Source("-", None, rel, error=f"cannot read stdin: {os_reason(err)}")
         return
+    if sniff_video(head) or _control_bytes(null).search(head):
+        what = "a video" if sniff_video(head) else "binary data"
+        yield Source("-", None, rel, error=_not_paths(what), not_an_image=True)
+        return
     paths = _read_paths(stdin, null, head, strip=False)
     yield from _expand_list("-", rel, paths, null, out_dir)
+
+
+def _not_paths(what: str) -> str:
+    return (
+        f"stdin holds {what}, neither an image yolocli reads (JPEG, PNG, BMP, WebP, TIFF, GIF, "
+        "...) nor a list of paths: give a video, or an image in another format, by its path"
+    )
+
+
+# Bytes a list of paths does not hold: control characters other than tab, CR and LF (with -0,
+# NUL separates the paths). A name may hold them, but never does in practice; binary data
+# (a video, random bytes) holds them within its first few bytes.
+_BINARY = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_BINARY_NUL_SEPARATED = re.compile(rb"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _control_bytes(null: bool) -> re.Pattern[bytes]:
+    return _BINARY_NUL_SEPARATED if null else _BINARY

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from yolocli import darknet, engines, heads
+from yolocli import darknet, engines, heads, options
 from yolocli.detections import Detections
-from yolocli.devices import check_device
+from yolocli.devices import DEVICES, check_device
 from yolocli.errors import EngineError, ImageError, ModelError, OptionError
 from yolocli.families import OnnxRecipe, is_onnx
 from yolocli.postprocess import Postprocess
@@ -89,7 +89,7 @@ class Detector:
         self,
         model: str | None = None,
         *,
-        size: int | None = None,
+        size: int | tuple[int, int] | str | None = None,
         device: str = "cpu",
         backend: str = "auto",
         threads: int | None = None,
@@ -104,6 +104,7 @@ class Detector:
         precision: str = "fp32",
         calibration: Sequence[str | os.PathLike[str]] = (),
     ) -> None:
+        check_threads(threads)  # like every setting, before any weights are fetched
         self._open(
             plan(model, size=size, device=device, backend=backend, letterbox=letterbox, cfg=cfg,
                  weights=weights, names=names, store=store, postprocess=postprocess,
@@ -119,6 +120,7 @@ class Detector:
         return detector
 
     def _open(self, plan: Plan, threads: int | None) -> None:
+        threads = check_threads(threads)
         self.plan = plan
         self.info = plan.info
         self.backend = plan.backend
@@ -199,7 +201,7 @@ class Detector:
         others: `yolocli.families`) and kept by ``postprocess`` (default: the detector's)."""
         post = self.postprocess if postprocess is None else postprocess.for_names(self.names)
         # only rows that can hold a score above conf: the rest cost most of the work
-        rows = self.recipe.decode(outputs, self.heads, self.width, self.height, post.conf)
+        rows = self.recipe.decode(outputs, self.heads, self.width, self.height, post.min_conf)
         return post.apply(rows, box, self.names, post.allowed(len(self.names)), self.recipe)
 
     def detect(
@@ -269,7 +271,7 @@ class Plan:
 def plan(
     model: str | None = None,
     *,
-    size: int | None = None,
+    size: int | tuple[int, int] | str | None = None,
     device: str = "cpu",
     backend: str = "auto",
     letterbox: bool | None = None,
@@ -287,10 +289,25 @@ def plan(
 
     ``precision``: "fp32" (darknet's numbers), or opt-in "int8" (ONNX Runtime, calibrated on
     the first images of ``calibration``) or "bf16" (OpenVINO, on a CPU with bfloat16
-    instructions): see `yolocli.precision`; `OptionError` where it cannot run."""
-    from yolocli.precision import backend_for, calibration_images
+    instructions): see `yolocli.precision`; `OptionError` where it cannot run.
 
-    _check_size(size)
+    Every argument is checked for its type and range first: `OptionError` naming it."""
+    from yolocli.precision import PRECISIONS, backend_for, calibration_images
+
+    sides = _check_size(size)
+    _check_model_args(model, cfg, weights, names, store)
+    options.choice("device", device, DEVICES)
+    options.choice("backend", backend, engines.BACKENDS)
+    if letterbox is not None:
+        letterbox = options.boolean("letterbox", letterbox)
+    if postprocess is not None:
+        options.anything("postprocess", postprocess, Postprocess)
+    _check_recipe_args(darknet, family)
+    options.choice("precision", precision, PRECISIONS)
+    if isinstance(calibration, str | os.PathLike) or not isinstance(calibration, Sequence):
+        raise OptionError("calibration", "must be a list of image paths")
+    for item in calibration:
+        options.path("calibration", item)
     onnx_model = model is not None and is_onnx(model)
     if family is not None and not onnx_model:
         raise OptionError("family", "is for ONNX models (--model my_model.onnx)")
@@ -312,7 +329,7 @@ def plan(
             raise ModelError("give either an ONNX model or cfg/weights files, not both")
         if darknet is not None:
             raise OptionError("darknet", "is for darknet models, not an ONNX model")
-        info = _resolve_onnx(model, names, size, family, postprocess or Postprocess(), letterbox)
+        info = _resolve_onnx(model, names, sides, family, postprocess or Postprocess(), letterbox)
         log.log(VERBOSE, "%s runs as %s", info.name, info.recipe.describe())
         onnx_recipe = info.recipe
         assert isinstance(onnx_recipe, OnnxRecipe)
@@ -322,7 +339,7 @@ def plan(
     )
     log.log(VERBOSE, "%s runs as %s", info.name, info.recipe.describe())
     assert info.network is not None
-    width, height = (size, size) if size else (info.network.width, info.network.height)
+    width, height = sides or (info.network.width, info.network.height)
     images = calibration_images([Path(p) for p in calibration]) if precision == "int8" else ()
     return Plan(info, resolved, device, width, height, store, precision, images)
 
@@ -330,7 +347,7 @@ def plan(
 def _resolve_onnx(
     path: str,
     names: str | os.PathLike[str] | None,
-    size: int | None,
+    size: tuple[int, int] | None,
     family: str | None,
     postprocess: Postprocess,
     letterbox: bool | None,
@@ -351,6 +368,39 @@ def _resolve_onnx(
         Path(path).stem, None, Path(path), names_path, "", None, class_names,
         postprocess.for_names(class_names), None, recipe,
     )  # fmt: skip
+
+
+THREADS_PER_CORE = options.PER_CORE
+
+
+def check_threads(threads: object) -> int | None:
+    """``threads`` (None: the engine's default) as checked: 1 to `THREADS_PER_CORE` per core."""
+    return None if threads is None else options.per_core("threads", threads, "threads")
+
+
+def _check_recipe_args(darknet: object, family: object) -> None:
+    """``darknet`` and ``family`` (None: from the model) are names yolocli knows."""
+    from yolocli.families import FAMILIES
+    from yolocli.recipe import FLAVOURS
+
+    if darknet is not None:
+        options.choice("darknet", darknet, FLAVOURS)
+    if family is not None:
+        options.choice("family", family, FAMILIES)
+
+
+def _check_model_args(
+    model: object, cfg: object, weights: object, names: object, store: object
+) -> None:
+    if model is not None:
+        options.name("model", model)
+    for option, value in (("cfg", cfg), ("weights", weights), ("names", names)):
+        if value is not None:
+            options.path(option, value)
+    if store is not None:
+        from yolocli.store import Store
+
+        options.anything("store", store, Store)
 
 
 def compiled(info: ModelInfo, width: int, height: int, store: Store | None = None) -> Path:
@@ -385,7 +435,7 @@ def export_onnx(
     dest: str | os.PathLike[str],
     model: str | None = None,
     *,
-    size: int | None = None,
+    size: int | tuple[int, int] | str | None = None,
     cfg: str | os.PathLike[str] | None = None,
     weights: str | os.PathLike[str] | None = None,
     names: str | os.PathLike[str] | None = None,
@@ -413,7 +463,13 @@ def export_onnx(
     from yolocli.families import darknet_onnx
     from yolocli.files import write_atomic
 
-    _check_size(size)
+    sides = _check_size(size)
+    options.path("output", dest)
+    _check_model_args(model, cfg, weights, names, store)
+    _check_recipe_args(darknet, None)
+    options.boolean("decoded", decoded)
+    if nms is not None:
+        options.anything("nms", nms, Postprocess)
     if nms is not None and not decoded:
         raise OptionError("nms", "NMS in the graph needs the decoded form (decoded=True)")
     if model is not None and is_onnx(model):
@@ -421,7 +477,7 @@ def export_onnx(
     info = _resolve(model, cfg, weights, names, store, Postprocess(), darknet)
     network = info.network
     assert network is not None
-    width, height = (size, size) if size else (network.width, network.height)
+    width, height = sides or (network.width, network.height)
     graph = onnx.load_from_string(compiled(info, width, height, store).read_bytes())
     yolo_heads = heads.yolo_heads(network)
     from yolocli.darknet import resized  # (the parameter ``darknet`` hides the module here)
@@ -456,16 +512,20 @@ def export_onnx(
     )
     darknet_onnx.set_metadata(graph, meta)
     out = Path(dest)
-    write_atomic(out, graph.SerializeToString())
+    try:
+        write_atomic(out, graph.SerializeToString())
+    except OSError as err:  # /proc/version, a read-only folder, a full disk ...
+        from yolocli.inputs import os_reason
+
+        raise OptionError("output", f"cannot write {out}: {os_reason(err)}") from None
     return out
 
 
-def _check_size(size: int | None) -> None:
-    if size is not None and not (0 < size <= darknet.MAX_SIDE and size % 32 == 0):
-        raise OptionError(
-            "size",
-            f"must be a multiple of 32 from 32 to {darknet.MAX_SIDE} (320, 416, 608), not {size}",
-        )
+def _check_size(size: object) -> tuple[int, int] | None:
+    """``size`` (an int, a (width, height) pair, or ``'640x384'``) as (width, height)."""
+    if size is None:
+        return None
+    return options.size("size", size, 32, darknet.MAX_SIDE)
 
 
 def _check_image(image: object) -> None:

@@ -77,6 +77,17 @@ class Options:
     video: video.ReadOptions = field(default_factory=video.ReadOptions)  # frames to read
     per_video: Callable[[], VideoHook] | None = None  # a fresh hook for each video (tracking)
 
+    def __post_init__(self) -> None:
+        from yolocli import options
+        from yolocli.model import check_threads
+
+        options.integer("batch", self.batch, 1)
+        options.per_core("workers", self.workers, "worker processes")
+        check_threads(self.threads)
+        options.integer("stage_threads", self.stage_threads, 1)
+        options.integer("max_bytes", self.max_bytes, 1)
+        options.integer("max_pixels", self.max_pixels, 1)
+
 
 @dataclass
 class Result:
@@ -294,6 +305,10 @@ class Pipeline:
             got = workers.load(
                 self.detector, source, opts.max_bytes, opts.max_pixels, opts.slicer is None
             )
+            if opts.slicer is not None:  # before the passes: too many is this image's error
+                w, h = got.box.width, got.box.height
+                note = opts.slicer.passes_note(len(opts.slicer.windows(w, h)), w, h)
+                got.warnings += [note] if note else []
         except ImageError as err:
             return Result(source, error=str(err))
         except Exception as err:  # a bug must cost one image, not the batch

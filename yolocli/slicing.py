@@ -37,9 +37,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from yolocli import ops
+from yolocli import ops, options
 from yolocli.detections import Detections
-from yolocli.errors import OptionError
+from yolocli.errors import ImageError, OptionError
 from yolocli.postprocess import Postprocess
 from yolocli.timing import Timings
 
@@ -72,6 +72,14 @@ class Windows(NamedTuple):
     def whole(self) -> bool:
         """True if the only pass is the whole image at its own size (a plain detection)."""
         return len(self) == 1 and bool(self.scale[0] == 1.0) and not self.inner.any()
+
+
+# A tile is enlarged at most this many times to the network's input size.
+MAX_ENLARGEMENT = 4
+# Network passes for one image: a warning above MANY_PASSES, its error above MAX_PASSES (at
+# 10-100 ms a pass on a CPU, 4096 passes are minutes for one photo).
+MANY_PASSES = 256
+MAX_PASSES = 4096
 
 
 @dataclass(frozen=True)
@@ -107,29 +115,63 @@ class Slicer:
     batch: int = 8
 
     def __post_init__(self) -> None:
-        size = self.size
-        sides = (size, size) if isinstance(size, int | np.integer) else tuple(size)
-        if len(sides) != 2 or not all(isinstance(s, int | np.integer) and s >= 32 for s in sides):
-            raise OptionError("slice", f"tiles must be at least 32 pixels a side, got {size}")
-        object.__setattr__(self, "size", int(sides[0]) if sides[0] == sides[1] else sides)
-        if not 0.0 <= self.overlap < 1.0:
+        set_ = object.__setattr__
+        if isinstance(self.size, str):
+            raise OptionError("slice", f"must be a number of pixels or (w, h), got {self.size!r}")
+        w, h = options.size("slice", self.size, 1, 1 << 20)
+        if w < 32 or h < 32:
+            raise OptionError("slice", f"tiles must be at least 32 pixels a side, got {self.size}")
+        set_(self, "size", w if w == h else (w, h))
+        set_(self, "overlap", options.number("overlap", self.overlap, 0.0, 1.0))
+        if self.overlap >= 1.0:
             raise OptionError("overlap", f"must be in [0, 1), got {self.overlap}")
-        scales = tuple(float(s) for s in self.scales)
-        if not scales or not all(0.0 < s <= 1.0 for s in scales):
+        if not isinstance(self.scales, tuple | list) or not self.scales:
+            raise OptionError("scales", f"must be a list of scales in (0, 1], got {self.scales!r}")
+        scales = tuple(options.number("scales", s, 0.0, 1.0) for s in self.scales)
+        if not all(s > 0.0 for s in scales):
             raise OptionError(
                 "scales", f"each scale must be in (0, 1] (1: the image itself), got {self.scales}"
             )
-        object.__setattr__(self, "scales", tuple(dict.fromkeys(scales)))
-        if self.merge not in ops.MERGE_METHODS:
-            raise OptionError("merge", f"must be one of {', '.join(ops.MERGE_METHODS)}")
-        if self.match is not None and self.match not in ops.MATCH_METRICS:
-            raise OptionError("match", f"must be one of {', '.join(ops.MATCH_METRICS)}")
-        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise OptionError("threshold", f"must be in [0, 1], got {self.threshold}")
-        if self.edge is not None and not 0.0 <= self.edge < 0.5:
-            raise OptionError("edge", f"must be in [0, 0.5), got {self.edge}")
-        if self.batch < 1:
-            raise OptionError("batch", f"must be >= 1, got {self.batch}")
+        set_(self, "scales", tuple(dict.fromkeys(scales)))
+        set_(self, "full", options.boolean("full", self.full))
+        set_(self, "merge", options.choice("merge", self.merge, ops.MERGE_METHODS))
+        if self.match is not None:  # None: the model's own measure (its NMS kind)
+            set_(self, "match", options.choice("match", self.match, ops.MATCH_METRICS))
+        if self.threshold is not None:
+            set_(self, "threshold", options.number("threshold", self.threshold, 0.0, 1.0))
+        if self.edge is not None:
+            set_(self, "edge", options.number("edge", self.edge, 0.0, 0.5))
+            if self.edge >= 0.5:
+                raise OptionError("edge", f"must be in [0, 0.5), got {self.edge}")
+        set_(self, "batch", options.integer("batch", self.batch, 1))
+
+    def check_network(self, width: int, height: int) -> None:
+        """`OptionError` if a tile is smaller than a quarter of the network input it is scaled
+        to (``--slice 32`` at 416: each tile enlarged 13 times, hours of passes per photo)."""
+        tile_w, tile_h = (self.size, self.size) if isinstance(self.size, int) else self.size
+        if tile_w * MAX_ENLARGEMENT < width or tile_h * MAX_ENLARGEMENT < height:
+            raise OptionError(
+                "slice",
+                f"tiles of {tile_w}x{tile_h} for a {width}x{height} network would each be "
+                f"enlarged more than {MAX_ENLARGEMENT} times: use tiles of at least "
+                f"{-(-width // MAX_ENLARGEMENT)}x{-(-height // MAX_ENLARGEMENT)} (the network's "
+                "size is usual)",
+            )
+
+    def passes_note(self, passes: int, width: int, height: int) -> str | None:
+        """A warning for an image that takes more than `MANY_PASSES` network passes; an
+        `ImageError` (that image's error, the others go on) above `MAX_PASSES`."""
+        if passes > MAX_PASSES:
+            raise ImageError(
+                f"--slice {self.size} would take {passes:,} network passes for this "
+                f"{width}x{height} image, over the limit of {MAX_PASSES:,}: use larger tiles"
+            )
+        if passes > MANY_PASSES:
+            return (
+                f"{passes:,} network passes for this {width}x{height} image (--slice "
+                f"{self.size}): slow; larger tiles take fewer"
+            )
+        return None
 
     def windows(self, width: int, height: int) -> Windows:
         """Every network pass for a ``width`` x ``height`` image: the tiles of each scale,
@@ -170,7 +212,9 @@ class Slicer:
         tiles, as `yolocli.timing.Timings`.
         """
         height, width = image.shape[:2]
+        self.check_network(detector.width, detector.height)
         win = self.windows(width, height)
+        self.passes_note(len(win), width, height)  # refuses absurdly many passes
         post = (
             detector.postprocess if postprocess is None else postprocess.for_names(detector.names)
         )

@@ -142,8 +142,10 @@ def run_task(detector: Detector, task: Task) -> Done:
         done.timings, done.warnings = loaded.timings, loaded.warnings
         done.width, done.height = loaded.box.width, loaded.box.height
         if slicer is not None:
-            dets = slicer.detect(detector, loaded.image, timings=done.timings)
             done.tiles = len(slicer.windows(loaded.box.width, loaded.box.height))
+            note = slicer.passes_note(done.tiles, loaded.box.width, loaded.box.height)
+            done.warnings += [note] if note else []
+            dets = slicer.detect(detector, loaded.image, timings=done.timings)
         else:
             clock = Clock(done.timings)
             heads = detector.forward(loaded.blob[None])

@@ -251,7 +251,7 @@ def recognise(
     onnx_file: OnnxFile,
     family: str | None = None,
     names: Sequence[str] | None = None,
-    size: int | None = None,
+    size: tuple[int, int] | None = None,
 ) -> OnnxRecipe:
     """The `OnnxRecipe` for ``onnx_file``: the family from ``family`` (one of `FAMILIES`), else
     from Ultralytics' or YOLOv5's metadata, else from the output shapes; class names from
@@ -299,8 +299,9 @@ def recognise(
     )  # fmt: skip
 
 
-def _input_size(onnx_file: OnnxFile, size: int | None) -> tuple[int, int]:
-    """(width, height) of the network input: the file's fixed size, else ``size``, else the
+def _input_size(onnx_file: OnnxFile, size: tuple[int, int] | None) -> tuple[int, int]:
+    """(width, height) of the network input: the file's fixed size, else ``size`` (width,
+    height), else the
     metadata's ``imgsz``, else 640."""
     from yolocli.errors import OptionError
 
@@ -311,13 +312,13 @@ def _input_size(onnx_file: OnnxFile, size: int | None) -> tuple[int, int]:
         )
     h, w = shape[2], shape[3]
     if isinstance(h, int) and isinstance(w, int):
-        if size is not None and (size, size) != (w, h):
+        if size is not None and size != (w, h):
             raise OptionError(
                 "size", f"{onnx_file.path.name} takes {w}x{h} input only (its shape is fixed)"
             )
         return w, h
     if size is not None:
-        return size, size
+        return size
     imgsz = ultralytics.imgsz_from_metadata(onnx_file.metadata.get("imgsz", ""))
     if imgsz is not None:
         return imgsz[1], imgsz[0]
