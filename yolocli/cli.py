@@ -281,7 +281,8 @@ def models() -> None:
 @_common
 @click.pass_context
 def models_list(ctx: click.Context, as_json: bool) -> None:
-    """Known models: size, whether installed, and the default (marked *).
+    """Known models: size, whether installed, the space their compiled graphs take, and the
+    default (marked *).
 
     \b
     Examples:
@@ -289,6 +290,7 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
       yolocli models list --json | jq -r '.[] | select(.installed) | .name'
     """
     registry, store = _registry(), _store(ctx)
+    graphs = store.compiled_graphs()
     rows = []
     for name, model in registry.models.items():
         status = store.status(model.weights)
@@ -307,6 +309,8 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
                 "size": model.weights.size,
                 "installed": status.installed,
                 "weights": str(status.path),
+                "compiled": [str(p) for p in _graphs_of(graphs, name)],
+                "compiled_bytes": sum(_file_size(p) for p in _graphs_of(graphs, name)),
                 "description": model.description,
             }
             for name, model, status, _ in rows
@@ -314,13 +318,36 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(records, indent=2))
         return
     width = max(len(name) for name in registry.models) + 2
-    click.echo(f"{'NAME':<{width}}  {'SIZE':>9}  {'STATUS':<13}  DESCRIPTION")
+    click.echo(f"{'NAME':<{width}}  {'SIZE':>9}  {'STATUS':<13}  {'COMPILED':>9}  DESCRIPTION")
     for name, model, _, state in rows:
         label = name + (" *" if name == registry.default else "")
+        mine = sum(_file_size(p) for p in _graphs_of(graphs, name))
+        compiled = _size(mine) if mine else "-"
         click.echo(
-            f"{label:<{width}}  {_size(model.weights.size):>9}  {state:<13}  {model.description}"
+            f"{label:<{width}}  {_size(model.weights.size):>9}  {state:<13}  {compiled:>9}  "
+            f"{model.description}"
         )
     click.echo(f"* default model. Store: {store.root}", err=True)
+    if graphs:
+        total = sum(_file_size(p) for p in graphs)
+        click.echo(
+            f"Compiled graphs (one per model, --size and custom cfg used): {len(graphs)}, "
+            f"{_size(total)}; `yolocli models clean` removes them",
+            err=True,
+        )
+
+
+def _graphs_of(graphs: list[Path], model: str) -> list[Path]:
+    from yolocli.store import graph_model
+
+    return [p for p in graphs if graph_model(p) == model]
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 @models.command("download", context_settings=CONTEXT, epilog=ENVIRONMENT)
@@ -353,10 +380,13 @@ def models_download(ctx: click.Context, names: tuple[str, ...]) -> None:
 @_common
 @click.pass_context
 def models_verify(ctx: click.Context, names: tuple[str, ...]) -> None:
-    """Re-hash installed model files against the registry (all installed models if none named).
+    """Re-hash installed model files against the registry (all installed models if none named),
+    and every compiled graph in the store against its signed record.
 
     Prints one line per file on stdout ("ok" or "FAILED" and why); exits 1 if any file
-    is missing or does not match.
+    is missing or does not match. A file that fails loses its verification stamp, so no
+    run uses it until it is downloaded again; a compiled graph that fails is removed (it
+    is compiled again when needed).
 
     \b
     Examples:
@@ -367,7 +397,7 @@ def models_verify(ctx: click.Context, names: tuple[str, ...]) -> None:
     chosen = names or tuple(
         name for name, model in registry.models.items() if store.status(model.weights).installed
     )
-    if not chosen:
+    if not chosen and not store.compiled_graphs():
         log.info("no models installed in %s", store.root)
         return
     failed = 0
@@ -383,6 +413,12 @@ def models_verify(ctx: click.Context, names: tuple[str, ...]) -> None:
             else:
                 failed += 1
                 click.echo(f"FAILED  {verdict.path}: {verdict.problem}")
+    for verdict in store.check_derived():
+        if verdict.problem is None:
+            click.echo(f"ok      {verdict.path}")
+        else:
+            failed += 1
+            click.echo(f"FAILED  {verdict.path}: {verdict.problem}")
     if failed:
         click.echo(f"yolocli: error: {failed} file(s) failed verification", err=True)
     ctx.exit(EXIT_FAILED if failed else EXIT_OK)
@@ -443,7 +479,7 @@ def models_path(ctx: click.Context, name: str, which: str | None, fetch: bool) -
 @_common
 @click.pass_context
 def models_remove(ctx: click.Context, names: tuple[str, ...]) -> None:
-    """Delete downloaded model files (and partial downloads) from the store.
+    """Delete downloaded model files, partial downloads and the models' compiled graphs.
 
     \b
     Examples:
@@ -451,11 +487,59 @@ def models_remove(ctx: click.Context, names: tuple[str, ...]) -> None:
     """
     registry, store = _registry(), _store(ctx)
     for name in names:
+        graphs = len(store.compiled_graphs(name))
         freed = store.remove(registry.get(name))
         if freed:
-            log.info("removed %s (%s freed)", name, _size(freed))
+            also = f", with {graphs} compiled graph{'s' * (graphs != 1)}" if graphs else ""
+            log.info("removed %s%s (%s freed)", name, also, _size(freed))
         else:
             log.info("%s was not installed", name)
+
+
+@models.command("clean", context_settings=CONTEXT, epilog=ENVIRONMENT)
+@click.option(
+    "-n", "--dry-run", is_flag=True, help="Say what would be removed, and remove nothing."
+)
+@_common
+@click.pass_context
+def models_clean(ctx: click.Context, dry_run: bool) -> None:
+    """Remove every compiled graph from the store (alias: prune); downloads stay.
+
+    Each --size and custom cfg used keeps its own ONNX graph in the store (35 MB for
+    yolov3-tiny, 248 MB for yolov3); `models list` shows the space they take. A graph
+    removed here is compiled again, in a second or so, the next time it is needed.
+
+    \b
+    Examples:
+      yolocli models clean --dry-run
+      yolocli models clean
+    """
+    store = _store(ctx)
+    if dry_run:
+        for path in store.compiled_graphs():
+            click.echo(str(path))
+    count, freed = store.clean(dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    log.info(
+        "%s %d compiled graph%s (%s) from %s",
+        verb,
+        count,
+        "s" * (count != 1),
+        _size(freed),
+        store.root,
+    )
+
+
+models.add_command(
+    click.Command(
+        "prune",
+        callback=models_clean.callback,
+        params=models_clean.params,
+        help="Alias of clean.",
+        hidden=True,
+        context_settings=CONTEXT,
+    )
+)
 
 
 # ----------------------------------------------------------------------------- export

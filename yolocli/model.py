@@ -222,23 +222,57 @@ def plan(
 
 def compiled(info: ModelInfo, width: int, height: int, store: Store | None = None) -> Path:
     """``info``'s network compiled to ONNX for a ``width`` x ``height`` input
-    (`yolocli.compiler`), made once and cached in the model store, keyed by everything it is
-    made from: the cfg, the weights' sha256, the size and the compiler itself."""
+    (`yolocli.compiler`), made once and cached in the model store under `cache_key`, and
+    checked to hold no external data before any engine loads it."""
+    from yolocli.onnxwire import check_self_contained
     from yolocli.store import Store
 
     store = store or Store.from_env()
     size = f"{width}x{height}"
-    key = "\n".join((info.cfg_text, info.weights_sha256(), size, _compiler_fingerprint()))
+    expected = info.weights_sha256()
 
     def build() -> bytes:
         from yolocli import compiler  # only when a graph is made: onnx is a slow import
+        from yolocli.files import sha256_file
 
+        before = os.stat(info.weights)
+        # the bytes compiled must be the bytes the key names, whatever a stamp said
+        actual = sha256_file(info.weights)
+        if actual != expected:
+            if info.registered_sha256 is not None:
+                store.forget_file(info.weights)
+            raise ModelError(
+                f"{info.weights} is not the file that was verified (sha256 {actual}, expected "
+                f"{expected}): it was changed in place; run again to hash it afresh "
+                "(a registry model's file is then downloaded again)"
+            )
         log.info("compiling %s to ONNX at %s (once; cached in the model store)", info.name, size)
         graph = compiler.compile_onnx(info.network, info.weights, size=(width, height))
+        if _changed(before, os.stat(info.weights)):
+            raise ModelError(f"{info.weights} changed while it was being compiled; run again")
         return bytes(graph.SerializeToString())
 
-    digest = hashlib.sha256(key.encode()).hexdigest()
-    return store.derived(f"{info.name}-{size}.onnx", digest, build)
+    about = {"model": info.name, "size": size, "weights_sha256": expected}
+    key = cache_key(info.cfg_text, expected, width, height)
+    path = store.derived(f"{info.name}-{size}.onnx", key, build, about)
+    check_self_contained(path)
+    return path
+
+
+def cache_key(cfg_text: str, weights_sha256: str, width: int, height: int) -> str:
+    """The compiled graph's cache key (hex): everything the graph is made from, the cfg, the
+    weights' sha256 (checked against the bytes compiled), the input size and the compiler."""
+    parts = (cfg_text, weights_sha256, f"{width}x{height}", _compiler_fingerprint())
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _changed(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns, a.st_ino) != (
+        b.st_size,
+        b.st_mtime_ns,
+        b.st_ctime_ns,
+        b.st_ino,
+    )
 
 
 def export_onnx(
