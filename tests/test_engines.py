@@ -152,3 +152,35 @@ def test_export_writes_a_graph_onnx_runtime_runs_with_batch_2(
     bad = run_cli("export", "yolov3-tiny", "--size", "100", "-o", str(tmp_path / "x.onnx"))
     assert bad.exit_code == 2
     assert "Invalid value for '--size'" in bad.stderr
+
+
+def test_export_never_replaces_a_file_it_did_not_write(
+    tmp_path: Path, use_real_store: Path
+) -> None:
+    """Export follows detect's rule: a JPEG at the name stays (exit 2) unless --force; a
+    graph yolocli exported before is replaced; a missing folder is never created."""
+    precious = tmp_path / "precious.jpg"
+    precious.write_bytes(b"\xff\xd8\xff\xe0 a photo")
+    refused = run_cli("export", "yolov3-tiny", "-o", str(precious))
+    assert refused.exit_code == 2
+    assert "is not a graph yolocli exported" in refused.stderr
+    assert "--force" in refused.stderr
+    assert precious.read_bytes() == b"\xff\xd8\xff\xe0 a photo"
+
+    graph = tmp_path / "t.onnx"
+    assert run_cli("export", "-m", "yolov3-tiny", "-o", str(graph)).exit_code == 0
+    again = run_cli("export", "--model", "yolov3-tiny", "--size", "320", "-o", str(graph))
+    assert again.exit_code == 0, again.stderr  # its own earlier export: replaced
+    forced = run_cli("export", "yolov3-tiny", "-o", str(precious), "--force")
+    assert forced.exit_code == 0
+    assert precious.read_bytes()[:2] != b"\xff\xd8"  # an ONNX graph now
+
+    nowhere = tmp_path / "nonexistent" / "dir" / "x.onnx"
+    missing = run_cli("export", "yolov3-tiny", "-o", str(nowhere))
+    assert missing.exit_code == 2
+    assert "does not exist" in missing.stderr
+    assert not (tmp_path / "nonexistent").exists()
+
+    two = run_cli("export", "yolov3-tiny", "-m", "yolov3", "-o", str(graph))
+    assert two.exit_code == 2
+    assert "two models given" in two.stderr

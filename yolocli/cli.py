@@ -548,11 +548,24 @@ models.add_command(
 @cli.command(context_settings=CONTEXT, epilog=ENVIRONMENT)
 @click.argument("model", required=False, callback=lambda c, p, v: v and _model_names(c, p, (v,))[0])
 @click.option(
+    "-m",
+    "--model",
+    "model_option",
+    metavar="NAME",
+    callback=lambda c, p, v: v and _model_names(c, p, (v,))[0],
+    help="A model from the registry, as for detect and val (or give it as MODEL).",
+)
+@click.option(
     "-o",
     "--output",
     type=click.Path(path_type=Path, dir_okay=False),
     required=True,
-    help="Where to write the ONNX file.",
+    help="Where to write the ONNX file; its folder must exist.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace --output even if it is not a graph yolocli exported.",
 )
 @click.option("--size", type=int, help="Network input size, a multiple of 32. [default: the cfg's]")
 @click.option(
@@ -566,12 +579,17 @@ models.add_command(
 def export(
     ctx: click.Context,
     model: str | None,
+    model_option: str | None,
     output: Path,
+    force: bool,
     size: int | None,
     cfg: Path | None,
     weights: Path | None,
 ) -> None:
     """Write a model compiled to ONNX, for running it elsewhere.
+
+    The output never replaces a file yolocli did not write (--force does), and its folder
+    is never created for you.
 
     \b
     The graph:
@@ -587,17 +605,24 @@ def export(
     \b
     Examples:
       yolocli export yolov3-tiny -o yolov3-tiny.onnx
-      yolocli export yolov3 --size 416 -o yolov3-416.onnx
+      yolocli export -m yolov3 --size 416 -o yolov3-416.onnx
       yolocli export --cfg my.cfg --weights my.weights -o my.onnx
     """
-    from yolocli.errors import OptionError
+    from yolocli.errors import OptionError, OutputError
     from yolocli.model import export_onnx
 
+    if model and model_option and model != model_option:
+        raise click.UsageError(f"two models given ({model}, {model_option}): name one")
+    model = model or model_option
     _check_model_choice(model, cfg, weights)
     try:
-        path = export_onnx(output, model, size=size, cfg=cfg, weights=weights, store=_store(ctx))
+        path = export_onnx(
+            output, model, size=size, cfg=cfg, weights=weights, store=_store(ctx), force=force
+        )
     except OptionError as err:
         raise click.BadParameter(err.message, param_hint=f"'{_flag(err.option)}'") from None
+    except OutputError as err:
+        raise click.UsageError(str(err)) from None
     log.info("wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
 
 

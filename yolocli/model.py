@@ -26,7 +26,7 @@ import numpy.typing as npt
 from yolocli import darknet, engines, heads
 from yolocli.detections import Detections
 from yolocli.devices import check_device
-from yolocli.errors import ImageError, ModelError, OptionError
+from yolocli.errors import ImageError, ModelError, OptionError, OutputError
 from yolocli.postprocess import Postprocess
 from yolocli.preprocess import Letterbox, Letterboxer
 
@@ -283,21 +283,54 @@ def export_onnx(
     cfg: str | os.PathLike[str] | None = None,
     weights: str | os.PathLike[str] | None = None,
     store: Store | None = None,
+    force: bool = False,
 ) -> Path:
     """Write ``model`` (a registry name, or ``cfg`` + ``weights``) compiled to ONNX at ``dest``.
 
     The graph takes ``images`` (N, 3, H, W) float32, RGB in [0, 1], letterboxed as darknet
     does, and gives one raw head (N, A*(5+C), H_i, W_i) per ``[yolo]`` layer, ``head_0`` on;
     `yolocli.heads` documents the decoding. Returns ``dest``.
+
+    Like every yolocli output, ``dest`` never replaces a file yolocli did not write (an ONNX
+    graph whose producer is yolocli) unless ``force``, and its folder must exist: both are an
+    `OutputError`, raised before anything is compiled.
     """
     from yolocli.files import write_atomic
 
     _check_size(size)
+    out = Path(dest)
+    check_export_target(out, force)
     info = _resolve(model, cfg, weights, None, store, Postprocess())
     width, height = (size, size) if size else (info.network.width, info.network.height)
-    out = Path(dest)
-    write_atomic(out, compiled(info, width, height, store).read_bytes())
+    data = compiled(info, width, height, store).read_bytes()
+    check_export_target(out, force)  # again: it may have appeared while compiling
+    try:
+        write_atomic(out, data)
+    except OSError as err:
+        raise OutputError(f"cannot write {out}: {err.strerror or err}") from None
     return out
+
+
+def check_export_target(out: Path, force: bool) -> None:
+    """Refuse (`OutputError`) an export to a missing folder, or over a file yolocli did not
+    write unless ``force``."""
+    from yolocli.onnxwire import producer
+
+    folder = out.parent
+    if not folder.is_dir():
+        raise OutputError(
+            f"cannot write {out}: the folder {folder} does not exist (yolocli does not create "
+            "it for you: make it first)"
+        )
+    if out.is_dir():
+        raise OutputError(f"cannot write {out}: it is a folder")
+    if force or not (out.exists() or out.is_symlink()):
+        return
+    if out.is_symlink() or not out.is_file() or producer(out) != "yolocli":
+        raise OutputError(
+            f"{out} exists and is not a graph yolocli exported; yolocli never replaces a "
+            "file it did not write: choose another name, or add --force to replace it"
+        )
 
 
 def _check_size(size: int | None) -> None:
