@@ -934,8 +934,17 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
     "--reconnect",
     type=click.IntRange(min=0),
     default=5,
-    help="Streams and cameras: attempts to reopen one that drops (backoff 0.5 s, doubling "
-    "to 8 s) before giving up on it.",
+    help="Streams and cameras: attempts to reopen one that drops, in all for that source "
+    "(backoff 0.5 s, doubling to 8 s), before giving up on it and going on to the next input.",
+)
+@click.option(
+    "--stall-timeout",
+    type=click.FloatRange(min=0.1, max=3600),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Streams: how long opening one, or waiting for its next frame, may take before "
+    "that counts as a drop.",
 )
 @click.option(
     "--max-bytes",
@@ -1001,6 +1010,7 @@ def detect(
     buffer: bool,
     source_type: str,
     reconnect: int,
+    stall_timeout: float,
     max_bytes: int,
     max_pixels: int,
     profile: bool,
@@ -1069,7 +1079,7 @@ def detect(
 
             reading = ReadOptions(
                 stride=vid_stride, max_frames=max_frames, buffer=buffer,
-                reconnect=Reconnect(attempts=reconnect),
+                reconnect=Reconnect(attempts=reconnect, stall=stall_timeout),
             )  # fmt: skip
             options = Options(
                 batch=batch, max_bytes=max_bytes, max_pixels=max_pixels, slicer=slicer,
@@ -1211,9 +1221,11 @@ def _stream(
                     if result.frame is None:  # a video is done with its closing record
                         outputs.commit(result.source, result.outputs)
     except BrokenPipeError:
+        _close_interrupted(pipeline, outputs, None, model)  # the journal still learns of them
         run.close()  # the reader is gone: no summary, just stop
         raise
     except KeyboardInterrupt:
+        _close_interrupted(pipeline, outputs, writer, model)
         writer.close()  # what was written stays valid (a JSON array is closed)
         run.finish(profile=False)
         raise
@@ -1224,6 +1236,19 @@ def _stream(
         run.engine = f"{pipeline.engine}, {threads}{each} ({profile})"
     run.finish(profile is not None)
     return run.failed + run.input_errors
+
+
+def _close_interrupted(pipeline: Any, outputs: Any, writer: Any, model: str) -> None:
+    """The closing record of each video an interrupted run left open (to ``writer``, unless
+    stdout is gone), and the journal line of each camera or stream (stopping one is how it
+    ends; a file stopped part-way is not done, so a later run does it again)."""
+    for result in pipeline.interrupted:
+        if writer is not None:
+            with contextlib.suppress(OSError):
+                writer.write(result.record(model))
+        if result.source.kind in ("camera", "stream") and result.error is None:
+            outputs.commit(result.source, result.outputs)
+    pipeline.interrupted.clear()
 
 
 class Terminated(KeyboardInterrupt):
@@ -1642,7 +1667,26 @@ def _coco_options(ctx: click.Context, names: list[str]) -> Any:
 
 def main() -> None:
     """Entry point of the ``yolocli`` console script."""
-    cli.main(prog_name="yolocli")
+    try:
+        cli.main(prog_name="yolocli")
+    except SystemExit as done:
+        _stop_live_readers(done)
+        raise
+
+
+def _stop_live_readers(done: SystemExit) -> None:
+    """Before interpreter shutdown: stop the reader threads of live streams (Ctrl-C, SIGTERM
+    or a closed pipe may end a run while one is inside FFmpeg's read), and if one will not
+    stop in time, leave without shutdown (which would abort the process) with the same status.
+    """
+    video = sys.modules.get("yolocli.video")  # never imported just for this: cv2 is slow
+    if video is None or not video.readers_alive() or video.stop_readers(timeout=2.0):
+        return
+    code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
