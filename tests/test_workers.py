@@ -6,6 +6,8 @@ import dataclasses
 import json
 import os
 import re
+import signal
+import time
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -149,3 +151,34 @@ def test_the_images_queued_behind_a_crash_go_to_the_new_worker(
     assert answers[1].error is None
     assert answers[1].detections is not None
     assert len(answers[1].detections) > 0
+
+
+def test_a_stopped_worker_is_replaced_and_its_image_gets_an_error(real_store: Store) -> None:
+    """The audit's W18: a SIGSTOPped worker stalled the run forever. A worker silent on one
+    image for far longer than images take (here a 3 s floor) is killed and replaced; its image
+    is an error, the images queued behind it go to the new worker."""
+    names = ["a.png", "b.png", "c.png"]
+    tasks = [
+        Task(i, Source(n, DATA / "images" / "coffee.png", PurePosixPath(n)), Targets(), False,
+             1 << 30, 1 << 30)
+        for i, n in enumerate(names)
+    ]  # fmt: skip
+    with Workers(plan("yolov3-tiny", store=real_store), 1, 1, min_silence=3.0) as pool:
+        pool.submit(tasks[0])
+        answers = {d.index: d for d in pool.results(timeout=60)}
+        assert answers[0].error is None  # one image answered: the pace is known
+        stopped = pool.workers[0].process
+        os.kill(stopped.pid, signal.SIGSTOP)
+        for task in tasks[1:]:
+            pool.submit(task)
+        started = time.monotonic()
+        while len(answers) < len(tasks) and time.monotonic() - started < 60:
+            answers.update((d.index, d) for d in pool.results(timeout=1))
+        assert pool.replaced == 1
+        assert not stopped.is_alive()
+    error = answers[1].error or ""
+    assert error.startswith("the worker process running this image died: it was silent for ")
+    assert "(stopped or hung?)" in error
+    assert answers[2].error is None
+    assert answers[2].detections is not None
+    assert len(answers[2].detections) > 0
