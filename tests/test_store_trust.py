@@ -268,3 +268,29 @@ def test_a_full_disk_while_compiling_says_what_happened(home: Path, tmp_path: Pa
     assert "cannot write the compiled graph yolov3-tiny-416x416-" in err
     assert "in the model store (File too large) nor in the temporary folder" in err
     assert "download" not in err
+
+
+def test_detect_runs_from_a_read_only_store(
+    open_tmp: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same through the command line: "cannot write .locks" was the whole answer."""
+    home = open_tmp / "store"
+    home.mkdir()
+    shutil.copyfile(tiny_weights, home / TINY.weights.name)
+    shutil.copyfile(IMAGES / "rocket.jpg", open_tmp / "rocket.jpg")
+    monkeypatch.setenv("YOLOCLI_HOME", str(home))
+    monkeypatch.setenv("YOLOCLI_OFFLINE", "1")
+    monkeypatch.chdir(open_tmp)
+    args = ["detect", "rocket.jpg", "-m", "yolov3-tiny", "-f", "jsonl", "--no-save"]
+    assert run_cli(*args).exit_code == 0  # as root, so that what it imports is loaded
+    for path in [*home.iterdir()]:
+        if path.name != TINY.weights.name:
+            shutil.rmtree(path)
+    for path in (home, *home.rglob("*")):
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(open_tmp / "nobody"))  # no key there, none made
+    with as_nobody():
+        result = run_cli(*args, "--size", "352")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["error"] is None
+    assert sorted(home.rglob("*")) == [home / TINY.weights.name]

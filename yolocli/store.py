@@ -492,14 +492,20 @@ class Store:
             spec = FileSpec(path.relative_to(self.root).as_posix(), 0, "", ())
             problem = None
             if record is None:
-                problem = "no record signed by this user (forged, copied or from an old yolocli)"
+                problem = (
+                    "no record signed by this user (made by an older yolocli or another user, "
+                    "or forged)"
+                )
             else:
                 actual = sha256_file(path)
                 if actual != record.get("sha256"):
                     problem = f"sha256 mismatch: recorded {record.get('sha256')}, got {actual}"
             if problem is not None:
-                freed, _ = self._remove_graph(path)
-                problem += "; removed" if freed else "; could not remove it"
+                try:
+                    self._remove_graph(path)
+                    problem += "; removed (compiled again when needed)"
+                except StoreError as err:
+                    problem += f"; {err}"
             verdicts.append(Verdict(spec, path, problem))
         return verdicts
 
