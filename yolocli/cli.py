@@ -1208,24 +1208,28 @@ def _stream(
     writer = make_writer(fmt, sys.stdout, coco=_coco_options(ctx, pipeline.names))
     run = _Run(ctx, model, outputs.options.out_dir, total)
     results = pipeline.run(items)
+
+    def emit(result: Any) -> None:
+        if fmt == "text" and result.source.is_video and not result.skipped:
+            if result.video_end:  # a summary per video, not a line per frame
+                click.echo(run.video_summary(result))
+        else:
+            writer.write(result.record(model))
+
     try:
         # closing: an interruption finishes the videos being written at once.
         with contextlib.closing(results):  # type: ignore[type-var]  # a generator
             for result in run.track(results):
                 with signals.deferred():
-                    if fmt == "text" and result.source.is_video and not result.skipped:
-                        if result.video_end:  # a summary per video, not a line per frame
-                            click.echo(run.video_summary(result))
-                    else:
-                        writer.write(result.record(model))
+                    emit(result)
                     if result.frame is None:  # a video is done with its closing record
                         outputs.commit(result.source, result.outputs)
     except BrokenPipeError:
-        _close_interrupted(pipeline, outputs, None, model)  # the journal still learns of them
+        _close_interrupted(pipeline, outputs, None)  # the journal still learns of them
         run.close()  # the reader is gone: no summary, just stop
         raise
     except KeyboardInterrupt:
-        _close_interrupted(pipeline, outputs, writer, model)
+        _close_interrupted(pipeline, outputs, emit)
         writer.close()  # what was written stays valid (a JSON array is closed)
         run.finish(profile=False)
         raise
@@ -1238,14 +1242,14 @@ def _stream(
     return run.failed + run.input_errors
 
 
-def _close_interrupted(pipeline: Any, outputs: Any, writer: Any, model: str) -> None:
-    """The closing record of each video an interrupted run left open (to ``writer``, unless
+def _close_interrupted(pipeline: Any, outputs: Any, emit: Callable[[Any], None] | None) -> None:
+    """The closing record of each video an interrupted run left open (``emit``ted, unless
     stdout is gone), and the journal line of each camera or stream (stopping one is how it
     ends; a file stopped part-way is not done, so a later run does it again)."""
     for result in pipeline.interrupted:
-        if writer is not None:
+        if emit is not None:
             with contextlib.suppress(OSError):
-                writer.write(result.record(model))
+                emit(result)
         if result.source.kind in ("camera", "stream") and result.error is None:
             outputs.commit(result.source, result.outputs)
     pipeline.interrupted.clear()
