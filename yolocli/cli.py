@@ -263,16 +263,18 @@ def cli() -> None:
 
 @cli.group(context_settings=CONTEXT, epilog=ENVIRONMENT)
 def models() -> None:
-    """List, download, verify and remove models in the local store.
+    """List, download, verify and remove models, and clean compiled graphs, in the store.
 
-    Models are fetched on first use by any command that needs one; these commands
-    manage the store by hand (to prepare an offline machine, say).
+    Models are fetched on first use by any command that needs one, and compiled to ONNX
+    once per input size (kept in the store's derived/ folder); these commands manage the
+    store by hand (to prepare an offline machine, or to free space, say).
 
     \b
     Examples:
       yolocli models download yolov3-tiny
       yolocli models verify
       yolocli models path yolov3-tiny --file weights
+      yolocli models clean
     """
 
 

@@ -331,10 +331,12 @@ class Store:
             return _bundled(spec)
         dest = self.path(spec)
         action = local_action(dest.is_file(), self._stamp_current(spec, dest))
-        if action is Action.HASH and self.check(spec).problem is None:
-            return dest  # hashed without a lock: a read-only store works (stamped if it can be)
+        if action is Action.HASH:  # hashed without a lock: a read-only store works
+            action = local_action(True, False, self.check(spec).problem is None)
         if action is Action.USE:
             return dest
+        if action is Action.REFETCH and self.offline:
+            raise self._corrupt_offline(dest)
         if self.offline and not dest.is_file():
             raise StoreError(
                 f"{spec.name} is not installed and {ENV_OFFLINE} is set, so it cannot be "
@@ -357,10 +359,7 @@ class Store:
                 return dest
             if action is Action.REFETCH:
                 if self.offline:
-                    raise StoreError(
-                        f"{dest} is corrupt (sha256 mismatch) and {ENV_OFFLINE} is set, so it "
-                        "cannot be downloaded again"
-                    )
+                    raise self._corrupt_offline(dest)
                 log.warning("%s is corrupt (sha256 mismatch); downloading it again", dest)
                 dest.unlink()
                 self._stamp_path(spec).unlink(missing_ok=True)
@@ -374,6 +373,13 @@ class Store:
             self._write_stamp(spec, dest)
             log.info("installed %s", dest)
             return dest
+
+    @staticmethod
+    def _corrupt_offline(dest: Path) -> StoreError:
+        return StoreError(
+            f"{dest} is corrupt (sha256 mismatch) and {ENV_OFFLINE} is set, so it cannot be "
+            "downloaded again"
+        )
 
     def derived(
         self,
