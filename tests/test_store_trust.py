@@ -100,7 +100,7 @@ def test_verify_covers_compiled_graphs_and_removes_a_bad_one(home: Path, tmp_pat
     _record_as_an_attacker_writes_it(graph, b"\x08\x07" + graph.read_bytes()[2:])
     bad = run_cli("models", "verify")
     assert bad.exit_code == 1
-    assert f"FAILED  {graph}: no record signed by this user" in bad.stdout
+    assert f"FAILED  {graph}: its record is not signed by this user" in bad.stdout
     assert f"ok      {home / TINY.weights.name}" in bad.stdout
     assert not graph.exists()  # compiled again when next needed
     assert Detector("yolov3-tiny", backend="onnxruntime").compiled() == graph
@@ -294,3 +294,19 @@ def test_detect_runs_from_a_read_only_store(
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["error"] is None
     assert sorted(home.rglob("*")) == [home / TINY.weights.name]
+
+
+def test_verify_removes_an_older_yolocli_graph_without_failing(home: Path) -> None:
+    """A graph an older yolocli left (a bare .sha256 manifest beside it) was never going to be
+    used: verify removes it and says so, but that is not a failed check."""
+    derived = home / "derived"
+    derived.mkdir()
+    legacy = derived / "yolov3-tiny-320x320-0123456789abcdef.onnx"
+    legacy.write_bytes(b"old graph")
+    legacy.with_name(legacy.name + ".sha256").write_text(
+        f"{hashlib.sha256(b'old graph').hexdigest()} 9\n"
+    )
+    result = run_cli("models", "verify")
+    assert result.exit_code == 0, result.stdout
+    assert f"removed {legacy}: made by an older yolocli" in result.stdout
+    assert list(derived.iterdir()) == []

@@ -418,6 +418,8 @@ def models_verify(ctx: click.Context, names: tuple[str, ...]) -> None:
     for verdict in store.check_derived():
         if verdict.problem is None:
             click.echo(f"ok      {verdict.path}")
+        elif verdict.stale:  # a leftover nothing trusted: cleaned up, not a failure
+            click.echo(f"removed {verdict.path}: {verdict.problem}")
         else:
             failed += 1
             click.echo(f"FAILED  {verdict.path}: {verdict.problem}")

@@ -145,6 +145,7 @@ class Verdict:
     spec: FileSpec
     path: Path
     problem: str | None
+    stale: bool = False  # a leftover that was never trusted (an older yolocli's graph): removed
 
 
 @dataclass
@@ -497,11 +498,12 @@ class Store:
             record = self._derived_record(path)
             spec = FileSpec(path.relative_to(self.root).as_posix(), 0, "", ())
             problem = None
-            if record is None:
-                problem = (
-                    "no record signed by this user (made by an older yolocli or another user, "
-                    "or forged)"
-                )
+            # an older yolocli's graph: a bare manifest, no record; never used by this one
+            stale = record is None and not _record_path(path).exists()
+            if stale:
+                problem = "made by an older yolocli (no signed record), never used by this one"
+            elif record is None:
+                problem = "its record is not signed by this user (another user's, or forged)"
             else:
                 actual = sha256_file(path)
                 if actual != record.get("sha256"):
@@ -512,7 +514,7 @@ class Store:
                     problem += "; removed (compiled again when needed)"
                 except StoreError as err:
                     problem += f"; {err}"
-            verdicts.append(Verdict(spec, path, problem))
+            verdicts.append(Verdict(spec, path, problem, stale))
         return verdicts
 
     def _remove_graph(self, path: Path) -> tuple[int, int]:
