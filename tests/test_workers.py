@@ -182,3 +182,32 @@ def test_a_stopped_worker_is_replaced_and_its_image_gets_an_error(real_store: St
     assert answers[2].error is None
     assert answers[2].detections is not None
     assert len(answers[2].detections) > 0
+
+
+def test_workers_share_the_graph_a_store_could_not_keep(
+    tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store that cannot keep the compiled graph (read-only, full; here ``derived`` is a
+    file, which stops even root): this process compiles it once into a private folder and
+    the workers load that copy, rather than each compiling and writing its own."""
+    home = tmp_path / "store"
+    home.mkdir()
+    os.link(tiny_weights, home / "yolov3-tiny.weights")
+    (home / "derived").write_text("not a folder")
+    store = Store.from_env({"YOLOCLI_HOME": str(home), "YOLOCLI_OFFLINE": "1"})
+    workers_tmp = tmp_path / "workers-tmp"
+    workers_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(workers_tmp))  # where a worker would write its own copy
+    source = Source("c.png", DATA / "images" / "coffee.png", PurePosixPath("c.png"))
+    with Workers(plan("yolov3-tiny", store=store, backend="onnxruntime"), 2, 1) as pool:
+        assert pool.plan.private_graph is not None
+        assert not pool.plan.private_graph.is_relative_to(home)
+        for i in range(2):
+            pool.submit(Task(i, source, Targets(), False, 1 << 30, 1 << 30))
+        answers: dict[int, Done] = {}
+        for _ in range(10):
+            answers.update((d.index, d) for d in pool.results(timeout=60))
+            if len(answers) == 2:
+                break
+    assert [answers[i].error for i in range(2)] == [None, None]
+    assert list(workers_tmp.glob("yolocli-graphs-*")) == []

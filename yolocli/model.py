@@ -183,9 +183,17 @@ class Plan:
     height: int
     letterbox: bool
     store: Store | None
+    # a graph this process compiled outside the store (which could not keep it), handed to
+    # worker processes so that each does not compile its own
+    private_graph: Path | None = None
 
     def compiled(self) -> Path:
         """The network compiled to ONNX at this plan's input size (see `compiled`)."""
+        if self.private_graph is not None:
+            from yolocli.onnxwire import check_self_contained
+
+            check_self_contained(self.private_graph)
+            return self.private_graph
         return compiled(self.info, self.width, self.height, self.store)
 
     @property

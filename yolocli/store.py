@@ -639,6 +639,11 @@ def _private_folder(uid: int) -> Path:
 _PRIVATE: dict[tuple[int, str], Path] = {}
 
 
+def is_private_copy(path: Path) -> bool:
+    """True if ``path`` is a compiled graph this process wrote outside the store."""
+    return path in _PRIVATE.values()
+
+
 def _private_copy(dest: Path, data: bytes, problem: OSError | StoreError, root: Path) -> Path:
     """``data`` written where only this process's user can reach it, because it cannot be
     cached at ``dest``; says why once, and what to do for the cache to work."""

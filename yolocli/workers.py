@@ -20,6 +20,7 @@ network on a GPU device and on a single core.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -43,6 +44,7 @@ from yolocli.model import Detector, Plan
 from yolocli.outputs import Rendered, Targets, render
 from yolocli.preprocess import Letterbox
 from yolocli.slicing import Slicer
+from yolocli.store import is_private_copy
 from yolocli.timing import Clock, Timings
 
 log = logging.getLogger(__name__)
@@ -247,7 +249,10 @@ class Workers:
         # one selector for the run: answers and deaths (pipes and process sentinels)
         self._selector = selectors.DefaultSelector()
         if plan.needs_onnx:
-            plan.compiled()  # once, here, rather than in every worker at the same time
+            graph = plan.compiled()  # once, here, rather than in every worker at the same time
+            if is_private_copy(graph):  # the store could not keep it: hand the workers this one
+                plan = dataclasses.replace(plan, private_graph=graph)
+                self.plan = plan
         try:
             # all start together (each imports and loads its network), then all are awaited
             self.workers = [self._launch() for _ in range(count)]
