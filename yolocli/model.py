@@ -315,7 +315,10 @@ def export_onnx(
     try:
         write_atomic(out, data)
     except OSError as err:
-        raise OutputError(f"cannot write {out}: {err.strerror or err}") from None
+        reason = err.strerror or str(err)
+        if err.filename and Path(err.filename) != out:  # the temporary beside it
+            reason = f"cannot create a file in {out.parent} ({reason})"
+        raise OutputError(f"cannot write {out}: {reason}") from None
     return out
 
 
