@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 
 from tests.clusters import clustered  # noqa: E402
 from yolocli import darknet, engines  # noqa: E402
+from yolocli.detections import Detections  # noqa: E402
 from yolocli.ops import nms  # noqa: E402
 from yolocli.registry import config_dir, load_registry  # noqa: E402
 from yolocli.store import Store  # noqa: E402
@@ -693,6 +694,68 @@ def nms_section(report: Report, quick: bool) -> None:
     )
 
 
+def moving_scene(n: int, frames: int, seed: int) -> list[tuple[float, Detections]]:
+    """``n`` objects moving at constant velocity in a 1920x1080 frame at 30 fps, as a
+    detector reports them: 3 px of jitter, 10% missed, scores uniform in [0.1, 1]."""
+    rng = np.random.default_rng(seed)
+    pos = rng.uniform([0, 0], [1800, 960], (n, 2))
+    vel = rng.uniform(-3, 3, (n, 2))
+    size = rng.uniform([30, 60], [90, 180], (n, 2))
+    scene = []
+    for f in range(frames):
+        xy = pos + f * vel
+        xyxy = np.concatenate([xy, xy + size], axis=1) + rng.uniform(-3, 3, (n, 4))
+        keep = rng.random(n) >= 0.1
+        dets = Detections(
+            xyxy[keep], rng.uniform(0.1, 1.0, int(keep.sum())), np.zeros(int(keep.sum()))
+        )
+        scene.append((f / 30, dets))
+    return scene
+
+
+def tracking_section(report: Report, quick: bool) -> None:
+    """Tracker cost per frame (yolocli.tracking), and its scores on the TUD sequences."""
+    from yolocli.tracking import ByteTrack, LineCounter, Sort, ZoneCounter
+
+    lines = ["| tracker | objects | median ms/frame | p95 ms/frame | + a line and a zone |",
+             "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    frames = 60 if quick else 600
+    for name, make in (("bytetrack", ByteTrack), ("sort", Sort)):
+        for n in (10, 50, 200):
+            scene = moving_scene(n, frames, seed=n)
+            times, counted = [], []
+            for with_counters in (False, True):
+                tracker = make()
+                line = LineCounter((960, 0), (960, 1080))
+                zone = ZoneCounter([(0, 0), (960, 0), (960, 1080), (0, 1080)])
+                spent = []
+                for t, dets in scene:
+                    start = time.perf_counter()
+                    out = tracker.update(dets, t)
+                    if with_counters:
+                        line.update(out)
+                        zone.update(out)
+                    spent.append(time.perf_counter() - start)
+                (counted if with_counters else times).extend(spent[10:])  # after warm-up
+            med = statistics.median(times) * 1e3
+            p95 = float(np.percentile(times, 95)) * 1e3
+            both = statistics.median(counted) * 1e3
+            lines.append(f"| {name} | {n} | {med:.3f} | {p95:.3f} | {both:.3f} |")
+            if n == 50:
+                report.goal(f"{name} cost per frame at 50 objects", f"{med:.3f} ms (p95 {p95:.3f})",
+                            med < 1.0)  # fmt: skip
+    report.add(
+        "Tracking: cost per frame",
+        "\n".join(lines)
+        + f"\n\n{frames} frames of n objects moving at constant velocity in 1920x1080 at 30 "
+        "fps, with 3 px jitter, 10% missed and scores uniform in [0.1, 1] "
+        "(benchmarks/run.py: moving_scene); the time of `update(detections, timestamp)` per "
+        "frame after 10 frames of warm-up, and in the last column with a LineCounter and a "
+        "ZoneCounter updated too. One process, one thread (`python benchmarks/run.py --only "
+        "tracking`).",
+    )
+
+
 def cold_section(report: Report, env: dict[str, str], tiny: Path, quick: bool) -> None:
     image = IMAGES / "motorcycle_left.png"
     cfg = config_dir() / "yolov3-tiny.cfg"
@@ -1007,7 +1070,7 @@ def machine() -> str:
 
 
 SECTIONS = ("stages", "throughput", "workers", "memory", "nms", "tuning", "cold", "engines",
-            "backends", "precision")  # fmt: skip
+            "backends", "precision", "tracking")  # fmt: skip
 
 
 def main() -> None:
@@ -1043,6 +1106,7 @@ def main() -> None:
             "engines": lambda: engines_section(report, tiny, args.quick),
             "backends": lambda: backends_section(report, env, root, args.quick),
             "precision": lambda: precision_section(report, store, args.quick),
+            "tracking": lambda: tracking_section(report, args.quick),
         }
         for key in args.only or sections:
             start = time.perf_counter()

@@ -30,6 +30,7 @@ def test_quick_benchmark_writes_every_table(tmp_path: Path, tiny_weights: Path) 
         "## Engines: `yolocli detect` folder throughput by backend",
         "## Reduced precision (reported, not enabled)",
         "## 8. Workers:",
+        "## Tracking: cost per frame",
     ):
         assert heading in text
     assert "| 5000 | 60 |" in text

@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from tests.conftest import DATA, WEIGHTS_CACHE, Mirror, run_cli, spawn
+from yolocli.draw import color_for
 from yolocli.records import FIELDS
 
 PHOTO = DATA / "images" / "grace_hopper.jpg"
@@ -206,7 +208,7 @@ def test_an_internal_error_costs_one_image_and_says_how_to_see_more(
     hint (the record speaks library terms)."""
     import yolocli.outputs
 
-    def broken(image: object, dets: object) -> object:
+    def broken(image: object, dets: object, style: object = None) -> object:
         raise RuntimeError("drawing exploded")
 
     monkeypatch.setattr(yolocli.outputs, "annotate", broken)
@@ -267,3 +269,26 @@ def test_native_stderr_capture_ends_when_a_child_still_holds_the_pipe(tmp_path: 
     assert stdout.strip() == "[]"  # the relay thread ended: it did not time out waiting
     assert "yolocli: debug: native: libfoo: chatter\n" in stderr
     assert "yolocli: debug: native: half a line\n" in stderr
+
+
+def test_drawing_options_change_the_picture_and_need_saving(
+    tmp_path: Path, use_real_store: Path
+) -> None:
+    photo = str(DATA / "images" / "grace_hopper.jpg")
+    args = ["detect", photo, "-m", "yolov3-tiny", "--conf", "0.2", "-q"]
+    bad = run_cli(*args, "--no-save", "--hide-labels")
+    assert bad.exit_code == 2
+    assert "--no-save" in bad.stderr
+    drawn = {}
+    for name, extra in [("plain", []), ("bare", ["--hide-labels"]), ("big", ["--font-size", "40"])]:
+        result = run_cli(*args, "-o", str(tmp_path / name), *extra, "-f", "jsonl")
+        assert result.exit_code == 0, result.stderr
+        drawn[name] = cv2.imread(json.loads(result.stdout)["outputs"]["image"])
+    person = np.array(color_for(0))  # the person box spans the image: its tab above y=57
+
+    def tab_pixels(image: np.ndarray, rows: int) -> int:  # JPEG: near the color, not equal
+        return int((np.abs(image[:rows].astype(int) - person).max(axis=2) < 40).sum())
+
+    assert tab_pixels(drawn["plain"], 56) > 1000
+    assert tab_pixels(drawn["bare"], 56) < tab_pixels(drawn["plain"], 56) / 3
+    assert tab_pixels(drawn["big"], 56) > 2 * tab_pixels(drawn["plain"], 56)

@@ -41,6 +41,10 @@ NAMES = ["person", "bicycle", "car"]
         ("1 0.9 0.5 0.4 0.2", (1, [0.7, 0.4, 0.3, 0.2], "reaches outside the image; clipped")),
         # entirely outside: left out, with a note
         ("1 1.5 0.5 0.2 0.2", (1, None, "lies outside the image; left out")),
+        # a segmentation line (Ultralytics' -seg labels): the box around its polygon
+        ("1 0.2 0.3 0.6 0.3 0.4 0.7", (1, [0.2, 0.3, 0.4, 0.4], None)),
+        ("1 0.2 0.3 0.6 0.3 0.4", "expected 5 fields (class cx cy w h), got 6"),
+        ("1 0.2 0.3 0.6 x 0.4 0.7", "polygon '0.2 0.3 0.6 x 0.4 0.7' is not numbers"),
         # float noise past the edge is no problem and changes nothing
         ("0 0.5 0.5 1.0002 1.0", (0, [-0.0001, 0.0, 1.0002, 1.0], None)),
     ],
@@ -216,3 +220,162 @@ def test_coco_image_ids_by_name_and_base_name(tmp_path: Path) -> None:
 )  # fmt: skip
 def test_coco_names_match_darknet_spellings(coco: str, darknet: str) -> None:
     assert name_key(coco) == name_key(darknet)
+
+
+# -- hostile or broken COCO files ----------------------------------------------------------------
+
+
+def test_coco_file_names_cannot_leave_the_images_folder(tmp_path: Path) -> None:
+    outside = tmp_path / "secret.png"
+    shutil.copy(IMAGES / "chelsea.png", outside)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    doc = {
+        "images": [
+            {"id": 1, "file_name": "coffee.png"},
+            {"id": 2, "file_name": "../secret.png"},
+            {"id": 3, "file_name": str(outside)},
+            {"id": 4, "file_name": "/proc/self/environ"},
+            {"id": 5, "file_name": "sub/../../secret.png"},
+        ],
+        "categories": [{"id": 1, "name": "person"}],
+        "annotations": [],
+    }
+    path = coco_file(data_dir, doc)
+    data = load(path, NAMES)
+    assert [i.image_id for i in data.images] == [1]
+    assert len(data.missing) == 4
+    assert all("refused" in line for line in data.missing)
+    # --images confines the same way
+    data = load(path, NAMES, images_dir=data_dir)
+    assert [i.path for i in data.images] == [data_dir / "coffee.png"]
+
+
+def test_duplicate_image_ids_are_reported_not_merged(tmp_path: Path) -> None:
+    doc = {
+        "images": [
+            {"id": 1, "file_name": "coffee.png"},
+            {"id": 1, "file_name": "chelsea.png"},
+            {"id": 2, "file_name": "coffee.png"},
+            {"id": 2, "file_name": "coffee.png"},  # the same entry twice: harmless, used once
+        ],
+        "categories": [{"id": 1, "name": "person"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5]}],
+    }
+    data = load(coco_file(tmp_path, doc), NAMES)
+    assert [i.image_id for i in data.images] == [2]
+    assert len(data.missing) == 1
+    assert "image id 1 is listed 2 times, for chelsea.png, coffee.png" in data.missing[0]
+    assert any("image id 2 (coffee.png) is listed 2 times; used once" in p for p in data.problems)
+
+
+def test_negative_or_empty_boxes_are_left_out_without_an_image_size(tmp_path: Path) -> None:
+    doc = {
+        "images": [{"id": 1, "file_name": "coffee.png"}],  # no width or height
+        "categories": [{"id": 1, "name": "person"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [50, 50, -20, 10]},
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [50, 50, 20, 0]},
+            {"id": 3, "image_id": 1, "category_id": 1, "bbox": [50, 50, 20, 10]},
+        ],
+    }
+    data = load(coco_file(tmp_path, doc), NAMES)
+    np.testing.assert_allclose(data.images[0].boxes, [[50, 50, 20, 10]])
+    assert sum("has no area" in p for p in data.problems) == 2
+
+
+@pytest.mark.parametrize("bad", [[1], {"a": 1}, None, True, 1.5])
+def test_ids_of_the_wrong_type_are_reported(tmp_path: Path, bad: Any) -> None:
+    doc = {
+        "images": [{"id": bad, "file_name": "chelsea.png"}, {"id": 1, "file_name": "coffee.png"}],
+        "categories": [{"id": bad, "name": "car"}, {"id": 1, "name": "person"}],
+        "annotations": [
+            {"id": 1, "image_id": bad, "category_id": 1, "bbox": [1, 1, 5, 5]},
+            {"id": 2, "image_id": 1, "category_id": bad, "bbox": [1, 1, 5, 5]},
+            {"id": 3, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5]},
+        ],
+    }
+    data = load(coco_file(tmp_path, doc), NAMES)
+    assert [i.image_id for i in data.images] == [1]
+    assert data.images[0].classes.tolist() == [0]
+    problems = "\n".join(data.problems)
+    assert "is not a number" in problems
+    assert "category id" in problems
+
+
+def test_an_unreadable_label_file_leaves_its_image_out(tmp_path: Path) -> None:
+    root = yolo_folder(tmp_path, {"a.txt": "0 0.5 0.5 0.2 0.4\n"})
+    (root / "labels" / "sub" / "b.txt").write_bytes(b"2 0.25 0.25 0.5 0.5 \xff\n")
+    data = load(root, NAMES)
+    assert [i.path.name for i in data.images] == ["a.png", "c.jpg"]  # not b.png, scored empty
+    assert len(data.missing) == 1
+    assert "b.png" in data.missing[0]
+    assert "not UTF-8" in data.missing[0]
+    assert "left out of the evaluation" in data.missing[0]
+
+
+def test_a_label_file_without_an_image_is_reported(tmp_path: Path) -> None:
+    root = yolo_folder(tmp_path, {"a.txt": "0 0.5 0.5 0.2 0.4\n", "gone.txt": "1 .5 .5 .1 .1\n"})
+    (root / "labels" / "classes.txt").write_text("person\nbicycle\ncar\n")  # LabelImg's list
+    data = load(root, NAMES)
+    assert data.problems == [f"{root / 'labels' / 'gone.txt'}: a label file with no image; "
+                             "not evaluated"]  # fmt: skip
+
+
+def test_a_coco_file_far_from_its_images_says_to_use_images_once(tmp_path: Path) -> None:
+    doc = {"images": [{"id": i, "file_name": f"{i:012d}.jpg"} for i in range(500)]}
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DatasetError, match=r"none of its 500 images .* --images DIR"):
+        load(path, NAMES)
+    with pytest.raises(DatasetError, match=r"in --images"):
+        load(path, NAMES, images_dir=tmp_path)
+
+
+def test_many_missing_images_are_counted_not_listed(tmp_path: Path) -> None:
+    doc = {"images": [{"id": i, "file_name": f"{i}.jpg"} for i in range(50)]}
+    doc["images"].append({"id": 99, "file_name": "coffee.png"})
+    data = load(coco_file(tmp_path, doc), NAMES)
+    assert len(data.images) == 1
+    assert len(data.missing) == 11
+    assert data.missing[-1] == "... and 40 more images not found"
+
+
+def test_ultralytics_yaml_with_a_list_file_and_its_own_class_names(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    (root / "images" / "val").mkdir(parents=True)
+    (root / "labels" / "val").mkdir(parents=True)
+    shutil.copy(IMAGES / "chelsea.png", root / "images" / "val" / "a.png")
+    shutil.copy(IMAGES / "coffee.png", root / "images" / "val" / "b.png")
+    (root / "labels" / "val" / "a.txt").write_text("1 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.4 0.4\n")
+    (root / "labels" / "val" / "zombie.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (root / "val.txt").write_text("./images/val/a.png\n./images/val/b.png\n")
+    # no `path`: the yaml's folder; names as a list, in the dataset's own order
+    (root / "data.yaml").write_text("val: val.txt\nnames: ['Car', 'Straßenauto']\n")
+    data = load(root, NAMES)  # a folder with a data.yaml: the yaml describes it
+    assert [i.path.name for i in data.images] == ["a.png", "b.png"]
+    a, b = data.images
+    assert a.classes.tolist() == [3, 2]  # Straßenauto: past the model's; Car: class 2 "car"
+    assert data.names[3] == "Straßenauto"
+    assert data.classes == [2, 3]
+    assert len(b.classes) == 0
+    problems = "\n".join(data.problems)
+    assert "class 'Straßenauto' (id 1) is not a class of this model" in problems
+    assert "zombie.txt: a label file with no image" in problems
+
+
+def test_bad_ultralytics_yaml_is_one_error(tmp_path: Path) -> None:
+    path = tmp_path / "data.yaml"
+    path.write_text("train: images/train\n")
+    with pytest.raises(DatasetError, match="no 'val' entry"):
+        load(path, NAMES)
+    path.write_text("val: images/nowhere\n")
+    with pytest.raises(DatasetError, match="no such folder or file"):
+        load(path, NAMES)
+
+
+def test_darknet_data_file_missing_list_names_where_it_looked(tmp_path: Path) -> None:
+    path = tmp_path / "obj.data"
+    path.write_text("classes = 1\nvalid = data/valid.txt\n")
+    with pytest.raises(DatasetError, match=r"valid=data/valid.txt: no such file \(looked at"):
+        load(path, NAMES)

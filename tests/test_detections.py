@@ -81,3 +81,17 @@ def test_records_and_unknown_class_labels() -> None:
     assert d.records() == [
         {"label": "7", "class_id": 7, "score": 0.876543, "box": [1.23, 2.0, 3.0, 4.57]}
     ]
+
+
+def test_track_ids_are_optional_and_travel_with_the_rows() -> None:
+    d = dets((0, 0, 1, 1, 0.9, 0), (0, 0, 2, 2, 0.4, 1), (1, 1, 3, 3, 0.7, 1))
+    assert d.track_ids is None
+    assert "track_id" not in d.records()[0]  # detect's records are unchanged
+    t = Detections(d.xyxy, d.scores, d.class_ids, d.names, track_ids=[4, -1, 7])
+    assert t.track_ids is not None
+    assert t.track_ids.dtype == np.int64
+    assert t[t.scores > 0.5].track_ids.tolist() == [4, 7]  # type: ignore[union-attr]
+    assert t.sorted().track_ids.tolist() == [4, 7, -1]  # type: ignore[union-attr]
+    assert [r.get("track_id") for r in t.records()] == [4, None, 7]
+    with pytest.raises(ValueError, match=r"track_ids must have shape \(3,\)"):
+        Detections(d.xyxy, d.scores, d.class_ids, track_ids=[1, 2])

@@ -8,11 +8,13 @@ import pytest
 
 from yolocli import Detections
 from yolocli.draw import (
-    MIN_FONT_SCALE,
+    FONT_SHARE,
+    MIN_FONT_SIZE,
     PALETTE,
+    Style,
     annotate,
     color_for,
-    font_scale,
+    font_size,
     label_layout,
     label_tabs,
     label_text,
@@ -143,26 +145,38 @@ def test_label_text_contrasts_with_its_tab() -> None:
         ("x" * 40, "x" * 40 + " 0.87"),
         ("x" * 41, "x" * 40 + "... 0.87"),
         ("x" * 10_000_000, "x" * 40 + "... 0.87"),
-        ("café\n", "caf?? 0.87"),
-        ("猫", "? 0.87"),
-        ("a\x00b\x7f", "a?b? 0.87"),
+        ("café\n", "café? 0.87"),
+        ("猫", "猫 0.87"),
+        ("Straßenauto", "Straßenauto 0.87"),
+        ("a\x00b\x7f\u200b", "a?b?? 0.87"),
     ],
 )
-def test_label_text_is_short_printable_ascii(name: str, text: str) -> None:
+def test_label_text_is_short_and_printable(name: str, text: str) -> None:
     assert label_text(name, 0.87) == text
 
 
-@pytest.mark.parametrize(
-    ("name", "drawn_as"), [("café", "caf?"), ("y" * 10_000_000, "y" * 40 + "...")]
-)
-def test_drawn_labels_are_cut_and_ascii(name: str, drawn_as: str) -> None:
-    """The pixels are those of the cleaned name (OpenCV alone would draw one "?" per UTF-8
-    byte, and a megabyte-long tab)."""
+def test_hide_conf_leaves_the_name() -> None:
+    assert label_text("dog", 0.87, hide_conf=True) == "dog"
+
+
+@pytest.mark.parametrize(("name", "drawn_as"), [("y" * 10_000_000, "y" * 40 + "...")])
+def test_drawn_labels_are_cut(name: str, drawn_as: str) -> None:
+    """The pixels are those of the cut name (never a megabyte-long tab)."""
     img = np.full((300, 1200, 3), 40, np.uint8)  # wide enough for 40 characters
     box = [[50, 120, 350, 280]]
     got = annotate(img, dets(box, [0], names=[name]))
     want = annotate(img, dets(box, [0], names=[drawn_as]))
     np.testing.assert_array_equal(got, want)
+
+
+def test_non_ascii_names_are_drawn_not_question_marks() -> None:
+    """Hershey fonts drew "Straßenauto" as "Stra?enauto": FreeType draws the real glyph."""
+    img = np.full((200, 400, 3), 40, np.uint8)
+    box = [[50, 80, 350, 180]]
+    real = annotate(img, dets(box, [0], names=["Straßenauto"]))
+    marked = annotate(img, dets(box, [0], names=["Stra?enauto"]))
+    assert not np.array_equal(real, marked)
+    assert label_tabs(dets(box, [0], names=["Straßenauto"]), 400, 200)[0].text.startswith("Straß")
 
 
 def test_a_label_wider_than_the_image_is_cut_to_fit() -> None:
@@ -172,12 +186,58 @@ def test_a_label_wider_than_the_image_is_cut_to_fit() -> None:
     assert tab.rect[2] <= 160
 
 
-def test_font_scale_follows_image_and_box_with_a_legible_minimum() -> None:
-    assert font_scale(160, 120, 160, 120) == MIN_FONT_SCALE
-    assert font_scale(4000, 3000, 10, 10) == MIN_FONT_SCALE
-    assert font_scale(4000, 3000, 2000, 2000) > 3 * font_scale(640, 480, 400, 400)
-    assert font_scale(4000, 3000, 100, 100) < font_scale(4000, 3000, 1000, 1000)
-    assert font_scale(4000, 3000, 0, 0) == MIN_FONT_SCALE
+def test_font_size_follows_the_image_with_a_legible_minimum() -> None:
+    assert font_size(160, 120) == MIN_FONT_SIZE
+    assert font_size(640, 480) == round(560 * FONT_SHARE)
+    assert font_size(4000, 3000) == round(3500 * FONT_SHARE)
+
+
+# --- the layout rule, pinned ----------------------------------------------------------------
+
+# (image size, boxes): a big and a tiny box on each image. The rule: one font size per image
+# (from the image, never from the box), every tab equally tall and inside the image.
+GOLDEN = [
+    ((160, 120), [[10, 30, 150, 110], [120, 100, 126, 106]], 9),
+    ((640, 480), [[40, 60, 600, 460], [300, 200, 310, 208]], 17),
+    ((4000, 3000), [[100, 100, 3000, 2800], [3200, 2500, 3300, 2580]], 105),
+]
+
+
+@pytest.mark.parametrize(("size", "boxes", "px"), GOLDEN, ids=["160", "640", "4000"])
+def test_label_size_comes_from_the_image_not_the_box(
+    size: tuple[int, int], boxes: list[list[float]], px: int
+) -> None:
+    w, h = size
+    tabs = label_tabs(dets(boxes, [23, 2], [0.95, 0.65], names=COCO), w, h)
+    assert [t.size for t in tabs] == [px, px]
+    heights = {t.rect[3] - t.rect[1] for t in tabs}
+    assert len(heights) == 1  # "giraffe 0.95" on a whole-image box as tall as "car 0.65"
+    (tall,) = heights
+    assert px < tall <= 1.6 * px  # the font's line and a little padding
+    for t in tabs:
+        x1, y1, x2, y2 = t.rect
+        assert 0 <= x1 < x2 <= w
+        assert 0 <= y1 < y2 <= h
+    drawn = annotate(np.zeros((h, w, 3), np.uint8), dets(boxes, [23, 2], [0.95, 0.65], COCO))
+    x1, y1, x2, y2 = tabs[0].rect
+    assert np.all(drawn[y1:y2, x1:x2] == color_for(23), axis=2).mean() > 0.5
+
+
+def test_style_overrides_sizes_and_hides_labels_or_scores() -> None:
+    d = dets([[40, 60, 600, 460]], [0], names=COCO)
+    img = np.zeros((480, 640, 3), np.uint8)
+    (tab,) = label_tabs(d, 640, 480, Style(font_size=30))
+    assert tab.size == 30
+    (tab,) = label_tabs(d, 640, 480, Style(hide_conf=True))
+    assert tab.text == "person"
+    bare = annotate(img, d, Style(hide_labels=True))
+    assert np.array_equal(bare, annotate(img, d, Style(hide_labels=True)))
+    assert np.all(bare[30:57, 40:200] == 0)  # no tab above the box
+    thick = annotate(img, d, Style(line_width=9, hide_labels=True))
+    assert tuple(thick[260, 44].tolist()) == color_for(0)  # 4 px inside the left edge
+    assert tuple(bare[260, 44].tolist()) == (0, 0, 0)
+    (tab,) = label_tabs(d, 640, 480, texts=["#7 person"])
+    assert tab.text == "#7 person"
 
 
 # --- where labels go ----------------------------------------------------------------------
@@ -292,7 +352,7 @@ def test_thumbnail_labels_do_not_bury_small_boxes(boxes: list[list[float]]) -> N
     small box or covering at most a quarter of it."""
     d = dets(boxes, [17, 19], [0.81, 0.47], names=COCO)
     for tab, box in zip(label_tabs(d, 160, 120), boxes, strict=True):
-        assert tab.scale == MIN_FONT_SCALE
+        assert tab.size == MIN_FONT_SIZE
         area = (box[2] - box[0]) * (box[3] - box[1])
         assert rect_overlap(tab.rect, tuple(int(v) for v in box)) <= area / 4, (tab, box)
         assert tab.rect[3] - tab.rect[1] <= 0.12 * 120
@@ -302,3 +362,30 @@ def test_thumbnail_labels_do_not_bury_small_boxes(boxes: list[list[float]]) -> N
     for (x1, y1, x2, y2), cls in zip(np.array(boxes, int).tolist(), [17, 19], strict=True):
         inside = drawn[y1 + 3 : y2 - 2, x1 + 3 : x2 - 2]
         assert np.all(inside == color_for(cls), axis=2).mean() <= 0.25
+
+
+# --- fonts ----------------------------------------------------------------------------------
+
+
+def test_characters_the_shipped_font_lacks_use_a_fallback_font_or_show_as_question_marks(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from yolocli import draw
+
+    assert draw.covered("Straßenauto Ёжик café")
+    assert not draw.covered("犬")
+    monkeypatch.setattr(draw, "FALLBACK_FONTS", ())
+    monkeypatch.delenv("YOLOCLI_FONT", raising=False)
+    draw.fallback_font.cache_clear()
+    draw._warn_missing_glyphs.cache_clear()
+    with caplog.at_level("WARNING", logger="yolocli.draw"):
+        font, shown = draw.font_for("犬 0.87", 20)
+    assert shown == "? 0.87"
+    assert "YOLOCLI_FONT" in caplog.text
+    other = str(draw.FONT_FILE)  # any real font file stands for a CJK one here
+    monkeypatch.setenv("YOLOCLI_FONT", other)
+    draw.fallback_font.cache_clear()
+    font, shown = draw.font_for("犬 0.87", 20)
+    assert shown == "犬 0.87"
+    assert font.path == other
+    draw.fallback_font.cache_clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import DATA, run_cli
+from tests.conftest import DATA, WEIGHTS_CACHE, run_cli
 from tests.oracle import assert_reference_answers, photo
 from yolocli import engines
 from yolocli.engines.opencv import has_darknet_importer
@@ -152,6 +153,19 @@ def test_export_writes_a_graph_onnx_runtime_runs_with_batch_2(
     bad = run_cli("export", "yolov3-tiny", "--size", "100", "-o", str(tmp_path / "x.onnx"))
     assert bad.exit_code == 2
     assert "Invalid value for '--size'" in bad.stderr
+
+
+def test_the_library_keeps_opencvs_own_warnings_off_stderr(tiny_weights: Path) -> None:
+    """Bug 9 of the everyday-use pass: every Detector on OpenCV 5 printed "[ WARN:0@0.177]
+    ... setPreferableTarget Targets are not supported by the new graph engine"."""
+    code = (
+        "from yolocli import Detector; from yolocli.store import Store; "
+        f"Detector('yolov3-tiny', backend='opencv', store=Store.from_env("
+        f"{{'YOLOCLI_HOME': {str(WEIGHTS_CACHE)!r}, 'YOLOCLI_OFFLINE': '1'}}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
 
 
 def test_export_never_replaces_a_file_it_did_not_write(

@@ -370,3 +370,163 @@ def test_val_plots_without_matplotlib_is_one_line(
         "yolocli: error: plots need matplotlib, which is not installed: "
         "pip install 'yolocli[plots]'"
     ]
+
+
+# -- the dataset layouts of other tools ----------------------------------------------------------
+
+COCO_SPELLING = {
+    "motorbike": "motorcycle", "aeroplane": "airplane", "sofa": "couch",
+    "pottedplant": "potted plant", "diningtable": "dining table", "tvmonitor": "tv",
+}  # fmt: skip
+
+
+def yolo_lines(boxes: list[tuple[int, list[float]]], w: int, h: int, ids: dict[int, int]) -> str:
+    return "".join(
+        f"{ids[cls]} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} "
+        f"{(y2 - y1) / h:.6f}\n"
+        for cls, (x1, y1, x2, y2) in boxes
+    )
+
+
+def ultralytics_dataset(root: Path) -> Path:
+    """As Ultralytics' own coco8.yaml lays a dataset out: ``path`` (relative), ``val:
+    images/val``, labels in ``labels/val``, ``names`` a mapping with COCO's spellings."""
+    names = [COCO_SPELLING.get(n, n) for n in coco_names()]
+    (root / "coco8" / "images" / "val").mkdir(parents=True)
+    (root / "coco8" / "labels" / "val").mkdir(parents=True)
+    for image, w, h, boxes in reference_truth():
+        shutil.copy(image, root / "coco8" / "images" / "val" / image.name)
+        if boxes:
+            label = root / "coco8" / "labels" / "val" / f"{image.stem}.txt"
+            label.write_text(yolo_lines(boxes, w, h, {i: i for i in range(80)}))
+    lines = ["path: coco8  # dataset root dir", "train: images/train", "val: images/val",
+             "test:  # optional", "", "names:"]  # fmt: skip
+    lines += [f"  {i}: {name}" for i, name in enumerate(names)]
+    path = root / "coco8.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def darknet_dataset(root: Path) -> tuple[Path, list[str]]:
+    """As AlexeyAB darknet's README lays out a custom dataset: ``data/obj.data`` with
+    ``valid = data/test.txt`` listing ``data/obj/x.jpg`` (relative to darknet's folder, the
+    parent of ``data/``), labels ``data/obj/x.txt`` beside the images, and ``obj.names`` with
+    only this dataset's classes, numbered its own way."""
+    truth = reference_truth()
+    present = sorted({cls for *_, boxes in truth for cls, _ in boxes}, reverse=True)
+    ids = {cls: i for i, cls in enumerate(present)}
+    names = [coco_names()[cls] for cls in present]
+    obj = root / "data" / "obj"
+    obj.mkdir(parents=True)
+    listed = []
+    for image, w, h, boxes in truth:
+        shutil.copy(image, obj / image.name)
+        (obj / f"{image.stem}.txt").write_text(yolo_lines(boxes, w, h, ids))
+        listed.append(f"data/obj/{image.name}\n")
+    (root / "data" / "test.txt").write_text("".join(listed))
+    (root / "data" / "obj.names").write_text("".join(f"{n}\n" for n in names))
+    path = root / "data" / "obj.data"
+    path.write_text(
+        f"classes = {len(names)}\ntrain  = data/train.txt\nvalid  = data/test.txt\n"
+        "names = data/obj.names\nbackup = backup/\n"
+    )
+    return path, names
+
+
+def test_val_reads_ultralytics_and_darknet_datasets_as_the_yolo_folder(
+    tmp_path: Path, use_real_store: Path
+) -> None:
+    root = yolo_dataset(tmp_path / "yolo")
+    expected = json.loads(run_cli("val", str(root), "-m", "yolov3-tiny", "-f", "json").stdout)
+    assert expected["images"] == 6
+
+    yaml_path = ultralytics_dataset(tmp_path / "ultra")
+    result = run_cli("val", str(yaml_path), "-m", "yolov3-tiny", "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    assert "warning" not in result.stderr  # COCO's spellings are darknet's classes
+    got = json.loads(result.stdout)
+    for key in ("images", "boxes", *STATS):
+        assert got[key] == expected[key], key
+
+    data_path, names = darknet_dataset(tmp_path / "darknet")
+    result = run_cli("val", str(data_path), "-m", "yolov3-tiny", "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    got = json.loads(result.stdout)
+    for key in ("images", "boxes", *STATS):
+        assert got[key] == expected[key], key
+    assert sorted(c["name"] for c in got["classes"]) == sorted(names)
+
+
+def labelstudio_coco_dataset(root: Path) -> Path:
+    """The test photos as a labelling tool's COCO export numbers them: only the labelled
+    classes, capitalized names in the labelling config's (here alphabetical) order, category
+    and image ids from 0; the file names under ``images/``. Annotation ids start at 1:
+    pycocotools takes a match to annotation id 0 for no match (see the test below)."""
+    truth = reference_truth()
+    present = sorted({coco_names()[c] for *_, boxes in truth for c, _ in boxes})
+    category = {name: i for i, name in enumerate(present)}
+    images, annotations = [], []
+    (root / "images").mkdir(parents=True)
+    for n, (image, w, h, boxes) in enumerate(truth):
+        shutil.copy(image, root / "images" / image.name)
+        images.append({"width": w, "height": h, "id": n, "file_name": f"images/{image.name}"})
+        for cls, (x1, y1, x2, y2) in boxes:
+            annotations.append(
+                {"id": len(annotations) + 1, "image_id": n,
+                 "category_id": category[coco_names()[cls]], "segmentation": [],
+                 "bbox": [x1, y1, x2 - x1, y2 - y1], "ignore": 0, "iscrowd": 0,
+                 "area": (x2 - x1) * (y2 - y1)}
+            )  # fmt: skip
+    categories = [{"id": i, "name": COCO_SPELLING.get(n, n).title()} for n, i in category.items()]
+    doc = {"images": images, "categories": categories, "annotations": annotations,
+           "info": {"year": 2026, "version": "1.0", "description": "", "contributor":
+                    "Label Studio", "url": "", "date_created": ""}}  # fmt: skip
+    path = root / "result.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_detect_coco_with_custom_category_ids_scores_as_val_in_pycocotools(
+    tmp_path: Path, use_real_store: Path
+) -> None:
+    gt_path = labelstudio_coco_dataset(tmp_path / "ls")
+    result = run_cli("val", str(gt_path), "-m", "yolov3-tiny", "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    detect = run_cli(
+        "detect", str(tmp_path / "ls" / "images"), "-m", "yolov3-tiny", "--conf", "0.001",
+        "--nms", "0.6", "--no-save", "-f", "coco", "--coco-ids", str(gt_path),
+    )  # fmt: skip
+    assert detect.exit_code == 0, detect.stderr
+    # the classes the JSON has no category for are named, once
+    notes = [line for line in detect.stderr.splitlines() if "no category" in line]
+    assert len(notes) == 1
+    assert "person" not in notes[0]
+    assert "toothbrush" in notes[0]
+    results = json.loads(detect.stdout)
+    assert {r["category_id"] for r in results} <= {c["id"] for c in json.loads(
+        gt_path.read_text())["categories"]}  # fmt: skip
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO.COCO(str(gt_path))
+        ev = COCOEVAL.COCOeval(gt, gt.loadRes(results), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    for i, name in enumerate(STATS):
+        expected = None if ev.stats[i] == -1 else ev.stats[i]
+        assert doc[name] == pytest.approx(expected, abs=1e-4), name
+    assert doc["map50"] > 0.9
+
+
+def test_val_warns_that_pycocotools_mis_scores_annotation_id_0(tmp_path: Path) -> None:
+    from yolocli.datasets import load
+
+    gt_path = labelstudio_coco_dataset(tmp_path / "ls")
+    doc = json.loads(gt_path.read_text())
+    for ann in doc["annotations"]:
+        ann["id"] -= 1
+    gt_path.write_text(json.dumps(doc))
+    problems = load(gt_path, coco_names()).problems
+    assert len(problems) == 1
+    assert "annotation id 0" in problems[0]
+    assert "pycocotools" in problems[0]

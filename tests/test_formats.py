@@ -133,7 +133,8 @@ def test_coco_results_from_another_model_keep_class_ids() -> None:
     ("name", "ids", "expected"),
     [
         ("shots/x.jpg", {"shots/x.jpg": 4, "x.jpg": 5}, 4),  # the name as given first
-        ("/data/val/x.jpg", {"val/x.jpg": 4, "x.jpg": 5}, 5),  # then the base name
+        ("/data/val/x.jpg", {"val/x.jpg": 4, "x.jpg": 5}, 4),  # then the longest tail
+        ("/data/val/x.jpg", {"x.jpg": 5}, 5),  # down to the base name
         ("0042.png", {}, 42),  # no file: the stem, a number
         ("IMG_1.png", {}, "IMG_1"),
         ("١٢.png", {}, "١٢"),  # digits that are not ASCII stay a string
@@ -202,3 +203,106 @@ def test_coco_ids_need_the_coco_format(tmp_path: Path) -> None:
     result = run_cli("detect", "x.jpg", "--coco-ids", str(ann), "--no-save")
     assert result.exit_code == 2
     assert "add -f coco" in result.stderr
+
+
+def test_coco_ids_are_unique_per_image_and_per_frame() -> None:
+    def rec(image: str, **extra: Any) -> dict[str, Any]:
+        return {**RECORDS[0], "image": image, **extra}
+
+    got = write_coco(
+        [
+            rec("a/dog_01.jpg"),
+            rec("b/dog_01.jpg"),
+            rec("c/b/dog_01.png"),
+            rec("a/dog_01.jpg"),  # the same input again: the same id
+            rec("clip.mp4", frame=0, time=0.0),
+            rec("clip.mp4", frame=5, time=0.2),
+            {**RECORDS[1], "image": "clip.mp4", "frame": None, "frames": 2},  # closing record
+            rec("0001.jpg"),
+        ]
+    )
+    ids = [r["image_id"] for r in got[::2]]  # two detections per record
+    assert ids == ["dog_01", "b/dog_01", "c/b/dog_01", "dog_01", "clip:0", "clip:5", 1]
+
+
+def test_coco_categories_come_from_the_annotations_by_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    names = coco_names()
+    options = CocoOptions(class_names=names, categories={"Cat": 0, "hot dog": 7, "Dog": 3})
+    with caplog.at_level("WARNING", logger="yolocli.formats"):
+        got = write_coco(RECORDS[:1], options)
+    assert [(r["category_id"], r["score"]) for r in got] == [(3, 0.87), (0, 0.5)]
+    notes = [r.getMessage() for r in caplog.records]
+    assert len(notes) == 1
+    assert "77 of the model's 80 classes have no category" in notes[0]  # not cat, dog, hot dog
+    assert "person" in notes[0]
+    # COCO's spellings match darknet's names
+    spelled = CocoOptions(class_names=names, categories={"motorcycle": 4, "dining table": 67})
+    table = spelled.category_ids()
+    assert table is not None
+    assert table[names.index("motorbike")] == 4
+    assert table[names.index("diningtable")] == 67
+    assert table[0] is None
+
+
+# -- label studio --------------------------------------------------------------------------------
+
+
+def test_labelstudio_tasks_hold_percent_boxes_that_map_back_to_pixels(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    frame = {**RECORDS[0], "image": "clip.mp4", "frame": 3, "time": 0.1}
+    with caplog.at_level("WARNING", logger="yolocli.formats"):
+        tasks = json.loads(write_all_of("labelstudio", [*RECORDS, frame, frame]))
+    assert [t["data"]["image"] for t in tasks] == ["a.jpg", "empty.jpg"]  # no error, no frame
+    assert sum("video frames are left out" in r.getMessage() for r in caplog.records) == 1
+    (prediction,) = tasks[0]["predictions"]
+    assert prediction["model_version"] == "m"
+    assert prediction["score"] == pytest.approx((0.87 + 0.5) / 2)
+    results = prediction["result"]
+    assert len({r["id"] for t in tasks for p in t["predictions"] for r in p["result"]}) == 2
+    for r, d in zip(results, RECORDS[0]["detections"], strict=True):
+        assert r["type"] == "rectanglelabels"
+        assert (r["from_name"], r["to_name"]) == ("label", "image")
+        assert (r["original_width"], r["original_height"]) == (640, 480)
+        v = r["value"]
+        assert v["rectanglelabels"] == [d["label"]]
+        assert r["score"] == d["score"]
+        back = [v["x"] * 6.4, v["y"] * 4.8, (v["x"] + v["width"]) * 6.4,
+                (v["y"] + v["height"]) * 4.8]  # fmt: skip
+        assert back == pytest.approx(d["box"], abs=1e-3)
+    assert tasks[1]["predictions"][0]["result"] == []  # an empty image is still a task
+
+
+def write_all_of(fmt: str, records: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = make_writer(fmt, out)
+    for rec in records:
+        writer.write(rec)
+    writer.close()
+    return out.getvalue()
+
+
+def test_detect_writes_the_labelstudio_tasks_label_studio_accepted(use_real_store: Path) -> None:
+    """The tasks Label Studio's SDK validated (tests/data/labelstudio/README.md), again."""
+    photos = [DATA / "images" / "grace_hopper.jpg", DATA / "images" / "rocket.jpg"]
+    result = run_cli(
+        "detect", *map(str, photos), "-m", "yolov3-tiny", "--conf", "0.1", "--no-save",
+        "-f", "labelstudio",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    got = json.loads(result.stdout)
+    want = json.loads((DATA / "labelstudio" / "tasks.json").read_text())
+    assert [Path(t["data"]["image"]).name for t in got] == ["grace_hopper.jpg", "rocket.jpg"]
+    for g, w in zip(got, want, strict=True):
+        (gp,), (wp,) = g["predictions"], w["predictions"]
+        assert len(gp["result"]) == len(wp["result"])
+        for a, b in zip(gp["result"], wp["result"], strict=True):
+            assert {k: v for k, v in a.items() if k not in ("value", "score")} == {
+                k: v for k, v in b.items() if k not in ("value", "score")
+            }
+            assert a["value"]["rectanglelabels"] == b["value"]["rectanglelabels"]
+            for key in ("x", "y", "width", "height"):
+                assert a["value"][key] == pytest.approx(b["value"][key], abs=0.05)
+            assert a["score"] == pytest.approx(b["score"], abs=1e-3)

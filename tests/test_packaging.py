@@ -35,6 +35,8 @@ def test_wheel_contains_configs_and_type_marker(wheel: Path) -> None:
         "yolocli/configs/yolov4-tiny.cfg",
         "yolocli/py.typed",
         "yolocli/cli.py",
+        "yolocli/fonts/DejaVuSansCondensed-Bold.ttf",  # label text (yolocli.draw)
+        "yolocli/fonts/LICENSE-DejaVu.txt",
     ):
         assert needed in names
     assert not any(name.startswith("tests/") for name in names)

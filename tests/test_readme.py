@@ -41,3 +41,11 @@ def test_the_library_example_runs(use_real_store: object) -> None:
     scope: dict[str, object] = {}
     exec(compile(code, "README.md", "exec"), scope)
     assert len(scope["dets"]) > 0  # type: ignore[arg-type]
+
+
+def test_install_commands_work_from_the_checkout() -> None:
+    """yolocli is not on the package index: the README installs extras as '.[extra]', and
+    names 'yolocli[extra]' once, for a package installed from an index."""
+    extras = re.findall(r"pip install\s+(?:-e\s+)?'([^'\[]+)\[", README)
+    assert extras.count("yolocli") == 1, extras
+    assert set(extras) == {".", "yolocli"}

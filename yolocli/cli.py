@@ -658,7 +658,15 @@ JSON Lines record, one per image, flushed as soon as it is done:
   {"image": "a.jpg", "width": 640, "height": 480, "model": "yolov3",
    "detections": [{"label": "dog", "class_id": 16, "score": 0.87,
                    "box": [x1, y1, x2, y2]}], "error": null}
-CSV: one row per detection (an image with none still gets a row).
+CSV: one row per detection (an image with none still gets a row; a video's
+closing record gets one only when the video failed).
+
+\b
+Outputs (--out): a file lands at its name (shots/a.jpg, /x/a.jpg and ../a.jpg all
+give OUT/a.jpg); a folder's or a glob's images keep their place below the folder
+(photos/ -> OUT/trip/b.jpg). A name, once given, stays with its input in later
+runs into the same --out and is never given to another (a.jpg, a-2.png).
+Subfolders holding a yolocli journal (earlier outputs) are skipped.
 
 """
     + ENVIRONMENT
@@ -804,7 +812,8 @@ def _network_options(func: F) -> F:
             "--batch",
             type=click.IntRange(1, 64),
             default=1,
-            help="Images per forward pass (with one network in this process).",
+            help="Images per forward pass, on one network in this process (so -j auto runs "
+            "no worker processes; with -j N > 1 it is not used).",
         ),
     ]
     for option in reversed(options):  # so that --help lists them in this order
@@ -847,16 +856,36 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
 @click.option("--agnostic", is_flag=True, help="NMS across classes, not per class.")
 @click.option("--single-label", is_flag=True, help="Only the best class of each box.")
 @click.option(
-    "-f", "--format", "fmt", type=click.Choice(FORMATS), default="text", help="Results on stdout."
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="text",
+    help="Results on stdout: text for people; jsonl/json records; csv rows; coco (COCO results, "
+    "see --coco-ids); labelstudio (Label Studio pre-annotation tasks).",
 )
 @click.option(
     "-o",
     "--out",
     type=click.Path(path_type=Path, file_okay=False),
     default=Path("detections"),
-    help="Folder for annotated images and other outputs.",
+    help="Folder for annotated images and other outputs (where each lands: see below).",
 )
 @click.option("--no-save", is_flag=True, help="Write no annotated images.")
+@click.option(
+    "--line-width",
+    type=click.IntRange(min=1, max=100),
+    help="Box lines, in pixels. [default: 0.3% of the image's mean side, at least 2: 10 at "
+    "4000x3000]",
+)
+@click.option(
+    "--font-size",
+    type=click.IntRange(min=6, max=500),
+    help="Label font size, in pixels; the same for every label of an image. [default: "
+    "3% of the image's mean side, at least 9: 17 at 640x480, 105 at 4000x3000]",
+)
+@click.option("--hide-labels", is_flag=True, help="Draw boxes only, no labels.")
+@click.option("--hide-conf", is_flag=True, help="Labels without the score.")
 @click.option(
     "--save-txt",
     is_flag=True,
@@ -871,7 +900,8 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
 @click.option(
     "--skip-existing",
     is_flag=True,
-    help="Leave images whose outputs already exist (resume a killed batch).",
+    help="Leave inputs that an earlier run into --out completed, outputs still there (resume "
+    "a killed batch); stdin bytes, cameras and streams are always processed.",
 )
 @click.option("-0", "--null", is_flag=True, help="Paths on stdin are NUL-separated (find -print0).")
 @click.option(
@@ -965,13 +995,15 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
 @click.option(
     "--profile",
     is_flag=True,
-    help="Print time per stage (read, forward, ...) on stderr at the end.",
+    help="Print time per stage (read, forward, ...) on stderr at the end, also under -q.",
 )
 @click.option(
     "--coco-ids",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="With -f coco: image ids from this COCO annotations file, by file name. "
-    "[default: the file stem, a number if all digits]",
+    help="With -f coco: image ids (by file name) and category ids (by class name, COCO's "
+    "spellings too) from this COCO annotations file. [default: image id: the file stem, a "
+    "number if all digits, else the path without extension where stems repeat; a video frame: "
+    "VIDEO_ID:FRAME; category id: COCO's 1-90 for COCO's 80 classes, else the class id]",
 )
 @_common
 @click.pass_context
@@ -997,6 +1029,10 @@ def detect(
     fmt: str,
     out: Path,
     no_save: bool,
+    line_width: int | None,
+    font_size: int | None,
+    hide_labels: bool,
+    hide_conf: bool,
     save_txt: bool,
     save_conf: bool,
     save_crops: bool,
@@ -1059,6 +1095,13 @@ def detect(
     from yolocli.postprocess import Postprocess
 
     saving = not no_save or save_txt or save_crops
+    if no_save and (line_width or font_size or hide_labels or hide_conf):
+        raise click.UsageError(
+            "--line-width, --font-size, --hide-labels and --hide-conf are about annotated "
+            "images, which --no-save turns off"
+        )
+    from yolocli.draw import Style
+
     save = SaveOptions(
         out_dir=out if saving else None,
         save_images=not no_save,
@@ -1066,6 +1109,7 @@ def detect(
         save_conf=save_conf,
         save_crops=save_crops,
         skip_existing=skip_existing,
+        style=Style(line_width, font_size, hide_labels, hide_conf),
     )
     try:
         post = Postprocess(
@@ -1081,13 +1125,15 @@ def detect(
             slicer = _slicer(slice_, overlap, full, scales, merge, match)
             from yolocli.video import ReadOptions, Reconnect
 
+            tracking = ctx.meta.get("yolocli.tracking")  # `yolocli track`: a TrackSettings
             reading = ReadOptions(
                 stride=vid_stride, max_frames=max_frames, buffer=buffer,
                 reconnect=Reconnect(attempts=reconnect, stall=stall_timeout),
+                frame_rate=ctx.meta.get("yolocli.frame_rate", 30.0),
             )  # fmt: skip
             options = Options(
                 batch=batch, max_bytes=max_bytes, max_pixels=max_pixels, slicer=slicer,
-                video=reading,
+                video=reading, per_video=tracking.session if tracking is not None else None,
             )  # fmt: skip
             ctx.meta["yolocli.source_type"] = source_type
             failed = _run_detect(ctx, sources, detector_args, save, options, fmt, null, profile)
@@ -1096,6 +1142,239 @@ def detect(
     except OutputError as err:
         raise click.UsageError(str(err)) from None
     ctx.exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+# ------------------------------------------------------------------------------ track
+
+TRACK_EPILOG = (
+    """\b
+Inputs: video files, cameras (0, /dev/video0), streams (rtsp://, http(s)://),
+and folders or glob patterns of frames ("seq/*.jpg"), each one sequence, read in
+name order with numbers by value (frame2 before frame10), frame i at i/--fps s.
+A photo on its own is an error. Each video gets its own tracker: ids start at 1.
+
+\b
+Records: detect's, for the detections of confirmed tracks only, each with
+"track_id" (an int, stable for the life of the track). With --line, each
+frame record has "crossings": [{"line": 0, "track_id": 3, "label": "car",
+"direction": "in"}]; with --zone, "zones": [{"count": 2, "inside": {"car":
+2}}]. The closing record of each video has "lines": [{"line": [x1, y1, x2,
+y2], "in": {label: n}, "out": {label: n}}] and "zones": [{"zone": [[x, y],
+...], "entered": {label: n}}] (distinct tracks that entered).
+CSV: detect's columns plus track_id. -f mot: MOTChallenge lines
+frame,id,x,y,w,h,score,-1,-1,-1 (frames from 1), for TrackEval or motmetrics.
+
+\b
+Counting: objects are followed by the centre of their box. For a line from A
+(x1,y1) to B (x2,y2), "in" is a crossing towards the right-hand side of someone
+walking from A to B on the image as shown (y grows downwards): for
+0,360,1280,360 moving down is "in"; for 640,0,640,720 moving left is "in".
+A crossing counts when the centre, settled on one side, settles on the other
+having passed between A and B; settled means at least a tenth of the box's
+smaller side (and 2 px) from the line, so a track jittering on the line is
+counted once per real crossing.
+
+\b
+Time: the tracker runs on each frame's timestamp, so --vid-stride, frames a
+camera or stream dropped, and --lost-time (seconds) agree. The defaults suit
+darknet's scores (objectness x class probability), lower than the YOLOX
+scores ByteTrack's own were tuned on: --conf 0.1 lets weak boxes reach
+ByteTrack's second association, and tracks start from 0.3.
+
+"""
+    + ENVIRONMENT
+)
+
+# detect's options that tracking does not take (or takes with another default, below).
+_NOT_FOR_TRACK = {"skip_existing", "null", "coco_ids", "workers", "fmt", "conf"}
+
+
+def _track_params() -> list[click.Parameter]:
+    """detect's own options, minus those `_NOT_FOR_TRACK`: one definition for both."""
+    return [p for p in detect.params if p.name not in _NOT_FOR_TRACK]
+
+
+def _track_options(func: F) -> F:
+    """What only tracking has: the tracker and its few settings, lines, zones, trails."""
+    from yolocli.formats import TRACK_FORMATS
+    from yolocli.tracking.trackers import TRACKERS
+
+    options = [
+        click.option(
+            "--conf",
+            type=click.FloatRange(0, 1),
+            default=0.1,
+            help="Detections scoring above this reach the tracker (ByteTrack uses the weak "
+            "ones to keep tracks through occlusions).",
+        ),
+        click.option(
+            "-f",
+            "--format",
+            "fmt",
+            type=click.Choice(TRACK_FORMATS),
+            default="text",
+            help="Results on stdout (mot: MOTChallenge lines).",
+        ),
+        click.option(
+            "--tracker",
+            type=click.Choice(TRACKERS),
+            default="bytetrack",
+            help="bytetrack, or sort (the simple baseline).",
+        ),
+        click.option(
+            "--track-high",
+            type=click.FloatRange(0, 1),
+            default=0.3,
+            help="Detections scoring at least this are matched first and may start tracks "
+            "(sort: the only ones it uses).",
+        ),
+        click.option(
+            "--track-new",
+            type=click.FloatRange(0, 1),
+            help="bytetrack: a new track needs a detection scoring at least this. "
+            "[default: --track-high]",
+        ),
+        click.option(
+            "--lost-time",
+            type=click.FloatRange(min=0),
+            help="Seconds a track unseen is kept, to be found again. "
+            "[default: 1.0 for bytetrack, 0.1 for sort]",
+        ),
+        click.option(
+            "--min-hits",
+            type=click.IntRange(min=1),
+            help="sort: frames in a row a track must be matched before it is reported. "
+            "[default: 3]",
+        ),
+        click.option(
+            "--line",
+            "lines",
+            multiple=True,
+            metavar="X1,Y1,X2,Y2",
+            help="Count tracks crossing from A (x1,y1) to B (x2,y2), per class and "
+            "direction (repeatable; see the counting rule below).",
+        ),
+        click.option(
+            "--zone",
+            "zones",
+            multiple=True,
+            metavar="X1,Y1,X2,Y2,...",
+            help="A polygon: tracks inside it in each frame, and distinct tracks that "
+            "entered (repeatable).",
+        ),
+        click.option(
+            "--trail",
+            type=click.FloatRange(min=0),
+            default=0.0,
+            help="Draw each track's path over the last this many seconds on annotated "
+            "videos (0: none).",
+        ),
+        click.option(
+            "--fps",
+            type=click.FloatRange(min=0, min_open=True),
+            default=30.0,
+            help="Folders and globs of frames: their frame rate (frame i is at i/FPS s).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _track_settings(
+    tracker: str,
+    track_high: float,
+    track_new: float | None,
+    lost_time: float | None,
+    min_hits: int | None,
+    conf: float,
+    lines: tuple[str, ...],
+    zones: tuple[str, ...],
+    trail: float,
+) -> Any:
+    """The `yolocli.tracking.session.TrackSettings` the options describe."""
+    from yolocli.tracking.session import TrackSettings, parse_points
+
+    settings: dict[str, float | bool] = {}
+    if tracker == "bytetrack":
+        if min_hits is not None:
+            raise click.UsageError("--min-hits is a sort setting: add --tracker sort")
+        settings.update(high=track_high, low=min(conf, track_high))
+        settings["new"] = track_high if track_new is None else track_new
+    else:
+        if track_new is not None:
+            raise click.UsageError("--track-new is a bytetrack setting; sort uses --track-high")
+        settings["conf"] = track_high
+        if min_hits is not None:
+            settings["min_hits"] = min_hits
+    if lost_time is not None:
+        settings["lost_time"] = lost_time
+    segments = []
+    for text in lines:
+        try:
+            points = parse_points(text, "--line")
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="'--line'") from None
+        if len(points) != 2 or points[0] == points[1]:
+            raise click.BadParameter(
+                f"{text!r}: give two different points, x1,y1,x2,y2", param_hint="'--line'"
+            )
+        segments.append((points[0], points[1]))
+    polygons = []
+    for text in zones:
+        try:
+            points = parse_points(text, "--zone")
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="'--zone'") from None
+        if len(points) < 3:
+            raise click.BadParameter(
+                f"{text!r}: a polygon needs at least 3 points, x1,y1,x2,y2,x3,y3,...",
+                param_hint="'--zone'",
+            )
+        polygons.append(tuple(points))
+    return TrackSettings(tracker, settings, tuple(segments), tuple(polygons), trail)
+
+
+@cli.command(context_settings=CONTEXT, epilog=TRACK_EPILOG, params=_track_params())
+@_track_options
+@click.pass_context
+def track(
+    ctx: click.Context,
+    /,
+    tracker: str,
+    track_high: float,
+    track_new: float | None,
+    lost_time: float | None,
+    min_hits: int | None,
+    lines: tuple[str, ...],
+    zones: tuple[str, ...],
+    trail: float,
+    fps: float,
+    fmt: str,
+    conf: float,
+    **detect_args: Any,
+) -> None:
+    """Follow objects through videos, cameras, streams and folders of frames: an id for
+    each, counts across lines and inside zones; annotated videos in --out, records on stdout.
+
+    \b
+    Examples:
+      yolocli track clip.mp4 -m yolov3-tiny -f jsonl > tracks.jsonl
+      yolocli track clip.mp4 --line 640,0,640,720 --classes person,car
+      yolocli track frames/ --fps 25 -f mot > results.txt     # MOTChallenge
+      yolocli track "seq/*.jpg" --zone 100,100,500,100,500,400,100,400 --trail 2
+      yolocli track rtsp://cam.local/stream --line 0,360,1280,360 -f jsonl
+      yolocli track clip.mp4 --tracker sort --vid-stride 2
+    """
+    settings = _track_settings(
+        tracker, track_high, track_new, lost_time, min_hits, conf, lines, zones, trail
+    )
+    ctx.meta["yolocli.tracking"] = settings
+    ctx.meta["yolocli.frame_rate"] = fps
+    ctx.invoke(
+        detect, fmt=fmt, conf=conf, skip_existing=False, null=False, coco_ids=None,
+        workers="1", **detect_args,
+    )  # fmt: skip
 
 
 def _run_detect(
@@ -1109,9 +1388,12 @@ def _run_detect(
     profile: bool,
 ) -> int:
     """The detect run itself; returns how many inputs failed."""
-    from yolocli.inputs import expand_sources
+    from yolocli.inputs import expand_sources, unannounced
     from yolocli.model import Detector
     from yolocli.model import plan as make_plan
+
+    if ctx.meta.get("yolocli.tracking") is not None:  # folders of frames are sequences
+        from yolocli.tracking.session import expand as expand_sources
     from yolocli.outputs import Outputs
     from yolocli.store import Store
     from yolocli.workers import MIN_IMAGES
@@ -1137,14 +1419,37 @@ def _run_detect(
             source_type=kind,
         )  # fmt: skip
         total = None
-        if _progress_wanted(ctx) and stdin is None and not videos:  # an ETA: count first
-            found = expand_sources(sources, out_dir=save.out_dir, source_type=kind)
-            total = sum(not s.not_an_image for s in found)
+        if _progress_wanted(ctx) and stdin is None:  # an ETA: count first
+            with unannounced():
+                found = expand_sources(sources, out_dir=save.out_dir, source_type=kind)
+                total = _total(found, options.video, videos)
         with _Signals() as signals:
             return _stream(
                 ctx, plan.info.name, detector, outputs, options, items, total, fmt,
                 (rule if profile else None), signals,
             )  # fmt: skip
+
+
+def _total(found: Any, reading: Any, videos: bool) -> int | None:
+    """The progress bar's total: images, or (when videos are named) frames, where every
+    video's frame count is known in advance (`yolocli.video.expected_frames`); else None."""
+    if not videos:
+        return sum(not s.not_an_image for s in found)
+    from yolocli.video import expected_frames
+
+    total = 0
+    for source in found:
+        if source.not_an_image:
+            continue
+        if source.error or not source.is_video:  # one result each
+            total += 1
+            continue
+        target = str(source.path) if source.path is not None else source.name
+        count = expected_frames(target, source.kind, reading)
+        if count is None:
+            return None
+        total += count
+    return total
 
 
 def _parallel(
@@ -1164,6 +1469,16 @@ def _parallel(
         count = int(workers)
         share = threads or max(1, cores // count)
         rule = f"--workers {count}"
+        if count > 1 and options.batch > 1:
+            log.warning(
+                "--batch %d is not used with --workers %d: each worker process runs one image "
+                "at a time (-j 1 batches on one network in this process)",
+                options.batch,
+                count,
+            )
+    elif options.batch > 1:
+        count, share = 1, threads  # batches are formed on one network, here
+        rule = f"auto: --batch {options.batch} batches on one network in this process"
     elif videos:
         count, share = 1, threads  # frames are not worth shipping to other processes
         rule = "auto: videos run on one network in this process"
@@ -1185,10 +1500,11 @@ def _named(sources: tuple[str, ...], source_type: str, limit: int) -> list[Any]:
     """The first ``limit`` inputs ``sources`` name (images and videos), to choose workers."""
     import itertools
 
-    from yolocli.inputs import expand_sources
+    from yolocli.inputs import expand_sources, unannounced
 
-    found = (s for s in expand_sources(sources, source_type=source_type) if not s.not_an_image)
-    return list(itertools.islice(found, limit))
+    with unannounced():
+        found = (s for s in expand_sources(sources, source_type=source_type) if not s.not_an_image)
+        return list(itertools.islice(found, limit))
 
 
 def _stream(
@@ -1209,7 +1525,8 @@ def _stream(
     from yolocli.pipeline import Pipeline
 
     pipeline = Pipeline(detector, outputs, options)
-    writer = make_writer(fmt, sys.stdout, coco=_coco_options(ctx, pipeline.names))
+    tracks = ctx.meta.get("yolocli.tracking") is not None
+    writer = make_writer(fmt, sys.stdout, coco=_coco_options(ctx, pipeline.names), tracks=tracks)
     run = _Run(ctx, model, outputs.options.out_dir, total)
     results = pipeline.run(items)
 
@@ -1224,7 +1541,7 @@ def _stream(
         # closing: an interruption finishes the videos being written at once.
         with contextlib.closing(results):  # type: ignore[type-var]  # a generator
             for result in run.track(results):
-                with signals.deferred():
+                with signals.deferred(), run.above_bar():
                     emit(result)
                     if result.frame is None:  # a video is done with its closing record
                         outputs.commit(result.source, result.outputs)
@@ -1332,6 +1649,7 @@ class _Run:
         self.wall: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
         self.start = time.perf_counter()
+        self.first_output: str | None = None  # the first file written, for the summary
         self.bar: Any = None
         if _progress_wanted(ctx):
             from tqdm import tqdm
@@ -1373,6 +1691,8 @@ class _Run:
             elif result.detections is not None:
                 self.objects += len(result.detections)
                 self.tiles += result.tiles
+            if self.first_output is None and not result.skipped:
+                self.first_output = _first_file(result.outputs)
             for stage, (wall, cpu) in result.timings.items():
                 self.wall[stage] = self.wall.get(stage, 0.0) + wall
                 if cpu is not None:
@@ -1392,6 +1712,13 @@ class _Run:
         found = ", ".join(f"{k} {_printable(label)}" for label, k in counts.most_common())
         line = f"{_printable(result.source.name)}: {result.frames} frames, {n} objects"
         line += f" ({found})" if found else ""
+        for i, counted in enumerate(result.extra.get("lines", [])):  # yolocli track --line
+            ways = [f"{way} " + (", ".join(f"{n} {_printable(k)}" for k, n in counted[way].items())
+                                 or "0") for way in ("in", "out")]  # fmt: skip
+            line += f"; line {i + 1}: {'; '.join(ways)}"
+        for i, zone in enumerate(result.extra.get("zones", [])):
+            entered = ", ".join(f"{n} {_printable(k)}" for k, n in zone["entered"].items())
+            line += f"; zone {i + 1}: entered {entered or 0}"
         if "image" in result.outputs:
             line += f" -> {_printable(result.outputs['image'])}"
         return line + (f" [stopped: {result.error}]" if result.error else "")
@@ -1400,6 +1727,21 @@ class _Run:
         if self.bar is not None:
             self.bar.clear()
         click.echo(line, err=True)
+
+    @contextlib.contextmanager
+    def above_bar(self) -> Iterator[None]:
+        """Write records to stdout with the bar out of their way: on a terminal, stdout and
+        the bar (on stderr) share the screen, so the bar is cleared first (no record glued
+        to it, no stale bars left above) and drawn again below the record."""
+        bar = self.bar if self.bar is not None and _isatty(sys.stdout) else None
+        if bar is not None:
+            bar.clear()
+        try:
+            yield
+        finally:
+            if bar is not None:
+                sys.stdout.flush()
+                bar.refresh()
 
     def close(self) -> None:
         if self.bar is not None:
@@ -1410,10 +1752,16 @@ class _Run:
 
         self.close()
         elapsed = time.perf_counter() - self.start
-        if self.ctx.meta.get("yolocli.quiet"):
-            return
+        if not self.ctx.meta.get("yolocli.quiet"):
+            click.echo(self.summary(elapsed), err=True)
+        if profile:  # asked for by name: shown under -q too
+            self._profile(elapsed)
+
+    def summary(self, elapsed: float) -> str:
+        """The closing line: what was done, how fast, and where the outputs are."""
         images = self.done - self.videos
-        count = images + self.frames
+        # The rate is of work done: failed and skipped inputs took no forward pass.
+        count = max(images - self.failed - self.skipped, 0) + self.frames
         rate = count / elapsed if elapsed > 0 else 0.0
         parts = [f"{images} image{'s' * (images != 1)}"] if images or not self.videos else []
         if self.videos:
@@ -1426,15 +1774,12 @@ class _Run:
         if self.input_errors:
             parts.append(f"{self.input_errors} input error{'s' * (self.input_errors != 1)}")
         where = ""
-        if self.out_dir is not None and self.done > self.failed + self.skipped:
-            where = f"; outputs in {self.out_dir}/"
+        if self.out_dir is not None and self.first_output is not None:
+            where = f"; outputs in {self.out_dir}/ (first: {_printable(self.first_output)})"
         unit = "frames/s" if self.videos else "images/s"
         if self.encoder:
             where += f" (videos: {self.encoder})"
-        click.echo(f"yolocli: {', '.join(parts)} in {elapsed:.1f} s ({rate:.1f} {unit}){where}",
-                   err=True)  # fmt: skip
-        if profile:
-            self._profile(elapsed)
+        return f"yolocli: {', '.join(parts)} in {elapsed:.1f} s ({rate:.1f} {unit}){where}"
 
     def _profile(self, elapsed: float) -> None:
         from yolocli.pipeline import STAGES
@@ -1466,6 +1811,24 @@ class _Run:
         click.echo("\n".join(lines), err=True)
 
 
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # closed, or not a file
+        return False
+
+
+def _first_file(outputs: Any) -> str | None:
+    """The first file named in a record's ``outputs``, if any."""
+    for value in outputs.values():
+        if isinstance(value, list):
+            if value:
+                return str(value[0])
+        elif value:
+            return str(value)
+    return None
+
+
 def _is_internal(error: str) -> bool:
     return error.startswith(INTERNAL)
 
@@ -1481,22 +1844,34 @@ def _printable(text: str) -> str:
 
 VAL_EPILOG = (
     """\b
-DATA is a COCO annotations JSON (images found by file_name under the
-JSON's folder, or --images DIR; categories matched to the model's classes
-by name) or a YOLO-layout folder: images/ with labels/ mirroring it, one
-"class cx cy w h" line per object, normalized to [0, 1]; an image without
-a label file has no objects. Object sizes (small: up to 32x32 px, medium:
-up to 96x96 px, large: above) come from the JSON's "area" field, or the box's w*h
-for YOLO labels.
+DATA is any of:
+  instances.json  COCO annotations: images by file_name under the JSON's
+                  folder (or --images DIR), never outside it; categories
+                  matched to the model's classes by name
+  data.yaml       Ultralytics: path, val (folder, image list, or a list of
+                  them), names; labels where Ultralytics looks (the last
+                  images/ of the path made labels/, .txt)
+  obj.data        darknet: valid= image list, names=; labels beside the
+                  images (x.jpg: x.txt); relative paths from the working
+                  folder, the file's folder or its parent
+  folder/         YOLO layout: images/ with labels/ mirroring it (or a
+                  data.yaml inside); class ids are the model's
+Label files hold one "class cx cy w h" line per object, normalized to
+[0, 1]; an image without one has no objects, and a label file without an
+image is reported. Dataset class names (COCO's spellings too: motorcycle,
+dining table) are matched to the model's; a class the model lacks counts
+as missed. Object sizes (small: up to 32x32 px, medium: up to 96x96 px,
+large: above) come from the JSON's "area" field, or the box's w*h.
 
 \b
 The figures are pycocotools' COCOeval (bbox): 101-point interpolated AP at
 IoU 0.50:0.05:0.95, at most 100 detections per image and class; crowd
 regions ignored as COCO does. Detections are rounded as -f coco writes them,
 so `yolocli detect -f coco` plus pycocotools gives the same numbers.
-A bad label line, a box outside its image or a listed image that is missing
-is reported (one line each) and left out; the rest is evaluated. Exit status
-1 when an image could not be evaluated.
+A bad label line, a box outside its image, a listed image that is missing,
+a duplicate image id or an unreadable label file is reported (one line
+each) and left out; the rest is evaluated. Exit status 1 when an image
+could not be evaluated.
 
 """
     + ENVIRONMENT
@@ -1556,14 +1931,18 @@ def val(
       yolocli val data/ --model yolov3-tiny
       yolocli val annotations/instances_val2017.json --images val2017/ -f json | jq .map
       yolocli val data/ --model yolov3-tiny --plots plots/
+      yolocli val coco8.yaml --model yolov3-tiny       # an Ultralytics dataset
+      yolocli val data/obj.data --cfg my.cfg --weights my.weights --names data/obj.names
     """
     from yolocli.errors import OptionError
     from yolocli.pipeline import Options
     from yolocli.postprocess import Postprocess
 
     _check_model_choice(model, cfg, weights)
-    if images is not None and data.is_dir():
-        raise click.UsageError("--images goes with a COCO annotations file, not a folder")
+    if images is not None and (data.is_dir() or data.suffix.lower() in (".yaml", ".yml", ".data")):
+        raise click.UsageError(
+            "--images goes with a COCO annotations file; this dataset names its images itself"
+        )
     if plots is not None:
         from yolocli.plots import check_available
 
@@ -1655,22 +2034,23 @@ def _run_val(
     return len(dataset.missing) + run.failed
 
 
-def _load_coco_ids(path: Path | None, fmt: str) -> dict[str, int | str]:
-    """``--coco-ids``: file name -> image id, for ``-f coco`` only."""
+def _load_coco_ids(path: Path | None, fmt: str) -> tuple[dict[str, int | str], dict[str, Any]]:
+    """``--coco-ids``: file name -> image id, and category name -> id, for ``-f coco`` only."""
     if path is None:
-        return {}
+        return {}, {}
     if fmt != "coco":
         raise click.UsageError("--coco-ids names the image ids of -f coco: add -f coco")
-    from yolocli.datasets import coco_image_ids
+    from yolocli.datasets import read_coco_ids
 
-    return coco_image_ids(path)
+    return read_coco_ids(path)
 
 
 def _coco_options(ctx: click.Context, names: list[str]) -> Any:
     """How ``-f coco`` numbers images and categories in this run."""
     from yolocli.formats import CocoOptions
 
-    return CocoOptions(ctx.meta.get("yolocli.coco_ids") or {}, names)
+    image_ids, categories = ctx.meta.get("yolocli.coco_ids") or ({}, {})
+    return CocoOptions(image_ids, names, categories)
 
 
 def main() -> None:

@@ -19,12 +19,15 @@ class Detections:
     ``xyxy`` (N, 4) float32 pixel boxes (x1, y1, x2, y2) in the original image; ``scores`` (N,)
     float32; ``class_ids`` (N,) int64; ``names`` the model's class names, so ``labels`` can
     say "dog". Select rows like an array: ``dets[dets.scores > 0.5]``, ``dets[:3]``.
+    ``track_ids`` (N,) int64 or None: set by a tracker (`yolocli.tracking`), the id of each
+    detection's track, -1 where it belongs to none.
     """
 
     xyxy: npt.NDArray[np.float32]
     scores: npt.NDArray[np.float32]
     class_ids: npt.NDArray[np.int64]
     names: Sequence[str] = field(default=(), repr=False, compare=False)
+    track_ids: npt.NDArray[np.int64] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         xyxy = np.asarray(self.xyxy, dtype=np.float32)
@@ -44,6 +47,13 @@ class Detections:
         object.__setattr__(self, "xyxy", xyxy)
         object.__setattr__(self, "scores", scores)
         object.__setattr__(self, "class_ids", class_ids)
+        if self.track_ids is not None:
+            track_ids = np.asarray(self.track_ids, dtype=np.int64)
+            if track_ids.shape != (n,):
+                raise ValueError(
+                    f"track_ids must have shape ({n},) to match xyxy, got {track_ids.shape}"
+                )
+            object.__setattr__(self, "track_ids", track_ids)
 
     @classmethod
     def empty(cls, names: Sequence[str] = ()) -> Detections:
@@ -58,7 +68,10 @@ class Detections:
         """Rows selected by a boolean mask, an index array or a slice (a new `Detections`)."""
         if isinstance(index, int | np.integer):
             index = [int(index)]
-        return Detections(self.xyxy[index], self.scores[index], self.class_ids[index], self.names)
+        tracks = None if self.track_ids is None else self.track_ids[index]
+        return Detections(
+            self.xyxy[index], self.scores[index], self.class_ids[index], self.names, tracks
+        )
 
     @property
     def labels(self) -> list[str]:
@@ -67,8 +80,9 @@ class Detections:
         return [names[i] if 0 <= i < len(names) else str(i) for i in self.class_ids.tolist()]
 
     def records(self) -> list[DetectionRecord]:
-        """One plain dict per detection (label, class_id, score, box), ready for JSON."""
-        return [
+        """One plain dict per detection (label, class_id, score, box, and ``track_id`` where
+        tracked: an int, or None for a detection in no track), ready for JSON."""
+        records: list[DetectionRecord] = [
             {"label": label, "class_id": cid, "score": score, "box": box}
             for label, cid, score, box in zip(
                 self.labels,
@@ -78,6 +92,10 @@ class Detections:
                 strict=True,
             )
         ]
+        if self.track_ids is not None:
+            for record, tid in zip(records, self.track_ids.tolist(), strict=True):
+                record["track_id"] = tid if tid >= 0 else None
+        return records
 
     def sorted(self) -> Detections:
         """Highest score first (ties keep their order)."""

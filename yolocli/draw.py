@@ -1,16 +1,27 @@
 """Annotation: boxes and "dog 0.87" labels drawn on a copy of the image.
 
 Deterministic: each class always gets the same color, and the same input gives the same pixels.
-Text is scaled by the image and by its box together, never below what Hershey fonts can show
-legibly; label tabs stay inside the image and are placed so they cover each other as little as
-a simple greedy pass can manage (`label_layout`).
+The line width and the text size are derived from the image once (`Style.resolve`), so every
+label of a picture has the same size whatever its box; `Style` overrides them and hides labels
+or scores. Label tabs stay inside the image and are placed so they cover each other as little
+as a simple greedy pass can manage (`label_layout`).
+
+Text is drawn with FreeType (Pillow) in DejaVu Sans Condensed Bold, shipped in the wheel as a
+subset (Latin, Greek, Cyrillic: 84 KB) so "Straßenauto" reads as written. For characters
+outside it ("犬") a system font that has them is used when one is found (``YOLOCLI_FONT``
+first, then the usual CJK fonts of Linux, macOS and Windows); otherwise they show as "?".
 """
 
 from __future__ import annotations
 
 import functools
-import math
-from typing import NamedTuple
+import logging
+import os
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import cv2
 import numpy as np
@@ -18,14 +29,46 @@ import numpy.typing as npt
 
 from yolocli.detections import Detections
 
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
-# Below this scale Hershey text stops being readable, whatever the image size.
-MIN_FONT_SCALE = 0.35
+if TYPE_CHECKING:
+    from PIL import ImageFont
+
+log = logging.getLogger(__name__)
+
+# Below this size (pixels) text stops being readable, whatever the image size.
+MIN_FONT_SIZE = 9
+# The font's size as a share of the image's mean side (20 px at 640x480, 105 at 4000x3000).
+FONT_SHARE = 0.03
 # Class names longer than this are cut (a hostile names file can hold a megabyte-long name).
 MAX_NAME_CHARS = 40
 # A tab larger than this share of its box goes outside the box when there is room.
 _INSIDE_SHARE = 0.25
 _PHI = (5**0.5 - 1) / 2
+
+FONT_FILE = Path(__file__).parent / "fonts" / "DejaVuSansCondensed-Bold.ttf"
+# The code points of the shipped subset (yolocli/fonts/README.md says how it was made).
+FONT_RANGES = (
+    (0x20, 0x7E), (0xA0, 0x24F), (0x370, 0x3FF), (0x400, 0x4FF), (0x2010, 0x2027),
+    (0x2030, 0x205E), (0x20AC, 0x20AC), (0x2122, 0x2122), (0xFFFD, 0xFFFD),
+)  # fmt: skip
+# Fonts with CJK (and more) tried, in order, for characters the shipped font lacks.
+FALLBACK_FONTS = (
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc",
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+    "/usr/share/fonts/wenquanyi/wqy-microhei/wqy-microhei.ttc",
+    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+    "/usr/share/fonts/truetype/arphic/uming.ttc",
+    "/System/Library/Fonts/PingFang.ttc",
+    "/System/Library/Fonts/Hiragino Sans GB.ttc",
+    "/System/Library/Fonts/Supplemental/Arial Unicode.ttf",
+    "/Library/Fonts/Arial Unicode.ttf",
+    "C:/Windows/Fonts/msyh.ttc",
+    "C:/Windows/Fonts/YuGothM.ttc",
+    "C:/Windows/Fonts/malgun.ttf",
+)
 
 
 def _oklch_to_linear_rgb(lightness: float, chroma: float, hue: float) -> npt.NDArray[np.float64]:
@@ -87,30 +130,102 @@ def line_width(width: int, height: int) -> int:
     return max(2, round((width + height) / 2 * 0.003))
 
 
-def font_scale(width: int, height: int, box_w: float, box_h: float) -> float:
-    """Hershey font scale for one label: by the image (0.5 at about 550 px), smaller for a
-    small box so its tab does not bury it, and never below `MIN_FONT_SCALE`."""
-    by_image = (width + height) / 2 / 1100
-    by_box = math.sqrt(max(box_w * box_h, 0.0)) / 70
-    return max(MIN_FONT_SCALE, min(by_image, by_box))
+def font_size(width: int, height: int) -> int:
+    """Label text size in pixels for a ``width`` x ``height`` image: `FONT_SHARE` of its mean
+    side, never below `MIN_FONT_SIZE`. One size for every label of the image."""
+    return max(MIN_FONT_SIZE, round((width + height) / 2 * FONT_SHARE))
 
 
-def label_text(name: str, score: float, max_chars: int = MAX_NAME_CHARS) -> str:
-    """The drawn text: the name cut to ``max_chars`` ("..." marks the cut) and made ASCII
-    (Hershey fonts draw nothing else; every other character becomes "?"), then the score."""
+@dataclass(frozen=True)
+class Style:
+    """How `annotate` draws: ``line_width`` and ``font_size`` in pixels (None: derived from
+    the image, `line_width` and `font_size`), and whether to leave out the labels or only
+    their scores."""
+
+    line_width: int | None = None
+    font_size: int | None = None
+    hide_labels: bool = False
+    hide_conf: bool = False
+
+    def resolve(self, width: int, height: int) -> tuple[int, int]:
+        """(line width, font size) in pixels for a ``width`` x ``height`` image."""
+        lw = self.line_width if self.line_width is not None else line_width(width, height)
+        size = self.font_size if self.font_size is not None else font_size(width, height)
+        return lw, size
+
+
+def _clean(text: str) -> str:
+    """``text`` without control, format or unassigned characters (each becomes "?"): they
+    have no glyph, and a newline would break the tab."""
+    return "".join("?" if unicodedata.category(c)[0] == "C" else c for c in text)
+
+
+def label_text(
+    name: str, score: float | None, max_chars: int = MAX_NAME_CHARS, hide_conf: bool = False
+) -> str:
+    """The drawn text: the name cut to ``max_chars`` ("..." marks the cut), control
+    characters shown as "?", then the score (unless ``hide_conf`` or None)."""
     head = name[: max_chars + 1]
     if len(head) > max_chars:
         head = head[:max_chars] + "..."
-    safe = "".join(c if " " <= c <= "~" else "?" for c in head)
-    return f"{safe} {score:.2f}"
+    head = _clean(head)
+    if hide_conf or score is None:
+        return head
+    return f"{head} {score:.2f}"
+
+
+@functools.lru_cache(maxsize=4096)
+def covered(text: str) -> bool:
+    """Whether the shipped font has every character of ``text``."""
+    return all(any(lo <= ord(c) <= hi for lo, hi in FONT_RANGES) for c in text)
+
+
+@functools.lru_cache(maxsize=1)
+def fallback_font() -> str | None:
+    """A font file for characters the shipped font lacks: ``YOLOCLI_FONT``, else the first
+    of `FALLBACK_FONTS` that exists; None if there is none."""
+    chosen = os.environ.get("YOLOCLI_FONT")
+    if chosen:
+        if Path(chosen).is_file():
+            return chosen
+        log.warning("YOLOCLI_FONT=%s: no such font file; looking for a system font", chosen)
+    return next((f for f in FALLBACK_FONTS if Path(f).is_file()), None)
+
+
+@functools.lru_cache(maxsize=64)
+def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
+    from PIL import ImageFont
+
+    return ImageFont.truetype(path, size)
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_missing_glyphs() -> None:
+    log.warning(
+        "a class name has characters the shipped font lacks and no system font with them was "
+        "found; they are drawn as '?'. Set YOLOCLI_FONT to a font file that has them"
+    )
+
+
+def font_for(text: str, size: int) -> tuple[ImageFont.FreeTypeFont, str]:
+    """The font to draw ``text`` at ``size`` px, and the text as it will be drawn: the
+    shipped font when it has every character, else a fallback font, else the shipped font
+    with the missing characters as "?"."""
+    if covered(text):
+        return _font(str(FONT_FILE), size), text
+    other = fallback_font()
+    if other is not None:
+        return _font(other, size), text
+    _warn_missing_glyphs()
+    shown = "".join(c if covered(c) else "?" for c in text)
+    return _font(str(FONT_FILE), size), shown
 
 
 class Tab(NamedTuple):
-    """One label as drawn: its text and font, and its tab (x1, y1, x2, y2) in pixels."""
+    """One label as drawn: its text, font size (px), and its tab (x1, y1, x2, y2) in pixels."""
 
     text: str
-    scale: float
-    thickness: int
+    size: int
     rect: tuple[int, int, int, int]
 
 
@@ -155,31 +270,80 @@ def label_layout(
     return out
 
 
-def label_tabs(dets: Detections, width: int, height: int) -> list[Tab]:
+def _pad(size: int) -> int:
+    """Space around the text in its tab: a fifth of the font size, at least 1 px."""
+    return max(1, round(size * 0.2))
+
+
+@functools.lru_cache(maxsize=1024)
+def _word(word: str, size: int, font_path: str) -> npt.NDArray[np.uint8]:
+    """(line height, advance width) coverage of one word, antialiased by FreeType. Labels
+    are drawn word by word ("traffic", "light", "0.87"), so a picture's or a video's labels
+    reuse the few words they are made of instead of rendering every text anew."""
+    from PIL import Image, ImageDraw
+
+    font = _font(font_path, size)
+    ascent, descent = font.getmetrics()
+    canvas = Image.new("L", (max(1, int(np.ceil(font.getlength(word)))), ascent + descent))
+    ImageDraw.Draw(canvas).text((0, 0), word, font=font, fill=255, anchor="la")
+    return np.asarray(canvas)
+
+
+def _text_mask(text: str, size: int) -> npt.NDArray[np.uint8]:
+    """(line height, width) coverage of ``text`` at ``size`` px, words and spaces."""
+    font, shown = font_for(text, size)
+    ascent, descent = font.getmetrics()
+    space = round(font.getlength(" "))
+    words = [_word(w, size, font.path) for w in shown.split(" ")]  # type: ignore[arg-type]
+    width = sum(w.shape[1] for w in words) + space * (len(words) - 1)
+    mask = np.zeros((ascent + descent, width), np.uint8)
+    x = 0
+    for w in words:
+        mask[:, x : x + w.shape[1]] = w
+        x += w.shape[1] + space
+    return mask
+
+
+@functools.lru_cache(maxsize=4096)
+def _tab_size(text: str, size: int) -> tuple[int, int]:
+    """(width, height) of the tab for ``text`` at ``size`` px. The height is the font's line
+    (ascent + descent) whatever the text, so every tab of an image is equally tall."""
+    mask = _text_mask(text, size)
+    pad = _pad(size)
+    return mask.shape[1] + 2 * pad, mask.shape[0] + pad
+
+
+def label_tabs(
+    dets: Detections,
+    width: int,
+    height: int,
+    style: Style | None = None,
+    texts: Sequence[str] | None = None,
+) -> list[Tab]:
     """The labels `annotate` draws for ``dets`` on a ``width`` x ``height`` image, in
-    detection order: text, font and tab rectangle (laid out by `label_layout`)."""
-    lw = line_width(width, height)
-    texts: list[str] = []
-    scales: list[float] = []
-    thicknesses: list[int] = []
-    sizes: list[tuple[int, int]] = []
+    detection order: text, font size and tab rectangle (laid out by `label_layout`).
+    ``texts`` replaces the "name score" text of each detection (a tracker's "#7 car", say)."""
+    style = style or Style()
+    lw, size = style.resolve(width, height)
     names = dets.names
-    for box, cid, score in zip(
-        dets.xyxy.tolist(), dets.class_ids.tolist(), dets.scores.tolist(), strict=True
+    out_texts: list[str] = []
+    sizes: list[tuple[int, int]] = []
+    tracks = dets.track_ids.tolist() if dets.track_ids is not None else [-1] * len(dets)
+    for i, (cid, score, tid) in enumerate(
+        zip(dets.class_ids.tolist(), dets.scores.tolist(), tracks, strict=True)
     ):
         name = names[cid] if 0 <= cid < len(names) else str(cid)
-        scale = font_scale(width, height, box[2] - box[0], box[3] - box[1])
-        thickness = max(1, round(scale * 1.4))
-        text = label_text(name, score)
-        w, h = _tab_size(text, scale, thickness, lw)
+        name = f"#{tid} {name}" if tid >= 0 else name  # a tracked object: its id first
+        if texts is not None:
+            name, score = texts[i], None
+        text = label_text(name, score, hide_conf=style.hide_conf)
+        w, h = _tab_size(text, size)
         chars = min(len(name), MAX_NAME_CHARS)
         while w > width and chars > 0:  # wider than the image: cut the name further
             chars -= 1
-            text = label_text(name, score, chars)
-            w, h = _tab_size(text, scale, thickness, lw)
-        texts.append(text)
-        scales.append(scale)
-        thicknesses.append(thickness)
+            text = label_text(name, score, chars, hide_conf=style.hide_conf)
+            w, h = _tab_size(text, size)
+        out_texts.append(text)
         sizes.append((w, h))
     order = np.argsort(-dets.scores, kind="stable")
     rects = np.zeros((len(dets), 4), dtype=np.int64)
@@ -188,45 +352,65 @@ def label_tabs(dets: Detections, width: int, height: int) -> list[Tab]:
         outer = np.round(dets.xyxy[order]) + np.array([-1, -1, 1, 1]) * (lw // 2)
         rects[order] = label_layout(outer, np.array(sizes)[order], width, height)
     return [
-        Tab(t, s, k, (r[0], r[1], r[2], r[3]))
-        for t, s, k, r in zip(texts, scales, thicknesses, rects.tolist(), strict=True)
+        Tab(t, size, (r[0], r[1], r[2], r[3]))
+        for t, r in zip(out_texts, rects.tolist(), strict=True)
     ]
 
 
-def _tab_size(text: str, scale: float, thickness: int, lw: int) -> tuple[int, int]:
-    (tw, th), base = cv2.getTextSize(text, _FONT, scale, thickness)
-    pad = _pad(scale, lw)
-    return tw + 2 * pad, th + base + pad
+@functools.lru_cache(maxsize=1024)
+def _blend_table(back: tuple[int, int, int]) -> npt.NDArray[np.uint8]:
+    """(1, 256, 3): the tab's color at each text coverage, from ``back`` to its text color."""
+    base = np.array(back, np.float64)
+    ink = np.array(text_color(back), np.float64)
+    cover = np.arange(256)[:, None] / 255
+    table: npt.NDArray[np.uint8] = np.round(base + (ink - base) * cover).astype(np.uint8)
+    return table.reshape(1, 256, 3)  # as cv2.LUT takes it
 
 
-def _pad(scale: float, lw: int) -> int:
-    return max(1, round(3 * scale), lw // 2)
+def _tab_pixels(
+    text: str, size: int, width: int, height: int, back: tuple[int, int, int]
+) -> npt.NDArray[np.uint8]:
+    """The (height, width, 3) BGR pixels of a tab: ``text`` in black or white on ``back``."""
+    mask = _text_mask(text, size)
+    pad = _pad(size)
+    cover = np.zeros((height, width), np.uint8)
+    h, w = min(mask.shape[0], height - pad // 2), min(mask.shape[1], width - pad)
+    cover[pad // 2 : pad // 2 + h, pad : pad + w] = mask[:h, :w]
+    pixels = cv2.LUT(cv2.merge([cover, cover, cover]), _blend_table(back))
+    return np.asarray(pixels, np.uint8)
 
 
-def annotate(image: npt.NDArray[np.uint8], dets: Detections) -> npt.NDArray[np.uint8]:
+def annotate(
+    image: npt.NDArray[np.uint8],
+    dets: Detections,
+    style: Style | None = None,
+    texts: Sequence[str] | None = None,
+) -> npt.NDArray[np.uint8]:
     """A copy of ``image`` with every detection drawn; the input array is never modified.
 
-    Boxes first, weakest under strongest; then the label tabs, also weakest first, so no box
-    line crosses a label and the strongest label ends on top where tabs must overlap.
+    Boxes first, weakest under strongest; then the label tabs (unless ``style.hide_labels``),
+    also weakest first, so no box line crosses a label and the strongest label ends on top
+    where tabs must overlap. ``texts``: one label text per detection instead of "name score".
     """
+    style = style or Style()
     out = image.copy()
     height, width = out.shape[:2]
-    lw = line_width(width, height)
+    lw, _ = style.resolve(width, height)
     order = np.argsort(dets.scores, kind="stable").tolist()
     boxes = np.round(dets.xyxy).astype(np.int64).tolist()
     colors = [color_for(c) for c in dets.class_ids.tolist()]
     for i in order:
         x1, y1, x2, y2 = boxes[i]
         cv2.rectangle(out, (x1, y1), (x2, y2), colors[i], lw, cv2.LINE_AA)
-    tabs = label_tabs(dets, width, height)
+    if style.hide_labels:
+        return out
+    tabs = label_tabs(dets, width, height, style, texts)
     for i in order:
         tab = tabs[i]
         x1, y1, x2, y2 = tab.rect
-        cv2.rectangle(out, (x1, y1), (x2 - 1, y2 - 1), colors[i], -1)
-        pad = _pad(tab.scale, lw)
-        (_, th), _ = cv2.getTextSize(tab.text, _FONT, tab.scale, tab.thickness)
-        cv2.putText(
-            out, tab.text, (x1 + pad, y1 + pad // 2 + th), _FONT, tab.scale,
-            text_color(colors[i]), tab.thickness, cv2.LINE_AA,
-        )  # fmt: skip
+        pixels = _tab_pixels(tab.text, tab.size, x2 - x1, y2 - y1, colors[i])
+        # The tab may be larger than a tiny image: draw the part inside it.
+        cx1, cy1, cx2, cy2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
+        if cx2 > cx1 and cy2 > cy1:
+            out[cy1:cy2, cx1:cx2] = pixels[cy1 - y1 : cy2 - y1, cx1 - x1 : cx2 - x1]
     return out

@@ -12,14 +12,19 @@ from __future__ import annotations
 import errno
 import fnmatch
 import glob
+import logging
 import os
 import stat
+import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from yolocli.video import Kind, classify, is_camera_device, is_video_name, output_stem, sniff_video
+
+log = logging.getLogger(__name__)
 
 # Read as inputs, and written back in kind (OpenCV encodes all of them); other names get .jpg.
 # GIF: OpenCV 4.11+ decodes it (the first frame); annotated GIFs are written as .gif too.
@@ -157,23 +162,59 @@ def _walk(root: Path, parts: tuple[str, ...], excluded: tuple[int, int] | None) 
                     continue
             except OSError:
                 pass  # _walk reports it when it cannot list it
+        if _is_output_folder(entry):
+            continue
         yield from _walk(root, (*parts, entry.name), excluded)
+
+
+# A folder holding this file is one of yolocli's output folders (yolocli.outputs.JOURNAL).
+OUTPUT_MARK = ".yolocli-journal"
+_quiet = threading.local()  # set by `unannounced`: a look ahead says nothing
+
+
+@contextmanager
+def unannounced() -> Iterator[None]:
+    """Expand without notes (a first look at the inputs, to count them, say: the run that
+    follows says what it skips)."""
+    _quiet.on = True
+    try:
+        yield
+    finally:
+        _quiet.on = False
+
+
+def _is_output_folder(entry: os.DirEntry[str]) -> bool:
+    """True (and said) if a folder met in a walk is yolocli's own output folder: its
+    annotated copies are not new inputs. A folder named on the command line is still read."""
+    if not os.path.lexists(os.path.join(entry.path, OUTPUT_MARK)):
+        return False
+    if not getattr(_quiet, "on", False):
+        log.info(
+            "skipping %s%s: a yolocli output folder (it holds %s); name it to detect in it",
+            entry.path,
+            os.sep,
+            OUTPUT_MARK,
+        )
+    return True
 
 
 # -- paths ----------------------------------------------------------------------------------
 
 
-def expand_paths(items: Iterable[str], out_dir: Path | None = None) -> Iterator[Source]:
+def expand_paths(
+    items: Iterable[str], out_dir: Path | None = None, base: str | None = None
+) -> Iterator[Source]:
     """`Source` items for file and folder paths, in the order given (folders sorted inside).
 
-    Where outputs go (below the output folder): a folder's images mirror their place inside
-    it (``photos/`` -> ``a.jpg``, ``trip/b.jpg``); a file named by a relative path mirrors
-    that path without any '..' (``shots/a.jpg`` -> ``shots/a.jpg``, ``../x.jpg`` -> ``x.jpg``);
-    a file named by an absolute path uses its name.
+    Where outputs go (below the output folder), one rule however a path is spelled: a file
+    lands at its file name (``shots/a.jpg``, ``/abs/a.jpg`` and ``../a.jpg`` all give
+    ``a.jpg``); a folder's images keep their place inside that folder (``photos/`` ->
+    ``a.jpg``, ``trip/b.jpg``). With ``base`` (the fixed folder of a glob pattern), each path
+    keeps its place below ``base`` instead (``shots/**/*.jpg`` -> ``day1/a.jpg``).
     """
     for item in items:
         path = Path(item)
-        rel = _rel_for(path)
+        rel = _rel_for(path, base)
         try:
             mode = os.stat(path).st_mode
         except (OSError, ValueError) as err:
@@ -183,7 +224,7 @@ def expand_paths(items: Iterable[str], out_dir: Path | None = None) -> Iterator[
             found = False
             for source in walk_folder(path, out_dir):
                 found = True
-                yield source
+                yield source if base is None else replace(source, rel=rel / source.rel)
             if not found:
                 error = "no images or videos in this folder"
                 yield Source(item, path, rel, error=error, not_an_image=True)
@@ -215,10 +256,20 @@ def _stat_error(path: Path, err: OSError | ValueError) -> str:
     return os_reason(err)
 
 
-def _rel_for(path: Path) -> PurePosixPath:
-    if path.is_absolute():
-        return safe_rel([path.name])
-    return safe_rel(Path(os.path.normpath(path)).parts)  # "a/../b.jpg" is "b.jpg"
+def _rel_for(path: Path, base: str | None = None) -> PurePosixPath:
+    """Where a named path's outputs go: its file name, or its place below ``base``."""
+    if base is not None:
+        return safe_rel(Path(os.path.relpath(path, base or os.curdir)).parts)
+    return safe_rel([Path(os.path.normpath(path)).name])  # "a/../b.jpg" is "b.jpg"
+
+
+def glob_base(pattern: str) -> str:
+    """The fixed folder a glob pattern starts from (``shots/**/*.jpg`` -> ``shots``; ``*.jpg``
+    -> ``''``): its matches keep their place below it."""
+    head = pattern
+    while glob.has_magic(head):
+        head = os.path.dirname(head)
+    return head
 
 
 # -- globs ----------------------------------------------------------------------------------
@@ -462,7 +513,7 @@ def expand_sources(
                 error = "no file matches this pattern"
                 rel = safe_rel(["unmatched"])
                 yield Source(item, None, rel, error=error, not_an_image=True)
-            yield from expand_paths(matches, out_dir)
+            yield from expand_paths(matches, out_dir, base=glob_base(item))
         else:
             yield from expand_paths([item], out_dir)
 

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +47,22 @@ from yolocli.timing import STAGES, Clock, Timings
 log = logging.getLogger(__name__)
 
 
+Overlay = Callable[[npt.NDArray[np.uint8]], None]  # draws on a frame's annotated copy
+
+
+class VideoHook(Protocol):
+    """Work on one video's detections in frame order, on the inference thread (a tracker:
+    `yolocli.tracking.session`). ``frame`` returns the detections to keep for the frame, an
+    `Overlay` for its annotated copy (or None) and fields for its record; ``end`` the fields
+    for the video's closing record."""
+
+    def frame(
+        self, time: float, detections: Detections
+    ) -> tuple[Detections, Overlay | None, dict[str, Any]]: ...
+
+    def end(self) -> dict[str, Any]: ...
+
+
 @dataclass(frozen=True)
 class Options:
     """How much work to keep in flight."""
@@ -59,6 +75,7 @@ class Options:
     max_pixels: int = DEFAULT_MAX_PIXELS  # per image, refused from its header
     slicer: Slicer | None = None  # sliced inference (yolocli.slicing); None: one pass an image
     video: video.ReadOptions = field(default_factory=video.ReadOptions)  # frames to read
+    per_video: Callable[[], VideoHook] | None = None  # a fresh hook for each video (tracking)
 
 
 @dataclass
@@ -80,6 +97,7 @@ class Result:
     frames: int | None = None  # a video's closing result: how many frames were processed
     drawn: npt.NDArray[np.uint8] | None = field(default=None, repr=False)  # for the video
     video_id: int | None = field(default=None, repr=False)
+    extra: dict[str, Any] = field(default_factory=dict)  # more record fields (a VideoHook's)
 
     @property
     def video_end(self) -> bool:
@@ -111,6 +129,7 @@ class Result:
             rec["skipped"] = True
         if self.warnings:
             rec["warnings"] = self.warnings
+        rec.update(self.extra)  # type: ignore[typeddict-item]
         return rec
 
 
@@ -126,6 +145,8 @@ class _Loaded:
     frame: video.Frame | None = None
     video_id: int | None = None
     draw: bool = False  # keep an annotated copy for the video's output
+    overlay: Overlay | None = None  # a VideoHook's drawing for this frame
+    extra: dict[str, Any] = field(default_factory=dict)  # a VideoHook's record fields
 
 
 @dataclass
@@ -226,6 +247,7 @@ class Pipeline:
         # closing results of the videos an interrupted run left open (see `_close_videos`)
         self.interrupted: list[Result] = []
         self._cancelled: set[int] = set()  # videos whose frames are no longer wanted
+        self._hooks: dict[int, VideoHook] = {}  # per video, with Options.per_video
         self._ids = itertools.count()
 
     @property
@@ -278,9 +300,12 @@ class Pipeline:
         if loaded.frame is not None:
             result.frame, result.time = loaded.frame.index, loaded.frame.time
             result.video_id = loaded.video_id
+            result.extra = loaded.extra
             if loaded.draw:
                 clock = Clock(result.timings)
-                result.drawn = annotate(loaded.image, dets)
+                result.drawn = annotate(loaded.image, dets, self.outputs.options.style)
+                if loaded.overlay is not None:
+                    loaded.overlay(result.drawn)
                 clock.lap("draw")
         self._store(result, lambda: self.outputs.save(
             loaded.source, loaded.targets, loaded.image, dets, loaded.box
@@ -376,6 +401,9 @@ class Pipeline:
                     self._cancelled.add(result.video_id)
             return result
         del self._videos[result.video_id]  # type: ignore[arg-type]
+        hook = self._hooks.pop(result.video_id, None)  # type: ignore[arg-type]
+        if hook is not None:
+            result.extra = hook.end()
         result.frames = state.frames
         if state.sink is not None:
             try:
@@ -403,10 +431,11 @@ class Pipeline:
             if result is None:
                 continue
             result.error = state.error
-            if result.error is None and result.source.kind == "video":
+            if result.error is None and result.source.kind not in ("camera", "stream"):
                 result.error = f"interrupted after {state.frames} frames; those were processed"
             self.interrupted.append(result)
         self._videos.clear()
+        self._hooks.clear()
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -453,6 +482,8 @@ class Pipeline:
                 if isinstance(item, _VideoStart):
                     targets = self.outputs.plan(item.source)
                     self._videos[item.id] = _Video(targets, error=targets.error, source=item.source)
+                    if opts.per_video is not None:
+                        self._hooks[item.id] = opts.per_video()
                     if targets.error:
                         self._cancelled.add(item.id)
                     continue
@@ -492,6 +523,7 @@ class Pipeline:
                             break  # nothing else loaded yet: do not wait for a full batch
                 if batch:
                     for loaded, dets in zip(batch, self._infer(batch), strict=True):
+                        dets = self._hook(loaded, dets)
                         saves.append(saver.submit(self._save, loaded, dets))
                 while saves and (saves[0].done() or len(saves) > window):
                     yield self._deliver(saves.popleft().result())
@@ -552,6 +584,7 @@ class Pipeline:
                         waiting.append(workers.Task(
                             count, item, targets, self.outputs.options.save_conf,
                             opts.max_bytes, opts.max_pixels, opts.slicer,
+                            self.outputs.options.style,
                         ))  # fmt: skip
                     count += 1
                 while waiting and pool.idle:
@@ -591,6 +624,16 @@ class Pipeline:
     @property
     def names(self) -> list[str]:
         return self.plan.info.class_names
+
+    def _hook(self, loaded: _Loaded, dets: Detections) -> Detections:
+        """A frame's detections through its video's hook, here, in frame order."""
+        hook = self._hooks.get(loaded.video_id) if loaded.video_id is not None else None
+        if hook is None or loaded.frame is None:
+            return dets
+        clock = Clock(loaded.timings)
+        dets, loaded.overlay, loaded.extra = hook.frame(loaded.frame.time, dets)
+        clock.lap("track")
+        return dets
 
     def _infer(self, batch: list[_Loaded]) -> list[Detections]:
         slicer = self.options.slicer

@@ -165,7 +165,7 @@ class _Plan:
         picked, unit, (upper, lower) = work.views(self.src_rows.size, h, w)
         for k in range(2):
             if self.maps is not None:
-                cv2.remap(image, self.maps[k], None, cv2.INTER_NEAREST, dst=picked[k])  # type: ignore[call-overload]
+                cv2.remap(image, self.maps[k], None, cv2.INTER_NEAREST, dst=picked[k])  # type: ignore[call-overload, unused-ignore]
             else:  # beyond remap's limits: the same gather in NumPy, slower
                 picked[k][...] = image[self.src_rows][:, self.src_cols[k]]
             cv2.LUT(picked[k], _TO_UNIT_LUT, dst=unit[k])

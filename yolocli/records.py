@@ -39,6 +39,7 @@ class DetectionRecord(TypedDict):
     class_id: int
     score: float  # objectness x class probability, rounded to 6 decimals
     box: list[float]  # [x1, y1, x2, y2] pixels of the original image, clipped to it
+    track_id: NotRequired[int | None]  # `yolocli track`: the object's track (None: in none)
 
 
 class OutputsRecord(TypedDict, total=False):

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import time
 
-STAGES = ("read", "decode", "preprocess", "forward", "postprocess", "draw", "encode", "write")
+STAGES = (
+    "read", "decode", "preprocess", "forward", "postprocess", "track", "draw", "encode", "write",
+)  # fmt: skip
 
 # stage -> (wall seconds, CPU seconds of the thread that ran it, or None)
 Timings = dict[str, tuple[float, float | None]]

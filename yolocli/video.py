@@ -44,7 +44,8 @@ from yolocli.files import temporary_name
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["image", "video", "camera", "stream"]
+# "frames": a folder or glob of images read as one video, in name order (`yolocli track`).
+Kind = Literal["image", "video", "camera", "stream", "frames"]
 SOURCE_TYPES = ("auto", "file", "camera", "stream")
 
 # Read as videos when found in folders and globs; a file named directly is also a video when
@@ -161,6 +162,7 @@ class ReadOptions:
     max_frames: int | None = None  # stop after this many frames processed
     buffer: bool = False  # live sources: keep every frame (True) or only the newest
     reconnect: Reconnect = field(default_factory=Reconnect)
+    frame_rate: float = 30.0  # a folder of frames: frame i is at i / frame_rate seconds
 
 
 def open_capture(target: str, kind: Kind, stall: float | None = None) -> cv2.VideoCapture:
@@ -202,6 +204,9 @@ def frames(target: str, kind: Kind, options: ReadOptions | None = None) -> Gener
     opts = options or ReadOptions()
     if opts.stride < 1:
         raise ValueError(f"stride must be >= 1, got {opts.stride}")
+    if kind == "frames":
+        yield from _sequence(target, opts)
+        return
     stall = opts.reconnect.stall if kind != "camera" else None
     cap = open_capture(target, kind, stall)
     if kind == "camera" or (kind == "stream" and not _finite(cap)):
@@ -235,6 +240,51 @@ def frames(target: str, kind: Kind, options: ReadOptions | None = None) -> Gener
             )
     finally:
         cap.release()
+
+
+def _natural(path: str) -> list[Any]:
+    """A sort key where digit runs compare as numbers: frame2 before frame10."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path)]
+
+
+def sequence_paths(target: str) -> list[str]:
+    """The image files of a folder (recursively) or a glob pattern, in name order, numbers
+    by value (``frame2.jpg`` before ``frame10.jpg``)."""
+    from yolocli.inputs import is_image_name, match_glob  # inputs imports this module
+
+    if os.path.isdir(target):
+        found = [
+            os.path.join(folder, name)
+            for folder, _, names in os.walk(target)
+            for name in names
+            if is_image_name(name)
+        ]
+    else:
+        found = [p for p in match_glob(target) if is_image_name(p) and os.path.isfile(p)]
+    return sorted(found, key=_natural)
+
+
+def _sequence(target: str, opts: ReadOptions) -> Iterator[Frame]:
+    """A folder or glob of images as frames: frame i (its place in name order) at time
+    i / ``opts.frame_rate``. A frame that cannot be read is skipped, with a warning."""
+    if not opts.frame_rate > 0:
+        raise ValueError(f"frame_rate must be > 0, got {opts.frame_rate}")
+    paths = sequence_paths(target)
+    if not paths:
+        raise ImageError("no images in this folder or pattern")
+    produced = 0
+    warnings: list[str] = []
+    for index in range(0, len(paths), opts.stride):
+        if opts.max_frames is not None and produced >= opts.max_frames:
+            return
+        image = cv2.imread(paths[index], cv2.IMREAD_COLOR)
+        if image is None:
+            warnings.append(f"frame {index} ({paths[index]}) cannot be read: skipped")
+            continue
+        t = index / opts.frame_rate
+        yield Frame(index, t, np.asarray(image, np.uint8), opts.frame_rate, warnings)
+        warnings = []
+        produced += 1
 
 
 def _finite(cap: cv2.VideoCapture) -> bool:
@@ -531,3 +581,22 @@ def _ahead(items: Iterator[Frame], depth: int) -> Iterator[Frame]:
         with contextlib.suppress(queue.Empty):
             while True:
                 box.get_nowait()
+
+
+def expected_frames(target: str, kind: Kind, options: ReadOptions) -> int | None:
+    """How many frames `frames` will yield for ``target``, if known in advance: a file's
+    declared frame count (after ``stride``, capped by ``max_frames``), or ``max_frames`` for a
+    live source; None when nothing says (a live source without a limit, a container that
+    declares no count). For a progress bar's total: never trusted for anything else."""
+    if kind in ("camera", "stream"):
+        return options.max_frames
+    try:
+        cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG)
+        declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+        cap.release()
+    except cv2.error:
+        declared = 0
+    if declared <= 0:
+        return options.max_frames
+    count = -(-declared // options.stride)
+    return count if options.max_frames is None else min(count, options.max_frames)

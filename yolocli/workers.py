@@ -38,6 +38,7 @@ import numpy.typing as npt
 
 from yolocli import images
 from yolocli.detections import Detections
+from yolocli.draw import Style
 from yolocli.errors import ImageError, YolocliError, internal
 from yolocli.inputs import Source
 from yolocli.model import Detector, Plan
@@ -92,6 +93,7 @@ class Task:
     max_bytes: int
     max_pixels: int
     slicer: Slicer | None = None
+    style: Style | None = None  # how the annotated image is drawn
 
 
 @dataclass
@@ -162,7 +164,9 @@ def run_task(detector: Detector, task: Task) -> Done:
             dets = detector.decode([h[0] for h in heads], loaded.box)
             clock.lap("postprocess")
         done.detections = Detections(dets.xyxy, dets.scores, dets.class_ids)  # names: parent's
-        done.rendered = render(task.targets, loaded.image, dets, loaded.box, task.save_conf)
+        done.rendered = render(
+            task.targets, loaded.image, dets, loaded.box, task.save_conf, task.style
+        )
         done.timings.update(done.rendered.timings)
     except ImageError as err:
         done.error = str(err)

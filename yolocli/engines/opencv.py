@@ -8,9 +8,10 @@ threshold in the cfg) never runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -48,13 +49,31 @@ class OpenCVEngine:
             self.outputs = list(self.net.getUnconnectedOutLayersNames())
             self.name = f"OpenCV {cv2.__version__} (compiled ONNX)"
         backend, target = _TARGETS[device]
-        self.net.setPreferableBackend(backend)
-        self.net.setPreferableTarget(target)
+        with _opencv_quiet():  # OpenCV 5: "[ WARN:0@0.2] ... setPreferableTarget Targets are
+            # not supported by the new graph engine for now", on the CPU, which it runs on anyway
+            self.net.setPreferableBackend(backend)
+            self.net.setPreferableTarget(target)
 
     def forward(self, blobs: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
         self.net.setInput(blobs)
         outs = self.net.forward(self.outputs)
         return [np.asarray(o, dtype=np.float32) for o in outs]
+
+
+@contextlib.contextmanager
+def _opencv_quiet() -> Iterator[None]:
+    """OpenCV's own log (printed on stderr, tied to no call of ours) down to errors, for a
+    block whose warnings say nothing to a user of yolocli."""
+    logging = getattr(cv2, "utils", None) and getattr(cv2.utils, "logging", None)
+    if logging is None:  # a build without it
+        yield
+        return
+    previous = logging.getLogLevel()
+    logging.setLogLevel(min(previous, logging.LOG_LEVEL_ERROR))
+    try:
+        yield
+    finally:
+        logging.setLogLevel(previous)
 
 
 def raw_head_layers(net: cv2.dnn.Net) -> list[str]:
