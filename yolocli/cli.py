@@ -1565,13 +1565,14 @@ def _stream(
 
 def _close_interrupted(pipeline: Any, outputs: Any, emit: Callable[[Any], None] | None) -> None:
     """The closing record of each video an interrupted run left open (``emit``ted, unless
-    stdout is gone), and the journal line of each camera or stream (stopping one is how it
-    ends; a file stopped part-way is not done, so a later run does it again)."""
+    stdout is gone), committed as any closing record is when it has no error (a file stopped
+    part-way has one: it is not done, so a later run does it again; a camera or stream is
+    never "done" in the journal, whose claim keeps its video's name)."""
     for result in pipeline.interrupted:
         if emit is not None:
             with contextlib.suppress(OSError):
                 emit(result)
-        if result.source.kind in ("camera", "stream") and result.error is None:
+        if result.error is None:
             outputs.commit(result.source, result.outputs)
     pipeline.interrupted.clear()
 
