@@ -37,13 +37,20 @@ needs_darknet_importer = pytest.mark.skipif(
 )  # the suite's model store, reused between runs (git-ignored)
 
 
+@pytest.fixture(scope="session")
+def _config_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One config folder for the session: the store's signing key lives there."""
+    return tmp_path_factory.mktemp("config")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test sees the developer's yolocli settings or touches ~/.cache."""
+def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _config_home: Path) -> None:
+    """No test sees the developer's yolocli settings or touches ~/.cache or ~/.config."""
     for key in list(os.environ):
         if key.startswith("YOLOCLI_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("YOLOCLI_HOME", str(tmp_path / "store"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(_config_home))
 
 
 @pytest.fixture(scope="session")

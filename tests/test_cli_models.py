@@ -15,7 +15,7 @@ def test_list_marks_the_default_and_shows_installed(mirror: Mirror) -> None:
     before = run_cli("models", "list")
     assert before.exit_code == 0
     lines = before.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "SIZE", "STATUS", "DESCRIPTION"]
+    assert lines[0].split() == ["NAME", "SIZE", "STATUS", "COMPILED", "DESCRIPTION"]
     assert lines[1].startswith("yolov3 *")
     assert lines[2].split()[:4] == ["yolov3-tiny", "35.4", "MB", "not"]
 

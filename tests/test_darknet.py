@@ -500,3 +500,24 @@ def test_read_weights_splits_the_file_into_each_convolutions_arrays(tmp_path: Pa
     path.write_bytes(path.read_bytes()[:-4])
     with pytest.raises(ModelError, match="or the file is truncated"):
         read_weights(network, path)
+
+
+def test_a_layout_too_large_for_one_graph_is_refused_before_the_weights_are_read(
+    tmp_path: Path,
+) -> None:
+    """Every layer within its own limits, 2.4 GB in all: the sparse weights file of exactly that
+    size is refused from the cfg's arithmetic, neither hashed nor mapped (the audit's B13)."""
+    cfg = tmp_path / "huge.cfg"
+    cfg.write_text(
+        "[net]\nwidth=32\nheight=32\nchannels=3\n\n"
+        "[convolutional]\nfilters=8192\nsize=1\nstride=1\npad=1\nactivation=leaky\n\n"
+        "[convolutional]\nfilters=8192\nsize=3\nstride=1\npad=1\nactivation=leaky\n"
+    )
+    _, network = read_cfg(cfg)
+    weights = tmp_path / "huge.weights"
+    with open(weights, "wb") as f:
+        f.write(struct.pack("<iiiq", 0, 2, 0, 0))
+        f.truncate(network.weights_size())  # sparse: no disk used
+    assert network.weights_size() > 2**31
+    with pytest.raises(ModelError, match=r"huge\.cfg's layers need 2,4\d\d,\d{3},\d{3} bytes"):
+        check_weights(network, cfg, weights)

@@ -124,8 +124,7 @@ def test_the_compiled_graph_is_cached_verified_and_remade_when_wrong(
     with open(graph, "r+b") as f:  # corrupt it in place, keeping size and mtime
         f.seek(1000)
         f.write(b"\0" * 16)
-    os.utime(graph, ns=(made, made))
-    (tmp_path / ".verified" / "derived" / graph.name).unlink()  # as after 30 days: re-hashed
+    os.utime(graph, ns=(made, made))  # the ctime the kernel set cannot be set back
     again = Detector(cfg=cfg, weights=tiny_weights, backend="onnxruntime", store=store)
     assert again.compiled() == graph
     assert graph.stat().st_mtime_ns != made  # made afresh
@@ -191,12 +190,45 @@ def test_onnx_runtime_keeps_its_optimized_graph_and_opens_it_unoptimized(
     for got in (first.forward(blob), again.forward(blob)):
         for g, w in zip(got, want, strict=True):
             np.testing.assert_array_equal(g, w)
-    # a cached copy ONNX Runtime cannot read (changed in place, size and time kept, so the
-    # store's stamp still trusts it) costs nothing but its speed-up
+    # a cached copy changed in place (size and modification time kept) no longer matches its
+    # signed record in the store: it is made again, never loaded
     with open(kept, "r+b") as f:
         f.write(b"not a graph" * 8)
     os.utime(kept, ns=(made, made))
     broken = Detector(cfg=cfg, weights=tiny_weights, backend="onnxruntime", store=store)
+    assert not kept.read_bytes().startswith(b"not a graph")
     level = broken.engine.session.get_session_options().graph_optimization_level  # type: ignore[attr-defined]
-    assert level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     np.testing.assert_array_equal(broken.forward(blob)[0], want[0])
+
+
+def test_export_never_replaces_a_file_it_did_not_write(
+    tmp_path: Path, use_real_store: Path
+) -> None:
+    """Export follows detect's rule: a JPEG at the name stays (exit 2) unless --force; a
+    graph yolocli exported before is replaced; a missing folder is never created."""
+    precious = tmp_path / "precious.jpg"
+    precious.write_bytes(b"\xff\xd8\xff\xe0 a photo")
+    refused = run_cli("export", "yolov3-tiny", "-o", str(precious))
+    assert refused.exit_code == 2
+    assert "is not a graph yolocli exported" in refused.stderr
+    assert "--force" in refused.stderr
+    assert precious.read_bytes() == b"\xff\xd8\xff\xe0 a photo"
+
+    graph = tmp_path / "t.onnx"
+    assert run_cli("export", "-m", "yolov3-tiny", "-o", str(graph)).exit_code == 0
+    again = run_cli("export", "--model", "yolov3-tiny", "--size", "320", "-o", str(graph))
+    assert again.exit_code == 0, again.stderr  # its own earlier export: replaced
+    forced = run_cli("export", "yolov3-tiny", "-o", str(precious), "--force")
+    assert forced.exit_code == 0
+    assert precious.read_bytes()[:2] != b"\xff\xd8"  # an ONNX graph now
+
+    nowhere = tmp_path / "nonexistent" / "dir" / "x.onnx"
+    missing = run_cli("export", "yolov3-tiny", "-o", str(nowhere))
+    assert missing.exit_code == 2
+    assert "does not exist" in missing.stderr
+    assert not (tmp_path / "nonexistent").exists()
+
+    two = run_cli("export", "yolov3-tiny", "-m", "yolov3", "-o", str(graph))
+    assert two.exit_code == 2
+    assert "two models given" in two.stderr

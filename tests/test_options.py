@@ -74,6 +74,7 @@ BAD_EXPORT = {
     "darknet": BAD_DETECTOR["darknet"],
     "decoded": ["yes", 1, None],
     "nms": [{"conf": 0.5}, 0.45],
+    "force": ["yes", 1, None],
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.faultserver import FaultServer
+from yolocli import store as store_module
 from yolocli.errors import StoreError
 from yolocli.files import clean_stale_temporaries, write_atomic
 from yolocli.registry import FileSpec, load_registry
@@ -113,16 +115,51 @@ def corrupt_in_place(path: Path) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def test_an_aged_stamp_means_a_rehash_on_next_use(tmp_path: Path) -> None:
+def test_a_file_changed_in_place_keeping_size_and_mtime_is_rehashed_at_once(
+    tmp_path: Path,
+) -> None:
+    """The stamp records the ctime too, which the kernel sets on every write and no user can
+    set back: tampering that restores size and mtime is caught on the next use."""
     store = Store.from_env({"YOLOCLI_HOME": str(tmp_path), "YOLOCLI_OFFLINE": "1"})
     installed = tmp_path / SMALL.name
     installed.write_bytes(DATA)
     assert store.ensure(SMALL) == installed  # hashed once, then stamped
     corrupt_in_place(installed)
-    assert store.ensure(SMALL) == installed  # documented: a fresh stamp is trusted
-    stamp = tmp_path / ".verified" / SMALL.name
+    with pytest.raises(StoreError, match=r"is corrupt \(sha256 mismatch\)"):
+        store.ensure(SMALL)
+
+
+def test_an_aged_stamp_means_a_rehash_on_next_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store.from_env({"YOLOCLI_HOME": str(tmp_path), "YOLOCLI_OFFLINE": "1"})
+    installed = tmp_path / SMALL.name
+    installed.write_bytes(DATA)
+    assert store.ensure(SMALL) == installed
+    hashed: list[Path] = []
+    real = store_module.sha256_file
+    monkeypatch.setattr(store_module, "sha256_file", lambda p: hashed.append(p) or real(p))
+    assert store.ensure(SMALL) == installed
+    assert hashed == []  # a fresh stamp spares the hash
     aged = time.time() - store.stamp_trusted_for - 60
-    os.utime(stamp, (aged, aged))
+    os.utime(tmp_path / ".verified" / SMALL.name, (aged, aged))
+    assert store.ensure(SMALL) == installed
+    assert hashed == [installed]
+
+
+def test_a_forged_stamp_is_not_trusted(tmp_path: Path) -> None:
+    """Whoever can write the store can write a stamp, but not sign one: a stamp rewritten for
+    tampered bytes (the right size, mtime, ctime and inode) is ignored and the file re-hashed."""
+    store = Store.from_env({"YOLOCLI_HOME": str(tmp_path), "YOLOCLI_OFFLINE": "1"})
+    installed = tmp_path / SMALL.name
+    installed.write_bytes(DATA)
+    store.ensure(SMALL)
+    corrupt_in_place(installed)
+    stamp = tmp_path / ".verified" / SMALL.name
+    record = json.loads(stamp.read_text())
+    st = installed.stat()
+    record.update(size=st.st_size, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns)
+    stamp.write_text(json.dumps(record))
     with pytest.raises(StoreError, match=r"is corrupt \(sha256 mismatch\)"):
         store.ensure(SMALL)
 

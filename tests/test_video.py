@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import DATA, WEIGHTS_CACHE, run_cli, spawn
+from tests.faultserver import FaultServer
 from tests.mjpegserver import MjpegServer
 from yolocli import video
 from yolocli.errors import ImageError
@@ -433,3 +434,124 @@ def test_with_worker_processes_a_video_runs_here_in_order(
         ("c.png", None),
     ]
     assert (tmp_path / "detections" / "b.mp4").is_file()
+
+
+# ------------------------------------------- live and remote sources: ends, budgets, signals
+
+
+def test_a_finite_video_over_http_is_read_once_to_its_end(
+    tmp_path: Path, use_real_store: Path, server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The audit's B11: each end of file counted as a drop, and every reopen reset the budget,
+    so a 100-frame clip was fetched 490 times in 60 s. A source that declares its frame count
+    is finite: read once, to its end."""
+    monkeypatch.chdir(tmp_path)
+    server.serve("clip.avi", write_clip(tmp_path / "c.avi", photo_frames(12), "MJPG").read_bytes())
+    result = run_cli("detect", server.url + "clip.avi", *TINY, "-f", "jsonl", "--no-save",
+                     "--max-frames", "40")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert [r["frame"] for r in records(result.stdout)] == [*range(12), None]
+    assert len(server.requests_for("clip.avi")) < 5  # FFmpeg may seek; it never loops
+
+
+def test_an_image_url_is_read_once(
+    tmp_path: Path, use_real_store: Path, server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    server.serve("a.jpg", jpegs(1)[0], "image/jpeg")
+    result = run_cli("detect", server.url + "a.jpg", *TINY, "-f", "jsonl", "--no-save",
+                     "--max-frames", "5")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert [r["frame"] for r in records(result.stdout)] == [0, None]
+    assert len(server.requests_for("a.jpg")) == 1
+
+
+def test_a_file_given_as_a_stream_ends_at_its_end(
+    tmp_path: Path, use_real_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_clip(tmp_path / "clip.avi", photo_frames(7), "MJPG")
+    result = run_cli("detect", "clip.avi", "--source-type", "stream", *TINY, "-f", "jsonl",
+                     "--no-save", "--max-frames", "30")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert [r["frame"] for r in records(result.stdout)] == [*range(7), None]
+
+
+def test_the_reconnect_budget_is_per_source_not_per_drop(
+    tmp_path: Path, use_real_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with MjpegServer(jpegs(100), drop_every=3) as server:
+        result = run_cli("detect", server.url, *TINY, "-f", "jsonl", "--no-save", "--buffer",
+                         "--reconnect", "2", "--max-frames", "30")  # fmt: skip
+    assert result.exit_code == 1
+    recs = records(result.stdout)
+    assert server.connections == 3
+    assert len(recs) == 3 * 3 + 1
+    assert (
+        "was lost after 9 frames and did not come back (2 attempts to reopen it in all"
+        in (recs[-1]["error"])
+    )
+
+
+def test_a_stalled_stream_gives_up_after_its_budget_and_later_inputs_run(
+    tmp_path: Path, use_real_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The audit's W16: a server that stalls after every reconnect held a run for 400 s (30 s
+    of FFmpeg's timeout a time) and the inputs after it never ran."""
+    monkeypatch.chdir(tmp_path)
+    cv2.imwrite("after.png", photo_frames(1)[0])
+    started = time.monotonic()
+    with MjpegServer(jpegs(100), stall_after=2) as server:
+        result = run_cli("detect", server.url, "after.png", *TINY, "-f", "jsonl", "--no-save",
+                         "--buffer", "--reconnect", "1", "--stall-timeout", "1")  # fmt: skip
+    took = time.monotonic() - started
+    assert result.exit_code == 1
+    recs = records(result.stdout)
+    assert "was lost after 4 frames" in recs[-2]["error"]
+    assert "a read or an open waits 1 s at most" in recs[-2]["error"]
+    assert recs[-1]["image"] == "after.png"
+    assert recs[-1]["error"] is None
+    assert took < 20
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "head"])
+def test_stopping_a_live_stream_exits_cleanly_with_its_closing_record(
+    tmp_path: Path, env: dict[str, str], how: str
+) -> None:
+    """The audit's B10: Ctrl-C, SIGTERM or `| head -1` on a live MJPEG stream aborted the
+    process (SIGABRT, "FATAL: exception not rethrown") in 6 runs of 6: interpreter shutdown
+    killed the reader thread inside FFmpeg. Now the reader is stopped first; the exit status
+    is the signal's, the video is finished and the closing record written."""
+    with MjpegServer(jpegs(3000), fps=50) as server:
+        args = ["detect", server.url, *TINY, "-f", "jsonl", "-o", "out"]
+        if how == "head":
+            piped = subprocess.run(
+                f"{sys.executable} -m yolocli {' '.join(args)} | head -n 1 >/dev/null;"
+                ' echo "${PIPESTATUS[0]}"',
+                shell=True, executable="/bin/bash", cwd=tmp_path, env=env, capture_output=True,
+                text=True, timeout=120,
+            )  # fmt: skip
+            status, err, recs = int(piped.stdout.strip()), piped.stderr, []
+        else:
+            proc = spawn(args, env=env, cwd=tmp_path)
+            assert proc.stdout is not None
+            for _ in range(3):
+                proc.stdout.readline()
+            proc.send_signal(getattr(signal, how))
+            out, err = proc.communicate(timeout=60)
+            status, recs = proc.returncode, records(out)
+    assert status == {"SIGINT": 130, "SIGTERM": 143, "head": 141}[how], err
+    assert "FATAL" not in err
+    # A stream is never "done" (a later run reads it afresh): the journal keeps the claim on
+    # its video's name, so the file stays yolocli's, and the video is finished and plays.
+    journal = [json.loads(line) for line in (tmp_path / "out" / ".yolocli-journal").open()]
+    claimed = [path for entry in journal for path in entry.get("claim", [])]
+    assert len(claimed) == 1
+    assert not any("done" in entry for entry in journal)
+    video_out = tmp_path / "out" / claimed[0]
+    assert cv2.VideoCapture(str(video_out)).get(cv2.CAP_PROP_FRAME_COUNT) >= 1
+    if how != "head":
+        assert recs[-1]["frame"] is None
+        assert recs[-1]["error"] is None
+        assert recs[-1]["frames"] >= 2

@@ -6,6 +6,8 @@ import dataclasses
 import json
 import os
 import re
+import signal
+import time
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -149,3 +151,63 @@ def test_the_images_queued_behind_a_crash_go_to_the_new_worker(
     assert answers[1].error is None
     assert answers[1].detections is not None
     assert len(answers[1].detections) > 0
+
+
+def test_a_stopped_worker_is_replaced_and_its_image_gets_an_error(real_store: Store) -> None:
+    """The audit's W18: a SIGSTOPped worker stalled the run forever. A worker silent on one
+    image for far longer than images take (here a 3 s floor) is killed and replaced; its image
+    is an error, the images queued behind it go to the new worker."""
+    names = ["a.png", "b.png", "c.png"]
+    tasks = [
+        Task(i, Source(n, DATA / "images" / "coffee.png", PurePosixPath(n)), Targets(), False,
+             1 << 30, 1 << 30)
+        for i, n in enumerate(names)
+    ]  # fmt: skip
+    with Workers(plan("yolov3-tiny", store=real_store), 1, 1, min_silence=3.0) as pool:
+        pool.submit(tasks[0])
+        answers = {d.index: d for d in pool.results(timeout=60)}
+        assert answers[0].error is None  # one image answered: the pace is known
+        stopped = pool.workers[0].process
+        os.kill(stopped.pid, signal.SIGSTOP)
+        for task in tasks[1:]:
+            pool.submit(task)
+        started = time.monotonic()
+        while len(answers) < len(tasks) and time.monotonic() - started < 60:
+            answers.update((d.index, d) for d in pool.results(timeout=1))
+        assert pool.replaced == 1
+        assert not stopped.is_alive()
+    error = answers[1].error or ""
+    assert error.startswith("the worker process running this image died: it was silent for ")
+    assert "(stopped or hung?)" in error
+    assert answers[2].error is None
+    assert answers[2].detections is not None
+    assert len(answers[2].detections) > 0
+
+
+def test_workers_share_the_graph_a_store_could_not_keep(
+    tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store that cannot keep the compiled graph (read-only, full; here ``derived`` is a
+    file, which stops even root): this process compiles it once into a private folder and
+    the workers load that copy, rather than each compiling and writing its own."""
+    home = tmp_path / "store"
+    home.mkdir()
+    os.link(tiny_weights, home / "yolov3-tiny.weights")
+    (home / "derived").write_text("not a folder")
+    store = Store.from_env({"YOLOCLI_HOME": str(home), "YOLOCLI_OFFLINE": "1"})
+    workers_tmp = tmp_path / "workers-tmp"
+    workers_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(workers_tmp))  # where a worker would write its own copy
+    source = Source("c.png", DATA / "images" / "coffee.png", PurePosixPath("c.png"))
+    with Workers(plan("yolov3-tiny", store=store, backend="onnxruntime"), 2, 1) as pool:
+        assert pool.plan.private_graph is not None
+        assert not pool.plan.private_graph.is_relative_to(home)
+        for i in range(2):
+            pool.submit(Task(i, source, Targets(), False, 1 << 30, 1 << 30))
+        answers: dict[int, Done] = {}
+        for _ in range(10):
+            answers.update((d.index, d) for d in pool.results(timeout=60))
+            if len(answers) == 2:
+                break
+    assert [answers[i].error for i in range(2)] == [None, None]
+    assert list(workers_tmp.glob("yolocli-graphs-*")) == []

@@ -309,16 +309,18 @@ def cli() -> None:
 
 @cli.group(context_settings=CONTEXT, epilog=ENVIRONMENT)
 def models() -> None:
-    """List, download, verify and remove models in the local store.
+    """List, download, verify and remove models, and clean compiled graphs, in the store.
 
-    Models are fetched on first use by any command that needs one; these commands
-    manage the store by hand (to prepare an offline machine, say).
+    Models are fetched on first use by any command that needs one, and compiled to ONNX
+    once per input size (kept in the store's derived/ folder); these commands manage the
+    store by hand (to prepare an offline machine, or to free space, say).
 
     \b
     Examples:
       yolocli models download yolov3-tiny
       yolocli models verify
       yolocli models path yolov3-tiny --file weights
+      yolocli models clean
     """
 
 
@@ -327,7 +329,8 @@ def models() -> None:
 @_common
 @click.pass_context
 def models_list(ctx: click.Context, as_json: bool) -> None:
-    """Known models: size, whether installed, and the default (marked *).
+    """Known models: size, whether installed, the space their compiled graphs take, and the
+    default (marked *).
 
     \b
     Examples:
@@ -335,6 +338,7 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
       yolocli models list --json | jq -r '.[] | select(.installed) | .name'
     """
     registry, store = _registry(), _store(ctx)
+    graphs = store.compiled_graphs()
     rows = []
     for name, model in registry.models.items():
         status = store.status(model.weights)
@@ -353,6 +357,8 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
                 "size": model.weights.size,
                 "installed": status.installed,
                 "weights": str(status.path),
+                "compiled": [str(p) for p in _graphs_of(graphs, name)],
+                "compiled_bytes": sum(_file_size(p) for p in _graphs_of(graphs, name)),
                 "description": model.description,
                 "darknet": model.darknet,  # which darknet it runs as (yolocli.recipe)
             }
@@ -361,13 +367,36 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(records, indent=2))
         return
     width = max(len(name) for name in registry.models) + 2
-    click.echo(f"{'NAME':<{width}}  {'SIZE':>9}  {'STATUS':<13}  DESCRIPTION")
+    click.echo(f"{'NAME':<{width}}  {'SIZE':>9}  {'STATUS':<13}  {'COMPILED':>9}  DESCRIPTION")
     for name, model, _, state in rows:
         label = name + (" *" if name == registry.default else "")
+        mine = sum(_file_size(p) for p in _graphs_of(graphs, name))
+        compiled = _size(mine) if mine else "-"
         click.echo(
-            f"{label:<{width}}  {_size(model.weights.size):>9}  {state:<13}  {model.description}"
+            f"{label:<{width}}  {_size(model.weights.size):>9}  {state:<13}  {compiled:>9}  "
+            f"{model.description}"
         )
     click.echo(f"* default model. Store: {store.root}", err=True)
+    if graphs:
+        total = sum(_file_size(p) for p in graphs)
+        click.echo(
+            f"Compiled graphs (one per model, --size and custom cfg used): {len(graphs)}, "
+            f"{_size(total)}; `yolocli models clean` removes them",
+            err=True,
+        )
+
+
+def _graphs_of(graphs: list[Path], model: str) -> list[Path]:
+    from yolocli.store import graph_model
+
+    return [p for p in graphs if graph_model(p) == model]
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 @models.command("download", context_settings=CONTEXT, epilog=ENVIRONMENT)
@@ -400,10 +429,13 @@ def models_download(ctx: click.Context, names: tuple[str, ...]) -> None:
 @_common
 @click.pass_context
 def models_verify(ctx: click.Context, names: tuple[str, ...]) -> None:
-    """Re-hash installed model files against the registry (all installed models if none named).
+    """Re-hash installed model files against the registry (all installed models if none named),
+    and every compiled graph in the store against its signed record.
 
     Prints one line per file on stdout ("ok" or "FAILED" and why); exits 1 if any file
-    is missing or does not match.
+    is missing or does not match. A file that fails loses its verification stamp, so no
+    run uses it until it is downloaded again; a compiled graph that fails is removed (it
+    is compiled again when needed).
 
     \b
     Examples:
@@ -414,7 +446,7 @@ def models_verify(ctx: click.Context, names: tuple[str, ...]) -> None:
     chosen = names or tuple(
         name for name, model in registry.models.items() if store.status(model.weights).installed
     )
-    if not chosen:
+    if not chosen and not store.compiled_graphs():
         log.info("no models installed in %s", store.root)
         return
     failed = 0
@@ -430,6 +462,14 @@ def models_verify(ctx: click.Context, names: tuple[str, ...]) -> None:
             else:
                 failed += 1
                 click.echo(f"FAILED  {verdict.path}: {verdict.problem}")
+    for verdict in store.check_derived():
+        if verdict.problem is None:
+            click.echo(f"ok      {verdict.path}")
+        elif verdict.stale:  # a leftover nothing trusted: cleaned up, not a failure
+            click.echo(f"removed {verdict.path}: {verdict.problem}")
+        else:
+            failed += 1
+            click.echo(f"FAILED  {verdict.path}: {verdict.problem}")
     if failed:
         click.echo(f"yolocli: error: {failed} file(s) failed verification", err=True)
     ctx.exit(EXIT_FAILED if failed else EXIT_OK)
@@ -490,7 +530,7 @@ def models_path(ctx: click.Context, name: str, which: str | None, fetch: bool) -
 @_common
 @click.pass_context
 def models_remove(ctx: click.Context, names: tuple[str, ...]) -> None:
-    """Delete downloaded model files (and partial downloads) from the store.
+    """Delete downloaded model files, partial downloads and the models' compiled graphs.
 
     \b
     Examples:
@@ -498,11 +538,59 @@ def models_remove(ctx: click.Context, names: tuple[str, ...]) -> None:
     """
     registry, store = _registry(), _store(ctx)
     for name in names:
+        graphs = len(store.compiled_graphs(name))
         freed = store.remove(registry.get(name))
         if freed:
-            log.info("removed %s (%s freed)", name, _size(freed))
+            also = f", with {graphs} compiled graph{'s' * (graphs != 1)}" if graphs else ""
+            log.info("removed %s%s (%s freed)", name, also, _size(freed))
         else:
             log.info("%s was not installed", name)
+
+
+@models.command("clean", context_settings=CONTEXT, epilog=ENVIRONMENT)
+@click.option(
+    "-n", "--dry-run", is_flag=True, help="Say what would be removed, and remove nothing."
+)
+@_common
+@click.pass_context
+def models_clean(ctx: click.Context, dry_run: bool) -> None:
+    """Remove every compiled graph from the store (alias: prune); downloads stay.
+
+    Each --size and custom cfg used keeps its own ONNX graph in the store (35 MB for
+    yolov3-tiny, 248 MB for yolov3); `models list` shows the space they take. A graph
+    removed here is compiled again, in a second or so, the next time it is needed.
+
+    \b
+    Examples:
+      yolocli models clean --dry-run
+      yolocli models clean
+    """
+    store = _store(ctx)
+    if dry_run:
+        for path in store.compiled_graphs():
+            click.echo(str(path))
+    count, freed = store.clean(dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    log.info(
+        "%s %d compiled graph%s (%s) from %s",
+        verb,
+        count,
+        "s" * (count != 1),
+        _size(freed),
+        store.root,
+    )
+
+
+models.add_command(
+    click.Command(
+        "prune",
+        callback=models_clean.callback,
+        params=models_clean.params,
+        help="Alias of clean.",
+        hidden=True,
+        context_settings=CONTEXT,
+    )
+)
 
 
 # ----------------------------------------------------------------------------- export
@@ -511,11 +599,24 @@ def models_remove(ctx: click.Context, names: tuple[str, ...]) -> None:
 @cli.command(context_settings=CONTEXT, epilog=ENVIRONMENT)
 @click.argument("model", required=False, callback=lambda c, p, v: v and _model_names(c, p, (v,))[0])
 @click.option(
+    "-m",
+    "--model",
+    "model_option",
+    metavar="NAME",
+    callback=lambda c, p, v: v and _model_names(c, p, (v,))[0],
+    help="A model from the registry, as for detect and val (or give it as MODEL).",
+)
+@click.option(
     "-o",
     "--output",
     type=click.Path(path_type=Path, dir_okay=False),
     required=True,
-    help="Where to write the ONNX file.",
+    help="Where to write the ONNX file; its folder must exist.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace --output even if it is not a graph yolocli exported.",
 )
 @click.option(
     "--size",
@@ -577,7 +678,9 @@ def models_remove(ctx: click.Context, names: tuple[str, ...]) -> None:
 def export(
     ctx: click.Context,
     model: str | None,
+    model_option: str | None,
     output: Path,
+    force: bool,
     size: str | None,
     cfg: Path | None,
     weights: Path | None,
@@ -590,6 +693,9 @@ def export(
     max_det: int,
 ) -> None:
     """Write a model compiled to ONNX, for running it elsewhere.
+
+    The output never replaces a file yolocli did not write (--force does), and its folder
+    is never created for you.
 
     \b
     The graph:
@@ -616,24 +722,29 @@ def export(
     \b
     Examples:
       yolocli export yolov3-tiny -o yolov3-tiny.onnx
-      yolocli export yolov3 --size 416 -o yolov3-416.onnx
+      yolocli export -m yolov3 --size 416 -o yolov3-416.onnx
       yolocli export --cfg my.cfg --weights my.weights -o my.onnx
       yolocli export yolov4-tiny --decoded -o yolov4-tiny-boxes.onnx
       yolocli export yolov3 --with-nms --conf 0.3 -o yolov3-nms.onnx
     """
-    from yolocli.errors import OptionError
+    from yolocli.errors import OptionError, OutputError
     from yolocli.model import export_onnx
     from yolocli.postprocess import Postprocess
 
+    if model and model_option and model != model_option:
+        raise click.UsageError(f"two models given ({model}, {model_option}): name one")
+    model = model or model_option
     _check_model_choice(model, cfg, weights)
     try:
         kept = Postprocess(conf=conf, nms=nms, max_det=max_det) if with_nms else None
         path = export_onnx(
             output, model, size=size, cfg=cfg, weights=weights, names=names, store=_store(ctx),
-            darknet=darknet, decoded=decoded or with_nms, nms=kept,
+            darknet=darknet, decoded=decoded or with_nms, nms=kept, force=force,
         )  # fmt: skip
     except OptionError as err:
         raise click.BadParameter(err.message, param_hint=f"'{_flag(err.option)}'") from None
+    except OutputError as err:
+        raise click.UsageError(str(err)) from None
     log.info("wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
 
 
@@ -1051,8 +1162,17 @@ def _keep_options(conf: float, nms: float, conf_help: str) -> Callable[[F], F]:
     "--reconnect",
     type=click.IntRange(min=0),
     default=5,
-    help="Streams and cameras: attempts to reopen one that drops (backoff 0.5 s, doubling "
-    "to 8 s) before giving up on it.",
+    help="Streams and cameras: attempts to reopen one that drops, in all for that source "
+    "(backoff 0.5 s, doubling to 8 s), before giving up on it and going on to the next input.",
+)
+@click.option(
+    "--stall-timeout",
+    type=click.FloatRange(min=0.1, max=3600),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Streams: how long opening one, or waiting for its next frame, may take before "
+    "that counts as a drop.",
 )
 @click.option(
     "--max-bytes",
@@ -1154,6 +1274,7 @@ def detect(
     buffer: bool,
     source_type: str,
     reconnect: int,
+    stall_timeout: float,
     max_bytes: int,
     max_pixels: int,
     profile: bool,
@@ -1243,7 +1364,7 @@ def detect(
             tracking = ctx.meta.get("yolocli.tracking")  # `yolocli track`: a TrackSettings
             reading = ReadOptions(
                 stride=vid_stride, max_frames=max_frames, buffer=buffer,
-                reconnect=Reconnect(attempts=reconnect),
+                reconnect=Reconnect(attempts=reconnect, stall=stall_timeout),
                 frame_rate=ctx.meta.get("yolocli.frame_rate", 30.0),
             )  # fmt: skip
             options = Options(
@@ -1846,22 +1967,28 @@ def _stream(
     writer = make_writer(fmt, sys.stdout, coco=_coco_options(ctx, pipeline.names), tracks=tracks)
     run = _Run(ctx, model, out_name or outputs.options.out_dir, total)
     results = pipeline.run(items)
+
+    def emit(result: Any) -> None:
+        if fmt == "text" and result.source.is_video and not result.skipped:
+            if result.video_end:  # a summary per video, not a line per frame
+                click.echo(run.video_summary(result))
+        else:
+            writer.write(result.record(model))
+
     try:
         # closing: an interruption finishes the videos being written at once.
         with contextlib.closing(results):  # type: ignore[type-var,unused-ignore]  # a generator
             for result in run.track(results):
                 with signals.deferred(), run.above_bar():
-                    if fmt == "text" and result.source.is_video and not result.skipped:
-                        if result.video_end:  # a summary per video, not a line per frame
-                            click.echo(run.video_summary(result))
-                    else:
-                        writer.write(result.record(model))
+                    emit(result)
                     if result.frame is None:  # a video is done with its closing record
                         outputs.commit(result.source, result.outputs)
     except BrokenPipeError:
+        _close_interrupted(pipeline, outputs, None)  # the journal still learns of them
         run.close()  # the reader is gone: no summary, just stop
         raise
     except KeyboardInterrupt:
+        _close_interrupted(pipeline, outputs, emit)
         writer.close()  # what was written stays valid (a JSON array is closed)
         run.finish(profile=False)
         raise
@@ -1873,6 +2000,20 @@ def _stream(
         run.recipe = (detector or pipeline.plan).recipe.describe()
     run.finish(profile is not None)
     return run.failed + run.input_errors
+
+
+def _close_interrupted(pipeline: Any, outputs: Any, emit: Callable[[Any], None] | None) -> None:
+    """The closing record of each video an interrupted run left open (``emit``ted, unless
+    stdout is gone), committed as any closing record is when it has no error (a file stopped
+    part-way has one: it is not done, so a later run does it again; a camera or stream is
+    never "done" in the journal, whose claim keeps its video's name)."""
+    for result in pipeline.interrupted:
+        if emit is not None:
+            with contextlib.suppress(OSError):
+                emit(result)
+        if result.error is None:
+            outputs.commit(result.source, result.outputs)
+    pipeline.interrupted.clear()
 
 
 class Terminated(KeyboardInterrupt):
@@ -2379,7 +2520,26 @@ def _coco_options(ctx: click.Context, names: list[str]) -> Any:
 
 def main() -> None:
     """Entry point of the ``yolocli`` console script."""
-    cli.main(prog_name="yolocli")
+    try:
+        cli.main(prog_name="yolocli")
+    except SystemExit as done:
+        _stop_live_readers(done)
+        raise
+
+
+def _stop_live_readers(done: SystemExit) -> None:
+    """Before interpreter shutdown: stop the reader threads of live streams (Ctrl-C, SIGTERM
+    or a closed pipe may end a run while one is inside FFmpeg's read), and if one will not
+    stop in time, leave without shutdown (which would abort the process) with the same status.
+    """
+    video = sys.modules.get("yolocli.video")  # never imported just for this: cv2 is slow
+    if video is None or not video.readers_alive() or video.stop_readers(timeout=2.0):
+        return
+    code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

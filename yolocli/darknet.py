@@ -38,6 +38,9 @@ MAX_CLASSES = 10_000  # yolo9000 has 9,418
 MAX_ANCHORS = 64
 MAX_LAYER_VALUES = 1 << 29  # one layer's output: 2 GiB of float32
 MAX_NAME_CHARS = 128  # one class name
+# All of a network's parameters: one ONNX graph holds at most 2 GiB (protobuf's limit), and
+# the largest darknet models are ~0.5 GB; checked before a weights file is hashed or read.
+MAX_PARAMETER_BYTES = 2**31 - 2**26
 EXCERPT = 40  # characters of a file's own text quoted in a message
 
 _HEADER_V2 = struct.Struct("<iiiq")  # major, minor, revision, images seen (int64 since 0.2)
@@ -447,6 +450,11 @@ def check_weights(network: Network, cfg: Path, weights: Path) -> None:
     as "transposed" weights, which OpenCV refuses, and the two disagree on their header size.
     Only the header is read; the size comes from the file system.
     """
+    if 4 * network.parameter_count > MAX_PARAMETER_BYTES:
+        raise ModelError(
+            f"{cfg.name}'s layers need {4 * network.parameter_count:,} bytes of parameters; the "
+            f"most yolocli runs is {MAX_PARAMETER_BYTES:,} (one ONNX graph holds at most 2 GiB)"
+        )
     head, have = _read_checked(weights, "weights file", _HEADER_V2.size, whole=False)
     size = _header_size(weights, head)
     major, minor = _version(head)

@@ -26,7 +26,7 @@ import numpy.typing as npt
 from yolocli import darknet, engines, heads, options
 from yolocli.detections import Detections
 from yolocli.devices import DEVICES, check_device
-from yolocli.errors import EngineError, ImageError, ModelError, OptionError
+from yolocli.errors import EngineError, ImageError, ModelError, OptionError, OutputError
 from yolocli.families import OnnxRecipe, is_onnx
 from yolocli.postprocess import Postprocess
 from yolocli.preprocess import Letterbox
@@ -234,6 +234,9 @@ class Plan:
     store: Store | None
     precision: str = "fp32"  # or "int8" (ONNX Runtime), "bf16" (OpenVINO): yolocli.precision
     calibration: tuple[Path, ...] = ()  # int8's calibration images
+    # a graph this process compiled outside the store (which could not keep it), handed to
+    # worker processes so that each does not compile its own
+    private_graph: Path | None = None
 
     @property
     def recipe(self) -> Recipe:
@@ -250,7 +253,13 @@ class Plan:
         (`yolocli.precision.int8_graph`)."""
         if self.info.network is None:
             return self.info.weights
-        graph = compiled(self.info, self.width, self.height, self.store)
+        if self.private_graph is not None:
+            from yolocli.onnxwire import check_self_contained
+
+            check_self_contained(self.private_graph)
+            graph = self.private_graph
+        else:
+            graph = compiled(self.info, self.width, self.height, self.store)
         if self.precision == "int8":
             from yolocli.precision import int8_graph
 
@@ -405,9 +414,10 @@ def _check_model_args(
 
 def compiled(info: ModelInfo, width: int, height: int, store: Store | None = None) -> Path:
     """``info``'s network compiled to ONNX for a ``width`` x ``height`` input
-    (`yolocli.compiler`), made once and cached in the model store, keyed by everything it is
-    made from: the cfg, the weights' sha256, the size, the recipe's part in the graph (the
-    batch-norm formula of the darknet flavour) and the compiler itself."""
+    (`yolocli.compiler`), made once and cached in the model store under `cache_key` (the cfg,
+    the weights' sha256, the size, the recipe's part in the graph, the compiler), and checked to
+    hold no external data before any engine loads it."""
+    from yolocli.onnxwire import check_self_contained
     from yolocli.store import Store
 
     store = store or Store.from_env()
@@ -416,19 +426,51 @@ def compiled(info: ModelInfo, width: int, height: int, store: Store | None = Non
     network = info.network
     if network is None:
         raise ModelError(f"{info.name} is an ONNX model already: there is nothing to compile")
-    key = "\n".join(
-        (info.cfg_text, info.weights_sha256(), size, recipe.cache_key, _compiler_fingerprint())
-    )
+    expected = info.weights_sha256()
 
     def build() -> bytes:
         from yolocli import compiler  # only when a graph is made: onnx is a slow import
+        from yolocli.files import sha256_file
 
+        before = os.stat(info.weights)
+        # the bytes compiled must be the bytes the key names, whatever a stamp said
+        actual = sha256_file(info.weights)
+        if actual != expected:
+            if info.registered_sha256 is not None:
+                store.forget_file(info.weights)
+            raise ModelError(
+                f"{info.weights} is not the file that was verified (sha256 {actual}, expected "
+                f"{expected}): it was changed in place; run again to hash it afresh "
+                "(a registry model's file is then downloaded again)"
+            )
         log.info("compiling %s to ONNX at %s (once; cached in the model store)", info.name, size)
         graph = compiler.compile_onnx(network, info.weights, size=(width, height), recipe=recipe)
+        if _changed(before, os.stat(info.weights)):
+            raise ModelError(f"{info.weights} changed while it was being compiled; run again")
         return bytes(graph.SerializeToString())
 
-    digest = hashlib.sha256(key.encode()).hexdigest()
-    return store.derived(f"{info.name}-{size}.onnx", digest, build)
+    about = {"model": info.name, "size": size, "weights_sha256": expected}
+    key = cache_key(info.cfg_text, expected, width, height, recipe.cache_key)
+    path = store.derived(f"{info.name}-{size}.onnx", key, build, about)
+    check_self_contained(path)
+    return path
+
+
+def cache_key(cfg_text: str, weights_sha256: str, width: int, height: int, recipe_key: str) -> str:
+    """The compiled graph's cache key (hex): everything the graph is made from, the cfg, the
+    weights' sha256 (checked against the bytes compiled), the input size, the recipe's part
+    in the graph (the darknet flavour's batch-norm formula) and the compiler."""
+    parts = (cfg_text, weights_sha256, f"{width}x{height}", recipe_key, _compiler_fingerprint())
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _changed(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns, a.st_ino) != (
+        b.st_size,
+        b.st_mtime_ns,
+        b.st_ctime_ns,
+        b.st_ino,
+    )
 
 
 def export_onnx(
@@ -443,6 +485,7 @@ def export_onnx(
     darknet: str | None = None,
     decoded: bool = False,
     nms: Postprocess | None = None,
+    force: bool = False,
 ) -> Path:
     """Write ``model`` (a registry name, or ``cfg`` + ``weights``) compiled to ONNX at ``dest``.
 
@@ -457,6 +500,10 @@ def export_onnx(
     ``detections`` (K, 7) (`yolocli.families.darknet_onnx`). Every export records the class
     names, input size, strides, anchors, flavour and preprocessing in ``metadata_props``.
     Returns ``dest``.
+
+    Like every yolocli output, ``dest`` never replaces a file yolocli did not write (an ONNX
+    graph whose producer is yolocli) unless ``force``, and its folder must exist: both are an
+    `OutputError`, raised before anything is compiled.
     """
     import onnx
 
@@ -468,12 +515,15 @@ def export_onnx(
     _check_model_args(model, cfg, weights, names, store)
     _check_recipe_args(darknet, None)
     options.boolean("decoded", decoded)
+    options.boolean("force", force)
     if nms is not None:
         options.anything("nms", nms, Postprocess)
     if nms is not None and not decoded:
         raise OptionError("nms", "NMS in the graph needs the decoded form (decoded=True)")
     if model is not None and is_onnx(model):
         raise ModelError(f"{model} is an ONNX model already: export writes darknet models")
+    out = Path(dest)
+    check_export_target(out, force)
     info = _resolve(model, cfg, weights, names, store, Postprocess(), darknet)
     network = info.network
     assert network is not None
@@ -511,14 +561,39 @@ def export_onnx(
         info.class_names, yolo_heads, grids, width, height, info.recipe, outputs, extra
     )
     darknet_onnx.set_metadata(graph, meta)
-    out = Path(dest)
+    check_export_target(out, force)  # again: it may have appeared while compiling
     try:
         write_atomic(out, graph.SerializeToString())
     except OSError as err:  # /proc/version, a read-only folder, a full disk ...
         from yolocli.inputs import os_reason
 
-        raise OptionError("output", f"cannot write {out}: {os_reason(err)}") from None
+        reason = os_reason(err)
+        if err.filename and Path(err.filename) != out:  # the temporary beside it
+            reason = f"cannot create a file in {out.parent} ({reason})"
+        raise OutputError(f"cannot write {out}: {reason}") from None
     return out
+
+
+def check_export_target(out: Path, force: bool) -> None:
+    """Refuse (`OutputError`) an export to a missing folder, or over a file yolocli did not
+    write unless ``force``."""
+    from yolocli.onnxwire import producer
+
+    folder = out.parent
+    if not folder.is_dir():
+        raise OutputError(
+            f"cannot write {out}: the folder {folder} does not exist (yolocli does not create "
+            "it for you: make it first)"
+        )
+    if out.is_dir():
+        raise OutputError(f"cannot write {out}: it is a folder")
+    if force or not (out.exists() or out.is_symlink()):
+        return
+    if out.is_symlink() or not out.is_file() or producer(out) != "yolocli":
+        raise OutputError(
+            f"{out} exists and is not a graph yolocli exported; yolocli never replaces a "
+            "file it did not write: choose another name, or add --force to replace it"
+        )
 
 
 def _check_size(size: object) -> tuple[int, int] | None:

@@ -189,6 +189,7 @@ class _Video:
     frames: int = 0
     error: str | None = None
     fps: float | None = None
+    source: inputs.Source | None = None
 
 
 _END = object()
@@ -272,6 +273,8 @@ class Pipeline:
             raise ValueError(f"workers must be >= 1, got {self.options.workers}")
         self.engine = ""  # what ran the network, once known (for --profile)
         self._videos: dict[int, _Video] = {}
+        # closing results of the videos an interrupted run left open (see `_close_videos`)
+        self.interrupted: list[Result] = []
         self._cancelled: set[int] = set()  # videos whose frames are no longer wanted
         self._hooks: dict[int, VideoHook] = {}  # per video, with Options.per_video
         self._ids = itertools.count()
@@ -429,11 +432,26 @@ class Pipeline:
         return result
 
     def _close_videos(self) -> None:
-        """Finish every video still open (an interrupted run): the frames so far play."""
-        for state in self._videos.values():
+        """Finish every video still open (an interrupted run): the frames so far play, and
+        each gets its closing result in `interrupted`, for the caller to deliver. Stopping a
+        camera or stream is how it ends: no error. A file stopped part-way is one."""
+        for vid, state in self._videos.items():
+            result = None
+            if state.source is not None:
+                result = Result(state.source, video_id=vid, frames=state.frames)
             if state.sink is not None:
-                with contextlib.suppress(ImageError, OSError):
-                    state.sink.close()
+                try:
+                    path = state.sink.close()
+                    if result is not None:
+                        result.outputs["image"] = str(path)
+                except (ImageError, OSError) as err:
+                    state.error = state.error or str(err)
+            if result is None:
+                continue
+            result.error = state.error
+            if result.error is None and result.source.kind not in ("camera", "stream"):
+                result.error = f"interrupted after {state.frames} frames; those were processed"
+            self.interrupted.append(result)
         self._videos.clear()
         self._hooks.clear()
 
@@ -481,7 +499,7 @@ class Pipeline:
                     raise item
                 if isinstance(item, _VideoStart):
                     targets = self.outputs.plan(item.source)
-                    self._videos[item.id] = _Video(targets, error=targets.error)
+                    self._videos[item.id] = _Video(targets, error=targets.error, source=item.source)
                     if opts.per_video is not None:
                         self._hooks[item.id] = opts.per_video()
                     if targets.error:

@@ -28,6 +28,7 @@ import stat
 import subprocess
 import threading
 import time
+import weakref
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,12 +126,16 @@ def output_stem(name: str, kind: Kind) -> str:
 
 @dataclass(frozen=True)
 class Reconnect:
-    """How a dropped live stream is reopened: up to ``attempts`` times in a row, waiting
-    ``delay`` seconds before the first, doubling up to ``max_delay``."""
+    """How a dropped live stream is reopened: ``attempts`` reopenings in all for one source
+    (not per drop: a source that keeps dropping is given up on), waiting ``delay`` seconds
+    before the first, doubling up to ``max_delay``. ``stall`` is how long opening the source
+    or waiting for its next frame may take before that counts as a drop (FFmpeg's own
+    default is 30 s)."""
 
     attempts: int = 5
     delay: float = 0.5
     max_delay: float = 8.0
+    stall: float = 10.0
 
     def delays(self) -> list[float]:
         return [min(self.delay * 2**i, self.max_delay) for i in range(self.attempts)]
@@ -160,13 +165,18 @@ class ReadOptions:
     frame_rate: float = 30.0  # a folder of frames: frame i is at i / frame_rate seconds
 
 
-def open_capture(target: str, kind: Kind) -> cv2.VideoCapture:
-    """An opened `cv2.VideoCapture` for ``target``; `ImageError` saying why not."""
+def open_capture(target: str, kind: Kind, stall: float | None = None) -> cv2.VideoCapture:
+    """An opened `cv2.VideoCapture` for ``target``; `ImageError` saying why not. ``stall``:
+    seconds opening it and each read may wait on the network (FFmpeg sources)."""
     if kind == "camera":
         index = target if not target.isdigit() else int(target)
         cap = cv2.VideoCapture(index)
     else:
-        cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG)
+        params = []
+        if stall is not None:
+            ms = max(1, round(stall * 1000))
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+        cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
         if kind == "stream":
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # asks the backend for little latency
     if not cap.isOpened():
@@ -186,18 +196,22 @@ def frames(target: str, kind: Kind, options: ReadOptions | None = None) -> Gener
 
     A file that ends before the frame count its container declares (truncated or corrupt)
     yields every frame that decodes, then raises `ImageError` naming the problem; a live
-    source that cannot be reopened after `Reconnect.attempts` tries does the same.
+    source that cannot be reopened within its `Reconnect` budget does the same. A "stream"
+    whose container declares a frame count (a video file or an image served over HTTP, a
+    file given with ``--source-type stream``) is finite: it is read once, to its end, like
+    a file, never reopened.
     """
     opts = options or ReadOptions()
     if opts.stride < 1:
         raise ValueError(f"stride must be >= 1, got {opts.stride}")
-    if kind in ("camera", "stream"):
-        yield from _live(target, kind, opts)
-        return
     if kind == "frames":
         yield from _sequence(target, opts)
         return
-    cap = open_capture(target, kind)
+    stall = opts.reconnect.stall if kind != "camera" else None
+    cap = open_capture(target, kind, stall)
+    if kind == "camera" or (kind == "stream" and not _finite(cap)):
+        yield from _live(target, kind, opts, cap)
+        return
     try:
         fps = fps_of(cap)
         declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -273,12 +287,41 @@ def _sequence(target: str, opts: ReadOptions) -> Iterator[Frame]:
         produced += 1
 
 
+def _finite(cap: cv2.VideoCapture) -> bool:
+    """True if the opened source declares how many frames it has (live ones declare none,
+    or a negative count)."""
+    return float(cap.get(cv2.CAP_PROP_FRAME_COUNT)) > 0
+
+
 _GONE = object()
+# every live source's reader thread, and the event that tells it to stop
+_READERS: weakref.WeakKeyDictionary[threading.Thread, threading.Event] = weakref.WeakKeyDictionary()
 
 
-def _live(target: str, kind: Kind, opts: ReadOptions) -> Iterator[Frame]:
+def readers_alive() -> bool:
+    """True while a live source's reader thread is running."""
+    return any(t.is_alive() for t in list(_READERS))
+
+
+def stop_readers(timeout: float) -> bool:
+    """Tell every live source's reader thread to stop, and wait up to ``timeout`` seconds in
+    all for them to end; True if none is left.
+
+    A process must not start interpreter shutdown while one runs: shutdown ends a daemon
+    thread wherever it is, and one inside FFmpeg's C++ read aborts the whole process
+    ("FATAL: exception not rethrown", exit 134). A reader in a read of a stalled source ends
+    within the stall timeout; `yolocli.cli.main` exits without shutdown if one outlives this.
+    """
+    deadline = time.monotonic() + timeout
+    for event in list(_READERS.values()):
+        event.set()
+    for thread in list(_READERS):
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return not readers_alive()
+
+
+def _live(target: str, kind: Kind, opts: ReadOptions, cap: cv2.VideoCapture) -> Iterator[Frame]:
     """A live source read on its own thread; see `frames`."""
-    cap = open_capture(target, kind)
     fps = fps_of(cap)
     slots: queue.Queue[Any] = queue.Queue(maxsize=64 if opts.buffer else 1)
     stop = threading.Event()
@@ -298,12 +341,15 @@ def _live(target: str, kind: Kind, opts: ReadOptions) -> Iterator[Frame]:
     def read() -> None:
         nonlocal cap
         index, notes = 0, list[str]()
+        delays = iter(opts.reconnect.delays())  # the budget of the whole source
         try:
             while not stop.is_set():
                 ok, image = cap.read()
                 if not ok:
                     cap.release()
-                    reopened, notes = _reopen(target, kind, opts.reconnect, stop, index)
+                    if stop.is_set():
+                        return
+                    reopened, notes = _reopen(target, kind, opts.reconnect, delays, stop, index)
                     if reopened is None:
                         put(ImageError(notes[0]))
                         return
@@ -321,6 +367,7 @@ def _live(target: str, kind: Kind, opts: ReadOptions) -> Iterator[Frame]:
             put(_GONE)
 
     reader = threading.Thread(target=read, name="yolocli-live", daemon=True)
+    _READERS[reader] = stop
     reader.start()
     produced = 0
     try:
@@ -334,27 +381,35 @@ def _live(target: str, kind: Kind, opts: ReadOptions) -> Iterator[Frame]:
             produced += 1
     finally:
         stop.set()
-        reader.join(timeout=5)
+        # a read blocks at most the stall timeout; the reader then sees stop and ends
+        reader.join(timeout=(opts.reconnect.stall if kind == "stream" else 5) + 1)
 
 
 def _reopen(
-    target: str, kind: Kind, policy: Reconnect, stop: threading.Event, frames_read: int
+    target: str,
+    kind: Kind,
+    policy: Reconnect,
+    delays: Iterator[float],
+    stop: threading.Event,
+    frames_read: int,
 ) -> tuple[cv2.VideoCapture | None, list[str]]:
-    """A reopened capture and a note saying so, or None and the sentence giving up."""
-    delays = policy.delays()
-    for attempt, delay in enumerate(delays, 1):
+    """A reopened capture and a note saying so, or None and the sentence giving up.
+    ``delays`` is what is left of the source's budget: each attempt spends one."""
+    stall = policy.stall if kind != "camera" else None
+    for delay in delays:
         if stop.wait(delay):
             break
         try:
-            cap = open_capture(target, kind)
+            cap = open_capture(target, kind, stall)
         except ImageError:
             continue
-        log.info("%s: reopened after a drop (attempt %d)", target, attempt)
+        log.info("%s: reopened after a drop", target)
         return cap, [f"the {kind} dropped after frame {frames_read - 1} and was reopened"]
     what = "camera" if kind == "camera" else "stream"
+    waits = "" if kind == "camera" else f"; a read or an open waits {policy.stall:g} s at most"
     return None, [
         f"the {what} was lost after {frames_read} frames and did not come back "
-        f"({len(delays)} attempts to reopen it)"
+        f"({policy.attempts} attempts to reopen it in all{waits})"
     ]
 
 

@@ -7,7 +7,9 @@ order and streams records, so nothing it does competes with the workers for long
 
 Processes rather than threads: measured no slower here (benchmarks/RESULTS.md), and a worker
 that dies (a segfault in a decoder, the kernel's OOM killer) costs the one image it held: that
-image gets an error record, a new worker takes its place, and the run goes on.
+image gets an error record, a new worker takes its place, and the run goes on. So does one
+that falls silent (stopped with SIGSTOP, hung in a decoder) for far longer than an image
+takes (`silence_limit`): it is killed and replaced.
 
 `auto_workers` decides how many: one per core, each with one engine thread (the best
 configuration measured for yolov3-tiny on 2 cores, and for yolov3-tiny and yolov3 alike on 16),
@@ -18,12 +20,14 @@ network on a GPU device and on a single core.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
 import selectors
 import signal
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -41,6 +45,7 @@ from yolocli.model import Detector, Plan
 from yolocli.outputs import Rendered, Targets, render
 from yolocli.preprocess import Letterbox
 from yolocli.slicing import Slicer
+from yolocli.store import is_private_copy
 from yolocli.timing import Clock, Timings
 
 log = logging.getLogger(__name__)
@@ -67,6 +72,14 @@ DEPTH = 2
 # 2 workers against 39.9 s for one network of 2 threads (yolov3-tiny, ONNX Runtime); on 16
 # cores 16 x 1 ran 148 images/s against 70 for 1 x 16 (issue 11's bare measurements).
 MIN_CORES = 2
+
+# A worker silent on one image for longer than max(MIN_SILENCE, SILENCE_FACTOR x the slowest
+# answer so far) is taken for stopped or hung, killed and replaced. yolov3 at 608 takes under
+# a second an image here; a sliced image takes a pass per tile, hence its larger floor.
+MIN_SILENCE = 60.0
+MIN_SILENCE_SLICED = 600.0
+SILENCE_FACTOR = 10.0
+PAUSE_GRACE = 1.0  # seconds this process may be away from the workers before that is excused
 
 
 @dataclass(frozen=True)
@@ -201,6 +214,7 @@ class _Worker:
         self.process.start()
         child.close()
         self.tasks: deque[Task] = deque()  # sent, not answered; the first is the one it runs
+        self.busy_since = 0.0  # when it started on tasks[0] (monotonic seconds)
 
     def death(self) -> str:
         """Why the process ended, in words (its exit status or signal)."""
@@ -224,10 +238,15 @@ class Workers:
     manager: leaving it stops every worker.
     """
 
-    def __init__(self, plan: Plan, count: int, threads: int) -> None:
+    def __init__(
+        self, plan: Plan, count: int, threads: int, min_silence: float | None = None
+    ) -> None:
         if count < 1 or threads < 1:
             raise ValueError(f"need at least one worker and one thread, got {count} x {threads}")
         self.plan, self.count, self.threads = plan, count, threads
+        self.min_silence = min_silence  # None: MIN_SILENCE, or MIN_SILENCE_SLICED
+        self.slowest = 0.0  # seconds, the longest a worker took on one image so far
+        self._polled = time.monotonic()  # when this process last looked for answers
         self.ctx = multiprocessing.get_context("spawn")  # never fork a process with threads
         self.engine = ""
         self._started = 0
@@ -236,7 +255,10 @@ class Workers:
         # one selector for the run: answers and deaths (pipes and process sentinels)
         self._selector = selectors.DefaultSelector()
         if plan.needs_onnx:
-            plan.compiled()  # once, here, rather than in every worker at the same time
+            graph = plan.compiled()  # once, here, rather than in every worker at the same time
+            if is_private_copy(graph):  # the store could not keep it: hand the workers this one
+                plan = dataclasses.replace(plan, private_graph=graph)
+                self.plan = plan
         try:
             # all start together (each imports and loads its network), then all are awaited
             self.workers = [self._launch() for _ in range(count)]
@@ -291,16 +313,59 @@ class Workers:
 
     @staticmethod
     def _send(worker: _Worker, task: Task) -> None:
+        if not worker.tasks:
+            worker.busy_since = time.monotonic()
         worker.tasks.append(task)
         # if it died, `results` notices, answers for the task and replaces the worker
         with contextlib.suppress(BrokenPipeError, OSError):
             worker.conn.send(task)
 
+    def silence_limit(self, task: Task) -> float:
+        """Seconds a worker may spend on ``task`` before it is taken for stopped or hung."""
+        floor = self.min_silence
+        if floor is None:
+            floor = MIN_SILENCE_SLICED if task.slicer is not None else MIN_SILENCE
+        return max(floor, SILENCE_FACTOR * self.slowest)
+
+    @staticmethod
+    def _excuse(workers: list[_Worker], seconds: float) -> None:
+        if seconds > 0:
+            for worker in workers:
+                worker.busy_since += seconds
+
+    def _deadline(self, worker: _Worker) -> float:
+        return worker.busy_since + self.silence_limit(worker.tasks[0])
+
     def results(self, timeout: float | None = None) -> Iterator[Done]:
-        """Answers that are ready (waiting up to ``timeout`` seconds for the first one)."""
-        if not any(w.tasks for w in self.workers):
+        """Answers that are ready (waiting up to ``timeout`` seconds for the first one), and
+        the error answer of any image whose worker fell silent (that worker replaced)."""
+        busy = [w for w in self.workers if w.tasks]
+        if not busy:
             return
-        for key, _ in self._selector.select(timeout):
+        # Time this process did not spend waiting on the workers (stopped with Ctrl-Z, or
+        # blocked writing to a paused pager) is not their silence: deadlines move on by it.
+        self._excuse(busy, time.monotonic() - self._polled - PAUSE_GRACE)
+        wake = min(self._deadline(w) for w in busy) - time.monotonic()
+        timeout = max(0.0, wake if timeout is None else min(timeout, wake))
+        before = time.monotonic()
+        ready = self._selector.select(timeout)
+        self._polled = time.monotonic()
+        self._excuse(busy, self._polled - before - timeout - PAUSE_GRACE)
+        yield from self._answers(ready)
+        now = time.monotonic()
+        for worker in [w for w in self.workers if w.tasks and self._deadline(w) <= now]:
+            silent = now - worker.busy_since
+            worker.process.kill()  # a stopped process dies of SIGKILL too
+            why = (
+                f"it was silent for {silent:.0f} s on this image (stopped or hung?), far longer "
+                f"than any image took so far ({self.slowest:.1f} s), so it was killed"
+            )
+            answer = self._replace(worker, why)
+            if answer is not None:
+                yield answer
+
+    def _answers(self, ready: list[tuple[selectors.SelectorKey, int]]) -> Iterator[Done]:
+        for key, _ in ready:
             worker: _Worker = key.data
             if worker not in self.workers:
                 continue  # its pipe and its sentinel were both ready: replaced already
@@ -315,19 +380,26 @@ class Workers:
                     dead = True  # it died mid-answer, or before answering
                     break
                 worker.tasks.popleft()
+                now = time.monotonic()
+                self.slowest = max(self.slowest, now - worker.busy_since)
+                worker.busy_since = now
                 yield done
             if dead:
                 answer = self._replace(worker)
                 if answer is not None:
                     yield answer
 
-    def _replace(self, worker: _Worker) -> Done | None:
-        """A new worker in place of a dead one, given the tasks it had not started, and the
-        error answer for the task it was running (None if it died between tasks)."""
+    def _replace(self, worker: _Worker, why: str | None = None) -> Done | None:
+        """A new worker in place of a dead (or killed) one, given the tasks it had not
+        started, and the error answer for the task it was running (None if it died between
+        tasks). ``why``: what happened, when this process knows better than the exit status."""
         task = worker.tasks.popleft() if worker.tasks else None
         rest = list(worker.tasks)
         worker.tasks.clear()
-        why = worker.death()
+        if why is None:
+            why = worker.death()
+        else:
+            worker.process.join(timeout=1)  # reaped: no zombie left behind
         where = f"while on {task.source.name}" if task is not None else "between images"
         log.warning("a worker process died %s (%s); starting another", where, why)
         self._forget(worker)
