@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import linear_sum_assignment
 
 from yolocli.ops import box_iou
 
@@ -52,6 +51,10 @@ def assign(cost: npt.ArrayLike, limit: float) -> tuple[IntArray, IntArray, IntAr
     # the rectangular problem on min(cost - limit, 0) is lapjv's extended one, at a fraction
     # of the size of its (n + m) square matrix.
     gain = np.minimum(c - limit, 0.0)
+    # scipy.optimize costs ~0.3 s to import: only when a tracker first matches, never at the
+    # start of every yolocli command (the CLI reads TRACKERS to build track's options)
+    from scipy.optimize import linear_sum_assignment
+
     rows, cols = linear_sum_assignment(gain)
     keep = c[rows, cols] < limit
     matches = np.stack([rows[keep], cols[keep]], axis=1).astype(np.intp)
