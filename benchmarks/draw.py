@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from yolocli import Detections
 from yolocli.draw import annotate
-from yolocli.formats import coco_names
+from yolocli.io.formats import coco_names
 
 
 def scene(rng: np.random.Generator, w: int, h: int, n: int) -> Detections:

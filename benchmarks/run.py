@@ -34,11 +34,12 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tests.clusters import clustered  # noqa: E402
-from yolocli import darknet, engines  # noqa: E402
+from yolocli import engines  # noqa: E402
 from yolocli.detections import Detections  # noqa: E402
+from yolocli.families.darknet import cfg as darknet  # noqa: E402
+from yolocli.models.registry import config_dir, load_registry  # noqa: E402
+from yolocli.models.store import Store  # noqa: E402
 from yolocli.ops import nms  # noqa: E402
-from yolocli.registry import config_dir, load_registry  # noqa: E402
-from yolocli.store import Store  # noqa: E402
 
 IMAGES = REPO / "tests" / "data" / "images"
 REFERENCES = REPO / "tests" / "data" / "reference"
@@ -208,8 +209,8 @@ def bare_engine(kind: str, cfg: Path, weights: Path, onnx: Callable[[], Path],
 
 def compiled_onnx(cfg: Path, weights: Path, size: int) -> Path:
     """``cfg`` + ``weights`` compiled by yolocli at ``size``, cached by their contents."""
-    from yolocli.compiler import compile_onnx
-    from yolocli.files import sha256_file
+    from yolocli.families.darknet.compiler import compile_onnx
+    from yolocli.io.files import sha256_file
 
     key = f"{cfg.stem}-{size}-{sha256_file(weights)[:12]}-{sha256_file(cfg)[:8]}"
     path = CACHE / f"{key}-{compiler_stamp()}.onnx"
@@ -226,7 +227,7 @@ def compiled_onnx(cfg: Path, weights: Path, size: int) -> Path:
 def compiler_stamp() -> str:
     import hashlib
 
-    from yolocli import compiler
+    from yolocli.families.darknet import compiler
 
     return hashlib.sha256(Path(compiler.__file__ or "").read_bytes()).hexdigest()[:8]
 
@@ -246,7 +247,7 @@ def random_v3_weights() -> Path:
 def photo_blobs(size: int, n: int, height: int | None = None) -> list[np.ndarray]:
     """``n`` letterboxed test photos (cycled), (1, 3, height or size, size) each, as yolocli
     feeds darknet models (other families' inputs have the same shape and cost)."""
-    from yolocli.preprocess import letterbox
+    from yolocli.families.darknet.letterbox import letterbox
 
     photos = [cv2.imread(str(p)) for p in sorted(IMAGES.iterdir())]
     return [letterbox(photos[i % len(photos)], size, height or size) for i in range(n)]
@@ -941,7 +942,7 @@ def engines_section(report: Report, tiny: Path, quick: bool) -> dict[str, float]
         "size, each given one untimed pass first. yolov3 runs random weights of its real "
         "layout (speed does not depend on the values). Every engine except OpenCV's "
         "darknet importer runs the graph `yolocli export` writes "
-        "(yolocli.compiler.compile_onnx).\n\nCode: benchmarks/run.py: engines_section, "
+        "(families.darknet.compiler.compile_onnx).\n\nCode: benchmarks/run.py: engines_section, "
         "bare_engine (the same settings as yolocli/engines/).",
     )
     return summary
@@ -1024,11 +1025,11 @@ def reference_match(det: object) -> tuple[int, int, float]:
 
 
 def quantized_int8(det: object) -> Path:
-    """The int8 graph `yolocli detect --precision int8` runs (yolocli.precision: ONNX
+    """The int8 graph `yolocli detect --precision int8` runs (yolocli.engines.precision: ONNX
     Runtime's static QDQ, per-channel), calibrated on the six test photos, from the store."""
     import dataclasses
 
-    from yolocli.precision import calibration_images
+    from yolocli.engines.precision import calibration_images
 
     photos = calibration_images(sorted(IMAGES.iterdir()))
     plan = dataclasses.replace(det.plan, precision="int8", calibration=photos)  # type: ignore[attr-defined]
@@ -1060,7 +1061,7 @@ def precision_section(
 ) -> None:
     """`--precision int8` and `bf16` against fp32 on the same engine: speed, what happens to
     the reference detections, and what `yolocli val` says. Opt-in: yolocli runs fp32."""
-    from yolocli.model import Detector
+    from yolocli.detector import Detector
     from yolocli.postprocess import Postprocess
 
     size = 416
@@ -1084,7 +1085,7 @@ def precision_section(
             ("ONNX Runtime", "fp32", "onnxruntime", "f32"),
             ("ONNX Runtime", "int8 static (QDQ, per-channel)", "onnxruntime", str(int8)),
         ]
-    from yolocli.devices import cpu_flags
+    from yolocli.engines.devices import cpu_flags
 
     bf16_here = bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
     if engines.installed("openvino") and bf16_here:
@@ -1136,7 +1137,7 @@ def precision_section(
         "counts as found if one of the same class overlaps it at IoU >= 0.5; the score "
         "difference is taken over those found. int8: onnxruntime.quantization.quantize_static, "
         "QDQ, per-channel, int8 weights and activations, calibrated (MinMax) on the six test "
-        f"photos: the graph `--precision int8` runs (yolocli.precision).{ov_note}"
+        f"photos: the graph `--precision int8` runs (yolocli.engines.precision).{ov_note}"
         + (
             ""
             if bf16_here
@@ -1314,7 +1315,7 @@ def machine() -> str:
     except OSError:
         pass
     from yolocli import __version__
-    from yolocli.devices import cpu_flags
+    from yolocli.engines.devices import cpu_flags
 
     flags = cpu_flags()
     shown_flags = [f for f in SIMD_FLAGS if f in flags] or [

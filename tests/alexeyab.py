@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from yolocli import darknet
+from yolocli.families.darknet import cfg as darknet
 from yolocli.ops import box_iou
 
 # Batch-norm variances this small make AlexeyAB's epsilon (1e-5, inside the square root) and

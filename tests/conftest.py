@@ -20,10 +20,10 @@ from click.testing import CliRunner, Result
 
 from tests.faultserver import FaultServer
 from yolocli.cli import cli
-from yolocli.model import Detector
+from yolocli.detector import Detector
+from yolocli.models.registry import load_registry
+from yolocli.models.store import Store
 from yolocli.postprocess import Postprocess
-from yolocli.registry import load_registry
-from yolocli.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -163,7 +163,13 @@ def as_nobody() -> Iterator[None]:
         return
     # This Python may live where that user cannot read (/root/.pyenv): load now what the
     # command loads lazily (engines load more: run the command once first, as root).
-    for module in ("csv", "yolocli.pipeline", "yolocli.formats", "yolocli.store", "tqdm"):
+    for module in (
+        "csv",
+        "yolocli.run.pipeline",
+        "yolocli.io.formats",
+        "yolocli.models.store",
+        "tqdm",
+    ):
         importlib.import_module(module)
     os.setegid(65534)
     os.seteuid(65534)

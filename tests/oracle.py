@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from tests.conftest import DATA
-from yolocli.model import Detector
+from yolocli.detector import Detector
 
 # The reference darknet's output on each test photo (yolov3-tiny, 416, letterbox, thresh 0.1).
 REFERENCES = sorted((DATA / "reference").glob("*.json"))

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from yolocli.inputs import expand_sources
+from yolocli.io.inputs import expand_sources
 from yolocli.ray import Detect, Item, local_items
 
 MARKER = os.path.join(tempfile.gettempdir(), "yolocli-test-ray-die-once")

@@ -23,7 +23,7 @@ from tests.alexeyab import Found, from_record, match, write_weights
 from tests.conftest import DATA, REPO, run_cli
 from tests.oracle import photo
 from yolocli import engines
-from yolocli.model import Detector
+from yolocli.detector import Detector
 from yolocli.postprocess import Postprocess
 
 REFERENCES = {p.stem: json.loads(p.read_text()) for p in sorted((DATA / "alexeyab").glob("*.json"))}

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import DATA, WEIGHTS_CACHE, Mirror, run_cli, spawn
 from yolocli.draw import color_for
-from yolocli.records import FIELDS
+from yolocli.io.records import FIELDS
 
 PHOTO = DATA / "images" / "grace_hopper.jpg"
 RECORD_KEYS = set(FIELDS)
@@ -127,7 +127,7 @@ def test_classes_by_name_and_id(use_real_store: Path) -> None:
 
 
 def test_cuda_is_refused_with_a_way_out(use_real_store: Path) -> None:
-    from yolocli.devices import opencv_has_cuda
+    from yolocli.engines.devices import opencv_has_cuda
 
     if opencv_has_cuda():
         pytest.skip("this OpenCV has CUDA")
@@ -141,7 +141,7 @@ def test_cuda_is_refused_with_a_way_out(use_real_store: Path) -> None:
 def test_custom_weights_that_are_html_fail_in_one_line(tmp_path: Path) -> None:
     page = tmp_path / "yolov3.weights"
     page.write_text("<html><body>Moved</body></html>")
-    from yolocli.registry import config_dir
+    from yolocli.models.registry import config_dir
 
     result = run_cli(
         "detect", str(PHOTO), "--cfg", str(config_dir() / "yolov3.cfg"), "--weights", str(page)
@@ -206,12 +206,12 @@ def test_an_internal_error_costs_one_image_and_says_how_to_see_more(
 ) -> None:
     """A bug while saving one image is that image's error record; stderr adds the --debug
     hint (the record speaks library terms)."""
-    import yolocli.outputs
+    import yolocli.io.outputs
 
     def broken(image: object, dets: object, style: object = None) -> object:
         raise RuntimeError("drawing exploded")
 
-    monkeypatch.setattr(yolocli.outputs, "annotate", broken)
+    monkeypatch.setattr(yolocli.io.outputs, "annotate", broken)
     result = run_cli("detect", str(PHOTO), "-m", "yolov3-tiny", "-f", "jsonl", "-o", str(tmp_path))
     assert result.exit_code == 1
     error = json.loads(result.stdout)["error"]

@@ -17,7 +17,7 @@ from tests import awkward
 from tests.conftest import DATA, WEIGHTS_CACHE, run_cli, spawn
 from tests.test_video import photo_frames, write_clip
 from yolocli.cli import cli
-from yolocli.outputs import JOURNAL
+from yolocli.io.outputs import JOURNAL
 
 TINY = ["--model", "yolov3-tiny"]
 pytestmark = pytest.mark.usefixtures("use_real_store")

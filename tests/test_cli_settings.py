@@ -78,7 +78,7 @@ def test_per_class_thresholds_in_val(tmp_path: Path, use_real_store: Path) -> No
 def test_a_rectangular_size_is_taken_by_detect_val_export_and_the_api(
     tmp_path: Path, use_real_store: Path
 ) -> None:
-    from yolocli.model import Detector
+    from yolocli.detector import Detector
 
     detector = Detector("yolov3-tiny", size="640x384")
     assert (detector.width, detector.height) == (640, 384)
@@ -152,7 +152,7 @@ def test_a_class_threshold_below_conf_reaches_candidates_the_decoder_would_drop(
     """The decoder drops rows under the lowest threshold of any class, not under ``conf``."""
     import cv2
 
-    from yolocli.model import Detector
+    from yolocli.detector import Detector
     from yolocli.postprocess import Postprocess
 
     detector = Detector("yolov3-tiny", store=real_store)  # type: ignore[arg-type]

@@ -13,11 +13,11 @@ import onnx
 import pytest
 
 from tests.conftest import DATA, needs_darknet_importer
-from yolocli import darknet
-from yolocli.compiler import INPUT, compile_onnx, head_names
 from yolocli.errors import ModelError, OptionError
-from yolocli.preprocess import letterbox
-from yolocli.registry import config_dir
+from yolocli.families.darknet import cfg as darknet
+from yolocli.families.darknet.compiler import INPUT, compile_onnx, head_names
+from yolocli.families.darknet.letterbox import letterbox
+from yolocli.models.registry import config_dir
 
 ort = pytest.importorskip("onnxruntime", reason="the compiled graphs are run by ONNX Runtime")
 

@@ -13,7 +13,8 @@ import pytest
 
 from tests.conftest import needs_darknet_importer
 from tests.oracle import with_threshold
-from yolocli.darknet import (
+from yolocli.errors import ModelError
+from yolocli.families.darknet.cfg import (
     check_weights,
     describe,
     header_size,
@@ -24,8 +25,7 @@ from yolocli.darknet import (
     resized,
     write_random_weights,
 )
-from yolocli.errors import ModelError
-from yolocli.registry import config_dir, load_registry
+from yolocli.models.registry import config_dir, load_registry
 
 REGISTRY = load_registry()
 

@@ -14,9 +14,10 @@ import pytest
 
 from tests.conftest import DATA, run_cli
 from tests.oracle import photo
-from yolocli import Detector, Postprocess, heads
+from yolocli import Detector, Postprocess
+from yolocli.families.darknet import heads
+from yolocli.models.store import Store
 from yolocli.ops import box_iou
-from yolocli.store import Store
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from yolocli.datasets import (
+from yolocli.eval.datasets import (
     DatasetError,
     clip_box,
     coco_image_ids,
@@ -18,7 +18,7 @@ from yolocli.datasets import (
     name_key,
     parse_label_line,
 )
-from yolocli.formats import coco_names
+from yolocli.io.formats import coco_names
 
 IMAGES = Path(__file__).parent / "data" / "images"
 NAMES = ["person", "bicycle", "car"]

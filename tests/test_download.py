@@ -19,9 +19,9 @@ import pytest
 
 from tests.conftest import Mirror, run_cli, spawn
 from tests.faultserver import FaultServer
-from yolocli.download import Downloader, FetchFailed, Policy
 from yolocli.errors import DownloadError, StoreError
-from yolocli.registry import FileSpec, load_registry
+from yolocli.models.download import Downloader, FetchFailed, Policy
+from yolocli.models.registry import FileSpec, load_registry
 
 TINY = load_registry().get("yolov3-tiny").weights
 

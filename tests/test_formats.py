@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import DATA, run_cli
-from yolocli.formats import (
+from yolocli.io.formats import (
     COCO80_TO_91,
     CSV_COLUMNS,
     CocoOptions,
@@ -149,7 +149,7 @@ def test_coco_image_not_in_the_annotations_falls_back_to_its_stem(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     record = {**RECORDS[0], "image": "17.jpg"}
-    with caplog.at_level("WARNING", logger="yolocli.formats"):
+    with caplog.at_level("WARNING", logger="yolocli.io.formats"):
         got = write_coco([record], CocoOptions(image_ids={"other.jpg": 1}))
     assert {r["image_id"] for r in got} == {17}
     assert "17.jpg is not in the COCO annotations file" in caplog.text
@@ -230,7 +230,7 @@ def test_coco_categories_come_from_the_annotations_by_name(
 ) -> None:
     names = coco_names()
     options = CocoOptions(class_names=names, categories={"Cat": 0, "hot dog": 7, "Dog": 3})
-    with caplog.at_level("WARNING", logger="yolocli.formats"):
+    with caplog.at_level("WARNING", logger="yolocli.io.formats"):
         got = write_coco(RECORDS[:1], options)
     assert [(r["category_id"], r["score"]) for r in got] == [(3, 0.87), (0, 0.5)]
     notes = [r.getMessage() for r in caplog.records]
@@ -253,7 +253,7 @@ def test_labelstudio_tasks_hold_percent_boxes_that_map_back_to_pixels(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     frame = {**RECORDS[0], "image": "clip.mp4", "frame": 3, "time": 0.1}
-    with caplog.at_level("WARNING", logger="yolocli.formats"):
+    with caplog.at_level("WARNING", logger="yolocli.io.formats"):
         tasks = json.loads(write_all_of("labelstudio", [*RECORDS, frame, frame]))
     assert [t["data"]["image"] for t in tasks] == ["a.jpg", "empty.jpg"]  # no error, no frame
     assert sum("video frames are left out" in r.getMessage() for r in caplog.records) == 1

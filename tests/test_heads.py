@@ -23,12 +23,12 @@ from hypothesis import strategies as st
 
 from tests.conftest import DATA, needs_darknet_importer
 from tests.oracle import with_threshold
-from yolocli import darknet
 from yolocli.errors import ModelError
-from yolocli.heads import YoloHead, decode, decode_batch, yolo_heads
+from yolocli.families.darknet import cfg as darknet
+from yolocli.families.darknet.heads import YoloHead, decode, decode_batch, yolo_heads
+from yolocli.families.darknet.letterbox import Letterbox, Letterboxer
+from yolocli.models.registry import config_dir
 from yolocli.postprocess import Postprocess
-from yolocli.preprocess import Letterbox, Letterboxer
-from yolocli.registry import config_dir
 
 # float32 rounding: OpenCV writes x as (x + (s - 0.5) * scale + 0.5) / W where darknet (and
 # decode) write (x + s * scale - (scale - 1) / 2) / W, and its exp is float, not double.

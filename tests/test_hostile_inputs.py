@@ -158,7 +158,7 @@ def _avi(path: Path) -> bytes:
 def test_random_bytes_on_stdin_are_one_error_not_hundreds_of_paths(null: bool) -> None:
     import io
 
-    from yolocli.inputs import expand_sources
+    from yolocli.io.inputs import expand_sources
 
     data = np.random.default_rng(7).integers(0, 256, 100_000, dtype=np.uint8).tobytes()
     found = list(expand_sources(["-"], stdin=io.BytesIO(data), null=null))
@@ -171,7 +171,7 @@ def test_random_bytes_on_stdin_are_one_error_not_hundreds_of_paths(null: bool) -
 def test_binary_after_paths_ends_the_list_with_one_error() -> None:
     import io
 
-    from yolocli.inputs import expand_sources
+    from yolocli.io.inputs import expand_sources
 
     data = b"photos/first-one.jpg\nphotos/second.jpg\n" + bytes(range(256)) * 4
     found = list(expand_sources(["-"], stdin=io.BytesIO(data)))
@@ -301,6 +301,7 @@ def test_many_passes_are_a_warning_and_too_many_an_error() -> None:
 
 
 def test_the_command_line_s_default_pixel_limit_is_the_library_s() -> None:
-    from yolocli import cli, images
+    from yolocli import cli
+    from yolocli.io import images
 
     assert cli.DEFAULT_MAX_PIXELS == images.DEFAULT_MAX_PIXELS

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from yolocli.errors import ImageError
-from yolocli.files import write_atomic
-from yolocli.images import (
+from yolocli.io.files import write_atomic
+from yolocli.io.images import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
     decode,
@@ -23,7 +23,7 @@ from yolocli.images import (
     image_size,
     read_bytes,
 )
-from yolocli.inputs import IMAGE_EXTENSIONS, Source
+from yolocli.io.inputs import IMAGE_EXTENSIONS, Source
 
 PIXELS = np.random.default_rng(0).integers(0, 255, (23, 37, 3), dtype=np.uint8)  # 37 x 23
 
@@ -433,7 +433,7 @@ def test_an_image_whose_size_cannot_be_read_is_never_decoded(data: bytes, kind: 
 def test_a_progressive_jpeg_counts_the_coefficients_libjpeg_keeps() -> None:
     """10000 x 10000 is within 250 MP as a baseline JPEG, but libjpeg holds a progressive
     one's coefficients (2 bytes a sample) besides the pixels: it counts three times."""
-    from yolocli.images import check_pixels, image_header
+    from yolocli.io.images import check_pixels, image_header
 
     baseline, progressive = (
         image_header(_jpeg(10000, 10000)),

@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from tests.conftest import as_nobody
-from yolocli.inputs import (
+from yolocli.io.inputs import (
     MAX_PATH_BYTES,
     Source,
     expand_sources,

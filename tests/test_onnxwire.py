@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, external_data_helper, helper, numpy_helper
 
 from yolocli.errors import ModelError
-from yolocli.onnxwire import check_self_contained, has_external_data, producer
+from yolocli.models.onnxwire import check_self_contained, has_external_data, producer
 
 
 def _model(

@@ -15,11 +15,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from yolocli import options
+from yolocli.detector import THREADS_PER_CORE, Detector, export_onnx
 from yolocli.errors import OptionError
-from yolocli.model import THREADS_PER_CORE, Detector, export_onnx
+from yolocli.models.store import Store
 from yolocli.postprocess import Postprocess, class_ids
 from yolocli.slicing import Slicer
-from yolocli.store import Store
 
 COCO = (Path(__file__).parent.parent / "configs" / "coco.names").read_text().splitlines()
 
@@ -217,7 +217,7 @@ def test_size_takes_only_sizes(value: object) -> None:
 )  # fmt: skip
 def test_pipeline_options_are_checked_too(option: str, value: object) -> None:
     """The library's own pipeline cannot be asked for 99,999 worker processes either."""
-    from yolocli.pipeline import Options
+    from yolocli.run.pipeline import Options
 
     with pytest.raises(OptionError) as err:
         Options(**{option: value})  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""Output naming, ownership and completion: `yolocli.outputs.Outputs` on its own."""
+"""Output naming, ownership and completion: `yolocli.io.outputs.Outputs` on its own."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from yolocli.errors import ImageError, OutputError
-from yolocli.inputs import Source, expand_sources
-from yolocli.outputs import JOURNAL, Outputs, Rendered, SaveOptions
+from yolocli.io.inputs import Source, expand_sources
+from yolocli.io.outputs import JOURNAL, Outputs, Rendered, SaveOptions
 
 
 def source(rel: str, name: str | None = None) -> Source:

@@ -9,8 +9,8 @@ import cv2
 import pytest
 
 from yolocli.errors import YolocliError
-from yolocli.evaluate import Found, Truth, evaluate
-from yolocli.plots import MATRIX, OVERALL, PER_CLASS, PlotError, check_available, plot_all
+from yolocli.eval.evaluate import Found, Truth, evaluate
+from yolocli.eval.plots import MATRIX, OVERALL, PER_CLASS, PlotError, check_available, plot_all
 
 NAMES = {0: "person", 1: "traffic/light", 2: "never seen"}
 

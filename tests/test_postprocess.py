@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from yolocli.errors import OptionError
+from yolocli.families.darknet.letterbox import Letterbox
 from yolocli.postprocess import Postprocess
-from yolocli.preprocess import Letterbox
 
 NAMES = ["person", "bicycle", "car", "dog"]
 BOX = Letterbox(100, 100, 416, 416)  # square: network-relative 0..1 is image 0..100

@@ -11,10 +11,10 @@ import pytest
 from tests.conftest import DATA, run_cli
 from tests.test_evaluate import yolo_dataset
 from yolocli import engines
-from yolocli.devices import cpu_flags
+from yolocli.detector import plan
+from yolocli.engines.devices import cpu_flags
 from yolocli.errors import OptionError
-from yolocli.model import plan
-from yolocli.store import Store
+from yolocli.models.store import Store
 
 BF16_HERE = engines.installed("openvino") and bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
@@ -77,7 +77,7 @@ def test_reduced_precision_is_refused_where_it_cannot_run(
     with pytest.raises(OptionError, match=r"calibrated on images, and this run has none"):
         plan("yolov3-tiny", precision="int8", store=real_store).compiled()
     if engines.installed("openvino"):
-        monkeypatch.setattr("yolocli.devices.cpu_flags", lambda: frozenset({"avx2", "fma"}))
+        monkeypatch.setattr("yolocli.engines.devices.cpu_flags", lambda: frozenset({"avx2", "fma"}))
         with pytest.raises(OptionError, match=r"bf16 needs a CPU that computes bfloat16"):
             plan("yolov3-tiny", precision="bf16", store=real_store)
 

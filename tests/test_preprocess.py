@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import DATA
-from yolocli.preprocess import Letterbox, Letterboxer, letterbox
+from yolocli.families.darknet.letterbox import Letterbox, Letterboxer, letterbox
 
 
 def darknet_resize(im: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -127,7 +127,7 @@ def test_stretch_fills_the_whole_input() -> None:
     assert np.allclose(blob, 200 / 255)
 
 
-# -- the letterbox ONNX Runtime runs (yolocli.preprocess.RuntimeLetterboxer) -----------------
+# -- the letterbox ONNX Runtime runs (families.darknet.letterbox.RuntimeLetterboxer) ----------
 
 
 @pytest.mark.parametrize(
@@ -139,7 +139,7 @@ def test_stretch_fills_the_whole_input() -> None:
 def test_the_runtime_letterbox_is_darknets_to_within_rounding(
     shape: tuple[int, int], net: int, stretch: bool
 ) -> None:
-    from yolocli.preprocess import RuntimeLetterboxer
+    from yolocli.families.darknet.letterbox import RuntimeLetterboxer
 
     rng = np.random.default_rng(sum(shape))
     img = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
@@ -154,7 +154,7 @@ def test_the_runtime_letterbox_is_darknets_to_within_rounding(
 
 @pytest.mark.parametrize("name", ["grace_hopper.jpg", "coffee.png", "motorcycle_left.png"])
 def test_the_runtime_letterbox_on_photos_writes_into_the_given_buffer(name: str) -> None:
-    from yolocli.preprocess import RuntimeLetterboxer
+    from yolocli.families.darknet.letterbox import RuntimeLetterboxer
 
     img = cv2.imread(str(DATA / "images" / name))
     out = np.full((3, 416, 416), -1, np.float32)
@@ -167,7 +167,7 @@ def test_where_darknets_last_row_is_an_artefact_the_exact_letterbox_runs() -> No
     # 42 rows to 2: darknet's float32 position of the last output row falls just short of
     # the last source row, so it reads the first row with weight ~6e-8 (a black row). The
     # graph would read the true last row: the exact NumPy letterbox runs instead.
-    from yolocli.preprocess import RuntimeLetterboxer, _graph_matches
+    from yolocli.families.darknet.letterbox import RuntimeLetterboxer, _graph_matches
 
     assert not _graph_matches(2, 42, 8, 8)
     img = np.full((2, 8, 3), 200, np.uint8)
@@ -181,7 +181,7 @@ def test_the_embedded_letterbox_graph_is_what_the_tool_makes() -> None:
     import importlib.util
 
     from tests.conftest import REPO
-    from yolocli._letterbox_graph import GRAPH
+    from yolocli.families.darknet._letterbox_graph import GRAPH
 
     spec = importlib.util.spec_from_file_location("tool", REPO / "tools" / "letterbox_graph.py")
     assert spec is not None

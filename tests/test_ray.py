@@ -225,12 +225,12 @@ def test_an_actor_killed_mid_job_duplicates_and_loses_nothing(
     ray_env: None, photos: Path, reference: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     from tests.ray_helpers import MARKER, DiesOnce, items_for
-    from yolocli.model import plan
-    from yolocli.outputs import Outputs, SaveOptions
-    from yolocli.pipeline import Options
+    from yolocli.detector import plan
+    from yolocli.io.outputs import Outputs, SaveOptions
+    from yolocli.models.store import Store
     from yolocli.postprocess import Postprocess
     from yolocli.ray import RayRun
-    from yolocli.store import Store
+    from yolocli.run.pipeline import Options
 
     marker = Path(MARKER)
     marker.touch()

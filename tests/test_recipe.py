@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import DATA, REPO, run_cli
-from yolocli import darknet
+from yolocli.detector import Detector, compiled
 from yolocli.errors import ModelError, OptionError
-from yolocli.model import Detector, compiled
+from yolocli.families.darknet import cfg as darknet
+from yolocli.models.registry import config_dir, load_registry
 from yolocli.recipe import Recipe, darknet_recipe
-from yolocli.registry import config_dir, load_registry
 
 CFGS = config_dir()
 

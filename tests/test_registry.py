@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from yolocli.errors import ModelError
-from yolocli.registry import PypiOrigin, config_dir, load_registry, parse_registry
+from yolocli.models.registry import PypiOrigin, config_dir, load_registry, parse_registry
 
 REGISTRY = load_registry()
 

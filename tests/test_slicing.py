@@ -11,8 +11,8 @@ import pytest
 
 from tests.conftest import DATA, run_cli
 from yolocli.detections import Detections
+from yolocli.detector import Detector
 from yolocli.errors import OptionError
-from yolocli.model import Detector
 from yolocli.ops import box_ios, box_iou
 from yolocli.slicing import Slicer
 

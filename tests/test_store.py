@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from tests.faultserver import FaultServer
-from yolocli import store as store_module
 from yolocli.errors import StoreError
-from yolocli.files import clean_stale_temporaries, write_atomic
-from yolocli.registry import FileSpec, load_registry
-from yolocli.store import Action, Store, default_home, local_action
+from yolocli.io.files import clean_stale_temporaries, write_atomic
+from yolocli.models import store as store_module
+from yolocli.models.registry import FileSpec, load_registry
+from yolocli.models.store import Action, Store, default_home, local_action
 
 TINY = load_registry().get("yolov3-tiny")
 

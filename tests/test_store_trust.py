@@ -21,13 +21,13 @@ import pytest
 from tests.conftest import as_nobody, run_cli, spawn
 from tests.oracle import photo
 from yolocli import engines
-from yolocli.compiler import compile_onnx
-from yolocli.darknet import read_cfg, write_random_weights
+from yolocli.detector import Detector
 from yolocli.engines.opencv import has_darknet_importer
 from yolocli.errors import ModelError
-from yolocli.model import Detector
-from yolocli.registry import config_dir, load_registry
-from yolocli.store import Store
+from yolocli.families.darknet.cfg import read_cfg, write_random_weights
+from yolocli.families.darknet.compiler import compile_onnx
+from yolocli.models.registry import config_dir, load_registry
+from yolocli.models.store import Store
 
 TINY = load_registry().get("yolov3-tiny")
 IMAGES = Path(__file__).resolve().parent / "data" / "images"

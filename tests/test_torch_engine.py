@@ -20,14 +20,15 @@ import pytest
 from tests.conftest import DATA
 from tests.oracle import REFERENCES, assert_reference_answers, photo
 from tests.test_compiler import EVERY_LAYER, photo_blob, run_onnx, write_scaled_weights
-from yolocli import darknet, engines
-from yolocli.compiler import compile_onnx
-from yolocli.devices import CUDA_EXTRA, opencv_has_cuda
+from yolocli import engines
+from yolocli.detector import Detector
+from yolocli.engines.devices import CUDA_EXTRA, opencv_has_cuda
 from yolocli.errors import DeviceError, EngineError, ImageError, ModelError
-from yolocli.model import Detector
+from yolocli.families.darknet import cfg as darknet
+from yolocli.families.darknet.compiler import compile_onnx
+from yolocli.families.darknet.letterbox import Letterboxer
+from yolocli.models.store import Store
 from yolocli.postprocess import Postprocess
-from yolocli.preprocess import Letterboxer
-from yolocli.store import Store
 
 HAVE_TORCH = engines.installed("torch")
 needs_torch = pytest.mark.skipif(
@@ -77,7 +78,7 @@ def test_the_tensor_letterbox_gives_the_numpy_pixels_on_the_photos(
 ) -> None:
     import torch
 
-    from yolocli.gpu_preprocess import TensorLetterboxer
+    from yolocli.engines.gpu_letterbox import TensorLetterboxer
 
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     expected, box = Letterboxer(416, 416)(image)
@@ -98,7 +99,7 @@ def test_the_tensor_letterbox_gives_the_numpy_pixels_at_awkward_sizes(
 ) -> None:
     import torch
 
-    from yolocli.gpu_preprocess import TensorLetterboxer
+    from yolocli.engines.gpu_letterbox import TensorLetterboxer
 
     image = random_image(width, height, seed=width * 7 + height)
     expected, box = Letterboxer(net_w, net_h, stretch=stretch)(image)
@@ -111,7 +112,7 @@ def test_the_tensor_letterbox_gives_the_numpy_pixels_at_awkward_sizes(
 def test_a_batch_of_mixed_sizes_letterboxes_each_image_as_alone() -> None:
     import torch
 
-    from yolocli.gpu_preprocess import TensorLetterboxer
+    from yolocli.engines.gpu_letterbox import TensorLetterboxer
 
     images = [photo(p.name) for p in PHOTOS[:3]] + [random_image(5, 300)]
     letterboxer = TensorLetterboxer(320, 256, cache_size=2)  # plans evicted and rebuilt
@@ -141,7 +142,7 @@ def test_what_is_not_an_image_tensor_is_an_image_error(
 ) -> None:
     import torch
 
-    from yolocli.gpu_preprocess import TensorLetterboxer
+    from yolocli.engines.gpu_letterbox import TensorLetterboxer
 
     tensor = torch.zeros(shape, dtype=getattr(torch, dtype))
     with pytest.raises(ImageError, match=r"expected a .* uint8 image tensor, got shape"):
@@ -151,7 +152,7 @@ def test_what_is_not_an_image_tensor_is_an_image_error(
 def test_jpeg_files_are_told_from_others() -> None:
     if not HAVE_TORCH:
         pytest.skip("PyTorch is not installed")
-    from yolocli.gpu_preprocess import is_jpeg
+    from yolocli.engines.gpu_letterbox import is_jpeg
 
     assert is_jpeg((DATA / "images" / "rocket.jpg").read_bytes())
     assert not is_jpeg((DATA / "images" / "coffee.png").read_bytes())
@@ -337,7 +338,7 @@ def test_on_the_gpu_the_reference_answers(real_store: Store, device: str) -> Non
 def test_on_the_gpu_the_letterbox_gives_the_numpy_pixels(path: Path) -> None:
     import torch
 
-    from yolocli.gpu_preprocess import TensorLetterboxer
+    from yolocli.engines.gpu_letterbox import TensorLetterboxer
 
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     expected, _ = Letterboxer(416, 416)(image)
@@ -352,7 +353,7 @@ def test_on_the_gpu_the_letterbox_gives_the_numpy_pixels(path: Path) -> None:
 @needs_gpu
 def test_on_the_gpu_nvjpeg_decodes_close_to_opencv() -> None:
     pytest.importorskip("torchvision")
-    from yolocli.gpu_preprocess import decode_jpegs
+    from yolocli.engines.gpu_letterbox import decode_jpegs
 
     paths = [p for p in PHOTOS if p.suffix == ".jpg"]
     decoded = decode_jpegs([p.read_bytes() for p in paths], device="cuda")

@@ -17,8 +17,8 @@ import pytest
 from tests.conftest import DATA, WEIGHTS_CACHE, run_cli, spawn
 from tests.faultserver import FaultServer
 from tests.mjpegserver import MjpegServer
-from yolocli import video
 from yolocli.errors import ImageError
+from yolocli.io import video
 
 TINY = ["--model", "yolov3-tiny", "--conf", "0.2"]
 PHOTOS = ["chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg"]
@@ -110,7 +110,7 @@ def test_output_stem(name: str, kind: video.Kind, stem: str) -> None:
 
 
 def test_folders_list_videos_beside_photos(tmp_path: Path) -> None:
-    from yolocli.inputs import expand_sources
+    from yolocli.io.inputs import expand_sources
 
     write_clip(tmp_path / "b.avi", photo_frames(2), "MJPG")
     cv2.imwrite(str(tmp_path / "a.png"), photo_frames(1)[0])
@@ -401,7 +401,7 @@ def test_h264_output_when_imageio_ffmpeg_is_installed(tmp_path: Path) -> None:
 def test_detect_video_yields_index_time_frame_and_detections(
     tmp_path: Path, use_real_store: Path
 ) -> None:
-    from yolocli.model import Detector
+    from yolocli.detector import Detector
     from yolocli.postprocess import Postprocess
 
     frames = photo_frames(3)

@@ -14,11 +14,11 @@ import pytest
 
 from tests import awkward
 from tests.conftest import DATA, WEIGHTS_CACHE, spawn
-from yolocli.inputs import Source
-from yolocli.model import plan
-from yolocli.outputs import Targets
-from yolocli.store import Store
-from yolocli.workers import DEPTH, WORKER_BASE_BYTES, Done, Task, Workers, auto_workers
+from yolocli.detector import plan
+from yolocli.io.inputs import Source
+from yolocli.io.outputs import Targets
+from yolocli.models.store import Store
+from yolocli.run.workers import DEPTH, WORKER_BASE_BYTES, Done, Task, Workers, auto_workers
 
 TINY = ["--model", "yolov3-tiny", "--conf", "0.2", "-f", "jsonl"]
 MB = 1 << 20
@@ -76,7 +76,7 @@ def crash_hook(tmp_path: Path, pythonpath: str | None) -> str:
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(
         "import os, signal\n"
-        "import yolocli.images as images\n"
+        "import yolocli.io.images as images\n"
         "_read = images.read_bytes\n"
         "def read_bytes(source, **kwargs):\n"
         "    if source.name.endswith('crash.png'):\n"

@@ -1,4 +1,4 @@
-"""Write yolocli/_letterbox_graph.py: darknet's letterbox as a small ONNX graph.
+"""Write yolocli/families/darknet/_letterbox_graph.py: darknet's letterbox as a small ONNX graph.
 
     python tools/letterbox_graph.py
 
@@ -16,7 +16,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-MODULE = Path(__file__).resolve().parent.parent / "yolocli" / "_letterbox_graph.py"
+MODULE = (
+    Path(__file__).resolve().parent.parent
+    / "yolocli"
+    / "families"
+    / "darknet"
+    / "_letterbox_graph.py"
+)
 
 
 def graph_bytes() -> bytes:

@@ -23,7 +23,7 @@ from yolocli.errors import (
 
 if TYPE_CHECKING:
     from yolocli.detections import Detections
-    from yolocli.model import Detector
+    from yolocli.detector import Detector
     from yolocli.postprocess import Postprocess
 
 
@@ -59,7 +59,7 @@ def __getattr__(name: str) -> Any:
     if name == "__version__":
         return version()
     if name == "Detector":
-        from yolocli.model import Detector
+        from yolocli.detector import Detector
 
         return Detector
     if name == "Postprocess":

@@ -21,13 +21,13 @@ from typing import Any, TypeVar
 import click
 
 from yolocli import version
-from yolocli.devices import DEVICES
 from yolocli.engines import BACKENDS
+from yolocli.engines.devices import DEVICES
 from yolocli.errors import INTERNAL, YolocliError, internal
-from yolocli.formats import FORMATS
+from yolocli.io.formats import FORMATS
 
-SOURCE_TYPES = ("auto", "file", "camera", "stream")  # yolocli.video.SOURCE_TYPES (cv2 is slow)
-DEFAULT_MAX_PIXELS = 250_000_000  # yolocli.images.DEFAULT_MAX_PIXELS (importing it loads cv2)
+SOURCE_TYPES = ("auto", "file", "camera", "stream")  # yolocli.io.video.SOURCE_TYPES (cv2 is slow)
+DEFAULT_MAX_PIXELS = 250_000_000  # yolocli.io.images.DEFAULT_MAX_PIXELS (importing it loads cv2)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -228,7 +228,7 @@ def _native_stderr_captured(relay: bool) -> Iterator[None]:
 
 def _limit_opencv_decoders(max_pixels: int) -> None:
     """OpenCV's own pixel limit, lowered to ``max_pixels``: a second guard, independent of the
-    headers yolocli reads (`yolocli.images.image_header`), checked by each decoder on the size it
+    headers yolocli reads (`yolocli.io.images.image_header`), checked by each decoder on the size it
     reads itself. OpenCV reads it once, when it loads: so it is set before cv2 is first imported
     here, and worker processes inherit it."""
     if "cv2" in sys.modules:
@@ -248,13 +248,13 @@ def _limit_opencv_decoders(max_pixels: int) -> None:
 
 
 def _store(ctx: click.Context) -> Any:
-    from yolocli.store import Store
+    from yolocli.models.store import Store
 
     return Store.from_env(progress=_progress_wanted(ctx))
 
 
 def _registry() -> Any:
-    from yolocli.registry import load_registry
+    from yolocli.models.registry import load_registry
 
     return load_registry()
 
@@ -387,7 +387,7 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
 
 
 def _graphs_of(graphs: list[Path], model: str) -> list[Path]:
-    from yolocli.store import graph_model
+    from yolocli.models.store import graph_model
 
     return [p for p in graphs if graph_model(p) == model]
 
@@ -727,8 +727,8 @@ def export(
       yolocli export yolov4-tiny --decoded -o yolov4-tiny-boxes.onnx
       yolocli export yolov3 --with-nms --conf 0.3 -o yolov3-nms.onnx
     """
+    from yolocli.detector import export_onnx
     from yolocli.errors import OptionError, OutputError
-    from yolocli.model import export_onnx
     from yolocli.postprocess import Postprocess
 
     if model and model_option and model != model_option:
@@ -1324,9 +1324,9 @@ def detect(
                     "inputs; choose another --out"
                 )
     from yolocli.errors import OptionError, OutputError
-    from yolocli.outputs import SaveOptions
-    from yolocli.pipeline import Options
+    from yolocli.io.outputs import SaveOptions
     from yolocli.postprocess import Postprocess
+    from yolocli.run.pipeline import Options
 
     if no_save and (line_width or font_size or hide_labels or hide_conf):
         raise click.UsageError(
@@ -1345,7 +1345,7 @@ def detect(
         style=Style(line_width, font_size, hide_labels, hide_conf),
     )
     try:
-        from yolocli.model import check_threads
+        from yolocli.detector import check_threads
 
         check_threads(threads)  # here: a worker process would find out too late
         post = Postprocess(
@@ -1359,7 +1359,7 @@ def detect(
         )  # fmt: skip
         with _native_stderr_captured(relay=bool(ctx.meta.get("yolocli.debug"))):
             slicer = _slicer(slice_, overlap, full, scales, merge, match)
-            from yolocli.video import ReadOptions, Reconnect
+            from yolocli.io.video import ReadOptions, Reconnect
 
             tracking = ctx.meta.get("yolocli.tracking")  # `yolocli track`: a TrackSettings
             reading = ReadOptions(
@@ -1441,7 +1441,7 @@ def _track_params() -> list[click.Parameter]:
 
 def _track_options(func: F) -> F:
     """What only tracking has: the tracker and its few settings, lines, zones, trails."""
-    from yolocli.formats import TRACK_FORMATS
+    from yolocli.io.formats import TRACK_FORMATS
     from yolocli.tracking.trackers import TRACKERS
 
     options = [
@@ -1647,15 +1647,15 @@ def _run_detect(
     profile: bool,
 ) -> int:
     """The detect run itself; returns how many inputs failed."""
-    from yolocli.inputs import expand_sources, unannounced
-    from yolocli.model import Detector
-    from yolocli.model import plan as make_plan
+    from yolocli.detector import Detector
+    from yolocli.detector import plan as make_plan
+    from yolocli.io.inputs import expand_sources, unannounced
 
     if ctx.meta.get("yolocli.tracking") is not None:  # folders of frames are sequences
         from yolocli.tracking.session import expand as expand_sources
-    from yolocli.outputs import Outputs
-    from yolocli.store import Store
-    from yolocli.workers import MIN_IMAGES
+    from yolocli.io.outputs import Outputs
+    from yolocli.models.store import Store
+    from yolocli.run.workers import MIN_IMAGES
 
     if isinstance(sys.stdout, io.TextIOWrapper):
         # Paths that are not valid UTF-8 reach stdout as the bytes they are.
@@ -1696,10 +1696,10 @@ def _run_detect(
 
 def _total(found: Any, reading: Any, videos: bool) -> int | None:
     """The progress bar's total: images, or (when videos are named) frames, where every
-    video's frame count is known in advance (`yolocli.video.expected_frames`); else None."""
+    video's frame count is known in advance (`yolocli.io.video.expected_frames`); else None."""
     if not videos:
         return sum(not s.not_an_image for s in found)
-    from yolocli.video import expected_frames
+    from yolocli.io.video import expected_frames
 
     total = 0
     for source in found:
@@ -1717,7 +1717,7 @@ def _total(found: Any, reading: Any, videos: bool) -> int | None:
 
 
 def _is_uri(text: str) -> bool:
-    from yolocli.remote import is_uri
+    from yolocli.io.remote import is_uri
 
     return is_uri(text)
 
@@ -1776,10 +1776,10 @@ def _run_ray(
 ) -> int:
     """`_run_detect` on a Ray cluster (`yolocli.ray`); returns how many inputs failed."""
     from yolocli import ray as yray
-    from yolocli.model import plan as make_plan
-    from yolocli.outputs import Outputs
-    from yolocli.remote import UriOutputs
-    from yolocli.store import Store
+    from yolocli.detector import plan as make_plan
+    from yolocli.io.outputs import Outputs
+    from yolocli.io.remote import UriOutputs
+    from yolocli.models.store import Store
 
     yray.require_ray(cluster.address)  # before any listing: the message names the extra
     if isinstance(sys.stdout, io.TextIOWrapper):
@@ -1818,9 +1818,9 @@ def _ray_items(
 ) -> tuple[list[Any], Any]:
     """The inputs of a --ray run as `yolocli.ray.Item` (what to read, how large), and the
     pyarrow file system of the URIs (None: local files)."""
-    from yolocli.inputs import expand_sources
+    from yolocli.io.inputs import expand_sources
+    from yolocli.io.remote import is_uri
     from yolocli.ray import local_items, uri_items
-    from yolocli.remote import is_uri
 
     if any(is_uri(s) for s in sources):
         try:
@@ -1865,11 +1865,11 @@ def _parallel(
 ) -> tuple[Any, str]:
     """``options`` with the worker processes and engine threads to use, and the rule that
     chose them in words (for --profile). ``few``: the run is known to have fewer than
-    `yolocli.workers.MIN_IMAGES` images; ``videos``: it names a video, camera or stream,
-    whose frames run in this process anyway (`yolocli.pipeline`)."""
+    `yolocli.run.workers.MIN_IMAGES` images; ``videos``: it names a video, camera or stream,
+    whose frames run in this process anyway (`yolocli.run.pipeline`)."""
     import dataclasses
 
-    from yolocli.workers import MIN_IMAGES, auto_workers
+    from yolocli.run.workers import MIN_IMAGES, auto_workers
 
     cores = os.cpu_count() or 1
     share: int | None
@@ -1905,10 +1905,10 @@ def _parallel(
 
 
 def _calibrated(plan: Any, paths: list[Any]) -> Any:
-    """``plan`` with int8's calibration images: the first of ``paths`` (yolocli.precision)."""
+    """``plan`` with int8's calibration images: the first of ``paths`` (engines.precision)."""
     import dataclasses
 
-    from yolocli.precision import calibration_images
+    from yolocli.engines.precision import calibration_images
 
     return dataclasses.replace(plan, calibration=calibration_images(paths))
 
@@ -1934,7 +1934,7 @@ def _named(sources: tuple[str, ...], source_type: str, limit: int) -> list[Any]:
     """The first ``limit`` inputs ``sources`` name (images and videos), to choose workers."""
     import itertools
 
-    from yolocli.inputs import expand_sources, unannounced
+    from yolocli.io.inputs import expand_sources, unannounced
 
     with unannounced():
         found = (s for s in expand_sources(sources, source_type=source_type) if not s.not_an_image)
@@ -1957,10 +1957,10 @@ def _stream(
 ) -> int:
     """Results to stdout as they come; the record, then the journal, never half of either.
     ``profile``: None, or the rule that chose the workers (shown with the stage times).
-    ``pipeline``: what runs the network (default: a `yolocli.pipeline.Pipeline`; the cluster's
+    ``pipeline``: what runs the network (default: a `yolocli.run.pipeline.Pipeline`; the cluster's
     `yolocli.ray.RayRun`); ``out_name``: the output folder as the summary names it."""
-    from yolocli.formats import make_writer
-    from yolocli.pipeline import Pipeline
+    from yolocli.io.formats import make_writer
+    from yolocli.run.pipeline import Pipeline
 
     pipeline = pipeline or Pipeline(detector, outputs, options)
     tracks = ctx.meta.get("yolocli.tracking") is not None
@@ -2118,7 +2118,7 @@ class _Run:
                 self.done += 1
                 self.videos += result.source.is_video
                 if result.video_end and "image" in result.outputs and not self.encoder:
-                    from yolocli.video import encoder
+                    from yolocli.io.video import encoder
 
                     self.encoder = encoder()
             for warning in result.warnings:
@@ -2223,7 +2223,7 @@ class _Run:
         return f"yolocli: {', '.join(parts)} in {elapsed:.1f} s ({rate:.1f} {unit}){where}"
 
     def _profile(self, elapsed: float) -> None:
-        from yolocli.pipeline import STAGES
+        from yolocli.run.pipeline import STAGES
 
         processed = max(self.done - self.videos + self.frames - self.failed - self.skipped, 1)
         what = "image or frame" if self.videos else "image"
@@ -2278,7 +2278,7 @@ def _is_internal(error: str) -> bool:
 
 def _printable(text: str) -> str:
     """``text`` with control characters escaped (a newline in a file name stays on one line)."""
-    from yolocli.formats import printable
+    from yolocli.io.formats import printable
 
     return printable(text)
 
@@ -2381,8 +2381,8 @@ def val(
       yolocli val data/obj.data --cfg my.cfg --weights my.weights --names data/obj.names
     """
     from yolocli.errors import OptionError
-    from yolocli.pipeline import Options
     from yolocli.postprocess import Postprocess
+    from yolocli.run.pipeline import Options
 
     _limit_opencv_decoders(DEFAULT_MAX_PIXELS)
     _check_model_choice(model, cfg, weights)
@@ -2391,11 +2391,11 @@ def val(
             "--images goes with a COCO annotations file; this dataset names its images itself"
         )
     if plots is not None:
-        from yolocli.plots import check_available
+        from yolocli.eval.plots import check_available
 
         check_available()  # before any work: a missing extra is known now
     try:
-        from yolocli.model import check_threads
+        from yolocli.detector import check_threads
 
         check_threads(threads)
         post = Postprocess(
@@ -2425,13 +2425,13 @@ def _run_val(
 ) -> int:
     """The val run itself: detect on every labelled image, evaluate, report; returns how many
     images could not be evaluated."""
-    from yolocli import datasets
-    from yolocli.evaluate import Found, evaluate, report, table
-    from yolocli.formats import coco_bbox
-    from yolocli.inputs import Source, safe_rel
-    from yolocli.model import Detector, plan
-    from yolocli.pipeline import Pipeline
-    from yolocli.workers import MIN_IMAGES
+    from yolocli.detector import Detector, plan
+    from yolocli.eval import datasets
+    from yolocli.eval.evaluate import Found, evaluate, report, table
+    from yolocli.io.formats import coco_bbox
+    from yolocli.io.inputs import Source, safe_rel
+    from yolocli.run.pipeline import Pipeline
+    from yolocli.run.workers import MIN_IMAGES
 
     model = plan(**detector_args, store=_store(ctx))
     dataset = datasets.load(data, model.info.class_names, images)
@@ -2482,7 +2482,7 @@ def _run_val(
         )
         click.echo(table(doc))
     if plots is not None:
-        from yolocli.plots import plot_all
+        from yolocli.eval.plots import plot_all
 
         written = plot_all(evaluation, dataset.names, plots)
         log.info("wrote %d plots in %s/", len(written), plots)
@@ -2498,8 +2498,8 @@ def _load_coco_ids(path: Path | None, fmt: str) -> tuple[dict[str, int | str], d
     import stat
     import tempfile
 
-    from yolocli.datasets import read_coco_ids
-    from yolocli.inputs import open_waiting
+    from yolocli.eval.datasets import read_coco_ids
+    from yolocli.io.inputs import open_waiting
 
     if not stat.S_ISFIFO(path.stat().st_mode):
         return read_coco_ids(path)
@@ -2512,7 +2512,7 @@ def _load_coco_ids(path: Path | None, fmt: str) -> tuple[dict[str, int | str], d
 
 def _coco_options(ctx: click.Context, names: list[str]) -> Any:
     """How ``-f coco`` numbers images and categories in this run."""
-    from yolocli.formats import CocoOptions
+    from yolocli.io.formats import CocoOptions
 
     image_ids, categories = ctx.meta.get("yolocli.coco_ids") or ({}, {})
     return CocoOptions(image_ids, names, categories)
@@ -2532,7 +2532,7 @@ def _stop_live_readers(done: SystemExit) -> None:
     or a closed pipe may end a run while one is inside FFmpeg's read), and if one will not
     stop in time, leave without shutdown (which would abort the process) with the same status.
     """
-    video = sys.modules.get("yolocli.video")  # never imported just for this: cv2 is slow
+    video = sys.modules.get("yolocli.io.video")  # never imported just for this: cv2 is slow
     if video is None or not video.readers_alive() or video.stop_readers(timeout=2.0):
         return
     code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)

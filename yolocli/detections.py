@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from yolocli.records import DetectionRecord
+from yolocli.io.records import DetectionRecord
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """`Postprocess`: what is kept of a network's raw candidates, as darknet keeps it.
 
-Separate from `yolocli.model.Detector` (which network runs, on what) because these settings
+Separate from `yolocli.detector.Detector` (which network runs, on what) because these settings
 never change the forward pass: one loaded network can serve several postprocessings, and every
 setting is validated here, once, whoever builds it (library or command line).
 """
@@ -17,8 +17,8 @@ import numpy.typing as npt
 from yolocli import options
 from yolocli.detections import Detections
 from yolocli.errors import OptionError
+from yolocli.families.darknet.letterbox import Letterbox
 from yolocli.ops import clip_boxes
-from yolocli.preprocess import Letterbox
 from yolocli.recipe import Recipe
 
 # Candidates kept for NMS (highest scores first) when a very low conf lets through more:

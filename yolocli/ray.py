@@ -2,7 +2,7 @@
 
 Image bytes are read where they are processed (``ray.data.read_binary_files``, not
 ``read_images``: no PIL decode, no second pixel limit), and `Detect`, a callable class for
-``Dataset.map_batches``, holds one network per actor and runs `yolocli.workers.run_task` on
+``Dataset.map_batches``, holds one network per actor and runs `yolocli.run.workers.run_task` on
 each image: the very function yolocli's worker processes run, so a cluster gives the records
 one machine gives. Records travel back, never decoded pixels.
 
@@ -14,7 +14,7 @@ Two ways to use it:
   cluster writes the records itself as sharded JSON Lines or Parquet (`write_records`).
 - In your own Ray pipeline: `detect` maps a ``Dataset`` of ``{"bytes", "path"}`` rows (what
   ``read_binary_files(..., include_paths=True)`` gives) to one of result rows (`result_schema`),
-  and `to_records` turns those into yolocli's documented records (`yolocli.records`).
+  and `to_records` turns those into yolocli's documented records (`yolocli.io.records`).
 
 Ray >= 2.51: the actor pool is sized with ``compute=ray.data.ActorPoolStrategy(...)``, the API
 that replaced ``concurrency=`` (deprecated in 2.51).
@@ -35,13 +35,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from yolocli.detections import Detections
+from yolocli.detector import Detector, Plan
 from yolocli.errors import YolocliError
-from yolocli.inputs import IMAGE_EXTENSIONS, Source, os_reason, over_limit, special_file_error
-from yolocli.model import Detector, Plan
-from yolocli.outputs import Rendered, Targets
-from yolocli.pipeline import Options, Result, store
+from yolocli.io.inputs import IMAGE_EXTENSIONS, Source, os_reason, over_limit, special_file_error
+from yolocli.io.outputs import Rendered, Targets
+from yolocli.run.pipeline import Options, Result, store
+from yolocli.run.workers import Task, run_task
 from yolocli.slicing import Slicer
-from yolocli.workers import Task, run_task
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -170,8 +170,8 @@ def _on_this_node(plan: Plan) -> Plan:
         )
     import dataclasses
 
-    from yolocli.registry import load_registry
-    from yolocli.store import Store
+    from yolocli.models.registry import load_registry
+    from yolocli.models.store import Store
 
     # The same model, recipe and settings as the driver's: only the files' places change.
     spec = load_registry().get(info.name)
@@ -190,8 +190,8 @@ def _on_this_node(plan: Plan) -> Plan:
 
 
 def _render_targets(path: str, kinds: frozenset[str]) -> Targets:
-    """What `yolocli.outputs.render` needs to know of an input's targets (which outputs, the
-    image's suffix); the real names are the driver's (`yolocli.outputs.Outputs.plan`)."""
+    """What `yolocli.io.outputs.render` needs to know of an input's targets (which outputs, the
+    image's suffix); the real names are the driver's (`yolocli.io.outputs.Outputs.plan`)."""
     suffix = PurePosixPath(path).suffix
     suffix = suffix if suffix.lower() in IMAGE_EXTENSIONS else ".jpg"
     return Targets(
@@ -229,7 +229,7 @@ class Detect:
 
     Takes batches of ``{"bytes", "path"}`` (``read_binary_files(..., include_paths=True)``)
     and returns `result_schema` rows, one per image, in batch order. Each image goes through
-    `yolocli.workers.run_task`, so a corrupt, truncated or oversized image is a row with
+    `yolocli.run.workers.run_task`, so a corrupt, truncated or oversized image is a row with
     ``error`` set, never a failed job. ``kinds`` (``image``, ``labels``, ``crops``) are the
     outputs to render as bytes; ``threads`` the engine threads (give the actor as many CPUs).
     """
@@ -300,7 +300,7 @@ def detect(
 
     Example (a Ray pipeline of your own)::
 
-        plan = yolocli.model.plan("yolov3-tiny")
+        plan = yolocli.detector.plan("yolov3-tiny")
         ds = ray.data.read_binary_files("s3://bucket/photos", include_paths=True)
         rows = yolocli.ray.detect(ds, plan)
         records = yolocli.ray.to_records(rows, "yolov3-tiny", plan.info.class_names)
@@ -367,7 +367,7 @@ def names_for(items: Iterable[tuple[str, str]]) -> Names:
 
 
 def record_of(row: dict[str, Any], model: str, names: Sequence[str], image: str) -> dict[str, Any]:
-    """The documented record (`yolocli.records.ImageRecord`) for a `result_schema` row."""
+    """The documented record (`yolocli.io.records.ImageRecord`) for a `result_schema` row."""
     result = _result(Source(image, None, PurePosixPath("x")), row, names)
     return dict(result.record(model))
 
@@ -397,7 +397,7 @@ def _json_lines(table: pa.Table, model: str, names: list[str], renamer: Names) -
     """Result rows as records, one JSON text each (column ``text``), as ``-f jsonl`` prints."""
     import pyarrow as pa
 
-    from yolocli.formats import to_json
+    from yolocli.io.formats import to_json
 
     lines = [
         to_json(record_of(row, model, names, renamer(row["path"])))  # type: ignore[arg-type]
@@ -422,7 +422,7 @@ def write_records(ds: Any, uri: str, fmt: str) -> None:
     object store): JSON Lines shards (``fmt`` "jsonl", the lines ``-f jsonl`` prints), or
     Parquet with the record's fields as columns ("parquet"; ``outputs`` as JSON text). A
     retried task rewrites its own shard, so no record appears twice."""
-    from yolocli.remote import filesystem, is_uri
+    from yolocli.io.remote import filesystem, is_uri
 
     fs, path = filesystem(uri) if is_uri(uri) else (None, os.path.abspath(uri))
     if fmt == "parquet":
@@ -480,7 +480,7 @@ class Item:
 
 
 def local_items(sources: Iterable[Source]) -> list[Item]:
-    """`Item` for local `yolocli.inputs.Source` items (`yolocli.inputs.expand_sources`): each
+    """`Item` for local `yolocli.io.inputs.Source` items (`yolocli.io.inputs.expand_sources`): each
     image read by its absolute path, which every node must reach (one machine, or a shared
     file system); what cannot be read is an error here, before the cluster sees it."""
     items = []
@@ -503,9 +503,9 @@ def local_items(sources: Iterable[Source]) -> list[Item]:
 
 
 def uri_items(uris: Iterable[str]) -> tuple[list[Item], Any]:
-    """`Item` for every image the URIs name (`yolocli.remote.list_uri`), and their pyarrow
+    """`Item` for every image the URIs name (`yolocli.io.remote.list_uri`), and their pyarrow
     file system; `ValueError` if they are not all on one."""
-    from yolocli.remote import list_uri
+    from yolocli.io.remote import list_uri
 
     items: list[Item] = []
     fs: Any = None
@@ -520,12 +520,12 @@ def uri_items(uris: Iterable[str]) -> tuple[list[Item], Any]:
 
 @dataclass
 class RayRun:
-    """``yolocli detect --ray``: `run` gives a `yolocli.pipeline.Result` per input, like
-    `yolocli.pipeline.Pipeline.run`, with the images processed on the cluster.
+    """``yolocli detect --ray``: `run` gives a `yolocli.run.pipeline.Result` per input, like
+    `yolocli.run.pipeline.Pipeline.run`, with the images processed on the cluster.
 
     This process plans output names, answers what needs no network (errors, ``--skip-existing``)
-    and writes output files through ``outputs`` (an `yolocli.outputs.Outputs`, or a
-    `yolocli.remote.UriOutputs`); records come out in input order unless ``ordered`` is False.
+    and writes output files through ``outputs`` (an `yolocli.io.outputs.Outputs`, or a
+    `yolocli.io.remote.UriOutputs`); records come out in input order unless ``ordered`` is False.
     An image that comes back twice (a retried batch) is delivered once.
     """
 
@@ -582,7 +582,7 @@ class RayRun:
         inputs answered here, errors and skips, join them). Returns (images sent to the
         cluster, the results answered here)."""
         ray = require_ray()
-        from yolocli.formats import to_json
+        from yolocli.io.formats import to_json
 
         early: list[Result] = []
         pairs: list[tuple[str, str]] = []

@@ -50,9 +50,9 @@ import numpy.typing as npt
 from yolocli.errors import ModelError, OptionError
 
 if TYPE_CHECKING:
-    from yolocli import darknet
-    from yolocli.heads import YoloHead
-    from yolocli.preprocess import Letterbox
+    from yolocli.families.darknet import cfg as darknet
+    from yolocli.families.darknet.heads import YoloHead
+    from yolocli.families.darknet.letterbox import Letterbox
 
 
 class Preparer(Protocol):
@@ -194,15 +194,15 @@ class Recipe:
 
     def geometry(self, width: int, height: int, net_width: int, net_height: int) -> Letterbox:
         """Where a ``width`` x ``height`` image lands in the network input, and the way back
-        for boxes (`yolocli.preprocess.Letterbox`)."""
-        from yolocli.preprocess import Letterbox
+        for boxes (`yolocli.families.darknet.letterbox.Letterbox`)."""
+        from yolocli.families.darknet.letterbox import Letterbox
 
         return Letterbox(width, height, net_width, net_height, not self.letterbox)
 
     def preprocessor(self, net_width: int, net_height: int) -> Preparer:
         """A callable image -> (network input (3, h, w) float32, geometry), with its own
         reusable buffers (one per thread)."""
-        from yolocli.preprocess import Letterboxer
+        from yolocli.families.darknet.letterbox import Letterboxer
 
         return Letterboxer(net_width, net_height, stretch=not self.letterbox)
 
@@ -216,8 +216,8 @@ class Recipe:
     ) -> npt.NDArray[np.float32]:
         """One image's candidate rows ``(R, 5 + C)`` (network-relative cx, cy, w, h,
         objectness, then objectness x class) from its raw outputs: darknet's ``[yolo]``
-        decoding (`yolocli.heads.decode`); only rows that can score above ``min_score``."""
-        from yolocli import heads
+        decoding (`families.darknet.heads.decode`); only rows that can score above ``min_score``."""
+        from yolocli.families.darknet import heads
 
         return heads.decode(outputs, yolo_heads, net_width, net_height, min_score)
 

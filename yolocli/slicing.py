@@ -41,10 +41,10 @@ from yolocli import ops, options
 from yolocli.detections import Detections
 from yolocli.errors import ImageError, OptionError
 from yolocli.postprocess import Postprocess
-from yolocli.timing import Timings
+from yolocli.run.timing import Timings
 
 if TYPE_CHECKING:
-    from yolocli.model import Detector
+    from yolocli.detector import Detector
     from yolocli.recipe import Recipe
 
 # A cut box is dropped when a larger uncut box of its class covers at least this share of it.
@@ -209,7 +209,7 @@ class Slicer:
         classes, and its ``max_det`` caps the merged result. An image that needs a single
         pass gives exactly ``detector.detect(image, postprocess)``. ``timings``, if given,
         receives the seconds spent per stage (preprocess, forward, postprocess) over all
-        tiles, as `yolocli.timing.Timings`.
+        tiles, as `yolocli.run.timing.Timings`.
         """
         height, width = image.shape[:2]
         self.check_network(detector.width, detector.height)

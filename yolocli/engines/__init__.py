@@ -2,7 +2,7 @@
 
 An engine loads a network for a device and a thread count, and maps a ``(N, 3, H, W)``
 float32 batch to the raw head tensors ``(N, A*(5+C), H_i, W_i)`` of every ``[yolo]`` layer,
-in cfg order. Nothing else: decoding (`yolocli.heads`), NMS and outputs never know which
+in cfg order. Nothing else: decoding (`families.darknet.heads`), NMS and outputs never know which
 engine ran. Optional engines are imported only when asked for, with a message naming the
 extra that installs them.
 
@@ -33,9 +33,9 @@ if TYPE_CHECKING:  # this module stays cheap to import: the command line reads i
     import numpy as np
     import numpy.typing as npt
 
-    from yolocli import darknet
+    from yolocli.families.darknet import cfg as darknet
+    from yolocli.models.store import Store
     from yolocli.recipe import Recipe
-    from yolocli.store import Store
 
 BACKENDS = ("auto", "opencv", "onnxruntime", "openvino", "torch")
 
@@ -70,7 +70,9 @@ class Graph:
     onnx: Callable[[], Path]
     recipe: Recipe | None = None  # how the model runs (batch-norm formula); None: pjreddie's
     store: Store | None = None  # where an engine caches what it makes from the graph
-    precision: str = "fp32"  # or "int8" (onnx() is then quantized), "bf16" (yolocli.precision)
+    precision: str = (
+        "fp32"  # or "int8" (onnx() is then quantized), "bf16" (yolocli.engines.precision)
+    )
 
 
 class Engine(Protocol):
@@ -97,7 +99,7 @@ def resolve(backend: str, device: str) -> str:
     runs on ``device``; a named one must be installed (`EngineError` naming its extra)."""
     if backend not in BACKENDS:
         raise OptionError("backend", f"unknown backend {backend!r}; choose one of {BACKENDS}")
-    from yolocli.devices import torch_cuda_problem
+    from yolocli.engines.devices import torch_cuda_problem
 
     if backend == "auto":
         if device.startswith("cuda"):

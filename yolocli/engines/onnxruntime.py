@@ -93,8 +93,8 @@ def session_options(
 def _optimized(graph: Graph, path: Path, threads: int | None) -> Path | None:
     """The store's copy of ``path`` as ONNX Runtime optimizes it for this CPU (made now if
     missing), or None if it cannot be kept (a read-only store: the caller optimizes as usual)."""
-    from yolocli.devices import cpu_flags
-    from yolocli.store import Store
+    from yolocli.engines.devices import cpu_flags
+    from yolocli.models.store import Store
 
     try:
         st = path.stat()

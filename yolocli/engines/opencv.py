@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from yolocli.devices import check_device
 from yolocli.engines import Graph
+from yolocli.engines.devices import check_device
 from yolocli.errors import ModelError
 from yolocli.recipe import Recipe
 

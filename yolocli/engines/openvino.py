@@ -20,7 +20,7 @@ class OpenVinoEngine:
         core = ov.Core()
         # f32: OpenVINO's CPU plugin otherwise picks bf16 where it can, which moved raw heads
         # by up to 0.56 and a reference score by 0.014 (tests/test_engines.py); bf16 only
-        # when asked for (--precision bf16, checked in yolocli.precision).
+        # when asked for (--precision bf16, checked in yolocli.engines.precision).
         bf16 = graph.precision == "bf16"
         config: dict[str, object] = {
             "PERFORMANCE_HINT": "LATENCY",

@@ -1,12 +1,12 @@
 """PyTorch: the darknet network as a `torch.nn.Module`, on an NVIDIA GPU (or the CPU).
 
 The module is built from the cfg and the weights file directly, layer by layer as
-`yolocli.compiler` compiles them (batch norm folded with darknet's formula and epsilon,
+`families.darknet.compiler` compiles them (batch norm folded with darknet's formula and epsilon,
 darknet's max-pool padding, the same activations), and ends at the same raw heads. Building
 it from darknet rather than converting the ONNX graph needs no converter package and no
 compiled graph on disk. PyTorch is the GPU engine because it is what a ``pip install`` gives
 with CUDA and cuDNN on Linux, and because the GPU letterbox and nvJPEG decoding
-(`yolocli.gpu_preprocess`) need it anyway: one package feeds and runs the GPU.
+(`yolocli.engines.gpu_letterbox`) need it anyway: one package feeds and runs the GPU.
 
 Devices: ``cuda`` (float32), ``cuda-fp16`` (float16 weights and activations; scores move
 slightly), and ``cpu`` (for tests, and for machines with PyTorch but no other engine).
@@ -24,10 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from yolocli import compiler, darknet
-from yolocli.devices import torch_cuda_problem
 from yolocli.engines import Graph
+from yolocli.engines.devices import torch_cuda_problem
 from yolocli.errors import DeviceError, EngineError, ModelError
+from yolocli.families.darknet import cfg as darknet
+from yolocli.families.darknet import compiler
 from yolocli.recipe import Recipe
 
 DEVICES = ("cpu", "cuda", "cuda-fp16")
@@ -54,7 +55,7 @@ def fold(
     params: darknet.ConvWeights, recipe: Recipe | None = None
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """A convolution's (weights, biases) with its batch norm folded in by ``recipe``'s
-    formula (default: pjreddie's), exactly as `yolocli.compiler` folds it."""
+    formula (default: pjreddie's), exactly as `yolocli.families.darknet.compiler` folds it."""
     return (recipe or Recipe()).fold_bn(params)
 
 
@@ -178,7 +179,7 @@ class DarknetModule(nn.Module):
     """A darknet network as a module: ``(N, 3, H, W)`` float RGB in [0, 1] to the raw head
     tensors ``(N, A*(5+C), H_i, W_i)`` of its ``[yolo]`` layers, in cfg order.
 
-    Supports what `yolocli.compiler` supports (the same check refuses the rest with a
+    Supports what `families.darknet.compiler` supports (the same check refuses the rest with a
     `ModelError` naming the layer). Each layer's output is dropped after its last reader, so
     big batches keep only the live activations.
     """
@@ -236,7 +237,7 @@ def build_module(
 class TorchEngine:
     """A `DarknetModule` on a torch device. ``forward`` takes and gives NumPy (the engine
     protocol); ``forward_tensors`` keeps everything on the device, for a GPU pipeline that
-    letterboxes there (`yolocli.gpu_preprocess`) and decodes later."""
+    letterboxes there (`yolocli.engines.gpu_letterbox`) and decodes later."""
 
     def __init__(self, graph: Graph, device: str = "cpu", threads: int | None = None) -> None:
         if device not in DEVICES:

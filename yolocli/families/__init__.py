@@ -9,7 +9,7 @@ object per model) that the detector asks how to prepare an image (`OnnxRecipe.pr
 how to turn the engine's outputs into candidate rows (`OnnxRecipe.decode`), and which NMS the
 family runs (`OnnxRecipe.nms`).
 
-Candidate rows have the darknet decoder's format (`yolocli.heads`): ``(R, 5 + C)``,
+Candidate rows have the darknet decoder's format (`yolocli.families.darknet.heads`): ``(R, 5 + C)``,
 network-relative (cx, cy, w, h), an objectness column, then the C class scores, so
 `yolocli.postprocess.Postprocess` keeps them as it keeps darknet's.
 """
@@ -26,8 +26,8 @@ import numpy.typing as npt
 
 from yolocli.errors import ModelError
 from yolocli.families import ultralytics, yolov5, yolox
+from yolocli.families.darknet.heads import YoloHead
 from yolocli.families.resize import Padded, fill
-from yolocli.heads import YoloHead
 from yolocli.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -407,8 +407,8 @@ def _names(onnx_file: OnnxFile, names: Sequence[str] | None, classes: int) -> li
         names = ultralytics.names_from_metadata(onnx_file.metadata["names"])
         source = "its names metadata"
     if names is None and classes == 80:
-        from yolocli import darknet
-        from yolocli.registry import config_dir
+        from yolocli.families.darknet import cfg as darknet
+        from yolocli.models.registry import config_dir
 
         log.info("no class names in %s: using the COCO names", onnx_file.path.name)
         names = darknet.read_names(config_dir() / "coco.names")

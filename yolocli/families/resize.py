@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from yolocli.preprocess import Letterbox
+from yolocli.families.darknet.letterbox import Letterbox
 
 PAD_VALUE = 114  # the gray both families pad with, in 0-255
 
@@ -25,7 +25,7 @@ class Padded(Letterbox):
     (resized_w x resized_h), a scale of ``gain_x`` and ``gain_y``, and placed at (left, top),
     gray around it.
 
-    A `yolocli.preprocess.Letterbox`, so everything that carries one (outputs, workers,
+    A `families.darknet.letterbox.Letterbox`, so everything that carries one (outputs, workers,
     postprocessing) carries this too; only the mapping back differs from darknet's.
     """
 

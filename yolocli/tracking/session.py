@@ -2,8 +2,8 @@
 the trails, and what each frame's record and annotated copy get.
 
 `TrackSettings` is the whole configuration (frozen, checked once); `TrackSettings.session`
-makes a fresh `TrackSession` for each video, which `yolocli.pipeline` calls in frame order
-(it is a `yolocli.pipeline.VideoHook`). Only detections of confirmed tracks are kept.
+makes a fresh `TrackSession` for each video, which `yolocli.run.pipeline` calls in frame order
+(it is a `yolocli.run.pipeline.VideoHook`). Only detections of confirmed tracks are kept.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from yolocli.draw import color_for, line_width
 from yolocli.tracking.counting import CONTAINED, LineCounter, ZoneCounter
 from yolocli.tracking.trackers import TRACKERS, Tracker, make_tracker
 
-Overlay = Any  # yolocli.pipeline.Overlay (not imported: the pipeline imports the model)
+Overlay = Any  # yolocli.run.pipeline.Overlay (not imported: the pipeline imports the model)
 
 
 def parse_points(text: str, what: str) -> list[tuple[float, float]]:
@@ -180,12 +180,12 @@ SINGLE_PHOTO = "a single photo is not a sequence to track: give a folder or a gl
 
 
 def expand(items: Iterable[str], **options: Any) -> Iterator[Any]:
-    """`yolocli.inputs.expand_sources` for tracking: a folder or glob pattern holding images
-    becomes one `yolocli.inputs.Source` of kind "frames" (its images in name order, read as
+    """`yolocli.io.inputs.expand_sources` for tracking: a folder or glob pattern holding images
+    becomes one `yolocli.io.inputs.Source` of kind "frames" (its images in name order, read as
     one video); videos, cameras and streams are as for detect; a photo on its own is an
     error (one frame has no motion to track)."""
-    from yolocli.inputs import Source, expand_sources, safe_rel
-    from yolocli.video import classify, output_stem, sequence_paths
+    from yolocli.io.inputs import Source, expand_sources, safe_rel
+    from yolocli.io.video import classify, output_stem, sequence_paths
 
     for item in items:
         live = classify(item, options.get("source_type", "auto")) if item != "-" else None

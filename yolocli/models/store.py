@@ -15,7 +15,7 @@ cfg and names files ship inside the package and are checked against the registry
 downloaded.
 
 The chain of trust ends outside the store: at the registry's sha256 (shipped in the package)
-for downloaded files, and at a per-user signing key (`yolocli.seal`) for the store's own
+for downloaded files, and at a per-user signing key (`yolocli.models.seal`) for the store's own
 records. A stamp in ``.verified/`` lets a run use a store file without re-hashing 250 MB, as
 long as its signature holds, the file has the same size, modification time, status-change
 time (ctime, which no user can set back) and inode as when it last hashed correctly, and the
@@ -53,9 +53,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from yolocli import seal
 from yolocli.errors import ModelError, StoreError
-from yolocli.files import (
+from yolocli.io.files import (
     clean_stale_temporaries,
     locked,
     part_path,
@@ -63,10 +62,11 @@ from yolocli.files import (
     write_atomic,
     write_failure,
 )
-from yolocli.registry import FileSpec, ModelSpec, Origin, config_dir, load_registry
+from yolocli.models import seal
+from yolocli.models.registry import FileSpec, ModelSpec, Origin, config_dir, load_registry
 
 if TYPE_CHECKING:
-    from yolocli.download import Downloader
+    from yolocli.models.download import Downloader
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +168,8 @@ class Store:
     @cached_property
     def downloader(self) -> Downloader:
         """The downloader (imported on first need: installed models never load the network)."""
-        from yolocli import pypi
-        from yolocli.download import Downloader, Policy
+        from yolocli.models import pypi
+        from yolocli.models.download import Downloader, Policy
 
         policy = Policy()
         if self.timeout is not None:
@@ -365,7 +365,7 @@ class Store:
                 dest.unlink()
                 self._stamp_path(spec).unlink(missing_ok=True)
             log.info("downloading %s (%.1f MB) into %s", spec.name, spec.size / 1e6, self.root)
-            from yolocli.download import FetchFailed
+            from yolocli.models.download import FetchFailed
 
             try:
                 self.downloader.install(spec, dest, self.origins(spec))
@@ -394,7 +394,7 @@ class Store:
         ``key`` (hex) names everything the file is made from (hashes of its inputs, the
         maker's version): a new key makes a new file. Beside the file, a signed record holds
         the key, the file's sha256 and ``about`` (what it was made from, for people). A cached
-        file is used only under a record that verifies (`yolocli.seal`), for this key, and
+        file is used only under a record that verifies (`yolocli.models.seal`), for this key, and
         only if the file hashes to the record's sha256 or is unchanged since it did; anything
         else is made again. A store that cannot be written (read-only, full, another user's)
         gets the file in a private temporary folder, for this process. Works offline.

@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 
 from yolocli.errors import YolocliError
-from yolocli.evaluate import Floats, Truth
-from yolocli.inputs import is_image_name, walk_folder
+from yolocli.eval.evaluate import Floats, Truth
+from yolocli.io.inputs import is_image_name, walk_folder
 from yolocli.postprocess import name_key  # one rule for class names: --classes, val, -f coco
 
 # How far a box may reach past the image edge before it is reported (and clipped): COCO's
@@ -454,8 +454,8 @@ def load_darknet(path: Path, class_names: Sequence[str]) -> Dataset:
     if not images and not missing:
         raise DatasetError(f"{list_file}: the valid= list names no images")
     if options.get("names"):
-        from yolocli.darknet import read_names
         from yolocli.errors import ModelError
+        from yolocli.families.darknet.cfg import read_names
 
         try:
             names = read_names(_locate(options["names"], bases, path, "names"))

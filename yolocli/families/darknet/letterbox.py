@@ -276,7 +276,7 @@ class RuntimeLetterboxer(Letterboxer):
     tests. Where darknet's float32 arithmetic makes its last output row read the next-to-last
     source row almost alone (an artefact the graph would not reproduce), and for images of
     one row or column, the exact `Letterboxer` runs instead. Used when the network runs on
-    ONNX Runtime anyway (`yolocli.model.Detector.preprocess`)."""
+    ONNX Runtime anyway (`yolocli.detector.Detector.preprocess`)."""
 
     def __init__(self, net_width: int, net_height: int, *, stretch: bool = False) -> None:
         super().__init__(net_width, net_height, stretch=stretch)
@@ -323,7 +323,7 @@ def _letterbox_session() -> Any:
     thread-safe); one thread: it runs on the calling thread, beside the forward pass."""
     import onnxruntime as ort
 
-    from yolocli._letterbox_graph import GRAPH
+    from yolocli.families.darknet._letterbox_graph import GRAPH
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1

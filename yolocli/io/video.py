@@ -40,7 +40,7 @@ import numpy.typing as npt
 
 from yolocli.detections import Detections
 from yolocli.errors import ImageError
-from yolocli.files import temporary_name
+from yolocli.io.files import temporary_name
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ def _natural(path: str) -> list[Any]:
 def sequence_paths(target: str) -> list[str]:
     """The image files of a folder (recursively) or a glob pattern, in name order, numbers
     by value (``frame2.jpg`` before ``frame10.jpg``)."""
-    from yolocli.inputs import is_image_name, match_glob  # inputs imports this module
+    from yolocli.io.inputs import is_image_name, match_glob  # inputs imports this module
 
     if os.path.isdir(target):
         found = [
@@ -538,7 +538,7 @@ def detect_video(
     """``(frame_index, time, frame, detections)`` for each frame of a video file, camera
     (``"0"``, ``/dev/video0``) or stream URL, decoded on a thread ahead of the network.
 
-    ``detector`` is a `yolocli.model.Detector`. Raises `ImageError` when the source cannot be
+    ``detector`` is a `yolocli.detector.Detector`. Raises `ImageError` when the source cannot be
     opened, and after the last good frame of a truncated video or a lost stream.
     """
     kind = classify(source, source_type) or "video"

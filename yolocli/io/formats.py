@@ -1,6 +1,6 @@
 """Machine-readable and human-readable results, one writer interface for every format.
 
-Every writer receives one `yolocli.records.ImageRecord` per input, in input order, and
+Every writer receives one `yolocli.io.records.ImageRecord` per input, in input order, and
 flushes it at once, so a pipeline (``| jq``, ``| head``) sees each image as soon as it is
 done. ``close`` leaves a complete document (a JSON array is closed) whenever it is called,
 after an interruption too.
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Protocol, TextIO
 
-from yolocli.records import ImageRecord
+from yolocli.io.records import ImageRecord
 
 FORMATS = ("text", "jsonl", "json", "csv", "coco", "labelstudio")
 TRACK_FORMATS = ("text", "jsonl", "json", "csv", "mot")  # `yolocli track`
@@ -193,8 +193,8 @@ class CsvWriter:
 
 def coco_names() -> list[str]:
     """The 80 class names of COCO-trained darknet models (the bundled coco.names)."""
-    from yolocli.darknet import read_names
-    from yolocli.registry import config_dir
+    from yolocli.families.darknet.cfg import read_names
+    from yolocli.models.registry import config_dir
 
     return read_names(config_dir() / "coco.names")
 
@@ -212,7 +212,7 @@ class CocoOptions:
     frame's index (``"clip:17"``), so every image and frame has its own id.
 
     ``categories``: category name -> id (from the annotations file's ``categories``): each
-    class maps to the category of the same name (`yolocli.datasets.name_key`: COCO's
+    class maps to the category of the same name (`yolocli.eval.datasets.name_key`: COCO's
     spellings, case and spaces aside); a class with none has its detections left out. Without
     them: when the model's classes are COCO's 80, COCO's category ids (`COCO80_TO_91`),
     otherwise the class id."""
@@ -225,7 +225,7 @@ class CocoOptions:
         """Class id -> category id (None: the class has no category), or None where they are
         the same."""
         if self.categories:
-            from yolocli.datasets import name_key
+            from yolocli.eval.datasets import name_key
 
             by_key = {name_key(name): cid for name, cid in self.categories.items()}
             return [by_key.get(name_key(name)) for name in self.class_names]

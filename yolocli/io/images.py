@@ -20,8 +20,8 @@ import numpy as np
 import numpy.typing as npt
 
 from yolocli.errors import ImageError
-from yolocli.inputs import DEFAULT_MAX_BYTES as DEFAULT_MAX_BYTES
-from yolocli.inputs import (
+from yolocli.io.inputs import DEFAULT_MAX_BYTES as DEFAULT_MAX_BYTES
+from yolocli.io.inputs import (
     IMAGE_EXTENSIONS,
     Source,
     os_reason,

@@ -1,9 +1,9 @@
 """`Detector`: a darknet YOLO network on an engine, with darknet's own pre- and
 post-processing around it.
 
-The pipeline for one image: darknet's letterbox (`yolocli.preprocess`), the forward pass on an
-engine (`yolocli.engines`: OpenCV, ONNX Runtime or OpenVINO) up to the raw head tensors,
-darknet's decoding of those heads in NumPy (`yolocli.heads`), then `Postprocess`: every
+The pipeline for one image: darknet's letterbox (`families.darknet.letterbox`), the forward
+pass on an engine (`yolocli.engines`: OpenCV, ONNX Runtime or OpenVINO) up to the raw head tensors,
+darknet's decoding of those heads in NumPy (`families.darknet.heads`), then `Postprocess`: every
 (box, class) whose score (objectness x class probability) is above ``conf``, boxes mapped back
 through the letterbox, per-class NMS on the unclipped boxes as darknet does, then clipping.
 """
@@ -23,17 +23,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from yolocli import darknet, engines, heads, options
+from yolocli import engines, options
 from yolocli.detections import Detections
-from yolocli.devices import DEVICES, check_device
+from yolocli.engines.devices import DEVICES, check_device
 from yolocli.errors import EngineError, ImageError, ModelError, OptionError, OutputError
 from yolocli.families import OnnxRecipe, is_onnx
+from yolocli.families.darknet import cfg as darknet
+from yolocli.families.darknet import heads
+from yolocli.families.darknet.letterbox import Letterbox
 from yolocli.postprocess import Postprocess
-from yolocli.preprocess import Letterbox
 from yolocli.recipe import Recipe, darknet_recipe
 
 if TYPE_CHECKING:
-    from yolocli.store import Store
+    from yolocli.models.store import Store
 
 log = logging.getLogger(__name__)
 VERBOSE = logging.INFO - 5  # shown with -v (yolocli.cli.VERBOSE)
@@ -163,7 +165,7 @@ class Detector:
             if self.backend == "onnxruntime" and self.info.network is not None:
                 # a darknet model on ONNX Runtime: darknet's letterbox in the engine's own
                 # code, half the CPU time (other families prepare images their own way)
-                from yolocli.preprocess import RuntimeLetterboxer
+                from yolocli.families.darknet.letterbox import RuntimeLetterboxer
 
                 prep = RuntimeLetterboxer(self.width, self.height, stretch=not self.letterbox)
             else:
@@ -197,7 +199,7 @@ class Detector:
         postprocess: Postprocess | None = None,
     ) -> Detections:
         """Detections for one image from its raw outputs (for darknet each head's
-        (A*(5+C), H_i, W_i)), decoded as the model's family does (darknet: `yolocli.heads`;
+        (A*(5+C), H_i, W_i)), decoded as the model's family does (darknet: `families.darknet.heads`;
         others: `yolocli.families`) and kept by ``postprocess`` (default: the detector's)."""
         post = self.postprocess if postprocess is None else postprocess.for_names(self.names)
         # only rows that can hold a score above conf: the rest cost most of the work
@@ -232,7 +234,9 @@ class Plan:
     width: int
     height: int
     store: Store | None
-    precision: str = "fp32"  # or "int8" (ONNX Runtime), "bf16" (OpenVINO): yolocli.precision
+    precision: str = (
+        "fp32"  # or "int8" (ONNX Runtime), "bf16" (OpenVINO): yolocli.engines.precision
+    )
     calibration: tuple[Path, ...] = ()  # int8's calibration images
     # a graph this process compiled outside the store (which could not keep it), handed to
     # worker processes so that each does not compile its own
@@ -250,18 +254,18 @@ class Plan:
     def compiled(self) -> Path:
         """The network compiled to ONNX at this plan's input size (see `compiled`); for an
         ONNX model, its own file; for ``int8``, that graph quantized
-        (`yolocli.precision.int8_graph`)."""
+        (`yolocli.engines.precision.int8_graph`)."""
         if self.info.network is None:
             return self.info.weights
         if self.private_graph is not None:
-            from yolocli.onnxwire import check_self_contained
+            from yolocli.models.onnxwire import check_self_contained
 
             check_self_contained(self.private_graph)
             graph = self.private_graph
         else:
             graph = compiled(self.info, self.width, self.height, self.store)
         if self.precision == "int8":
-            from yolocli.precision import int8_graph
+            from yolocli.engines.precision import int8_graph
 
             return int8_graph(self, graph)
         return graph
@@ -298,10 +302,10 @@ def plan(
 
     ``precision``: "fp32" (darknet's numbers), or opt-in "int8" (ONNX Runtime, calibrated on
     the first images of ``calibration``) or "bf16" (OpenVINO, on a CPU with bfloat16
-    instructions): see `yolocli.precision`; `OptionError` where it cannot run.
+    instructions): see `yolocli.engines.precision`; `OptionError` where it cannot run.
 
     Every argument is checked for its type and range first: `OptionError` naming it."""
-    from yolocli.precision import PRECISIONS, backend_for, calibration_images
+    from yolocli.engines.precision import PRECISIONS, backend_for, calibration_images
 
     sides = _check_size(size)
     _check_model_args(model, cfg, weights, names, store)
@@ -407,18 +411,18 @@ def _check_model_args(
         if value is not None:
             options.path(option, value)
     if store is not None:
-        from yolocli.store import Store
+        from yolocli.models.store import Store
 
         options.anything("store", store, Store)
 
 
 def compiled(info: ModelInfo, width: int, height: int, store: Store | None = None) -> Path:
     """``info``'s network compiled to ONNX for a ``width`` x ``height`` input
-    (`yolocli.compiler`), made once and cached in the model store under `cache_key` (the cfg,
-    the weights' sha256, the size, the recipe's part in the graph, the compiler), and checked to
-    hold no external data before any engine loads it."""
-    from yolocli.onnxwire import check_self_contained
-    from yolocli.store import Store
+    (`families.darknet.compiler`), made once and cached in the model store under `cache_key`
+    (the cfg, the weights' sha256, the size, the recipe's part in the graph, the compiler),
+    and checked to hold no external data before any engine loads it."""
+    from yolocli.models.onnxwire import check_self_contained
+    from yolocli.models.store import Store
 
     store = store or Store.from_env()
     size = f"{width}x{height}"
@@ -429,8 +433,10 @@ def compiled(info: ModelInfo, width: int, height: int, store: Store | None = Non
     expected = info.weights_sha256()
 
     def build() -> bytes:
-        from yolocli import compiler  # only when a graph is made: onnx is a slow import
-        from yolocli.files import sha256_file
+        from yolocli.families.darknet import (
+            compiler,  # only when a graph is made: onnx is a slow import
+        )
+        from yolocli.io.files import sha256_file
 
         before = os.stat(info.weights)
         # the bytes compiled must be the bytes the key names, whatever a stamp said
@@ -491,13 +497,13 @@ def export_onnx(
 
     The graph takes ``images`` (N, 3, H, W) float32, RGB in [0, 1], prepared as the model's
     darknet does (letterboxed, or stretched for AlexeyAB's without ``letter_box``), and gives
-    one raw head (N, A*(5+C), H_i, W_i) per ``[yolo]`` layer, ``head_0`` on; `yolocli.heads`
-    documents the decoding. Batch norm is folded with the formula of the model's darknet
-    flavour (``darknet`` overrides it, as for `Detector`).
+    one raw head (N, A*(5+C), H_i, W_i) per ``[yolo]`` layer, ``head_0`` on;
+    `families.darknet.heads` documents the decoding. Batch norm is folded with the formula of
+    the model's darknet flavour (``darknet`` overrides it, as for `Detector`).
 
     ``decoded``: darknet's decode inside the graph instead, one ``output`` (N, R, 5 + C); with
     ``nms`` (its ``conf``, ``nms`` and ``max_det`` per class), the boxes ONNX's NMS keeps,
-    ``detections`` (K, 7) (`yolocli.families.darknet_onnx`). Every export records the class
+    ``detections`` (K, 7) (`yolocli.families.darknet.onnx_export`). Every export records the class
     names, input size, strides, anchors, flavour and preprocessing in ``metadata_props``.
     Returns ``dest``.
 
@@ -507,8 +513,8 @@ def export_onnx(
     """
     import onnx
 
-    from yolocli.families import darknet_onnx
-    from yolocli.files import write_atomic
+    from yolocli.families.darknet import onnx_export as darknet_onnx
+    from yolocli.io.files import write_atomic
 
     sides = _check_size(size)
     options.path("output", dest)
@@ -530,7 +536,9 @@ def export_onnx(
     width, height = sides or (network.width, network.height)
     graph = onnx.load_from_string(compiled(info, width, height, store).read_bytes())
     yolo_heads = heads.yolo_heads(network)
-    from yolocli.darknet import resized  # (the parameter ``darknet`` hides the module here)
+    from yolocli.families.darknet.cfg import (
+        resized,  # (the parameter ``darknet`` hides the module here)
+    )
 
     at_size = resized(network, width, height)
     shapes = [at_size.layers[h.layer].shape[1:] for h in yolo_heads]
@@ -565,7 +573,7 @@ def export_onnx(
     try:
         write_atomic(out, graph.SerializeToString())
     except OSError as err:  # /proc/version, a read-only folder, a full disk ...
-        from yolocli.inputs import os_reason
+        from yolocli.io.inputs import os_reason
 
         reason = os_reason(err)
         if err.filename and Path(err.filename) != out:  # the temporary beside it
@@ -577,7 +585,7 @@ def export_onnx(
 def check_export_target(out: Path, force: bool) -> None:
     """Refuse (`OutputError`) an export to a missing folder, or over a file yolocli did not
     write unless ``force``."""
-    from yolocli.onnxwire import producer
+    from yolocli.models.onnxwire import producer
 
     folder = out.parent
     if not folder.is_dir():
@@ -638,8 +646,8 @@ def _resolve(
         sha = None
         registered = None
     else:
-        from yolocli.registry import load_registry
-        from yolocli.store import Store
+        from yolocli.models.registry import load_registry
+        from yolocli.models.store import Store
 
         registry = load_registry()
         spec = registry.get(model or registry.default)
@@ -665,7 +673,7 @@ def _resolve(
     if get_weights is None:  # the caller's own file: check it first, it is already here
         darknet.check_weights(network, cfg_path, weights_path)
     if names_path is None and network.classes == 80:
-        from yolocli.registry import config_dir
+        from yolocli.models.registry import config_dir
 
         names_path = config_dir() / "coco.names"
         log.info("no names file given for an 80-class network: using the COCO class names")
@@ -687,7 +695,7 @@ def _resolve(
 
 @functools.cache
 def _sha256_cached(path: Path) -> str:
-    from yolocli.files import sha256_file
+    from yolocli.io.files import sha256_file
 
     return sha256_file(path)
 
@@ -699,6 +707,6 @@ def _compiler_fingerprint() -> str:
     does) must not pay for importing onnx."""
     import importlib.util
 
-    files = [importlib.util.find_spec(f"yolocli.{m}") for m in ("compiler", "darknet")]
+    files = [importlib.util.find_spec(f"yolocli.families.darknet.{m}") for m in ("compiler", "cfg")]
     code = b"".join(Path(f.origin).read_bytes() for f in files if f is not None and f.origin)
     return hashlib.sha256(code).hexdigest()

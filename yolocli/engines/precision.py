@@ -27,7 +27,7 @@ from yolocli import engines
 from yolocli.errors import ImageError, OptionError
 
 if TYPE_CHECKING:
-    from yolocli.model import Plan
+    from yolocli.detector import Plan
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def backend_for(precision: str, backend: str, device: str) -> str:
             f"{precision} needs the {needed} engine: pip install 'yolocli[{needed}]'",
         )
     if precision == "bf16":
-        from yolocli.devices import cpu_flags
+        from yolocli.engines.devices import cpu_flags
 
         if not cpu_flags() & set(_BF16_FLAGS):
             raise OptionError(
@@ -83,7 +83,7 @@ def calibration_images(paths: Sequence[Path]) -> tuple[Path, ...]:
 def int8_graph(plan: Plan, fp32: Path) -> Path:
     """``fp32`` (the plan's compiled graph) quantized to int8 on the plan's calibration
     images, made once and kept in the model store; `OptionError` (precision) without any."""
-    from yolocli.store import Store
+    from yolocli.models.store import Store
 
     images = plan.calibration
     if not images:
@@ -114,9 +114,9 @@ def int8_graph(plan: Plan, fp32: Path) -> Path:
 
 def _blobs(plan: Plan, paths: Sequence[Path]) -> Iterator[object]:
     """Each calibration image as the network sees it: (1, 3, H, W) float32."""
-    from yolocli import images
-    from yolocli.inputs import Source, safe_rel
-    from yolocli.preprocess import Letterboxer
+    from yolocli.families.darknet.letterbox import Letterboxer
+    from yolocli.io import images
+    from yolocli.io.inputs import Source, safe_rel
 
     boxer = Letterboxer(plan.width, plan.height, stretch=not plan.letterbox)
     for path in paths:

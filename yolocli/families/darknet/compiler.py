@@ -1,9 +1,9 @@
 """A darknet network (cfg + weights) compiled to an ONNX graph that ends at the raw YOLO heads.
 
 The graph takes `INPUT`, a float32 ``(N, 3, H, W)`` batch of RGB in [0, 1] (exactly the blob
-`yolocli.preprocess` letterboxes), and returns one output per ``[yolo]`` layer, in cfg order
+`families.darknet.letterbox` letterboxes), and returns one output per ``[yolo]`` layer, in cfg order
 (`head_names`): the ``(N, A * (5 + C), H_i, W_i)`` tensor feeding that layer, before any
-sigmoid. Decoding (sigmoid, anchors, ``scale_x_y``) is `yolocli.heads`' business, so every
+sigmoid. Decoding (sigmoid, anchors, ``scale_x_y``) is `families.darknet.heads`' business, so every
 engine that runs the graph hands the same numbers to the same NumPy decode.
 
 Each layer becomes the ONNX operators that compute what darknet computes at inference:
@@ -25,8 +25,8 @@ import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper
 
-from yolocli import darknet
 from yolocli.errors import ModelError, OptionError
+from yolocli.families.darknet import cfg as darknet
 from yolocli.recipe import Recipe
 
 INPUT = "images"

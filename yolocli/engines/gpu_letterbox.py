@@ -2,7 +2,7 @@
 
 At GPU speeds (over a thousand images a second for yolov3 at 416) the CPU cannot decode and
 letterbox fast enough; so images can be decoded by nvJPEG (through torchvision) and
-letterboxed where they already are. The arithmetic is `yolocli.preprocess`'s, step for step:
+letterboxed where they already are. The arithmetic is `families.darknet.letterbox`'s, step for step:
 the same sampling plans (corner-aligned source coordinates, the last row and column as darknet
 takes them), pixels as ``float32(v) / 255``, the horizontal pass then the vertical one as
 separate float32 multiplies and adds (no fused multiply-add), and the 0.5 gray canvas. On CPU
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from yolocli.errors import EngineError, ImageError
-from yolocli.preprocess import Letterbox, _axis, _columns
+from yolocli.families.darknet.letterbox import Letterbox, _axis, _columns
 
 _GRAY = 0.5
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -62,7 +62,7 @@ def _plan(box: Letterbox, device: torch.device) -> _TensorPlan:
 
 
 class TensorLetterboxer:
-    """`yolocli.preprocess.Letterboxer` for uint8 image tensors, on any torch device.
+    """`families.darknet.letterbox.Letterboxer` for uint8 image tensors, on any torch device.
 
     Images are ``(H, W, 3)`` BGR (a ``cv2.imread`` array as a tensor) or, with
     ``rgb_chw=True``, ``(3, H, W)`` RGB (what torchvision decodes). Sampling plans are kept

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from yolocli import darknet
 from yolocli.errors import ModelError
+from yolocli.families.darknet import cfg as darknet
 
 FloatArray = npt.NDArray[np.float32]
 

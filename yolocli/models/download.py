@@ -12,7 +12,7 @@ size, 404, a sha256 mismatch) and hosts that cannot be reached at all move on to
 origin at once. Every origin is bounded (see `Policy`): a few tries without net progress, a
 cap on tries in all, a minimum transfer rate and a deadline, so no server can keep a
 download going forever. When every origin fails, one `FetchFailed` names each origin once,
-with why it failed. The package-index route lives in `yolocli.pypi`.
+with why it failed. The package-index route lives in `yolocli.models.pypi`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from yolocli.errors import DownloadError
-from yolocli.files import (
+from yolocli.io.files import (
     commit,
     looks_like_html,
     open_part,
@@ -38,7 +38,7 @@ from yolocli.files import (
     sha256_file,
     write_failure,
 )
-from yolocli.registry import FileSpec, Origin, PypiOrigin
+from yolocli.models.registry import FileSpec, Origin, PypiOrigin
 
 if TYPE_CHECKING:
     import requests
@@ -216,7 +216,7 @@ def origin_label(origin: Origin) -> str:
 
 
 # How to fetch an origin that is not a URL: (downloader, origin, spec, dest, deadline) -> None,
-# raising `Skip` when that route cannot give the file. `yolocli.pypi.routes` has the index one.
+# raising `Skip` when that route cannot give the file. `models.pypi.routes` has the index one.
 Route = Callable[["Downloader", Any, FileSpec, Path, float], None]
 
 

@@ -7,7 +7,7 @@ memory stays flat however many images there are, and results come out in input o
 at a time, as soon as each is complete (its files written).
 
 A video file, camera or stream is one `Source` that becomes many frames: the thread that
-draws inputs decodes it (`yolocli.video.frames`) ahead of inference, into the same bounded
+draws inputs decodes it (`yolocli.io.video.frames`) ahead of inference, into the same bounded
 window, and each frame gives its own `Result` (``frame`` and ``time`` set), then one closing
 `Result` per video (``frame`` None, ``frames`` counted) once its annotated video is written.
 Frames always run on one network in this process: shipping decoded frames to worker
@@ -32,17 +32,18 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from yolocli import inputs, video, workers
 from yolocli.detections import Detections
+from yolocli.detector import Detector, Plan
 from yolocli.draw import annotate
 from yolocli.errors import ImageError, internal
-from yolocli.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
-from yolocli.model import Detector, Plan
-from yolocli.outputs import Outputs, Saved, SaveOptions, Targets
-from yolocli.preprocess import Letterbox
-from yolocli.records import ImageRecord, OutputsRecord
+from yolocli.families.darknet.letterbox import Letterbox
+from yolocli.io import inputs, video
+from yolocli.io.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from yolocli.io.outputs import Outputs, Saved, SaveOptions, Targets
+from yolocli.io.records import ImageRecord, OutputsRecord
+from yolocli.run import workers
+from yolocli.run.timing import STAGES, Clock, Timings
 from yolocli.slicing import Slicer
-from yolocli.timing import STAGES, Clock, Timings
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class Options:
 
     def __post_init__(self) -> None:
         from yolocli import options
-        from yolocli.model import check_threads
+        from yolocli.detector import check_threads
 
         options.integer("batch", self.batch, 1)
         options.per_core("workers", self.workers, "worker processes")
@@ -121,7 +122,7 @@ class Result:
         return self.source.not_an_image
 
     def record(self, model: str) -> ImageRecord:
-        """The result as the documented record (`yolocli.records.ImageRecord`)."""
+        """The result as the documented record (`yolocli.io.records.ImageRecord`)."""
         rec: ImageRecord = {
             "image": self.source.name,
             "width": self.width,
@@ -252,7 +253,7 @@ def store(result: Result, save: Callable[[], Saved]) -> None:
 
 
 class Pipeline:
-    """Runs a `Detector` over a stream of `yolocli.inputs.Source` items; see `run`.
+    """Runs a `Detector` over a stream of `yolocli.io.inputs.Source` items; see `run`.
 
     ``outputs`` (entered by the caller) names and writes each input's files; None writes none.
     """

@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 from urllib.parse import urljoin
 
-from yolocli.download import Skip, accept, host, redact
-from yolocli.files import locked, open_part, part_path, sha256_file, write_failure
-from yolocli.registry import FileSpec, PypiOrigin
+from yolocli.io.files import locked, open_part, part_path, sha256_file, write_failure
+from yolocli.models.download import Skip, accept, host, redact
+from yolocli.models.registry import FileSpec, PypiOrigin
 
 if TYPE_CHECKING:
-    from yolocli.download import Downloader, Route
+    from yolocli.models.download import Downloader, Route
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """A darknet model's ONNX file for use elsewhere: its metadata, and optionally darknet's decode
 (and NMS) written into the graph, for ``yolocli export --decoded``.
 
-The compiled graph (`yolocli.compiler`) ends at the raw heads, which need the cfg's anchors to
-decode. ``decoded`` appends darknet's decode (`yolocli.heads`, as ``get_yolo_box`` computes
-it) so that the file gives boxes itself:
+The compiled graph (`families.darknet.compiler`) ends at the raw heads, which need the cfg's
+anchors to decode. ``decoded`` appends darknet's decode (`families.darknet.heads`, as
+``get_yolo_box`` computes it) so that the file gives boxes itself:
 
 - ``output`` (N, R, 5 + C): per candidate box, centre x, centre y, width and height in pixels
   of the network input, objectness, then the C class probabilities (a score is objectness x
@@ -31,7 +31,7 @@ import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from yolocli.heads import YoloHead
+from yolocli.families.darknet.heads import YoloHead
 from yolocli.recipe import Recipe
 
 DECODED = "output"

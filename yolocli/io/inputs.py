@@ -24,7 +24,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from yolocli.video import Kind, classify, is_camera_device, is_video_name, output_stem, sniff_video
+from yolocli.io.video import (
+    Kind,
+    classify,
+    is_camera_device,
+    is_video_name,
+    output_stem,
+    sniff_video,
+)
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +178,7 @@ def _walk(root: Path, parts: tuple[str, ...], excluded: tuple[int, int] | None) 
         yield from _walk(root, (*parts, entry.name), excluded)
 
 
-# A folder holding this file is one of yolocli's output folders (yolocli.outputs.JOURNAL).
+# A folder holding this file is one of yolocli's output folders (yolocli.io.outputs.JOURNAL).
 OUTPUT_MARK = ".yolocli-journal"
 _quiet = threading.local()  # set by `unannounced`: a look ahead says nothing
 
@@ -541,7 +548,7 @@ def expand_sources(
     which holds either paths (newline- or, with ``null``, NUL-separated) or one image's
     bytes (at most ``max_bytes`` of them), reported as image "-". Video files (by extension
     or content) become one `Source` of kind "video"; a camera (``0``, ``/dev/video0``) or a
-    stream URL (rtsp, rtmp, http) one of kind "camera" or "stream" (`yolocli.video.classify`,
+    stream URL (rtsp, rtmp, http) one of kind "camera" or "stream" (`yolocli.io.video.classify`,
     ``source_type`` settling what a bare number is).
     """
     for item in items:

@@ -25,10 +25,10 @@ def config_dir() -> Path:
     An installed wheel carries them as ``yolocli/configs``; a source checkout keeps them in
     the repository's top-level ``configs/``.
     """
-    packaged = Path(__file__).resolve().parent / "configs"
+    packaged = Path(__file__).resolve().parents[1] / "configs"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parent.parent / "configs"
+    return Path(__file__).resolve().parents[2] / "configs"
 
 
 @dataclass(frozen=True)

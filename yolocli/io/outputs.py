@@ -45,16 +45,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from yolocli import images
 from yolocli.detections import Detections
 from yolocli.draw import Style, annotate
 from yolocli.errors import ImageError, OutputError
-from yolocli.files import clean_stale_temporaries, write_atomic
-from yolocli.inputs import IMAGE_EXTENSIONS, OUTPUT_MARK, Source, safe_rel
-from yolocli.preprocess import Letterbox
-from yolocli.records import OutputsRecord
-from yolocli.timing import Clock, Timings
-from yolocli.video import VideoSink, is_video_name
+from yolocli.families.darknet.letterbox import Letterbox
+from yolocli.io import images
+from yolocli.io.files import clean_stale_temporaries, write_atomic
+from yolocli.io.inputs import IMAGE_EXTENSIONS, OUTPUT_MARK, Source, safe_rel
+from yolocli.io.records import OutputsRecord
+from yolocli.io.video import VideoSink, is_video_name
+from yolocli.run.timing import Clock, Timings
 
 log = logging.getLogger(__name__)
 
@@ -450,7 +450,7 @@ class Outputs:
                 clean_stale_temporaries(folder)
 
     def open_video(self, path: Path, fps: float, width: int, height: int) -> VideoSink:
-        """A `yolocli.video.VideoSink` for ``path`` (a claimed video target), after removing
+        """A `yolocli.io.video.VideoSink` for ``path`` (a claimed video target), after removing
         the temporaries a killed earlier run left in its folder."""
         outside = self._outside(path)
         if outside is not None:

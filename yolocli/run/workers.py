@@ -36,17 +36,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from yolocli import images
 from yolocli.detections import Detections
+from yolocli.detector import Detector, Plan
 from yolocli.draw import Style
 from yolocli.errors import ImageError, YolocliError, internal
-from yolocli.inputs import Source
-from yolocli.model import Detector, Plan
-from yolocli.outputs import Rendered, Targets, render
-from yolocli.preprocess import Letterbox
+from yolocli.families.darknet.letterbox import Letterbox
+from yolocli.io import images
+from yolocli.io.inputs import Source
+from yolocli.io.outputs import Rendered, Targets, render
+from yolocli.models.store import is_private_copy
+from yolocli.run.timing import Clock, Timings
 from yolocli.slicing import Slicer
-from yolocli.store import is_private_copy
-from yolocli.timing import Clock, Timings
 
 log = logging.getLogger(__name__)
 

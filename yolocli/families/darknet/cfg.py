@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from yolocli.errors import ModelError
-from yolocli.files import looks_like_html
+from yolocli.io.files import looks_like_html
 
 # Limits: generous for every published darknet network, small enough that nothing a cfg or
 # names file says can make yolocli allocate gigabytes.

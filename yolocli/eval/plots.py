@@ -1,4 +1,4 @@
-"""Pictures of an `yolocli.evaluate.Evaluation`: precision-recall curves and a confusion matrix.
+"""Pictures of an `eval.evaluate.Evaluation`: precision-recall curves and a confusion matrix.
 
 Needs matplotlib, the ``plots`` extra (``pip install 'yolocli[plots]'``); nothing else in
 yolocli does. Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no display,
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from yolocli.errors import YolocliError
-from yolocli.evaluate import RECALL_POINTS, Evaluation
+from yolocli.eval.evaluate import RECALL_POINTS, Evaluation
 
 OVERALL = "pr_curve.png"
 MATRIX = "confusion_matrix.png"
@@ -105,9 +105,9 @@ def plot_pr_curves(result: Evaluation, names: Mapping[int, str], out_dir: Path) 
 
 def plot_confusion(result: Evaluation, names: Mapping[int, str], out_dir: Path) -> Path:
     """``confusion_matrix.png``: counts at IoU 0.5 and score 0.25 (see
-    `yolocli.evaluate.confusion_matrix`), shaded by the share of each true class; only the
+    `yolocli.eval.evaluate.confusion_matrix`), shaded by the share of each true class; only the
     classes that occur, plus "background" (missed objects, false detections)."""
-    from yolocli.evaluate import MATRIX_CONF, MATRIX_IOU
+    from yolocli.eval.evaluate import MATRIX_CONF, MATRIX_IOU
 
     out_dir.mkdir(parents=True, exist_ok=True)
     m = result.confusion

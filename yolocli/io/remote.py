@@ -1,10 +1,10 @@
 """Object-store URIs (``s3://``, ``gs://``, any file system pyarrow knows) as inputs and outputs.
 
 Used by the cluster run (`yolocli.ray`): a URI names a file or a folder ("prefix") there, listed
-in the order `yolocli.inputs.walk_folder` lists a local folder (a folder's files by name, then
+in the order `yolocli.io.inputs.walk_folder` lists a local folder (a folder's files by name, then
 its subfolders by name), so a bucket and its local copy give records in the same order. Output
 files go below an ``--out`` URI with the names, the journal and the never-replace rule of
-`yolocli.outputs.Outputs`; the journal is one object, rewritten as the run goes and at its end
+`yolocli.io.outputs.Outputs`; the journal is one object, rewritten as the run goes and at its end
 (object stores cannot append), so ``--skip-existing`` resumes from what it last saved.
 
 pyarrow, which reads and writes these URIs, comes with the ``ray`` extra.
@@ -21,14 +21,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from yolocli.errors import ImageError, OutputError, YolocliError
-from yolocli.inputs import IMAGE_EXTENSIONS, Source, is_image_name, safe_rel
-from yolocli.outputs import JOURNAL, Rendered, Saved, SaveOptions, Targets, _safe_label
-from yolocli.records import OutputsRecord
-from yolocli.timing import Clock
+from yolocli.io.inputs import IMAGE_EXTENSIONS, Source, is_image_name, safe_rel
+from yolocli.io.outputs import JOURNAL, Rendered, Saved, SaveOptions, Targets, _safe_label
+from yolocli.io.records import OutputsRecord
+from yolocli.run.timing import Clock
 
 log = logging.getLogger(__name__)
 
-# Live sources, not object stores: these schemes stay with `yolocli.video`.
+# Live sources, not object stores: these schemes stay with `yolocli.io.video`.
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp")
 
 # The journal object is rewritten after this many new entries or seconds, whichever is first.
@@ -68,7 +68,7 @@ def list_uri(uri: str) -> tuple[Any, list[Listed]]:
     """The image files ``uri`` names (a file, or every image below a folder, in walk order).
 
     Never raises for a missing or empty location: that is one error `Source`, like a local
-    folder with no images (`yolocli.inputs`)."""
+    folder with no images (`yolocli.io.inputs`)."""
     import pyarrow.fs as pafs
 
     fs, root = filesystem(uri)
@@ -102,7 +102,7 @@ def list_uri(uri: str) -> tuple[Any, list[Listed]]:
 
 
 def walk_key(rel: PurePosixPath) -> tuple[tuple[int, str], ...]:
-    """Sort key giving `yolocli.inputs.walk_folder`'s order: in each folder, its files by
+    """Sort key giving `yolocli.io.inputs.walk_folder`'s order: in each folder, its files by
     name, then its subfolders by name."""
     *folders, name = rel.parts
     return (*((1, f) for f in folders), (0, name))
@@ -110,7 +110,7 @@ def walk_key(rel: PurePosixPath) -> tuple[tuple[int, str], ...]:
 
 @dataclass
 class UriOutputs:
-    """`yolocli.outputs.Outputs` for an output folder behind a URI: same names, same journal,
+    """`yolocli.io.outputs.Outputs` for an output folder behind a URI: same names, same journal,
     the same refusal to replace a file yolocli did not write; files written with pyarrow.
 
     What exists there is listed once on entering; the journal object is rewritten every
@@ -261,7 +261,7 @@ class UriOutputs:
     # -- writing -------------------------------------------------------------------------------
 
     def write(self, source: Source, targets: Targets, rendered: Rendered) -> Saved:
-        """Write what `yolocli.outputs.render` made (each object appears whole or not at all)."""
+        """Write what `yolocli.io.outputs.render` made (each object appears whole or not at all)."""
         saved = Saved(timings=dict(rendered.timings))
         clock = Clock(saved.timings)
         if targets.image is not None and rendered.image is not None:

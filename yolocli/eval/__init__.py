@@ -1,0 +1,1 @@
+"""Evaluation: COCO-style mAP (`yolocli val`), dataset readers and plots."""

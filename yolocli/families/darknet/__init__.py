@@ -1,0 +1,1 @@
+"""Darknet models: cfg and weights, the ONNX compiler, head decoding, the letterbox."""

@@ -1,0 +1,1 @@
+"""Inputs and outputs: sources, image and video reading, output folders and record formats."""

@@ -1,0 +1,1 @@
+"""Running detection over many inputs: the pipeline, worker processes and stage timing."""
