@@ -252,7 +252,7 @@ def test_native_stderr_capture_ends_when_a_child_still_holds_the_pipe(tmp_path: 
     script = tmp_path / "capture.py"
     script.write_text(
         "import os, subprocess, sys, threading\n"
-        "from yolocli.cli import _native_stderr_captured\n"
+        "from yolocli.cli.common import _native_stderr_captured\n"
         "with _native_stderr_captured(relay=True):\n"
         "    child = subprocess.Popen(['sleep', '30'])\n"
         "    os.write(2, b'libfoo: chatter\\n')\n"

@@ -149,7 +149,7 @@ def test_the_summary_names_where_the_first_output_went(tmp_path: Path) -> None:
 
 def test_batch_is_applied_or_said_to_be_unused(monkeypatch: pytest.MonkeyPatch) -> None:
     """Bug 6: --batch N was silently ignored under worker processes."""
-    from yolocli.cli import _parallel
+    from yolocli.cli.detect import _parallel
     from yolocli.run.pipeline import Options
 
     said: list[str] = []

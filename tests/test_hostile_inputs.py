@@ -130,7 +130,7 @@ def test_bad_amounts_are_usage_errors_naming_the_option(
 
 def test_one_rule_for_units_in_every_amount() -> None:
     """K, M, G are powers of 1000 and Ki, Mi, Gi of 1024, in --max-bytes as in --max-pixels."""
-    from yolocli.cli import _Amount
+    from yolocli.cli.options import _Amount
 
     amount = _Amount()
     assert [amount.convert(v, None, None) for v in ("250M", "512Mi", "512MiB", "2k", "1.5Ki")] == [
@@ -301,7 +301,7 @@ def test_many_passes_are_a_warning_and_too_many_an_error() -> None:
 
 
 def test_the_command_line_s_default_pixel_limit_is_the_library_s() -> None:
-    from yolocli import cli
+    from yolocli.cli import common
     from yolocli.io import images
 
-    assert cli.DEFAULT_MAX_PIXELS == images.DEFAULT_MAX_PIXELS
+    assert common.DEFAULT_MAX_PIXELS == images.DEFAULT_MAX_PIXELS

@@ -34,7 +34,7 @@ def test_wheel_contains_configs_and_type_marker(wheel: Path) -> None:
         "yolocli/configs/yolov4.cfg",
         "yolocli/configs/yolov4-tiny.cfg",
         "yolocli/py.typed",
-        "yolocli/cli.py",
+        "yolocli/cli/__init__.py",
         "yolocli/fonts/DejaVuSansCondensed-Bold.ttf",  # label text (yolocli.draw)
         "yolocli/fonts/LICENSE-DejaVu.txt",
     ):

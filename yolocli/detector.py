@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from yolocli.models.store import Store
 
 log = logging.getLogger(__name__)
-VERBOSE = logging.INFO - 5  # shown with -v (yolocli.cli.VERBOSE)
+VERBOSE = logging.INFO - 5  # shown with -v (yolocli.cli.common.VERBOSE)
 
 
 @dataclass(frozen=True)

@@ -310,7 +310,7 @@ def stop_readers(timeout: float) -> bool:
     A process must not start interpreter shutdown while one runs: shutdown ends a daemon
     thread wherever it is, and one inside FFmpeg's C++ read aborts the whole process
     ("FATAL: exception not rethrown", exit 134). A reader in a read of a stalled source ends
-    within the stall timeout; `yolocli.cli.main` exits without shutdown if one outlives this.
+    within the stall timeout; `yolocli.cli.app.main` exits without shutdown if one outlives this.
     """
     deadline = time.monotonic() + timeout
     for event in list(_READERS.values()):

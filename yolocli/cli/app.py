@@ -1,0 +1,119 @@
+"""The root command: every failure becomes one line on stderr and a documented exit status."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import Any
+
+import click
+
+from yolocli import version
+from yolocli.cli.common import (
+    CONTEXT,
+    ENVIRONMENT,
+    EXIT_BROKEN_PIPE,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    _common,
+    _hint,
+)
+from yolocli.cli.detect import detect
+from yolocli.cli.export import export
+from yolocli.cli.models import models
+from yolocli.cli.session import Terminated
+from yolocli.cli.track import track
+from yolocli.cli.val import val
+from yolocli.errors import YolocliError, internal
+
+
+class _Cli(click.Group):
+    """The root group: turns every failure into one line and the documented exit status."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except YolocliError as err:
+            click.echo(f"yolocli: error: {err}{_hint(err)}", err=True)
+            ctx.exit(EXIT_FAILED)
+        except Terminated:
+            click.echo("yolocli: terminated", err=True)
+            ctx.exit(EXIT_TERMINATED)
+        except KeyboardInterrupt:
+            click.echo("yolocli: interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            # stdout was closed early (| head): stop quietly, as a tool killed by SIGPIPE would.
+            # Point stdout at /dev/null so the final flush at exit cannot fail again.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(EXIT_BROKEN_PIPE)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as err:
+            if ctx.meta.get("yolocli.debug"):
+                raise
+            click.echo(
+                f"yolocli: {internal(err)} (rerun with --debug for the traceback)",
+                err=True,
+            )
+            ctx.exit(EXIT_FAILED)
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        click.echo(f"yolocli, version {version()}")
+        ctx.exit()
+
+
+@click.group(cls=_Cli, context_settings=CONTEXT, epilog=ENVIRONMENT)
+@click.option(
+    "-V", "--version", is_flag=True, expose_value=False, is_eager=True,
+    callback=_print_version, help="Show the version and exit.",
+)  # fmt: skip
+@_common
+def cli() -> None:
+    """Darknet-exact YOLO object detection from the command line.
+
+    \b
+    Examples:
+      yolocli detect photo.jpg --model yolov3-tiny
+      yolocli models list
+    """
+
+
+def main() -> None:
+    """Entry point of the ``yolocli`` console script."""
+    try:
+        cli.main(prog_name="yolocli")
+    except SystemExit as done:
+        _stop_live_readers(done)
+        raise
+
+
+def _stop_live_readers(done: SystemExit) -> None:
+    """Before interpreter shutdown: stop the reader threads of live streams (Ctrl-C, SIGTERM
+    or a closed pipe may end a run while one is inside FFmpeg's read), and if one will not
+    stop in time, leave without shutdown (which would abort the process) with the same status.
+    """
+    video = sys.modules.get("yolocli.io.video")  # never imported just for this: cv2 is slow
+    if video is None or not video.readers_alive() or video.stop_readers(timeout=2.0):
+        return
+    code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+
+
+cli.add_command(models)
+cli.add_command(export)
+cli.add_command(detect)
+cli.add_command(track)
+cli.add_command(val)
