@@ -142,8 +142,12 @@ def test_absurd_values_are_refused_before_any_work(args: list[str], message: str
 def test_export_to_a_place_that_cannot_be_written_is_a_usage_error(use_real_store: Path) -> None:
     result = run_cli("export", "yolov3-tiny", "-o", "/proc/version")
     assert result.exit_code == 2, result.stderr
-    assert "Invalid value for '--output': cannot write /proc/version" in result.stderr
-    assert "internal error" not in result.stderr
+    assert "/proc/version exists and is not a graph yolocli exported" in result.stderr
+    forced = run_cli("export", "yolov3-tiny", "-o", "/proc/version", "--force")
+    assert forced.exit_code == 2, forced.stderr
+    assert "cannot write /proc/version" in forced.stderr
+    for res in (result, forced):
+        assert "internal error" not in res.stderr
 
 
 def test_a_class_threshold_below_conf_reaches_candidates_the_decoder_would_drop(
