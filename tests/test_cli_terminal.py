@@ -149,8 +149,8 @@ def test_the_summary_names_where_the_first_output_went(tmp_path: Path) -> None:
 
 def test_batch_is_applied_or_said_to_be_unused(monkeypatch: pytest.MonkeyPatch) -> None:
     """Bug 6: --batch N was silently ignored under worker processes."""
-    from yolocli.cli.detect import _parallel
     from yolocli.run.pipeline import Options
+    from yolocli.run.workers import choose_workers
 
     said: list[str] = []
     handler = logging.Handler()
@@ -158,11 +158,11 @@ def test_batch_is_applied_or_said_to_be_unused(monkeypatch: pytest.MonkeyPatch) 
     logger = logging.getLogger("yolocli")
     logger.addHandler(handler)
     try:
-        chosen, rule = _parallel(None, False, "auto", None, Options(batch=8))
+        chosen, rule = choose_workers(None, False, "auto", None, Options(batch=8))
         assert (chosen.workers, chosen.batch) == (1, 8)
         assert rule == "auto: --batch 8 batches on one network in this process"
         assert said == []
-        chosen, _ = _parallel(None, False, "2", None, Options(batch=8))
+        chosen, _ = choose_workers(None, False, "2", None, Options(batch=8))
         assert chosen.workers == 2
         assert said == [
             "--batch 8 is not used with --workers 2: each worker process runs one image at a "

@@ -23,10 +23,10 @@ from yolocli.cli.common import (
 from yolocli.cli.detect import detect
 from yolocli.cli.export import export
 from yolocli.cli.models import models
-from yolocli.cli.session import Terminated
 from yolocli.cli.track import track
 from yolocli.cli.val import val
 from yolocli.errors import YolocliError, internal
+from yolocli.run.signals import Terminated
 
 
 class _Cli(click.Group):

@@ -23,7 +23,6 @@ from yolocli.cli.common import (
     _native_stderr_captured,
     _printable,
     _progress_wanted,
-    log,
 )
 from yolocli.cli.options import (
     SOURCE_TYPES,
@@ -37,8 +36,10 @@ from yolocli.cli.options import (
     _split_classes,
     _thresholds,
 )
-from yolocli.cli.session import _Run, _Signals
+from yolocli.cli.session import _Run
 from yolocli.io.formats import FORMATS
+from yolocli.run.signals import Signals
+from yolocli.run.workers import choose_workers
 
 DETECT_EPILOG = (
     """\b
@@ -472,7 +473,7 @@ def _run_detect(
             plan = _calibrated(plan, [s.path for s in named if s.path and not s.is_video])
         if options.slicer is not None:  # tiles far smaller than the network: refused now
             options.slicer.check_network(plan.width, plan.height)
-        options, rule = _parallel(plan, few, workers, threads, options, videos)
+        options, rule = choose_workers(plan, few, workers, threads, options, videos)
         detector: Any = plan if options.workers > 1 else Detector.from_plan(plan, options.threads)
         stdin = sys.stdin.buffer if "-" in sources else None
         items = expand_sources(
@@ -484,7 +485,7 @@ def _run_detect(
             with unannounced():
                 found = expand_sources(sources, out_dir=save.out_dir, source_type=kind)
                 total = _total(found, options.video, videos)
-        with _Signals() as signals:
+        with Signals() as signals:
             return _stream(
                 ctx, plan.info.name, detector, outputs, options, items, total, fmt,
                 (rule if profile else None), signals,
@@ -599,7 +600,7 @@ def _run_ray(
         size = actors or yray.pool_size(yray.cluster_cpus(), threads)
         options = dataclasses.replace(options, workers=size, threads=threads)
         rule = f"--ray {cluster.address}: {how}, one actor per {threads} cluster CPU(s)"
-        with _Signals() as signals:
+        with Signals() as signals:
             return _stream(
                 ctx, plan.info.name, None, outputs, options, items, len(items), fmt,
                 (rule if profile else None), signals, pipeline=run, out_name=cluster.out_uri,
@@ -657,50 +658,6 @@ def _ray_records(ctx: click.Context, run: Any, items: list[Any], cluster: _Clust
     return failed
 
 
-def _parallel(
-    plan: Any, few: bool, workers: str, threads: int | None, options: Any, videos: bool = False
-) -> tuple[Any, str]:
-    """``options`` with the worker processes and engine threads to use, and the rule that
-    chose them in words (for --profile). ``few``: the run is known to have fewer than
-    `yolocli.run.workers.MIN_IMAGES` images; ``videos``: it names a video, camera or stream,
-    whose frames run in this process anyway (`yolocli.run.pipeline`)."""
-    import dataclasses
-
-    from yolocli.run.workers import MIN_IMAGES, auto_workers
-
-    cores = os.cpu_count() or 1
-    share: int | None
-    if workers != "auto":
-        count = int(workers)
-        share = threads or max(1, cores // count)
-        rule = f"--workers {count}"
-        if count > 1 and options.batch > 1:
-            log.warning(
-                "--batch %d is not used with --workers %d: each worker process runs one image "
-                "at a time (-j 1 batches on one network in this process)",
-                options.batch,
-                count,
-            )
-    elif options.batch > 1:
-        count, share = 1, threads  # batches are formed on one network, here
-        rule = f"auto: --batch {options.batch} batches on one network in this process"
-    elif videos:
-        count, share = 1, threads  # frames are not worth shipping to other processes
-        rule = "auto: videos run on one network in this process"
-    elif few:
-        count, share = 1, threads  # starting worker processes would cost more than they save
-        rule = f"auto: fewer than {MIN_IMAGES} images, so one network in this process"
-    else:
-        count, share = auto_workers(plan, cores)
-        share = threads or share
-        rule = (
-            f"auto: {cores} cores, one worker per core as memory allows"
-            if count > 1
-            else f"auto: one network in this process ({cores} cores, {plan.device})"
-        )
-    return dataclasses.replace(options, workers=count, threads=share), rule
-
-
 def _calibrated(plan: Any, paths: list[Any]) -> Any:
     """``plan`` with int8's calibration images: the first of ``paths`` (engines.precision)."""
     import dataclasses
@@ -748,7 +705,7 @@ def _stream(
     total: int | None,
     fmt: str,
     profile: str | None,
-    signals: _Signals,
+    signals: Signals,
     pipeline: Any = None,
     out_name: Any = None,
 ) -> int:

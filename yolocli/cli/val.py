@@ -21,7 +21,7 @@ from yolocli.cli.common import (
     _store,
     log,
 )
-from yolocli.cli.detect import _calibrated, _parallel
+from yolocli.cli.detect import _calibrated
 from yolocli.cli.options import (
     _check_model_choice,
     _flag,
@@ -31,6 +31,7 @@ from yolocli.cli.options import (
     _thresholds,
 )
 from yolocli.cli.session import _Run
+from yolocli.run.workers import choose_workers
 
 VAL_EPILOG = (
     """\b
@@ -190,7 +191,7 @@ def _run_val(
     if model.precision == "int8":  # calibrated on the dataset's first images
         model = _calibrated(model, [i.path for i in dataset.images])
     workers, threads, options = parallel
-    options, _ = _parallel(model, len(sources) < MIN_IMAGES, workers, threads, options)
+    options, _ = choose_workers(model, len(sources) < MIN_IMAGES, workers, threads, options)
     detector = model if options.workers > 1 else Detector.from_plan(model, options.threads)
     truths, found = [], []
     run = _Run(ctx, model.info.name, None, len(sources))

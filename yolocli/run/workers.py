@@ -464,3 +464,45 @@ def auto_workers(
     if count <= 1:
         return 1, cores
     return count, max(1, cores // count)
+
+
+def choose_workers(
+    plan: Any, few: bool, workers: str, threads: int | None, options: Any, videos: bool = False
+) -> tuple[Any, str]:
+    """``options`` with the worker processes and engine threads to use, and the rule that
+    chose them in words (for --profile). ``few``: the run is known to have fewer than
+    `yolocli.run.workers.MIN_IMAGES` images; ``videos``: it names a video, camera or stream,
+    whose frames run in this process anyway (`yolocli.run.pipeline`)."""
+    import dataclasses
+
+    cores = os.cpu_count() or 1
+    share: int | None
+    if workers != "auto":
+        count = int(workers)
+        share = threads or max(1, cores // count)
+        rule = f"--workers {count}"
+        if count > 1 and options.batch > 1:
+            log.warning(
+                "--batch %d is not used with --workers %d: each worker process runs one image "
+                "at a time (-j 1 batches on one network in this process)",
+                options.batch,
+                count,
+            )
+    elif options.batch > 1:
+        count, share = 1, threads  # batches are formed on one network, here
+        rule = f"auto: --batch {options.batch} batches on one network in this process"
+    elif videos:
+        count, share = 1, threads  # frames are not worth shipping to other processes
+        rule = "auto: videos run on one network in this process"
+    elif few:
+        count, share = 1, threads  # starting worker processes would cost more than they save
+        rule = f"auto: fewer than {MIN_IMAGES} images, so one network in this process"
+    else:
+        count, share = auto_workers(plan, cores)
+        share = threads or share
+        rule = (
+            f"auto: {cores} cores, one worker per core as memory allows"
+            if count > 1
+            else f"auto: one network in this process ({cores} cores, {plan.device})"
+        )
+    return dataclasses.replace(options, workers=count, threads=share), rule
