@@ -39,7 +39,6 @@ from yolocli.cli.options import (
 from yolocli.cli.session import _Run
 from yolocli.io.formats import FORMATS
 from yolocli.run.signals import Signals
-from yolocli.run.workers import choose_workers
 
 DETECT_EPILOG = (
     """\b
@@ -453,7 +452,7 @@ def _run_detect(
         from yolocli.tracking.session import expand as expand_sources
     from yolocli.io.outputs import Outputs
     from yolocli.models.store import Store
-    from yolocli.run.workers import MIN_IMAGES
+    from yolocli.run.workers import MIN_IMAGES, choose_workers
 
     if isinstance(sys.stdout, io.TextIOWrapper):
         # Paths that are not valid UTF-8 reach stdout as the bytes they are.

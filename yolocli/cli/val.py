@@ -31,7 +31,6 @@ from yolocli.cli.options import (
     _thresholds,
 )
 from yolocli.cli.session import _Run
-from yolocli.run.workers import choose_workers
 
 VAL_EPILOG = (
     """\b
@@ -179,7 +178,7 @@ def _run_val(
     from yolocli.io.formats import coco_bbox
     from yolocli.io.inputs import Source, safe_rel
     from yolocli.run.pipeline import Pipeline
-    from yolocli.run.workers import MIN_IMAGES
+    from yolocli.run.workers import MIN_IMAGES, choose_workers
 
     model = plan(**detector_args, store=_store(ctx))
     dataset = datasets.load(data, model.info.class_names, images)

@@ -118,9 +118,12 @@ def _optimized(graph: Graph, path: Path, threads: int | None) -> Path | None:
 
     try:
         store = graph.store or Store.from_env()
+        # only a speed-up: a store that cannot keep it gets no private copy (worker
+        # processes, which exit without cleaning up, would each leave one behind)
         return store.derived(
-            f"{path.stem}.ort.onnx", hashlib.sha256(key.encode()).hexdigest(), build
-        )
+            f"{path.stem}.ort.onnx", hashlib.sha256(key.encode()).hexdigest(), build,
+            private=False,
+        )  # fmt: skip
     except Exception:  # never worse than no cache: the plain graph opens below
         log.debug("cannot cache ONNX Runtime's optimized graph", exc_info=True)
         return None

@@ -388,6 +388,8 @@ class Store:
         key: str,
         build: Callable[[], bytes],
         about: Mapping[str, str] | None = None,
+        *,
+        private: bool = True,
     ) -> Path:
         """A file made from other files (a compiled ONNX graph), cached under ``derived/``.
 
@@ -397,7 +399,9 @@ class Store:
         file is used only under a record that verifies (`yolocli.models.seal`), for this key, and
         only if the file hashes to the record's sha256 or is unchanged since it did; anything
         else is made again. A store that cannot be written (read-only, full, another user's)
-        gets the file in a private temporary folder, for this process. Works offline.
+        gets the file in a private temporary folder, for this process; with ``private=False``
+        (a cache that only saves time) a `StoreError` instead, before anything is built.
+        Works offline.
         """
         dest = self.root / "derived" / f"{Path(name).stem}-{key[:16]}{Path(name).suffix}"
         if self._derived_good(dest, key):
@@ -414,6 +418,8 @@ class Store:
                 problem = err.__cause__ if isinstance(err.__cause__, OSError) else err
             if problem is None and self._derived_good(dest, key):
                 return dest  # another process made it while this one waited
+            if problem is not None and not private:
+                raise StoreError(f"the model store cannot keep {dest.name}: {problem}")
             data = build()
             if problem is None:
                 try:
@@ -424,6 +430,8 @@ class Store:
                     for p in (dest, _record_path(dest)):
                         with contextlib.suppress(OSError):
                             p.unlink()
+                    if not private:
+                        raise StoreError(f"the model store cannot keep {dest.name}: {err}") from err
             return _private_copy(dest, data, problem, self.root)
 
     def _derived_record(self, dest: Path, key: str | None = None) -> dict[str, object] | None:
