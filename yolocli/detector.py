@@ -707,6 +707,13 @@ def _compiler_fingerprint() -> str:
     does) must not pay for importing onnx."""
     import importlib.util
 
-    files = [importlib.util.find_spec(f"yolocli.families.darknet.{m}") for m in ("compiler", "cfg")]
+    # the compiler, the cfg reader, and the recipe, whose fold_bn puts the batch norm into
+    # the graph's weights
+    modules = (
+        "yolocli.families.darknet.compiler",
+        "yolocli.families.darknet.cfg",
+        "yolocli.recipe",
+    )
+    files = [importlib.util.find_spec(m) for m in modules]
     code = b"".join(Path(f.origin).read_bytes() for f in files if f is not None and f.origin)
     return hashlib.sha256(code).hexdigest()
