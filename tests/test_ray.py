@@ -243,6 +243,25 @@ def test_an_actor_killed_mid_job_duplicates_and_loses_nothing(
     assert got == reference
 
 
+def test_your_own_pipeline_from_read_binary_files(
+    ray_env: None, photos: Path, reference: list[dict[str, Any]]
+) -> None:
+    """The Python route (the module's example): bytes read by Ray Data's own read tasks
+    (``detect --ray`` has its actors read them instead), the same records."""
+    import yolocli.ray as yray
+    from yolocli.detector import plan
+    from yolocli.io.inputs import expand_sources
+    from yolocli.models.store import Store
+    from yolocli.postprocess import Postprocess
+
+    the_plan = plan("yolov3-tiny", store=Store.from_env(), postprocess=Postprocess(conf=0.2))
+    paths = [str(s.path) for s in expand_sources([str(photos)]) if s.path is not None]
+    rows = yray.detect(yray.read(paths), the_plan)
+    records = yray.to_records(rows, "yolov3-tiny", the_plan.info.class_names)
+    got = [json.loads(row["text"]) for row in records.take_all()]
+    assert sorted(got, key=lambda r: r["image"]) == sorted(reference, key=lambda r: r["image"])
+
+
 # -- object storage: moto's real S3 server ------------------------------------------------------
 
 

@@ -40,7 +40,7 @@ from yolocli.errors import YolocliError
 from yolocli.io.inputs import IMAGE_EXTENSIONS, Source, os_reason, over_limit, special_file_error
 from yolocli.io.outputs import Rendered, Targets
 from yolocli.run.pipeline import Options, Result, store
-from yolocli.run.workers import Task, run_task
+from yolocli.run.workers import Done, Task, run_task
 from yolocli.slicing import Slicer
 
 if TYPE_CHECKING:
@@ -227,8 +227,10 @@ def result_schema() -> pa.Schema:
 class Detect:
     """Callable class for ``Dataset.map_batches``: one network per actor, loaded once.
 
-    Takes batches of ``{"bytes", "path"}`` (``read_binary_files(..., include_paths=True)``)
-    and returns `result_schema` rows, one per image, in batch order. Each image goes through
+    Takes batches of ``{"bytes", "path"}`` (``read_binary_files(..., include_paths=True)``),
+    or of ``{"path"}`` alone (`listing`), whose bytes it reads itself: from this node's files,
+    or from ``filesystem`` (pyarrow's, for object-store paths). Returns `result_schema` rows,
+    one per image, in batch order. Each image goes through
     `yolocli.run.workers.run_task`, so a corrupt, truncated or oversized image is a row with
     ``error`` set, never a failed job. ``kinds`` (``image``, ``labels``, ``crops``) are the
     outputs to render as bytes; ``threads`` the engine threads (give the actor as many CPUs).
@@ -244,23 +246,22 @@ class Detect:
         kinds: frozenset[str] = frozenset(),
         save_conf: bool = False,
         slicer: Slicer | None = None,
+        filesystem: Any = None,
     ) -> None:
         self.detector = Detector.from_plan(_on_this_node(plan), threads)
+        self.filesystem = filesystem
         self.max_bytes, self.max_pixels = max_bytes, max_pixels
         self.kinds, self.save_conf, self.slicer = kinds, save_conf, slicer
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         import pyarrow as pa
 
+        contents = batch.get("bytes")
         rows = []
-        for data, path in zip(batch["bytes"], batch["path"], strict=True):
+        for i, path in enumerate(batch["path"]):
             path = str(path)
-            source = Source(path, None, PurePosixPath(PurePosixPath(path).name), data=bytes(data))
-            task = Task(
-                0, source, _render_targets(path, self.kinds), self.save_conf,
-                self.max_bytes, self.max_pixels, self.slicer,
-            )  # fmt: skip
-            done = run_task(self.detector, task)
+            data = bytes(contents[i]) if contents is not None else None
+            done = self._run(path, data)
             rendered = done.rendered or Rendered()
             dets = done.detections
             rows.append({
@@ -280,6 +281,27 @@ class Detect:
             })  # fmt: skip
         return pa.Table.from_pylist(rows, schema=result_schema())
 
+    def _run(self, path: str, data: bytes | None) -> Done:
+        """`run_task` on one image: its bytes as given, else read here, from this node's
+        files (with the local run's checks and messages) or from ``filesystem``."""
+        rel = PurePosixPath(PurePosixPath(path).name)
+        if data is not None:
+            source = Source(path, None, rel, data=data)
+        elif self.filesystem is None:
+            source = Source(path, Path(path), rel)  # `run_task` reads it, as a worker does
+        else:
+            try:
+                with self.filesystem.open_input_stream(path) as stream:
+                    data = stream.read(self.max_bytes + 1)  # more is refused by its size
+            except OSError as err:
+                return Done(0, error=f"cannot read: {str(err).splitlines()[0]}")
+            source = Source(path, None, rel, data=data)
+        task = Task(
+            0, source, _render_targets(path, self.kinds), self.save_conf,
+            self.max_bytes, self.max_pixels, self.slicer,
+        )  # fmt: skip
+        return run_task(self.detector, task)
+
 
 def detect(
     ds: Any,
@@ -295,7 +317,8 @@ def detect(
 
     ``actors``: the pool size (default: the cluster's CPUs over ``threads``); each actor asks
     Ray for ``threads`` CPUs and runs its engine on as many threads. ``settings`` go to
-    `Detect` (``max_bytes``, ``max_pixels``, ``kinds``, ``save_conf``, ``slicer``), or to
+    `Detect` (``max_bytes``, ``max_pixels``, ``kinds``, ``save_conf``, ``slicer``,
+    ``filesystem``), or to
     ``udf``, a subclass of it.
 
     Example (a Ray pipeline of your own)::
@@ -324,7 +347,11 @@ def detect(
 
 def read(paths: list[str], filesystem: Any = None, blocks: int | None = None) -> Any:
     """``ray.data.read_binary_files(paths, include_paths=True)`` with read tasks that take no
-    CPU (reading is I/O: every CPU is for the actors), in ``blocks`` read tasks."""
+    CPU (reading is I/O: every CPU is for the actors), in ``blocks`` read tasks, one at a time.
+
+    One at a time: a task that takes no CPU may always start, and Ray starts a Python worker
+    process for each running task, so unbounded read tasks became dozens of processes
+    competing with the actors. `listing` avoids read tasks altogether."""
     import inspect
 
     ray = require_ray()
@@ -332,8 +359,25 @@ def read(paths: list[str], filesystem: Any = None, blocks: int | None = None) ->
     named = "num_cpus" in inspect.signature(ray.data.read_binary_files).parameters
     return ray.data.read_binary_files(
         paths, include_paths=True, filesystem=filesystem, override_num_blocks=blocks,
-        **(free if named else {"ray_remote_args": free}),  # a named argument in newer Rays
+        concurrency=1, **(free if named else {"ray_remote_args": free}),
     )  # fmt: skip
+
+
+def listing(paths: Sequence[str], blocks: int) -> Any:
+    """A ``Dataset`` of ``{"path"}`` rows, in order, in ``blocks`` blocks: for `detect`,
+    whose actors read each image's bytes themselves, where they process it.
+
+    What ``detect --ray`` uses. Measured on 2 cores (600 photos, benchmarks/RESULTS.md): read
+    tasks, even one at a time, need Python worker processes of their own beside the actors,
+    and a second operator for Ray Data to schedule; without them the run took 1 s less."""
+    import pyarrow as pa
+
+    ray = require_ray()
+    step = max(1, -(-len(paths) // max(1, blocks)))
+    return ray.data.from_arrow([
+        pa.table({"path": pa.array(list(paths[i : i + step]), pa.string())})
+        for i in range(0, len(paths), step)
+    ])  # fmt: skip
 
 
 # -- records --------------------------------------------------------------------------------
@@ -571,7 +615,8 @@ class RayRun:
         # at least a block per actor; at most four each (more only adds scheduling)
         blocks = max(min(len(paths), size), min(-(-len(paths) // BATCH_SIZE), 4 * size))
         return detect(
-            read(paths, self.filesystem, blocks), self.plan, actors=size, threads=self.threads,
+            listing(paths, blocks), self.plan, actors=size, threads=self.threads,
+            filesystem=self.filesystem,
             max_bytes=self.options.max_bytes, max_pixels=self.options.max_pixels,
             kinds=self.outputs.options.kinds, save_conf=self.outputs.options.save_conf,
             slicer=self.options.slicer, batch_size=self.batch_size, udf=self.udf,
@@ -677,6 +722,7 @@ __all__ = [
     "RayRun",
     "connect",
     "detect",
+    "listing",
     "local_items",
     "names_for",
     "read",
