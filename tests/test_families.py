@@ -467,3 +467,26 @@ def test_yolov5_answers_as_yolov5_detect(tmp_path: Path) -> None:
         cropped = tmp_path / f"{image.stem}.png"
         cv2.imwrite(str(cropped), pixels)  # for assert_same's clipping to its size
         assert_same(det.detect(pixels, post), ref["images"][image.name], cropped)
+
+
+def test_a_model_the_engine_cannot_open_fails_before_any_record(tmp_path: Path) -> None:
+    """The engine opens on a thread while the first image loads (`Detector.from_plan` with
+    ``wait=False``); a file yolocli recognises but the engine refuses still fails the run
+    with one line, before any record (not even the missing file's, listed first)."""
+    node = helper.make_node("NoSuchOp", ["images"], ["out"])
+    graph = helper.make_graph(
+        [node], "g",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 84, 84])],
+    )  # fmt: skip
+    bad = tmp_path / "bad.onnx"
+    onnx.save(helper.make_model(graph), str(bad))
+    missing, image = str(tmp_path / "missing.png"), str(DATA / "images" / "coffee.png")
+    for sources in ([missing, image], [missing]):  # the second: no image needs the network
+        result = run_cli("detect", *sources, "-m", str(bad), "--backend", "onnxruntime",
+                         "--no-save", "-f", "jsonl")  # fmt: skip
+        assert result.exit_code == 1, result.stderr
+        assert result.stdout == ""
+        errors = [ln for ln in result.stderr.splitlines() if ln.startswith("yolocli: error")]
+        assert len(errors) == 1, result.stderr
+        assert "NoSuchOp" in errors[0]

@@ -115,13 +115,33 @@ class Detector:
         )  # fmt: skip
 
     @classmethod
-    def from_plan(cls, plan: Plan, threads: int | None = None) -> Detector:
-        """A detector for a `Plan` made elsewhere (a worker process's copy of the network)."""
+    def from_plan(cls, plan: Plan, threads: int | None = None, *, wait: bool = True) -> Detector:
+        """A detector for a `Plan` made elsewhere (a worker process's copy of the network).
+
+        ``wait`` False returns at once and opens the engine on a thread of its own (the
+        engines load their graphs without holding the GIL): work that needs no network, such
+        as reading and letterboxing the first image, goes on meanwhile, and the first use of
+        `engine` waits for it (raising what opening raised). Call `ready` to wait sooner."""
         detector = cls.__new__(cls)
-        detector._open(plan, threads)
+        detector._open(plan, threads, wait)
         return detector
 
-    def _open(self, plan: Plan, threads: int | None) -> None:
+    @property
+    def engine(self) -> engines.Engine:
+        """The engine running the network (waits for it if it is still opening)."""
+        if self._engine is None:
+            self._opening.join()
+            if self._failed is not None:
+                raise self._failed
+            assert self._engine is not None
+        return self._engine
+
+    def ready(self) -> Detector:
+        """This detector once its engine is open; raises what opening it raised."""
+        self.engine  # noqa: B018 (waits)
+        return self
+
+    def _open(self, plan: Plan, threads: int | None, wait: bool = True) -> None:
         threads = check_threads(threads)
         self.plan = plan
         self.info = plan.info
@@ -141,8 +161,21 @@ class Detector:
             plan.info.network, plan.width, plan.height, plan.compiled, self.recipe, plan.store,
             plan.precision,
         )  # fmt: skip
-        self.engine = engines.open_engine(plan.backend, graph, plan.device, threads)
         self._local = threading.local()  # one Letterboxer (and its buffers) per thread
+        self._engine: engines.Engine | None = None
+        self._failed: BaseException | None = None
+        if wait:
+            self._engine = engines.open_engine(plan.backend, graph, plan.device, threads)
+            return
+
+        def open_it() -> None:
+            try:
+                self._engine = engines.open_engine(plan.backend, graph, plan.device, threads)
+            except BaseException as err:  # raised where the engine is first wanted
+                self._failed = err
+
+        self._opening = threading.Thread(target=open_it, name="yolocli-open", daemon=True)
+        self._opening.start()
 
     @property
     def model_name(self) -> str:

@@ -473,7 +473,11 @@ def _run_detect(
         if options.slicer is not None:  # tiles far smaller than the network: refused now
             options.slicer.check_network(plan.width, plan.height)
         options, rule = choose_workers(plan, few, workers, threads, options, videos)
-        detector: Any = plan if options.workers > 1 else Detector.from_plan(plan, options.threads)
+        # One network here: it opens on a thread while the inputs are listed and the first
+        # image is read and letterboxed (the pipeline waits for it before the first result).
+        detector: Any = (
+            plan if options.workers > 1 else Detector.from_plan(plan, options.threads, wait=False)
+        )
         stdin = sys.stdin.buffer if "-" in sources else None
         items = expand_sources(
             sources, stdin=stdin, null=null, out_dir=save.out_dir, max_bytes=options.max_bytes,

@@ -473,7 +473,14 @@ class Pipeline:
 
     def _run_here(self, sources: Iterable[inputs.Source]) -> Iterator[Result]:
         opts = self.options
-        self.engine = self.detector.engine.name
+
+        def opened() -> None:
+            """Waits for an engine still opening (`Detector.from_plan` with ``wait=False``):
+            first wanted once the first image is loaded, and before any result is out, so a
+            network that cannot open fails the run before it prints anything."""
+            if not self.engine:
+                self.engine = self.detector.engine.name
+
         window = 2 * opts.batch + opts.stage_threads
         inbox: queue.Queue[Any] = queue.Queue(maxsize=window)
         stop = threading.Event()
@@ -540,12 +547,14 @@ class Pipeline:
                         batch.append(item)
                         if len(batch) < opts.batch and not loads:
                             break  # nothing else loaded yet: do not wait for a full batch
+                opened()
                 if batch:
                     for loaded, dets in zip(batch, self._infer(batch), strict=True):
                         dets = self._hook(loaded, dets)
                         saves.append(saver.submit(self._save, loaded, dets))
                 while saves and (saves[0].done() or len(saves) > window):
                     yield self._deliver(saves.popleft().result())
+            opened()  # no input at all: the network must still have opened
             while saves:
                 yield self._deliver(saves.popleft().result())
         finally:
