@@ -7,6 +7,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path, PurePosixPath
 
@@ -211,3 +213,35 @@ def test_workers_share_the_graph_a_store_could_not_keep(
                 break
     assert [answers[i].error for i in range(2)] == [None, None]
     assert list(workers_tmp.glob("yolocli-graphs-*")) == []
+
+
+def test_workers_do_not_run_the_main_script_again(tmp_path: Path, env: dict[str, str]) -> None:
+    """A spawned worker needs nothing of the script that started it: the ``yolocli`` command's
+    own file imports the whole command line, which cost every worker's start. The script here
+    notes each time its top level runs; run through a worker, it must run once (here)."""
+    marker = tmp_path / "ran"
+    script = tmp_path / "uses_workers.py"
+    script.write_text(
+        "import os, sys\n"
+        f"with open({str(marker)!r}, 'a') as f:\n"
+        "    f.write(f'{os.getpid()}\\n')\n"
+        "from pathlib import PurePosixPath\n"
+        "from yolocli.detector import plan\n"
+        "from yolocli.io.inputs import Source\n"
+        "from yolocli.io.outputs import Targets\n"
+        "from yolocli.run.workers import Task, Workers\n"
+        # no `if __name__ == '__main__'` guard: a worker that ran this file would start workers
+        "with Workers(plan('yolov3-tiny'), 1, 1) as pool:\n"
+        f"    image = Source('c.png', {str(DATA / 'images' / 'coffee.png')!r},\n"
+        "                   PurePosixPath('c'))\n"
+        "    pool.submit(Task(0, image, Targets(), False, 1 << 30, 1 << 30))\n"
+        "    done = [d for _ in range(10) for d in pool.results(timeout=60)]\n"
+        "    assert done and done[0].error is None, done\n"
+        "    print(sys.modules['__main__'].__file__)\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert stdout.strip() == str(script)  # put back after the worker started
+    assert marker.read_text().splitlines() == [str(proc.pid)]

@@ -22,16 +22,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import multiprocessing
-import multiprocessing.connection
 import os
 import selectors
 import signal
+import sys
 import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +46,9 @@ from yolocli.io.outputs import Rendered, Targets, render
 from yolocli.models.store import is_private_copy
 from yolocli.run.timing import Clock, Timings
 from yolocli.slicing import Slicer
+
+if TYPE_CHECKING:
+    import multiprocessing.connection
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +213,8 @@ class _Worker:
             name=f"yolocli-worker-{number}",
             daemon=True,
         )
-        self.process.start()
+        with _main_not_rerun():
+            self.process.start()
         child.close()
         self.tasks: deque[Task] = deque()  # sent, not answered; the first is the one it runs
         self.busy_since = 0.0  # when it started on tasks[0] (monotonic seconds)
@@ -228,6 +231,29 @@ class _Worker:
             hint = " (out of memory?)" if -code == signal.SIGKILL else ""
             return f"it was killed by {name}{hint}"
         return f"it exited with status {code}"
+
+
+@contextlib.contextmanager
+def _main_not_rerun() -> Iterator[None]:
+    """A worker started meanwhile does not run this process's main script again.
+
+    A spawned process runs the parent's ``__main__`` file first (as ``__mp_main__``), for
+    functions defined there. A worker needs none (its task and everything in it are
+    yolocli's), and for the ``yolocli`` command that file imports the whole command line,
+    Click included: about 0.05 s of each worker's start on a 2-core machine, spent while
+    the machine has nothing else to do but start workers. ``python -m`` runs skip it already
+    (multiprocessing leaves ``*.__main__`` modules alone); so do scripts that use yolocli
+    here, which then need no ``if __name__ == "__main__"`` guard for yolocli's workers."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    del main.__file__  # multiprocessing.spawn reads it while the process starts
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 class Workers:
@@ -247,6 +273,8 @@ class Workers:
         self.min_silence = min_silence  # None: MIN_SILENCE, or MIN_SILENCE_SLICED
         self.slowest = 0.0  # seconds, the longest a worker took on one image so far
         self._polled = time.monotonic()  # when this process last looked for answers
+        import multiprocessing  # here: a run of one network never starts a process
+
         self.ctx = multiprocessing.get_context("spawn")  # never fork a process with threads
         self.engine = ""
         self._started = 0
