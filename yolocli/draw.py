@@ -113,8 +113,16 @@ def color_for(class_id: int) -> tuple[int, int, int]:
     return (b, g, r)
 
 
-# The colors of the 80 COCO classes, for reference (ids past 80 keep following the rule).
-PALETTE: tuple[tuple[int, int, int], ...] = tuple(color_for(i) for i in range(80))
+if TYPE_CHECKING:
+    PALETTE: tuple[tuple[int, int, int], ...]
+
+
+def __getattr__(name: str) -> object:
+    # PALETTE, the colors of the 80 COCO classes, for reference (ids past 80 keep following
+    # the rule): made when first asked for, not at every start (80 colors cost milliseconds).
+    if name == "PALETTE":
+        return tuple(color_for(i) for i in range(80))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def text_color(bgr: tuple[int, int, int]) -> tuple[int, int, int]:
