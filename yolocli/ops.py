@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +29,7 @@ _PAIRS = {np.float32: 1 << 15, np.float64: 1 << 14}
 # Relative error bound (generous) of IoU computed in float32 from float32 coordinates; pairs
 # whose float32 IoU lies this close to the cut are recomputed in float64.
 _F32_BAND = 1e-5
+_EPS64 = float(np.finfo(np.float64).eps)
 
 
 def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -118,42 +119,75 @@ def _overlap(a: FloatArray, area_a: FloatArray, b: FloatArray, area_b: FloatArra
 class _Boxes:
     """Boxes in score order, ready for suppression tests between any two index sets.
 
-    OpenCV decides in float64. When every coordinate is a float32 (as detector output is)
-    the IoU is first computed in float32, at twice the speed; it is within ``_F32_BAND`` of
-    the exact value, so only the rare pairs that close to the cut are recomputed in float64.
+    OpenCV decides in float64. When the boxes come as float32 (as detector output does), all
+    have an area and there are more than one block of them, the test first runs in float32
+    and without a division: for a union above 0, IoU >= t exactly when inter >= t / (1 + t) *
+    (area_a + area_b), whose right side is one addition of per-box terms. Its rounding stays
+    far inside ``_F32_BAND``, so pairs decided with the cut widened by that band either way
+    are decided exactly; only the rare pairs in between are recomputed in float64.
     """
 
-    def __init__(
-        self, boxes: npt.NDArray[np.float64], order: IntArray, iou_threshold: float
-    ) -> None:
-        rows = np.ascontiguousarray(boxes[order].T)  # (4, N): x1, y1, x2, y2 in score order
-        self.area = (rows[2] - rows[0]) * (rows[3] - rows[1])
-        rows[2:] *= -1
-        self.rows = rows
+    def __init__(self, boxes: npt.NDArray[Any], order: IntArray, iou_threshold: float) -> None:
+        self.boxes, self.order = boxes, order  # (N, 4) x1, y1, x2, y2 as given
+        self.threshold = iou_threshold
         self.cut = _suppression_cut(iou_threshold)
-        # OpenCV counts a pair whose areas sum to ~0 as fully overlapping; that needs two boxes
-        # of (almost) no area, so the rule costs nothing unless there are such boxes.
-        eps = np.finfo(np.float64).eps
-        self.tiny = bool(np.float32(1) > np.float32(iou_threshold)) and (
-            np.count_nonzero(self.area <= eps) > 1
-        )
         self.rows32: npt.NDArray[np.float32] | None = None
         # float32 pays off on the large comparisons of many boxes; a single block is too
         # small to win back the checks below.
-        if rows.shape[1] > _ONE_BLOCK and not self.tiny and _float32_safe(rows):
-            self.rows32 = rows.astype(np.float32)
-            self.area32 = self.area.astype(np.float32)
-            self.lo = np.float32(self.cut * (1 - _F32_BAND))
-            self.hi = np.float32(self.cut * (1 + _F32_BAND))
+        if boxes.dtype == np.float32 and order.size > _ONE_BLOCK and self.cut <= 1:
+            r = boxes.T.take(order, axis=1)  # (4, N) in score order
+            w, h = r[2] - r[0], r[3] - r[1]
+            area = w * h
+            # finite, no overflow, no product leaving float32's normal range, and no two
+            # boxes so small that OpenCV's rule for areas summing to ~0 could apply
+            if (
+                r.max() <= 1e15
+                and r.min() >= -1e15
+                and min(w.min(), h.min()) >= 1e-10
+                and area.min() > 1e-15
+            ):  # (a NaN fails them too)
+                r[2:] *= -1
+                self.rows32 = r
+                lo, hi = self.cut * (1 - _F32_BAND), self.cut * (1 + _F32_BAND)
+                self.area_lo = area * np.float32(lo / (1 + lo))
+                self.area_hi = area * np.float32(hi / (1 + hi))
         self.pairs = _PAIRS[np.float32 if self.rows32 is not None else np.float64]
+
+    @functools.cached_property
+    def rows(self) -> npt.NDArray[np.float64]:
+        """(4, N) float64 x1, y1, -x2, -y2 in score order (the exact test's)."""
+        rows = np.ascontiguousarray(self.boxes[self.order].T, dtype=np.float64)
+        rows[2:] *= -1
+        return rows
+
+    @functools.cached_property
+    def area(self) -> npt.NDArray[np.float64]:
+        r = self.rows
+        area: npt.NDArray[np.float64] = (-r[2] - r[0]) * (-r[3] - r[1])
+        return area
+
+    @functools.cached_property
+    def tiny(self) -> bool:
+        """OpenCV counts a pair whose areas sum to ~0 as fully overlapping; that needs two
+        boxes of (almost) no area, so the rule costs nothing unless there are such boxes."""
+        return bool(np.float32(1) > np.float32(self.threshold)) and bool(
+            np.count_nonzero(self.area <= _EPS64) > 1
+        )
 
     def suppresses(self, a: IntArray, b: IntArray) -> npt.NDArray[np.bool_]:
         """(len(a), len(b)) True where box a_i would suppress box b_j."""
         if self.rows32 is None:
             return self._exact(a, b)
-        q = _overlap(self.rows32[:, a], self.area32[a], self.rows32[:, b], self.area32[b])
-        out: npt.NDArray[np.bool_] = q >= self.hi
-        near = q >= self.lo
+        ra, rb = self.rows32[:, a], self.rows32[:, b]
+        inter = np.maximum.outer(ra[0], rb[0])
+        inter += np.maximum.outer(ra[2], rb[2])  # = -(min(x2) - max(x1))
+        ih = np.maximum.outer(ra[1], rb[1])
+        ih += np.maximum.outer(ra[3], rb[3])
+        np.minimum(inter, 0, out=inter)
+        np.minimum(ih, 0, out=ih)
+        inter *= ih  # a product of two non-positive sides
+        out: npt.NDArray[np.bool_] = inter >= np.add.outer(self.area_hi[a], self.area_hi[b])
+        near = inter >= np.add.outer(self.area_lo[a], self.area_lo[b])
         if np.count_nonzero(near) != np.count_nonzero(out):  # some pairs are too close to call
             i, j = np.nonzero(near & ~out)
             out[i, j] = self._exact_pairs(a[i], b[j])
@@ -163,7 +197,7 @@ class _Boxes:
         q = _overlap(self.rows[:, a], self.area[a], self.rows[:, b], self.area[b])
         out: npt.NDArray[np.bool_] = q >= self.cut
         if self.tiny:
-            out |= np.add.outer(self.area[a], self.area[b]) <= np.finfo(np.float64).eps
+            out |= np.add.outer(self.area[a], self.area[b]) <= _EPS64
         return out
 
     def _exact_pairs(self, a: IntArray, b: IntArray) -> npt.NDArray[np.bool_]:
@@ -176,19 +210,6 @@ class _Boxes:
         with np.errstate(invalid="ignore", divide="ignore"):
             out: npt.NDArray[np.bool_] = inter / union >= self.cut
         return out
-
-
-def _float32_safe(rows: npt.NDArray[np.float64]) -> bool:
-    """True if float32 arithmetic on these coordinates stays within ``_F32_BAND``: every
-    value is a float32, nothing overflows, and no width or height is so small that its
-    products leave float32's normal range."""
-    if not np.isfinite(rows).all() or np.abs(rows).max() > 1e15:
-        return False
-    if not np.array_equal(rows.astype(np.float32), rows):
-        return False
-    sizes = np.concatenate([-rows[2] - rows[0], -rows[3] - rows[1]])
-    small = sizes[sizes != 0]
-    return bool(small.size == 0 or np.abs(small).min() >= 1e-10)
 
 
 def _greedy(m: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
@@ -224,7 +245,10 @@ def nms(
     """
     if not 0.0 <= iou_threshold <= 1.0:
         raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
-    boxes = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    boxes = np.asarray(xyxy)
+    if boxes.dtype != np.float32:
+        boxes = boxes.astype(np.float64)
+    boxes = boxes.reshape(-1, 4)
     score = np.asarray(scores, dtype=np.float32).reshape(-1)
     if boxes.shape[0] != score.shape[0]:
         raise ValueError(f"{boxes.shape[0]} boxes but {score.shape[0]} scores")
