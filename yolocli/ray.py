@@ -256,11 +256,16 @@ class Detect:
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         import pyarrow as pa
 
+        paths = [str(path) for path in batch["path"]]
         contents = batch.get("bytes")
+        if contents is not None:
+            given: Iterable[bytes | str | None] = (bytes(data) for data in contents)
+        elif self.filesystem is None:
+            given = [None] * len(paths)  # this node's files: `run_task` reads each in turn
+        else:  # an object store: every read of the batch in flight while the first runs
+            given = self._fetching(paths)
         rows = []
-        for i, path in enumerate(batch["path"]):
-            path = str(path)
-            data = bytes(contents[i]) if contents is not None else None
+        for path, data in zip(paths, given, strict=True):
             done = self._run(path, data)
             rendered = done.rendered or Rendered()
             dets = done.detections
@@ -281,20 +286,32 @@ class Detect:
             })  # fmt: skip
         return pa.Table.from_pylist(rows, schema=result_schema())
 
-    def _run(self, path: str, data: bytes | None) -> Done:
-        """`run_task` on one image: its bytes as given, else read here, from this node's
-        files (with the local run's checks and messages) or from ``filesystem``."""
-        rel = PurePosixPath(PurePosixPath(path).name)
-        if data is not None:
-            source = Source(path, None, rel, data=data)
-        elif self.filesystem is None:
-            source = Source(path, Path(path), rel)  # `run_task` reads it, as a worker does
-        else:
+    def _fetching(self, paths: list[str]) -> Iterator[bytes | str]:
+        """Each path's bytes from ``filesystem`` (at most ``max_bytes`` + 1 of them: more is
+        refused by its size), or why it could not be read, in order; all requested at once, so
+        that an object store's latency is paid about once a batch, not once an image."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def fetch(path: str) -> bytes | str:
             try:
                 with self.filesystem.open_input_stream(path) as stream:
-                    data = stream.read(self.max_bytes + 1)  # more is refused by its size
+                    data: bytes = stream.read(self.max_bytes + 1)
+                    return data
             except OSError as err:
-                return Done(0, error=f"cannot read: {str(err).splitlines()[0]}")
+                return f"cannot read: {str(err).splitlines()[0]}"
+
+        with ThreadPoolExecutor(min(len(paths), 16) or 1) as pool:
+            yield from pool.map(fetch, paths)
+
+    def _run(self, path: str, data: bytes | str | None) -> Done:
+        """`run_task` on one image: its bytes (or why they could not be read), or None to
+        read it here from this node's files, with the local run's checks and messages."""
+        rel = PurePosixPath(PurePosixPath(path).name)
+        if isinstance(data, str):
+            return Done(0, error=data)
+        if data is None:
+            source = Source(path, Path(path), rel)  # `run_task` reads it, as a worker does
+        else:
             source = Source(path, None, rel, data=data)
         task = Task(
             0, source, _render_targets(path, self.kinds), self.save_conf,
@@ -345,13 +362,17 @@ def detect(
     )
 
 
-def read(paths: list[str], filesystem: Any = None, blocks: int | None = None) -> Any:
+def read(
+    paths: list[str], filesystem: Any = None, blocks: int | None = None,
+    concurrency: int | None = None,
+) -> Any:  # fmt: skip
     """``ray.data.read_binary_files(paths, include_paths=True)`` with read tasks that take no
-    CPU (reading is I/O: every CPU is for the actors), in ``blocks`` read tasks, one at a time.
+    CPU (reading is I/O: every CPU is for the actors), in ``blocks`` read tasks, at most
+    ``concurrency`` at a time (default: one per 4 CPUs of the cluster).
 
-    One at a time: a task that takes no CPU may always start, and Ray starts a Python worker
-    process for each running task, so unbounded read tasks became dozens of processes
-    competing with the actors. `listing` avoids read tasks altogether."""
+    Bounded: a task that takes no CPU may always start, and Ray starts a Python worker process
+    for each running task; unbounded, the read tasks of 600 photos became about 70 processes
+    competing with two actors on a 2-core machine. `listing` avoids read tasks altogether."""
     import inspect
 
     ray = require_ray()
@@ -359,17 +380,21 @@ def read(paths: list[str], filesystem: Any = None, blocks: int | None = None) ->
     named = "num_cpus" in inspect.signature(ray.data.read_binary_files).parameters
     return ray.data.read_binary_files(
         paths, include_paths=True, filesystem=filesystem, override_num_blocks=blocks,
-        concurrency=1, **(free if named else {"ray_remote_args": free}),
+        concurrency=concurrency or max(1, cluster_cpus() // 4),
+        **(free if named else {"ray_remote_args": free}),  # a named argument in newer Rays
     )  # fmt: skip
 
 
 def listing(paths: Sequence[str], blocks: int) -> Any:
-    """A ``Dataset`` of ``{"path"}`` rows, in order, in ``blocks`` blocks: for `detect`,
-    whose actors read each image's bytes themselves, where they process it.
+    """A ``Dataset`` of ``{"path"}`` rows, in order, in ``blocks`` blocks, for `detect`:
+    its actors read each image's bytes themselves, where they process it (what
+    ``detect --ray`` does).
 
-    What ``detect --ray`` uses. Measured on 2 cores (600 photos, benchmarks/RESULTS.md): read
-    tasks, even one at a time, need Python worker processes of their own beside the actors,
-    and a second operator for Ray Data to schedule; without them the run took 1 s less."""
+    No read tasks: on 2 cores (600 photos, benchmarks/RESULTS.md) `read`'s tasks, even one
+    at a time, needed Python worker processes of their own beside the actors and a second
+    operator for Ray Data to schedule, and the run took about a second longer. An actor
+    reads local files as a worker process does; object-store reads are all requested at the
+    start of a batch (`Detect`), so their latency is paid about once a batch."""
     import pyarrow as pa
 
     ray = require_ray()
