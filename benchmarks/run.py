@@ -1236,7 +1236,12 @@ def ray_cluster(cpus_per_node: Sequence[int], env: dict[str, str]) -> Iterator[s
 def ray_section(report: Report, env: dict[str, str], root: Path, quick: bool) -> None:
     """Issue 24: `yolocli detect DIR --ray HOST:PORT` against yolocli's own default run on
     the same JPEG folder (records compared), one simulated node against two, and a paper
-    estimate for 20 million images from the per-core rate measured here."""
+    estimate for 20 million images from the per-core rate measured here.
+
+    Each cluster runs the job twice: a cluster's first Ray Data job also starts Ray Data's
+    own helper actors (statistics, autoscaling, actor locations, usage: four Python processes
+    that live as long as the cluster), which a cluster that has run a job before already has.
+    The default run is measured right before each Ray run, and each share is of that pair."""
     try:
         import ray  # noqa: F401
     except ImportError:
@@ -1246,14 +1251,12 @@ def ray_section(report: Report, env: dict[str, str], root: Path, quick: bool) ->
     n = 12 if quick else 600
     folder = jpeg_folder_of(n, root)
     base = ["detect", str(folder), "--model", "yolov3-tiny", "-f", "jsonl", "--no-save", "-q"]
-    rows: list[tuple[str, str, float]] = []
-    commands: list[str] = []
-    cmd = cli(*base)
-    wall, _, reference, _ = measured(cmd, env)
+    local = cli(*base)
+    reference = measured(local, env)[2]  # untimed: warms the page cache and the store
     assert len(reference.splitlines()) == n
-    rows.append(("`yolocli detect DIR` (defaults: worker processes)", "this machine", n / wall))
-    print(rows[-1], flush=True)
-    commands.append(shown(cmd))
+    # (layout, cluster, job, Ray's images/s, the default run's just before, its ratio)
+    rows: list[tuple[str, str, str, float, float]] = []
+    commands = [shown(local) + "    # the default run, before each Ray run"]
     layouts = [("one node of 2 CPUs", [2])] if quick else [
         ("one node of 2 CPUs", [2]), ("one node of 1 CPU", [1]), ("two nodes of 1 CPU", [1, 1]),
     ]  # fmt: skip
@@ -1262,34 +1265,40 @@ def ray_section(report: Report, env: dict[str, str], root: Path, quick: bool) ->
         run_env = {**env, "RAY_AUTH_MODE": "disabled"} if len(cpus) > 1 else env
         with ray_cluster(cpus, env) as address:
             cmd = cli(*base, "--ray", address)
-            wall, _, stdout, stderr = measured(cmd, run_env)
-        if stdout != reference:
-            raise RuntimeError(f"{shown(cmd)}: the records differ from the local run's:\n{stderr}")
-        rows.append((f"`yolocli detect DIR --ray HOST:PORT`, {label}", " + ".join(
-            f"{c} CPU" for c in cpus), n / wall))  # fmt: skip
-        print(rows[-1], flush=True)
+            for job in ("first job", "a later job"):
+                own = n / measured(local, env)[0]
+                wall, _, stdout, stderr = measured(cmd, run_env)
+                if stdout != reference:
+                    raise RuntimeError(f"{shown(cmd)}: the records differ from the local "
+                                       f"run's:\n{stderr}")  # fmt: skip
+                rows.append((label, " + ".join(f"{c} CPU" for c in cpus), job, n / wall, own))
+                print(rows[-1], flush=True)
         made = (
             f"ray start --head --num-cpus {cpus[0]}"
             if len(cpus) == 1
             else "ray.cluster_utils.Cluster: " + ", ".join(f"a node of {c} CPU" for c in cpus)
         )
         commands.append(f"{shown(cmd)}    # {label}: {made}")  # fmt: skip
-    default = rows[0][2]
-    lines = ["| run | cluster | images/s | share of the default run |", "| --- | --- | --- | --- |"]
-    for name, cluster, rate in rows:
-        lines.append(f"| {name} | {cluster} | {rate:.2f} | {rate / default:.2f} |")
-    share = rows[1][2] / default
-    report.goal(f"Ray, {n} photos, one node of 2 CPUs",
-                f"{share:.2f} of yolocli's default run (goal 0.8)", share >= 0.8)  # fmt: skip
+    lines = ["| cluster | nodes | job | `--ray` images/s | default run images/s (just before) "
+             "| share |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for label, cluster, job, rate, own in rows:
+        lines.append(f"| {label} | {cluster} | {job} | {rate:.2f} | {own:.2f} | "
+                     f"{rate / own:.2f} |")  # fmt: skip
+    first, later = rows[0][3] / rows[0][4], rows[1][3] / rows[1][4]
+    report.goal(f"Ray, {n} photos, one node of 2 CPUs, a later job",
+                f"{later:.2f} of yolocli's default run (goal 0.8); the cluster's first job "
+                f"{first:.2f}", later >= 0.8)  # fmt: skip
     text = "\n".join(lines)
     if not quick:
-        one, two = rows[2][2], rows[3][2]
+        one = rows[3][3]  # one node of 1 CPU, a later job
+        two = rows[5][3]  # two nodes of 1 CPU, a later job
         per_core = two / 2
-        text += (f"\n\nScaling from one node of 1 CPU to two: {two / one:.2f}x (ideal 2.0). "
-                 f"Per-core rate on the two-node cluster: {per_core:.2f} images/s.\n\n"
-                 "Paper estimate, 20 million images on N nodes of 16 cores, at that per-core "
-                 "rate and at the quiet-machine rate of section 8 (35.1 images/s on 2 cores, "
-                 "17.6 a core), assuming linear scaling and object storage that keeps up:\n\n"
+        text += (f"\n\nScaling from one node of 1 CPU to two (later jobs): {two / one:.2f}x "
+                 f"(ideal 2.0). Per-core rate on the two-node cluster: {per_core:.2f} "
+                 "images/s.\n\nPaper estimate, 20 million images on N nodes of 16 cores, at "
+                 "that per-core rate and at the quiet-machine rate of section 8 (35.1 images/s "
+                 "on 2 cores, 17.6 a core), assuming linear scaling and object storage that "
+                 "keeps up:\n\n"
                  "| nodes (16 cores) | hours at the rate measured here | hours at 17.6/core |\n"
                  "| --- | --- | --- |\n")  # fmt: skip
         for nodes in (1, 10, 50, 100):
@@ -1299,9 +1308,10 @@ def ray_section(report: Report, env: dict[str, str], root: Path, quick: bool) ->
         f"Ray: the same detector on a cluster, {n} JPEG photos",
         text + "\n\nEach figure is the whole `yolocli detect` process against a cluster "
         "started beforehand (`ray start`, as the README's recipe), connecting included; every "
-        "Ray run's JSON Lines are checked equal to the default run's. One round: the Ray "
-        "clusters take minutes to start and stop.\n\nCommands:\n\n"
-        + "\n".join(f"    {c}" for c in commands),
+        "Ray run's JSON Lines are checked equal to the default run's. A cluster's first job "
+        "also starts Ray Data's own helper actors (four Python processes that then live as long "
+        "as the cluster); later jobs find them running. One round each: the clusters take "
+        "minutes to start and stop.\n\nCommands:\n\n" + "\n".join(f"    {c}" for c in commands),
     )
 
 
