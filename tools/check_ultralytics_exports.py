@@ -4,9 +4,12 @@ does it answer as Ultralytics' own ``predict`` does?
 Two steps, two environments:
 
     # 1. with ultralytics installed (8.4.190 here): export each architecture and record predict
-    python tools/check_ultralytics_exports.py export OUT_DIR
+    python tools/check_ultralytics_exports.py export OUT_DIR [NAME ...]
     # 2. with yolocli installed: run each file through `yolocli detect`, compare
-    python tools/check_ultralytics_exports.py compare OUT_DIR
+    python tools/check_ultralytics_exports.py compare OUT_DIR [NAME ...]
+
+NAMEs (default: all) pick among ``VARIANTS``: ``export OUT_DIR yolov8n`` makes one file, as
+benchmarks/run.py does for its Ultralytics peer.
 
 Step 1 builds each architecture from Ultralytics' own yaml at its real "n" size (no
 pretrained weights can be fetched here: random weights, batch norms calibrated on noise so
@@ -45,12 +48,20 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
-def export(out: Path) -> None:
+def chosen(names: list[str]) -> list[tuple[str, str, dict[str, Any]]]:
+    """The variants called ``names`` (all of them if none), refusing a name not in the list."""
+    known = {v[0] for v in VARIANTS}
+    if unknown := [n for n in names if n not in known]:
+        sys.exit(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return [v for v in VARIANTS if not names or v[0] in names]
+
+
+def export(out: Path, names: list[str]) -> None:
     import torch
     from ultralytics import YOLO
 
     out.mkdir(parents=True, exist_ok=True)
-    for name, cfg, options in VARIANTS:
+    for name, cfg, options in chosen(names):
         torch.manual_seed(0)
         model = YOLO(cfg)
         with torch.no_grad():
@@ -96,7 +107,7 @@ def export(out: Path) -> None:
         print(name, {k: len(v) for k, v in answers.items()})
 
 
-def compare(out: Path) -> None:
+def compare(out: Path, names: list[str]) -> None:
     import numpy as np
 
     from yolocli.ops import box_iou
@@ -106,7 +117,7 @@ def compare(out: Path) -> None:
         "| worst score diff |"
     )
     print("|---|---|---|---|---|---|---|")
-    for name, _, _ in VARIANTS:
+    for name, _, _ in chosen(names):
         model, oracle = out / f"{name}.onnx", out / f"{name}.json"
         if not model.exists():
             print(f"| {name} | (Ultralytics could not export it) | | | | | |")
@@ -165,4 +176,4 @@ def compare(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    {"export": export, "compare": compare}[sys.argv[1]](Path(sys.argv[2]))
+    {"export": export, "compare": compare}[sys.argv[1]](Path(sys.argv[2]), sys.argv[3:])
