@@ -395,14 +395,12 @@ def listing(paths: Sequence[str], blocks: int) -> Any:
     operator for Ray Data to schedule, and the run took about a second longer. An actor
     reads local files as a worker process does; object-store reads are all requested at the
     start of a batch (`Detect`), so their latency is paid about once a batch."""
-    import pyarrow as pa
-
     ray = require_ray()
-    step = max(1, -(-len(paths) // max(1, blocks)))
-    return ray.data.from_arrow([
-        pa.table({"path": pa.array(list(paths[i : i + step]), pa.string())})
-        for i in range(0, len(paths), step)
-    ])  # fmt: skip
+    # from_items builds the blocks here; from_arrow would run a task per block on the cluster
+    # for their metadata (measured: 1.1 s of a 5 s job, waiting for a worker process)
+    return ray.data.from_items(
+        [{"path": path} for path in paths], override_num_blocks=max(1, min(blocks, len(paths)))
+    )
 
 
 # -- records --------------------------------------------------------------------------------
