@@ -111,7 +111,24 @@ def connect(address: str, *, debug: bool = False) -> str:
             + (f"; {hint}" if hint else "")
         ) from None
     _quiet_ray_data(debug)
+    global _joined
+    _joined = not debug  # with --debug, Ray's own exit waits for the workers' last log lines
     return "a new local Ray cluster" if address == "local" else f"the Ray cluster at {address}"
+
+
+_joined = False  # `connect` joined a cluster that `disconnect` may leave
+
+
+def disconnect() -> None:
+    """Leave the cluster `connect` joined, now rather than at exit (nothing if `connect`
+    joined none: a connection made before it is its maker's).
+
+    Ray's exit handler sleeps 0.5 s so that the workers' last log lines reach the driver;
+    `connect` does not forward them (except with ``debug``), so that wait buys nothing."""
+    global _joined
+    if _joined:
+        _joined = False
+        require_ray().shutdown()
 
 
 def _token_at_hand() -> bool:
@@ -745,6 +762,7 @@ __all__ = [
     "RayRun",
     "connect",
     "detect",
+    "disconnect",
     "listing",
     "local_items",
     "names_for",

@@ -588,26 +588,29 @@ def _run_ray(
     saving = save.out_dir is not None
     outputs: Any = UriOutputs(cluster.out_uri, save) if cluster.out_uri and saving else (
         Outputs(save))  # fmt: skip
-    with outputs:
-        store = Store.from_env(progress=_progress_wanted(ctx))
-        threads = detector_args.pop("threads") or 1
-        workers = detector_args.pop("workers")
-        plan = make_plan(**detector_args, store=store)
-        local_out = save.out_dir if cluster.out_uri is None else None
-        items, fs = _ray_items(ctx, sources, null, local_out, options.max_bytes)
-        how = yray.connect(cluster.address, debug=bool(ctx.meta.get("yolocli.debug")))
-        actors = None if workers == "auto" else int(workers)
-        run = yray.RayRun(plan, outputs, options, fs, actors, threads, cluster.ordered)
-        if cluster.records_to is not None:
-            return _ray_records(ctx, run, items, cluster)
-        size = actors or yray.pool_size(yray.cluster_cpus(), threads)
-        options = dataclasses.replace(options, workers=size, threads=threads)
-        rule = f"--ray {cluster.address}: {how}, one actor per {threads} cluster CPU(s)"
-        with Signals() as signals:
-            return _stream(
-                ctx, plan.info.name, None, outputs, options, items, len(items), fmt,
-                (rule if profile else None), signals, pipeline=run, out_name=cluster.out_uri,
-            )  # fmt: skip
+    try:
+        with outputs:
+            store = Store.from_env(progress=_progress_wanted(ctx))
+            threads = detector_args.pop("threads") or 1
+            workers = detector_args.pop("workers")
+            plan = make_plan(**detector_args, store=store)
+            local_out = save.out_dir if cluster.out_uri is None else None
+            items, fs = _ray_items(ctx, sources, null, local_out, options.max_bytes)
+            how = yray.connect(cluster.address, debug=bool(ctx.meta.get("yolocli.debug")))
+            actors = None if workers == "auto" else int(workers)
+            run = yray.RayRun(plan, outputs, options, fs, actors, threads, cluster.ordered)
+            if cluster.records_to is not None:
+                return _ray_records(ctx, run, items, cluster)
+            size = actors or yray.pool_size(yray.cluster_cpus(), threads)
+            options = dataclasses.replace(options, workers=size, threads=threads)
+            rule = f"--ray {cluster.address}: {how}, one actor per {threads} cluster CPU(s)"
+            with Signals() as signals:
+                return _stream(
+                    ctx, plan.info.name, None, outputs, options, items, len(items), fmt,
+                    (rule if profile else None), signals, pipeline=run, out_name=cluster.out_uri,
+                )  # fmt: skip
+    finally:
+        yray.disconnect()  # every output written and the journal closed: leave now
 
 
 def _ray_items(
