@@ -178,6 +178,64 @@ def test_pairs_at_the_cut_are_decided_exactly(thr: float) -> None:
         assert nms(xyxy, scores, thr).tolist() == cv2_nms(xyxy, scores, thr), width
 
 
+def _at_the_cut(thr: float, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """200 far-apart filler boxes (so the blocked float32 pass runs), then pairs whose IoU
+    lies within a few roundings of the cut: box B covers about thr of box A. In float64,
+    on a 2^-20 grid past float32's precision (every sum and difference stays exact in
+    float64, in yolocli and in OpenCV alike)."""
+    grid = np.arange(200, dtype=np.float64)
+    filler = np.stack([grid * 40, grid * 0, grid * 40 + 20, grid * 0 + 20], axis=1)
+    pairs = []
+    for i, step in enumerate(range(-4, 5)):
+        x0, y0 = 100.0 + 400 * i + 2.0**-20, 3000.0
+        width = np.float64(100 * thr) + step * (2.0**-20 if dtype == np.float64 else 2.0**-17)
+        pairs += [[x0, y0, x0 + 100, y0 + 100], [x0, y0, x0 + width, y0 + 100]]
+    xyxy = np.concatenate([filler, np.array(pairs)]).astype(dtype)
+    scores = np.linspace(1.0, 0.1, len(xyxy), dtype=np.float32)
+    return xyxy, scores
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("thr", [0.3, 0.45, 0.5, 0.7])
+def test_the_float32_pass_decides_pairs_at_the_cut_exactly(thr: float, dtype: type) -> None:
+    """The float32 pass runs past one block, on float32 boxes and on float64 ones (rounded,
+    with a margin for that); pairs it cannot call are decided in float64, like OpenCV."""
+    xyxy, scores = _at_the_cut(thr, dtype)
+    assert nms(xyxy, scores, thr).tolist() == cv2_nms(xyxy, scores, thr)
+
+
+@given(
+    n=st.integers(161, 600), k=st.integers(1, 40), seed=st.integers(0, 2**32 - 1),
+    thr=thresholds,
+)  # fmt: skip
+@settings(max_examples=40, deadline=None)
+def test_nms_matches_opencv_on_float64_boxes(n: int, k: int, seed: int, thr: float) -> None:
+    """Float64 boxes (as other families' decoders give them), on a 2^-20 grid: exact in
+    float64 arithmetic, not representable in float32."""
+    xyxy, scores = clustered(n, k, seed)
+    xyxy = np.round(xyxy.astype(np.float64) * 2**20 + 0.5) / 2**20
+    assert nms(xyxy, scores, thr).tolist() == cv2_nms(xyxy, scores, thr)
+
+
+@given(
+    n=st.integers(161, 800), k=st.integers(1, 40), classes=st.integers(1, 90),
+    seed=st.integers(0, 2**32 - 1), thr=thresholds, wide=st.booleans(),
+)  # fmt: skip
+@settings(max_examples=40, deadline=None)
+def test_per_class_nms_of_many_boxes_matches_opencv_run_per_class(
+    n: int, k: int, classes: int, seed: int, thr: float, wide: bool
+) -> None:
+    """Past one block, classes run in groups (a class alone once it fills a block): still
+    exactly OpenCV run on each class, in score order; float32 and float64 boxes."""
+    xyxy, scores = clustered(n, k, seed)
+    if wide:
+        xyxy = np.round(xyxy.astype(np.float64) * 2**20 + 0.5) / 2**20
+    rng = np.random.default_rng(seed)
+    cls = rng.integers(0, classes, n) ** 2 % max(classes, 1)  # uneven: some classes crowded
+    got = nms(xyxy, scores, thr, cls).tolist()
+    assert got == cv2_nms_per_class(xyxy, scores, cls, thr)
+
+
 # -- tiles -----------------------------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -119,12 +119,12 @@ def _overlap(a: FloatArray, area_a: FloatArray, b: FloatArray, area_b: FloatArra
 class _Boxes:
     """Boxes in score order, ready for suppression tests between any two index sets.
 
-    OpenCV decides in float64. When the boxes come as float32 (as detector output does), all
-    have an area and there are more than one block of them, the test first runs in float32
-    and without a division: for a union above 0, IoU >= t exactly when inter >= t / (1 + t) *
-    (area_a + area_b), whose right side is one addition of per-box terms. Its rounding stays
-    far inside ``_F32_BAND``, so pairs decided with the cut widened by that band either way
-    are decided exactly; only the rare pairs in between are recomputed in float64.
+    OpenCV decides in float64. When all boxes have an area and there are more than one block
+    of them, the test first runs in float32 and without a division: for a union above 0,
+    IoU >= t exactly when inter >= c * (area_a + area_b) with c = t / (1 + t), whose right
+    side is one addition of per-box terms. Pairs on either side of c by more than the
+    float32 error bound (`_float32_margin`) are decided exactly; only the rare pairs in
+    between are recomputed in float64.
     """
 
     def __init__(self, boxes: npt.NDArray[Any], order: IntArray, iou_threshold: float) -> None:
@@ -134,23 +134,18 @@ class _Boxes:
         self.rows32: npt.NDArray[np.float32] | None = None
         # float32 pays off on the large comparisons of many boxes; a single block is too
         # small to win back the checks below.
-        if boxes.dtype == np.float32 and order.size > _ONE_BLOCK and self.cut <= 1:
-            r = boxes.T.take(order, axis=1)  # (4, N) in score order
+        if order.size > _ONE_BLOCK and self.cut <= 1:
+            r = boxes.T.take(order, axis=1)  # (4, N) in score order, as given
             w, h = r[2] - r[0], r[3] - r[1]
-            area = w * h
-            # finite, no overflow, no product leaving float32's normal range, and no two
-            # boxes so small that OpenCV's rule for areas summing to ~0 could apply
-            if (
-                r.max() <= 1e15
-                and r.min() >= -1e15
-                and min(w.min(), h.min()) >= 1e-10
-                and area.min() > 1e-15
-            ):  # (a NaN fails them too)
-                r[2:] *= -1
-                self.rows32 = r
-                lo, hi = self.cut * (1 - _F32_BAND), self.cut * (1 + _F32_BAND)
-                self.area_lo = area * np.float32(lo / (1 + lo))
-                self.area_hi = area * np.float32(hi / (1 + hi))
+            c = self.cut / (1 + self.cut)
+            margin = _float32_margin(r, w, h, c, exact=boxes.dtype == np.float32)
+            if margin is not None:
+                area = (w * h).astype(np.float32)
+                r32 = r.astype(np.float32)
+                r32[2:] *= -1
+                self.rows32 = r32
+                self.area_lo = area * np.float32(c - margin)
+                self.area_hi = area * np.float32(c + margin)
         self.pairs = _PAIRS[np.float32 if self.rows32 is not None else np.float64]
 
     @functools.cached_property
@@ -212,6 +207,30 @@ class _Boxes:
         return out
 
 
+def _float32_margin(
+    rows: npt.NDArray[Any], w: npt.NDArray[Any], h: npt.NDArray[Any], c: float, exact: bool
+) -> float | None:
+    """How far from ``c`` (in units of area_a + area_b) the float32 test of `_Boxes` may err,
+    generously, or None where it must not run: a box without area, non-finite or huge
+    coordinates, boxes so small that OpenCV's rule for areas summing to ~0 could apply, or
+    coordinates that float32 would blur by more than 1% of ``c``.
+
+    ``exact``: the coordinates are float32 already, and the only error is the arithmetic's,
+    a few float32 roundings of the result, far below ``_F32_BAND`` of ``c``. Otherwise
+    rounding them to float32 moves each by up to 2^-24 M (M the largest magnitude), each
+    intersection side by 4 x that, and the intersection by at most 4 x 2^-24 M (iw + ih),
+    which is at most 8 x 2^-24 M / m of area_a + area_b (m the smallest box side); the margin
+    takes twice that."""
+    big = max(float(rows.max()), -float(rows.min()))
+    small = min(float(w.min()), float(h.min()))
+    if not (big <= 1e15 and small >= 1e-10 and float((w * h).min()) > 1e-15):
+        return None  # (a NaN fails these too)
+    margin = _F32_BAND * c
+    if not exact:
+        margin += 16 * 2.0**-24 * big / small
+    return margin if margin <= 0.01 * c else None
+
+
 def _greedy(m: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     """Greedy NMS on one block, given ``m[j, i]``: j (earlier) would suppress i.
 
@@ -258,14 +277,50 @@ def nms(
     order = np.argsort(-score, kind="stable")
     boxes_ = _Boxes(boxes, order, float(iou_threshold))
     cls = None if class_ids is None else np.asarray(class_ids).reshape(-1)[order]
+    if cls is None or n <= _ONE_BLOCK:
+
+        def suppression(a: IntArray, b: IntArray) -> npt.NDArray[np.bool_]:
+            m = boxes_.suppresses(a, b)
+            if cls is not None:
+                m &= np.equal.outer(cls[a], cls[b])
+            return m
+
+        return order[_greedy_keep(n, suppression, boxes_.pairs)]
+    # Boxes of different classes never meet: many boxes of many classes run as groups of
+    # classes (a class alone once it fills a block), not all against all.
+    kept = [
+        group[_greedy_keep(group.size, _within(boxes_, group, cls, mixed), boxes_.pairs)]
+        for group, mixed in _class_groups(cls)
+    ]
+    return order[np.sort(np.concatenate(kept))]
+
+
+def _class_groups(cls: IntArray) -> Iterator[tuple[IntArray, bool]]:
+    """Positions (ascending within each class) grouped by class: consecutive classes share a
+    group up to `_BLOCK` positions; ``mixed`` says a group holds more than one class."""
+    by_class = np.argsort(cls, kind="stable")
+    starts = np.flatnonzero(np.diff(cls[by_class])) + 1
+    bounds = [0, *starts.tolist(), by_class.size]
+    first = 0
+    for i in range(1, len(bounds)):
+        last = i == len(bounds) - 1
+        if last or bounds[i + 1] - bounds[first] > _BLOCK:
+            yield by_class[bounds[first] : bounds[i]], i - first > 1
+            first = i
+
+
+def _within(
+    boxes: _Boxes, group: IntArray, cls: IntArray, mixed: bool
+) -> Callable[[IntArray, IntArray], npt.NDArray[np.bool_]]:
+    """`_greedy_keep`'s suppression test on ``group``'s own numbering."""
 
     def suppression(a: IntArray, b: IntArray) -> npt.NDArray[np.bool_]:
-        m = boxes_.suppresses(a, b)
-        if cls is not None:
-            m &= np.equal.outer(cls[a], cls[b])
+        m = boxes.suppresses(group[a], group[b])
+        if mixed:
+            m &= np.equal.outer(cls[group[a]], cls[group[b]])
         return m
 
-    return order[_greedy_keep(n, suppression, boxes_.pairs)]
+    return suppression
 
 
 def box_diou(a: npt.ArrayLike, b: npt.ArrayLike, beta: float = 0.6) -> npt.NDArray[np.float64]:
