@@ -506,7 +506,8 @@ def write_records(ds: Any, uri: str, fmt: str) -> None:
     object store): JSON Lines shards (``fmt`` "jsonl", the lines ``-f jsonl`` prints), or
     Parquet with the record's fields as columns ("parquet"; ``outputs`` as JSON text). A
     retried task rewrites its own shard, so no record appears twice."""
-    from yolocli.io.remote import filesystem, is_uri
+    from yolocli.io.names import is_uri
+    from yolocli.io.remote import filesystem
 
     fs, path = filesystem(uri) if is_uri(uri) else (None, os.path.abspath(uri))
     if fmt == "parquet":

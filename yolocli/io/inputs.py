@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from yolocli.io.names import IMAGE_EXTENSIONS as IMAGE_EXTENSIONS  # (re-exported)
 from yolocli.io.video import (
     Kind,
     classify,
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 
 # Read as inputs, and written back in kind (OpenCV encodes all of them); other names get .jpg.
 # GIF: OpenCV 4.11+ decodes it (the first frame); annotated GIFs are written as .gif too.
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 
 log = logging.getLogger(__name__)
 

@@ -28,18 +28,10 @@ from yolocli.run.timing import Clock
 
 log = logging.getLogger(__name__)
 
-# Live sources, not object stores: these schemes stay with `yolocli.io.video`.
-LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp")
 
 # The journal object is rewritten after this many new entries or seconds, whichever is first.
 JOURNAL_EVERY = 200
 JOURNAL_SECONDS = 10.0
-
-
-def is_uri(text: str) -> bool:
-    """True for ``scheme://...`` naming an object store or another pyarrow file system."""
-    scheme, sep, _ = text.partition("://")
-    return bool(sep) and scheme.isidentifier() and scheme.lower() not in LIVE_SCHEMES
 
 
 def filesystem(uri: str) -> tuple[Any, str]:
