@@ -20,17 +20,28 @@ from yolocli.cli.common import (
     _common,
     _hint,
 )
-from yolocli.cli.detect import detect
-from yolocli.cli.export import export
-from yolocli.cli.models import models
-from yolocli.cli.track import track
-from yolocli.cli.val import val
 from yolocli.errors import YolocliError, internal
 from yolocli.run.signals import Terminated
+
+# Each command's module, imported when that command runs (or --help lists them all): a
+# command's options are built as its module loads, and `detect` need not build track's.
+_COMMANDS = {name: f"yolocli.cli.{name}" for name in ("detect", "export", "models", "track", "val")}
 
 
 class _Cli(click.Group):
     """The root group: turns every failure into one line and the documented exit status."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_COMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None and name in _COMMANDS:
+            import importlib
+
+            command = getattr(importlib.import_module(_COMMANDS[name]), name)
+            self.add_command(command)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -110,10 +121,3 @@ def _stop_live_readers(done: SystemExit) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
-
-
-cli.add_command(models)
-cli.add_command(export)
-cli.add_command(detect)
-cli.add_command(track)
-cli.add_command(val)
