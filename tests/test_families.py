@@ -482,7 +482,8 @@ def test_a_model_the_engine_cannot_open_fails_before_any_record(tmp_path: Path) 
     bad = tmp_path / "bad.onnx"
     onnx.save(helper.make_model(graph), str(bad))
     missing, image = str(tmp_path / "missing.png"), str(DATA / "images" / "coffee.png")
-    for sources in ([missing, image], [missing]):  # the second: no image needs the network
+    # opened early (image files named one by one), after listing, and with no image at all
+    for sources in ([image], [missing, image], [missing]):
         result = run_cli("detect", *sources, "-m", str(bad), "--backend", "onnxruntime",
                          "--no-save", "-f", "jsonl")  # fmt: skip
         assert result.exit_code == 1, result.stderr

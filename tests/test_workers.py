@@ -245,3 +245,12 @@ def test_workers_do_not_run_the_main_script_again(tmp_path: Path, env: dict[str,
     assert proc.returncode == 0, stderr
     assert stdout.strip() == str(script)  # put back after the worker started
     assert marker.read_text().splitlines() == [str(proc.pid)]
+
+
+def test_the_command_line_opens_early_only_runs_that_stay_in_process() -> None:
+    """`yolocli detect a.jpg b.jpg` opens its network before the inputs are listed, sure that
+    the run stays in this process: so few files that no worker would start."""
+    from yolocli.cli.detect import EARLY_MAX
+    from yolocli.run.workers import MIN_IMAGES
+
+    assert EARLY_MAX < MIN_IMAGES

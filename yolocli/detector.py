@@ -171,11 +171,20 @@ class Detector:
         def open_it() -> None:
             try:
                 self._engine = engines.open_engine(plan.backend, graph, plan.device, threads)
+                if self._runtime_letterbox:  # its own small session: ready before the image
+                    from yolocli.families.darknet.letterbox import runtime_letterbox_session
+
+                    runtime_letterbox_session()
             except BaseException as err:  # raised where the engine is first wanted
                 self._failed = err
 
         self._opening = threading.Thread(target=open_it, name="yolocli-open", daemon=True)
         self._opening.start()
+
+    @property
+    def _runtime_letterbox(self) -> bool:
+        """Images are letterboxed by ONNX Runtime (`yolocli.families.darknet.letterbox`)."""
+        return self.backend == "onnxruntime" and self.info.network is not None
 
     @property
     def model_name(self) -> str:
@@ -195,7 +204,7 @@ class Detector:
         _check_image(image)
         prep = getattr(self._local, "prep", None)
         if prep is None:
-            if self.backend == "onnxruntime" and self.info.network is not None:
+            if self._runtime_letterbox:
                 # a darknet model on ONNX Runtime: darknet's letterbox in the engine's own
                 # code, half the CPU time (other families prepare images their own way)
                 from yolocli.families.darknet.letterbox import RuntimeLetterboxer

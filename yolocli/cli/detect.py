@@ -372,26 +372,13 @@ def detect(
                     "inputs; choose another --out"
                 )
     from yolocli.errors import OptionError, OutputError
-    from yolocli.io.outputs import SaveOptions
     from yolocli.postprocess import Postprocess
-    from yolocli.run.pipeline import Options
 
     if no_save and (line_width or font_size or hide_labels or hide_conf):
         raise click.UsageError(
             "--line-width, --font-size, --hide-labels and --hide-conf are about annotated "
             "images, which --no-save turns off"
         )
-    from yolocli.draw import Style
-
-    save = SaveOptions(
-        out_dir=(Path(out) if out_uri is None else Path("-")) if saving else None,
-        save_images=not no_save,
-        save_txt=save_txt,
-        save_conf=save_conf,
-        save_crops=save_crops,
-        skip_existing=skip_existing,
-        style=Style(line_width, font_size, hide_labels, hide_conf),
-    )
     try:
         from yolocli.detector import check_threads
 
@@ -406,6 +393,18 @@ def detect(
             postprocess=post, darknet=darknet, family=family, precision=precision,
         )  # fmt: skip
         with _native_stderr_captured(relay=bool(ctx.meta.get("yolocli.debug"))):
+            if ray_address is None and batch == 1 and precision == "fp32":
+                ctx.meta["yolocli.early"] = _open_early(ctx, sources, detector_args)
+            from yolocli.draw import Style
+            from yolocli.io.outputs import SaveOptions
+            from yolocli.run.pipeline import Options
+
+            save = SaveOptions(
+                out_dir=(Path(out) if out_uri is None else Path("-")) if saving else None,
+                save_images=not no_save, save_txt=save_txt, save_conf=save_conf,
+                save_crops=save_crops, skip_existing=skip_existing,
+                style=Style(line_width, font_size, hide_labels, hide_conf),
+            )  # fmt: skip
             slicer = _slicer(slice_, overlap, full, scales, merge, match)
             from yolocli.io.video import ReadOptions, Reconnect
 
@@ -461,7 +460,8 @@ def _run_detect(
         store = Store.from_env(progress=_progress_wanted(ctx))
         threads = detector_args.pop("threads")
         workers = detector_args.pop("workers")
-        plan = make_plan(**detector_args, store=store)
+        early = ctx.meta.pop("yolocli.early", None)  # (plan, opening detector) or None
+        plan = early[0] if early is not None else make_plan(**detector_args, store=store)
         kind = ctx.meta.get("yolocli.source_type", "auto")
         streamed = _read_once(sources)  # stdin, a FIFO list: expanded once, while running
         named = [] if streamed else _named(sources, kind, MIN_IMAGES)
@@ -475,9 +475,12 @@ def _run_detect(
         options, rule = choose_workers(plan, few, workers, threads, options, videos)
         # One network here: it opens on a thread while the inputs are listed and the first
         # image is read and letterboxed (the pipeline waits for it before the first result).
-        detector: Any = (
-            plan if options.workers > 1 else Detector.from_plan(plan, options.threads, wait=False)
-        )
+        if options.workers > 1:
+            detector: Any = plan
+        elif early is not None and options.threads == threads:
+            detector = early[1]  # opening since before the output folder and the inputs
+        else:
+            detector = Detector.from_plan(plan, options.threads, wait=False)
         stdin = sys.stdin.buffer if "-" in sources else None
         items = expand_sources(
             sources, stdin=stdin, null=null, out_dir=save.out_dir, max_bytes=options.max_bytes,
@@ -493,6 +496,35 @@ def _run_detect(
                 ctx, plan.info.name, detector, outputs, options, items, total, fmt,
                 (rule if profile else None), signals,
             )  # fmt: skip
+
+
+# At most this many image files named one by one open the engine early (`_open_early`): far
+# fewer than yolocli.run.workers.MIN_IMAGES, below which one network runs in this process.
+EARLY_MAX = 16
+
+
+def _open_early(
+    ctx: click.Context, sources: tuple[str, ...], detector_args: dict[str, Any]
+) -> tuple[Any, Any] | None:
+    """(plan, detector) with the engine already opening (`Detector.from_plan` with
+    ``wait=False``) where the run is sure to hold one network here: a few image files named
+    one by one. The engine then loads its graph (the C++ of both engines, without the GIL)
+    while the rest of the command line is imported and the output folder prepared: on one
+    photo that was most of what yolocli added to a minimal script. None otherwise."""
+    from yolocli.io.names import IMAGE_EXTENSIONS
+
+    if not 0 < len(sources) <= EARLY_MAX or detector_args["workers"] not in ("auto", "1"):
+        return None
+    for item in sources:
+        if os.path.splitext(item)[1].lower() not in IMAGE_EXTENSIONS or not os.path.isfile(item):
+            return None  # a folder, a glob, a list, stdin, a video, a stream: listed later
+    from yolocli.detector import Detector
+    from yolocli.detector import plan as make_plan
+    from yolocli.models.store import Store
+
+    args = {k: v for k, v in detector_args.items() if k not in ("threads", "workers")}
+    plan = make_plan(**args, store=Store.from_env(progress=_progress_wanted(ctx)))
+    return plan, Detector.from_plan(plan, detector_args["threads"], wait=False)
 
 
 def _total(found: Any, reading: Any, videos: bool) -> int | None:
@@ -518,7 +550,7 @@ def _total(found: Any, reading: Any, videos: bool) -> int | None:
 
 
 def _is_uri(text: str) -> bool:
-    from yolocli.io.remote import is_uri
+    from yolocli.io.names import is_uri
 
     return is_uri(text)
 
@@ -623,7 +655,7 @@ def _ray_items(
     """The inputs of a --ray run as `yolocli.ray.Item` (what to read, how large), and the
     pyarrow file system of the URIs (None: local files)."""
     from yolocli.io.inputs import expand_sources
-    from yolocli.io.remote import is_uri
+    from yolocli.io.names import is_uri
     from yolocli.ray import local_items, uri_items
 
     if any(is_uri(s) for s in sources):

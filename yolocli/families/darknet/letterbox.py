@@ -280,7 +280,7 @@ class RuntimeLetterboxer(Letterboxer):
 
     def __init__(self, net_width: int, net_height: int, *, stretch: bool = False) -> None:
         super().__init__(net_width, net_height, stretch=stretch)
-        self._session = _letterbox_session()
+        self._session = runtime_letterbox_session()
         self._sizes = np.array([1, 3, 0, 0], np.int64)
         self._pads = np.zeros(8, np.int64)
 
@@ -318,7 +318,7 @@ def _graph_matches(src_h: int, dst_h: int, src_w: int, dst_w: int) -> bool:
 
 
 @functools.cache
-def _letterbox_session() -> Any:
+def runtime_letterbox_session() -> Any:
     """One ONNX Runtime session of the letterbox graph for the process (sessions are
     thread-safe); one thread: it runs on the calling thread, beside the forward pass."""
     import onnxruntime as ort
