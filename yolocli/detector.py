@@ -87,6 +87,9 @@ class Detector:
     a bad one raises `yolocli.errors.OptionError` naming it.
     """
 
+    _engine: engines.Engine | None  # None while it opens (`from_plan` with wait=False)
+    _failed: BaseException | None  # what opening it raised
+
     def __init__(
         self,
         model: str | None = None,
@@ -136,6 +139,11 @@ class Detector:
             assert self._engine is not None
         return self._engine
 
+    @engine.setter
+    def engine(self, engine: engines.Engine) -> None:  # another engine for the same graph
+        self.ready()  # (one opening still under way is not left to overwrite it)
+        self._engine = engine
+
     def ready(self) -> Detector:
         """This detector once its engine is open; raises what opening it raised."""
         self.engine  # noqa: B018 (waits)
@@ -162,8 +170,8 @@ class Detector:
             plan.precision,
         )  # fmt: skip
         self._local = threading.local()  # one Letterboxer (and its buffers) per thread
-        self._engine: engines.Engine | None = None
-        self._failed: BaseException | None = None
+        self._engine = None
+        self._failed = None
         if wait:
             self._engine = engines.open_engine(plan.backend, graph, plan.device, threads)
             return
