@@ -186,7 +186,10 @@ class Detector:
             except BaseException as err:  # raised where the engine is first wanted
                 self._failed = err
 
-        self._opening = threading.Thread(target=open_it, name="yolocli-open", daemon=True)
+        # Not a daemon: should the run end first (a usage error found after the plan, Ctrl-C),
+        # Python waits for the opening to finish before it shuts down, rather than tearing
+        # the engine's C++ down under it (which aborts the process).
+        self._opening = threading.Thread(target=open_it, name="yolocli-open", daemon=False)
         self._opening.start()
 
     @property
