@@ -513,7 +513,7 @@ def _open_early(
     photo that was most of what yolocli added to a minimal script. None otherwise."""
     from yolocli.io.names import IMAGE_EXTENSIONS
 
-    if not 0 < len(sources) <= EARLY_MAX or detector_args["workers"] not in ("auto", "1"):
+    if not 0 < len(sources) <= EARLY_MAX or detector_args["workers"] != "auto":
         return None
     for item in sources:
         if os.path.splitext(item)[1].lower() not in IMAGE_EXTENSIONS or not os.path.isfile(item):
