@@ -1,10 +1,12 @@
 """The same detector on a Ray cluster: Ray Data schedules, yolocli does the per-image work.
 
-Image bytes are read where they are processed (``ray.data.read_binary_files``, not
-``read_images``: no PIL decode, no second pixel limit), and `Detect`, a callable class for
-``Dataset.map_batches``, holds one network per actor and runs `yolocli.run.workers.run_task` on
-each image: the very function yolocli's worker processes run, so a cluster gives the records
-one machine gives. Records travel back, never decoded pixels.
+Image bytes are read where they are processed, never decoded by Ray (not ``read_images``: no
+PIL decode, no second pixel limit): `Detect`, a callable class for ``Dataset.map_batches``,
+holds one network per actor, reads each image's bytes itself from a dataset of paths
+(`listing`), or takes them from ``read_binary_files`` (`read`), and runs
+`yolocli.run.workers.run_task` on each image: the very function yolocli's worker processes
+run, so a cluster gives the records one machine gives. Records travel back, never decoded
+pixels.
 
 Two ways to use it:
 
@@ -13,8 +15,9 @@ Two ways to use it:
   records in input order, exactly as a local run does; or, with ``--records-to URI``, the
   cluster writes the records itself as sharded JSON Lines or Parquet (`write_records`).
 - In your own Ray pipeline: `detect` maps a ``Dataset`` of ``{"bytes", "path"}`` rows (what
-  ``read_binary_files(..., include_paths=True)`` gives) to one of result rows (`result_schema`),
-  and `to_records` turns those into yolocli's documented records (`yolocli.io.records`).
+  ``read_binary_files(..., include_paths=True)`` gives) or of ``{"path"}`` rows (`listing`) to
+  one of result rows (`result_schema`), and `to_records` turns those into yolocli's documented
+  records (`yolocli.io.records`).
 
 Ray >= 2.51: the actor pool is sized with ``compute=ray.data.ActorPoolStrategy(...)``, the API
 that replaced ``concurrency=`` (deprecated in 2.51).
