@@ -95,20 +95,26 @@ def _upper(n: int) -> npt.NDArray[np.bool_]:
     return np.triu(np.ones((n, n), dtype=bool), 1)
 
 
-def _overlap(a: FloatArray, area_a: FloatArray, b: FloatArray, area_b: FloatArray) -> FloatArray:
-    """(n, m) IoU of boxes a_i and b_j, in the dtype of the inputs.
+def _intersection(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """(n, m) intersection areas of boxes a_i and b_j, in the dtype of the inputs.
 
     ``a`` and ``b`` are (4, n) rows x1, y1, -x2, -y2: one ``maximum`` per row then gives both
-    the larger left edge and the smaller right edge, negated (negation is exact). The union is
-    ``area_a + area_b - inter`` in that order, as OpenCV computes it.
-    """
-    iw: FloatArray = np.maximum.outer(a[0], b[0])
+    the larger left edge and the smaller right edge, negated (negation is exact)."""
+    iw: npt.NDArray[Any] = np.maximum.outer(a[0], b[0])
     iw += np.maximum.outer(a[2], b[2])  # = -(min(x2) - max(x1))
     ih = np.maximum.outer(a[1], b[1])
     ih += np.maximum.outer(a[3], b[3])
     np.minimum(iw, 0, out=iw)
     np.minimum(ih, 0, out=ih)
-    iw *= ih  # intersection area (a product of two non-positive widths)
+    iw *= ih  # a product of two non-positive widths
+    return iw
+
+
+def _overlap(a: FloatArray, area_a: FloatArray, b: FloatArray, area_b: FloatArray) -> FloatArray:
+    """(n, m) IoU of boxes a_i and b_j (rows as `_intersection` takes them), in the dtype of
+    the inputs. The union is ``area_a + area_b - inter`` in that order, as OpenCV computes it.
+    """
+    iw: FloatArray = _intersection(a, b)
     union = np.add.outer(area_a, area_b)
     union -= iw
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -173,14 +179,7 @@ class _Boxes:
         """(len(a), len(b)) True where box a_i would suppress box b_j."""
         if self.rows32 is None:
             return self._exact(a, b)
-        ra, rb = self.rows32[:, a], self.rows32[:, b]
-        inter = np.maximum.outer(ra[0], rb[0])
-        inter += np.maximum.outer(ra[2], rb[2])  # = -(min(x2) - max(x1))
-        ih = np.maximum.outer(ra[1], rb[1])
-        ih += np.maximum.outer(ra[3], rb[3])
-        np.minimum(inter, 0, out=inter)
-        np.minimum(ih, 0, out=ih)
-        inter *= ih  # a product of two non-positive sides
+        inter = _intersection(self.rows32[:, a], self.rows32[:, b])
         out: npt.NDArray[np.bool_] = inter >= np.add.outer(self.area_hi[a], self.area_hi[b])
         near = inter >= np.add.outer(self.area_lo[a], self.area_lo[b])
         if np.count_nonzero(near) != np.count_nonzero(out):  # some pairs are too close to call
@@ -278,20 +277,13 @@ def nms(
     boxes_ = _Boxes(boxes, order, float(iou_threshold))
     cls = None if class_ids is None else np.asarray(class_ids).reshape(-1)[order]
     if cls is None or n <= _ONE_BLOCK:
-
-        def suppression(a: IntArray, b: IntArray) -> npt.NDArray[np.bool_]:
-            m = boxes_.suppresses(a, b)
-            if cls is not None:
-                m &= np.equal.outer(cls[a], cls[b])
-            return m
-
-        return order[_greedy_keep(n, suppression, boxes_.pairs)]
+        return order[_greedy_keep(n, _suppression(boxes_, cls), boxes_.pairs)]
     # Boxes of different classes never meet: many boxes of many classes run as groups of
     # classes (a class alone once it fills a block), not all against all.
-    kept = [
-        group[_greedy_keep(group.size, _within(boxes_, group, cls, mixed), boxes_.pairs)]
-        for group, mixed in _class_groups(cls)
-    ]
+    kept = []
+    for group, mixed in _class_groups(cls):
+        test = _suppression(boxes_, cls if mixed else None, group)
+        kept.append(group[_greedy_keep(group.size, test, boxes_.pairs)])
     return order[np.sort(np.concatenate(kept))]
 
 
@@ -309,15 +301,18 @@ def _class_groups(cls: IntArray) -> Iterator[tuple[IntArray, bool]]:
             first = i
 
 
-def _within(
-    boxes: _Boxes, group: IntArray, cls: IntArray, mixed: bool
+def _suppression(
+    boxes: _Boxes, cls: IntArray | None, group: IntArray | None = None
 ) -> Callable[[IntArray, IntArray], npt.NDArray[np.bool_]]:
-    """`_greedy_keep`'s suppression test on ``group``'s own numbering."""
+    """`_greedy_keep`'s suppression test: box a_i would suppress box b_j, only within a class
+    when ``cls`` is given; positions are ``group``'s own numbering when one is given."""
 
     def suppression(a: IntArray, b: IntArray) -> npt.NDArray[np.bool_]:
-        m = boxes.suppresses(group[a], group[b])
-        if mixed:
-            m &= np.equal.outer(cls[group[a]], cls[group[b]])
+        if group is not None:
+            a, b = group[a], group[b]
+        m = boxes.suppresses(a, b)
+        if cls is not None:
+            m &= np.equal.outer(cls[a], cls[b])
         return m
 
     return suppression
