@@ -38,6 +38,7 @@ from yolocli.cli.options import (
 )
 from yolocli.cli.session import _Run
 from yolocli.io.formats import FORMATS
+from yolocli.io.names import is_uri
 from yolocli.run.signals import Signals
 
 DETECT_EPILOG = (
@@ -363,7 +364,7 @@ def detect(
     ctx.meta["yolocli.coco_ids"] = _load_coco_ids(coco_ids, fmt)
     saving = not no_save or save_txt or save_crops
     _check_ray_options(sources, out, saving, ray_address, unordered, records_to)
-    out_uri = out if _is_uri(out) else None
+    out_uri = out if is_uri(out) else None
     if saving and out_uri is None:
         for item in sources:
             if Path(item).is_dir() and Path(item).resolve() == Path(out).resolve():
@@ -444,24 +445,20 @@ def _run_detect(
 ) -> int:
     """The detect run itself; returns how many inputs failed."""
     from yolocli.detector import Detector
-    from yolocli.detector import plan as make_plan
     from yolocli.io.inputs import expand_sources, unannounced
 
     if ctx.meta.get("yolocli.tracking") is not None:  # folders of frames are sequences
         from yolocli.tracking.session import expand as expand_sources
     from yolocli.io.outputs import Outputs
-    from yolocli.models.store import Store
     from yolocli.run.workers import MIN_IMAGES, choose_workers
 
     if isinstance(sys.stdout, io.TextIOWrapper):
         # Paths that are not valid UTF-8 reach stdout as the bytes they are.
         sys.stdout.reconfigure(errors="surrogateescape")
     with Outputs(save) as outputs:  # an unusable output folder fails here, before any work
-        store = Store.from_env(progress=_progress_wanted(ctx))
-        threads = detector_args.pop("threads")
-        workers = detector_args.pop("workers")
+        threads, workers = detector_args["threads"], detector_args["workers"]
         early = ctx.meta.pop("yolocli.early", None)  # (plan, opening detector) or None
-        plan = early[0] if early is not None else make_plan(**detector_args, store=store)
+        plan = early[0] if early is not None else _make_plan(ctx, detector_args)
         kind = ctx.meta.get("yolocli.source_type", "auto")
         streamed = _read_once(sources)  # stdin, a FIFO list: expanded once, while running
         named = [] if streamed else _named(sources, kind, MIN_IMAGES)
@@ -519,12 +516,19 @@ def _open_early(
         if os.path.splitext(item)[1].lower() not in IMAGE_EXTENSIONS or not os.path.isfile(item):
             return None  # a folder, a glob, a list, stdin, a video, a stream: listed later
     from yolocli.detector import Detector
+
+    plan = _make_plan(ctx, detector_args)
+    return plan, Detector.from_plan(plan, detector_args["threads"], wait=False)
+
+
+def _make_plan(ctx: click.Context, detector_args: dict[str, Any]) -> Any:
+    """The `yolocli.detector.Plan` of the detector options (``threads`` and ``workers`` are
+    the run's business, not the plan's), with the model store of this environment."""
     from yolocli.detector import plan as make_plan
     from yolocli.models.store import Store
 
     args = {k: v for k, v in detector_args.items() if k not in ("threads", "workers")}
-    plan = make_plan(**args, store=Store.from_env(progress=_progress_wanted(ctx)))
-    return plan, Detector.from_plan(plan, detector_args["threads"], wait=False)
+    return make_plan(**args, store=Store.from_env(progress=_progress_wanted(ctx)))
 
 
 def _total(found: Any, reading: Any, videos: bool) -> int | None:
@@ -549,12 +553,6 @@ def _total(found: Any, reading: Any, videos: bool) -> int | None:
     return total
 
 
-def _is_uri(text: str) -> bool:
-    from yolocli.io.names import is_uri
-
-    return is_uri(text)
-
-
 def _check_ray_options(
     sources: tuple[str, ...],
     out: str,
@@ -568,7 +566,7 @@ def _check_ray_options(
         for flag, given in (("--unordered", unordered), ("--records-to", records_to)):
             if given:
                 raise click.UsageError(f"{flag} is about a Ray run: add --ray ADDRESS")
-        uris = [s for s in sources if _is_uri(s)] + ([out] if saving and _is_uri(out) else [])
+        uris = [s for s in sources if is_uri(s)] + ([out] if saving and is_uri(out) else [])
         if uris:
             raise click.UsageError(
                 f"{uris[0]}: object-store URIs are read and written by a Ray cluster: add "
@@ -580,7 +578,7 @@ def _check_ray_options(
             "--records-to has the cluster write only the records: add --no-save (output "
             "files are named and written by this process, which then sees every record)"
         )
-    kinds = {_is_uri(s) for s in sources}
+    kinds = {is_uri(s) for s in sources}
     if len(kinds) > 1:
         raise click.UsageError("--ray reads either local paths or URIs in one run, not both")
 
@@ -609,10 +607,8 @@ def _run_ray(
 ) -> int:
     """`_run_detect` on a Ray cluster (`yolocli.ray`); returns how many inputs failed."""
     from yolocli import ray as yray
-    from yolocli.detector import plan as make_plan
     from yolocli.io.outputs import Outputs
     from yolocli.io.remote import UriOutputs
-    from yolocli.models.store import Store
 
     yray.require_ray(cluster.address)  # before any listing: the message names the extra
     if isinstance(sys.stdout, io.TextIOWrapper):
@@ -622,10 +618,9 @@ def _run_ray(
         Outputs(save))  # fmt: skip
     try:
         with outputs:
-            store = Store.from_env(progress=_progress_wanted(ctx))
-            threads = detector_args.pop("threads") or 1
-            workers = detector_args.pop("workers")
-            plan = make_plan(**detector_args, store=store)
+            threads = detector_args["threads"] or 1
+            workers = detector_args["workers"]
+            plan = _make_plan(ctx, detector_args)
             local_out = save.out_dir if cluster.out_uri is None else None
             items, fs = _ray_items(ctx, sources, null, local_out, options.max_bytes)
             how = yray.connect(cluster.address, debug=bool(ctx.meta.get("yolocli.debug")))
@@ -655,7 +650,6 @@ def _ray_items(
     """The inputs of a --ray run as `yolocli.ray.Item` (what to read, how large), and the
     pyarrow file system of the URIs (None: local files)."""
     from yolocli.io.inputs import expand_sources
-    from yolocli.io.names import is_uri
     from yolocli.ray import local_items, uri_items
 
     if any(is_uri(s) for s in sources):

@@ -36,11 +36,6 @@ from yolocli.io.video import (
 
 log = logging.getLogger(__name__)
 
-# Read as inputs, and written back in kind (OpenCV encodes all of them); other names get .jpg.
-# GIF: OpenCV 4.11+ decodes it (the first frame); annotated GIFs are written as .gif too.
-
-log = logging.getLogger(__name__)
-
 # Image bytes read from one input (file or stdin), by default. Any compressed photo under the
 # pixel limit fits (a 200 MP phone JPEG is 30-100 MB, its PNG about 400 MB), and so does
 # uncompressed 8-bit RGB up to about 180 MP; it exists so that /dev/zero, a sparse 10 GB

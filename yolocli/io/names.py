@@ -6,6 +6,8 @@ arguments before it loads the readers (`yolocli.io.inputs`, `yolocli.io.remote`)
 
 from __future__ import annotations
 
+# Read as inputs, and written back in kind (OpenCV encodes all of them); other names get .jpg.
+# GIF: OpenCV 4.11+ decodes it (the first frame); annotated GIFs are written as .gif too.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 
 # Live sources, not object stores: these schemes stay with `yolocli.io.video`.
