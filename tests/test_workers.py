@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import re
@@ -20,7 +21,15 @@ from yolocli.detector import plan
 from yolocli.io.inputs import Source
 from yolocli.io.outputs import Targets
 from yolocli.models.store import Store
-from yolocli.run.workers import DEPTH, WORKER_BASE_BYTES, Done, Task, Workers, auto_workers
+from yolocli.run.workers import (
+    DEPTH,
+    WORKER_BASE_BYTES,
+    Done,
+    Task,
+    Workers,
+    auto_workers,
+    start_method,
+)
 
 TINY = ["--model", "yolov3-tiny", "--conf", "0.2", "-f", "jsonl"]
 MB = 1 << 20
@@ -109,6 +118,25 @@ def test_a_worker_that_crashes_costs_one_image(tmp_path: Path, env: dict[str, st
     assert re.search(r"yolocli: 9 images, \d+ objects, 1 failed in ", stderr)
 
 
+@pytest.mark.parametrize(
+    ("platform", "threads", "modules", "expected"),
+    [
+        ("linux", [], ["numpy", "cv2", "yolocli"], "fork"),
+        ("linux", ["yolocli-stderr"], [], "fork"),  # blocks on its own pipe: harmless
+        ("linux", ["yolocli-inputs"], [], "spawn"),  # lists folders: may hold any lock
+        ("linux", ["Thread-1"], [], "spawn"),  # a caller's thread
+        ("linux", [], ["onnxruntime"], "spawn"),  # starts threads of its own
+        ("linux", [], ["torch"], "spawn"),
+        ("darwin", [], [], "spawn"),
+        ("win32", [], [], "spawn"),
+    ],
+)  # fmt: skip
+def test_workers_are_forked_only_where_that_is_safe(
+    platform: str, threads: list[str], modules: list[str], expected: str
+) -> None:
+    assert start_method(platform, threads, modules) == expected
+
+
 def test_workers_on_the_command_line(tmp_path: Path, env: dict[str, str]) -> None:
     folder = tmp_path / "in"
     awkward.copies(folder, 4)
@@ -119,25 +147,36 @@ def test_workers_on_the_command_line(tmp_path: Path, env: dict[str, str]) -> Non
     code, recs, stderr = run(["detect", str(folder), *TINY, "--no-save", "--profile", "-j2"], env)
     assert code == 0
     assert len(recs) == 4
-    assert re.search(r"engine: .+ x 2 processes, 1 thread\(s\) each \(--workers 2\)", stderr)
+    assert re.search(r"engine: .+ x 2 forked processes, 1 thread\(s\) each \(--workers 2\)", stderr)
     code, _, stderr = run(["detect", str(folder), *TINY, "-j", "zero"], env)
     assert code == 2
     assert "'zero' is not 'auto' or a number of processes" in stderr
 
 
+@pytest.mark.parametrize("start", ["fork", "spawn"])
 def test_the_images_queued_behind_a_crash_go_to_the_new_worker(
-    real_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    real_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, start: str
 ) -> None:
     """One worker holding two images dies on the first: that one is an error, the second is
-    answered by the worker started in its place."""
+    answered by the worker started in its place, forked or spawned."""
     monkeypatch.setenv("PYTHONPATH", crash_hook(tmp_path, os.environ.get("PYTHONPATH")))
+    if start == "fork":  # a forked worker runs no sitecustomize: it inherits this process's
+        import yolocli.io.images as images
+
+        hooks = tmp_path / "hooks" / "sitecustomize.py"
+        spec = importlib.util.spec_from_file_location("crash_hook", hooks)
+        assert spec is not None
+        assert spec.loader is not None
+        monkeypatch.setattr(images, "read_bytes", images.read_bytes)  # put back afterwards
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
     names = ["crash.png", "coffee.png"]
     tasks = [
         Task(i, Source(n, DATA / "images" / "coffee.png", PurePosixPath(n)), Targets(), False,
              1 << 30, 1 << 30)
         for i, n in enumerate(names)
     ]  # fmt: skip
-    with Workers(plan("yolov3-tiny", store=real_store), 1, 1) as pool:
+    with Workers(plan("yolov3-tiny", store=real_store), 1, 1, start=start) as pool:
+        assert pool.method == start
         assert pool.idle == DEPTH >= 2
         for task in tasks:
             pool.submit(task)

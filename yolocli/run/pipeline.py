@@ -570,15 +570,20 @@ class Pipeline:
         window = (workers.DEPTH + 1) * opts.workers + 2  # in hand: in workers, or waiting
         inbox: queue.Queue[Any] = queue.Queue(maxsize=window)
         stop = threading.Event()
-        threading.Thread(
-            target=_produce, args=(sources, inbox, stop), name="yolocli-inputs", daemon=True
-        ).start()
-        try:
-            yield from self._run_pool(inbox, window)
-        finally:
-            stop.set()
+        # The workers start before the thread that lists the inputs: with no thread of this
+        # process running they can be forked, ready in a quarter of a spawned one's time.
+        with workers.Workers(self.plan, opts.workers, opts.threads or 1) as pool:
+            threading.Thread(
+                target=_produce, args=(sources, inbox, stop), name="yolocli-inputs", daemon=True
+            ).start()
+            try:
+                yield from self._run_pool(pool, inbox, window)
+            finally:
+                stop.set()
 
-    def _run_pool(self, inbox: queue.Queue[Any], window: int) -> Iterator[Result]:
+    def _run_pool(
+        self, pool: workers.Workers, inbox: queue.Queue[Any], window: int
+    ) -> Iterator[Result]:
         opts = self.options
         order: deque[int] = deque()  # indices in hand, in input order
         waiting: deque[workers.Task] = deque()  # ready for the next idle worker
@@ -586,56 +591,55 @@ class Pipeline:
         finished: dict[int, Result] = {}
         exhausted, count = False, 0
         video_next: inputs.Source | None = None  # waits until every earlier input is out
-        with workers.Workers(self.plan, opts.workers, opts.threads or 1) as pool:
-            self.engine = f"{pool.engine} x {opts.workers} processes"
-            while True:
-                while not exhausted and video_next is None and len(order) < window:
-                    try:  # wait for input only when nothing else is in hand
-                        item = inbox.get(block=not order)
-                    except queue.Empty:
-                        break
-                    if item is _END:
-                        exhausted = True
-                        break
-                    if isinstance(item, BaseException):
-                        raise item
-                    if item.is_video:
-                        video_next = item
-                        break
-                    targets = self.outputs.plan(item)
-                    order.append(count)
-                    early = self._early(item, targets)
-                    if early is not None:
-                        finished[count] = early
-                    else:
-                        held[count] = (item, targets)
-                        waiting.append(workers.Task(
-                            count, item, targets, self.outputs.options.save_conf,
-                            opts.max_bytes, opts.max_pixels, opts.slicer,
-                            self.outputs.options.style,
-                        ))  # fmt: skip
-                    count += 1
-                while waiting and pool.idle:
-                    pool.submit(waiting.popleft())
-                while order and order[0] in finished:
-                    yield finished.pop(order.popleft())
-                if not order and video_next is not None:
-                    # Frames run here: one network with the engine's own threads.
-                    if self._detector is None:
-                        self._detector = Detector.from_plan(self.plan)
-                    yield from self._run_here([video_next])
-                    self.engine = f"{pool.engine} x {opts.workers} processes"
-                    video_next = None
-                    continue
-                if not order:
-                    if exhausted:
-                        return
-                    continue  # nothing in hand: wait for input
-                # Block for answers when there is nothing else to do; otherwise only look.
-                full = exhausted or len(order) >= window
-                for done in pool.results(timeout=None if full else 0.05):
-                    source, targets = held.pop(done.index)
-                    finished[done.index] = self._finish(source, targets, done)
+        self.engine = f"{pool.engine} x {opts.workers} {pool.method}ed processes"
+        while True:
+            while not exhausted and video_next is None and len(order) < window:
+                try:  # wait for input only when nothing else is in hand
+                    item = inbox.get(block=not order)
+                except queue.Empty:
+                    break
+                if item is _END:
+                    exhausted = True
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                if item.is_video:
+                    video_next = item
+                    break
+                targets = self.outputs.plan(item)
+                order.append(count)
+                early = self._early(item, targets)
+                if early is not None:
+                    finished[count] = early
+                else:
+                    held[count] = (item, targets)
+                    waiting.append(workers.Task(
+                        count, item, targets, self.outputs.options.save_conf,
+                        opts.max_bytes, opts.max_pixels, opts.slicer,
+                        self.outputs.options.style,
+                    ))  # fmt: skip
+                count += 1
+            while waiting and pool.idle:
+                pool.submit(waiting.popleft())
+            while order and order[0] in finished:
+                yield finished.pop(order.popleft())
+            if not order and video_next is not None:
+                # Frames run here: one network with the engine's own threads.
+                if self._detector is None:
+                    self._detector = Detector.from_plan(self.plan)
+                yield from self._run_here([video_next])
+                self.engine = f"{pool.engine} x {opts.workers} {pool.method}ed processes"
+                video_next = None
+                continue
+            if not order:
+                if exhausted:
+                    return
+                continue  # nothing in hand: wait for input
+            # Block for answers when there is nothing else to do; otherwise only look.
+            full = exhausted or len(order) >= window
+            for done in pool.results(timeout=None if full else 0.05):
+                source, targets = held.pop(done.index)
+                finished[done.index] = self._finish(source, targets, done)
 
     def _finish(self, source: inputs.Source, targets: Targets, done: workers.Done) -> Result:
         """A worker's answer as a `Result`, its rendered outputs written here."""
