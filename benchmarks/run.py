@@ -588,8 +588,10 @@ def ultralytics_exports(python: str, names: Sequence[str]) -> Path:
     by tools/check_ultralytics_exports.py, once per Ultralytics version and export recipe."""
     import hashlib
 
-    version = subprocess.run([python, "-c", "import ultralytics; print(ultralytics.__version__)"],
-                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    asked = subprocess.run([python, "-c", "import ultralytics; print(ultralytics.__version__)"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    # the last word: Ultralytics' first import in a fresh environment announces its settings
+    version = asked.stdout.split()[-1]
     recipe = hashlib.sha256(ULTRALYTICS_EXPORTS.read_bytes()).hexdigest()[:8]
     out = CACHE / f"ultralytics-{version}-{recipe}"
     missing = [n for n in names if not all((out / f"{n}.{e}").exists() for e in ("onnx", "json"))]
