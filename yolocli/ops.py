@@ -89,9 +89,15 @@ def _suppression_cut(iou_threshold: float) -> float:
     return float(np.int64(hi).view(np.float64))
 
 
-@functools.lru_cache(maxsize=8)
+_UPPER = np.triu(np.ones((_ONE_BLOCK, _ONE_BLOCK), dtype=bool), 1)
+
+
 def _upper(n: int) -> npt.NDArray[np.bool_]:
-    """(n, n) True strictly above the diagonal: row j may suppress column i only if j < i."""
+    """(n, n) True strictly above the diagonal: row j may suppress column i only if j < i.
+    (A view of one matrix: blocks of every size up to `_ONE_BLOCK` arise, many classes of
+    boxes each ending in a block of its own size.)"""
+    if n <= _UPPER.shape[0]:
+        return _UPPER[:n, :n]
     return np.triu(np.ones((n, n), dtype=bool), 1)
 
 
