@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from tests.clusters import clustered
-from yolocli.ops import box_ios, box_iou, clip_boxes, merge, nms, tiles
+from yolocli.ops import box_ios, box_iou, clip_boxes, diou_nms, first_kept, merge, nms, tiles
 
 
 def slow_iou(a: list[float], b: list[float]) -> float:
@@ -133,6 +133,41 @@ def test_nms_matches_opencv_on_many_clustered_boxes(n: int, k: int, seed: int) -
     xyxy, scores = clustered(n, k, seed)
     for thr in (0.3, 0.45, 0.7):
         assert nms(xyxy, scores, thr).tolist() == cv2_nms(xyxy, scores, thr)
+
+
+@settings(max_examples=150)
+@given(
+    case=scene(classes=3),
+    thr=thresholds,
+    limit=st.integers(0, 30),
+    diou=st.booleans(),
+)
+def test_first_kept_is_the_head_of_the_whole_nms(
+    case: Scene, thr: float, limit: int, diou: bool
+) -> None:
+    """NMS on the best-scoring few, grown until they keep ``limit``: the same first boxes,
+    in the same order, as NMS on every box (ties in score included)."""
+    xyxy, scores, cls = case
+    run = diou_nms if diou else nms
+
+    def nms_of(subset: np.ndarray) -> np.ndarray:
+        return run(xyxy[subset], scores[subset], thr, cls[subset])
+
+    whole = run(xyxy, scores, thr, cls).tolist()
+    assert first_kept(nms_of, scores, limit).tolist() == whole[: limit or None]
+
+
+def test_first_kept_runs_nms_on_few_boxes_when_many_survive() -> None:
+    xyxy, scores = clustered(5000, 2000, 4)  # many objects: most boxes are kept
+    sizes: list[int] = []
+
+    def nms_of(subset: np.ndarray) -> np.ndarray:
+        sizes.append(subset.size)
+        return nms(xyxy[subset], scores[subset], 0.7)
+
+    got = first_kept(nms_of, scores, 300)
+    assert got.tolist() == nms(xyxy, scores, 0.7)[:300].tolist()
+    assert sizes == [1200]
 
 
 def test_nms_edge_cases() -> None:

@@ -389,6 +389,42 @@ def diou_nms(
     return order[_greedy_keep(n, suppression, _PAIRS[np.float64])]
 
 
+# `first_kept` first runs NMS on this many times ``limit`` of the best boxes, and grows the
+# set by this factor while they keep fewer than ``limit``.
+_FIRST_SHARE = 4
+
+
+def first_kept(
+    nms_of: Callable[[IntArray], IntArray], scores: npt.ArrayLike, limit: int
+) -> IntArray:
+    """The first ``limit`` indices a greedy NMS keeps, best score first, found from as few of
+    the best-scoring boxes as it takes.
+
+    ``nms_of(subset)`` runs the NMS on the boxes at ``subset`` (ascending indices) and returns
+    positions in ``subset``, best score first, ties in input order (as `nms` and `diou_nms`
+    do). Greedy NMS decides each box from better-scoring boxes alone, so what it keeps among
+    all boxes scoring at least s is exactly what it keeps overall that scores at least s: once
+    such a subset keeps ``limit`` boxes, they are the answer. It starts with the best
+    ``4 x limit`` boxes (ties included) and grows 4x while they keep too few: on an
+    Ultralytics export with random weights (8,000 candidates an image of 8,400 anchors, a
+    cap of 300 boxes), NMS then ran on about 1,200 of them.
+    """
+    score = np.asarray(scores, dtype=np.float32).reshape(-1)
+    n = score.size
+    every = np.arange(n)
+    if limit <= 0 or n <= _FIRST_SHARE * limit:
+        return every[nms_of(every)][: max(limit, 0) or None]
+    ranked = -np.sort(-score)  # descending
+    k = _FIRST_SHARE * limit
+    while k < n:
+        (subset,) = np.nonzero(score >= ranked[k - 1])  # every box scoring at least the k-th
+        kept = subset[nms_of(subset)]
+        if kept.size >= limit:
+            return kept[:limit]
+        k *= _FIRST_SHARE
+    return every[nms_of(every)][:limit]
+
+
 def _greedy_keep(
     n: int, suppression: Callable[[IntArray, IntArray], npt.NDArray[np.bool_]], pairs: int
 ) -> IntArray:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
-from yolocli import options
+from yolocli import ops, options
 from yolocli.detections import Detections
 from yolocli.errors import OptionError
 from yolocli.families.darknet.letterbox import Letterbox
@@ -141,11 +141,16 @@ class Postprocess:
         if score.size == 0:
             return Detections.empty(names)
         xyxy = box.to_image(rows[idx, :4])
-        kept = (recipe or _IOU).nms(
-            xyxy, score, self.nms, None if self.agnostic else cls, (box.width, box.height)
-        )
-        if self.max_det:
-            kept = kept[: self.max_det]
+        nms_kind = recipe or _IOU
+        by_class = None if self.agnostic else cls
+
+        def nms_of(subset: npt.NDArray[np.intp]) -> npt.NDArray[np.int64]:
+            classes = None if by_class is None else by_class[subset]
+            size = (box.width, box.height)
+            return nms_kind.nms(xyxy[subset], score[subset], self.nms, classes, size)
+
+        # only the first max_det boxes are kept: NMS on the best-scoring few that decide them
+        kept = ops.first_kept(nms_of, score, self.max_det or 0)
         boxes = clip_boxes(xyxy[kept], box.width, box.height).astype(np.float32)
         return Detections(boxes, score[kept], cls[kept].astype(np.int64), names)
 
