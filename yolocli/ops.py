@@ -101,18 +101,25 @@ def _upper(n: int) -> npt.NDArray[np.bool_]:
     return np.triu(np.ones((n, n), dtype=bool), 1)
 
 
-def _intersection(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> npt.NDArray[Any]:
+def _intersection(
+    a: npt.NDArray[Any], b: npt.NDArray[Any], signed: bool = False
+) -> npt.NDArray[Any]:
     """(n, m) intersection areas of boxes a_i and b_j, in the dtype of the inputs.
 
     ``a`` and ``b`` are (4, n) rows x1, y1, -x2, -y2: one ``maximum`` per row then gives both
-    the larger left edge and the smaller right edge, negated (negation is exact)."""
+    the larger left edge and the smaller right edge, negated (negation is exact).
+
+    ``signed``: the height is not clamped at 0, one pass fewer: where the boxes overlap the
+    area is the same, elsewhere it is 0 or negative rather than 0. Enough to compare with a
+    positive bound."""
     iw: npt.NDArray[Any] = np.maximum.outer(a[0], b[0])
     iw += np.maximum.outer(a[2], b[2])  # = -(min(x2) - max(x1))
     ih = np.maximum.outer(a[1], b[1])
     ih += np.maximum.outer(a[3], b[3])
     np.minimum(iw, 0, out=iw)
-    np.minimum(ih, 0, out=ih)
-    iw *= ih  # a product of two non-positive widths
+    if not signed:
+        np.minimum(ih, 0, out=ih)
+    iw *= ih  # a product of two non-positive widths (or a negative height, when signed)
     return iw
 
 
@@ -151,7 +158,7 @@ class _Boxes:
             w, h = r[2] - r[0], r[3] - r[1]
             c = self.cut / (1 + self.cut)
             margin = _float32_margin(r, w, h, c, exact=boxes.dtype == np.float32)
-            if margin is not None:
+            if margin is not None and c - margin > 0:  # (a positive bound: see suppresses)
                 area = (w * h).astype(np.float32)
                 r32 = r.astype(np.float32)
                 r32[2:] *= -1
@@ -185,7 +192,9 @@ class _Boxes:
         """(len(a), len(b)) True where box a_i would suppress box b_j."""
         if self.rows32 is None:
             return self._exact(a, b)
-        inter = _intersection(self.rows32[:, a], self.rows32[:, b])
+        # signed: both bounds below are positive, so where boxes do not meet (an area <= 0)
+        # both tests fail, as they would on 0
+        inter = _intersection(self.rows32[:, a], self.rows32[:, b], signed=True)
         out: npt.NDArray[np.bool_] = inter >= np.add.outer(self.area_hi[a], self.area_hi[b])
         near = inter >= np.add.outer(self.area_lo[a], self.area_lo[b])
         if np.count_nonzero(near) != np.count_nonzero(out):  # some pairs are too close to call
