@@ -143,7 +143,7 @@ def test_workers_on_the_command_line(tmp_path: Path, env: dict[str, str]) -> Non
     code, recs, stderr = run(["detect", str(folder), *TINY, "--no-save", "--profile"], env)
     assert code == 0
     assert len(recs) == 4
-    assert "(auto: fewer than 100 images, so one network in this process)" in stderr
+    assert "(auto: fewer than 20 images, so one network in this process)" in stderr
     code, recs, stderr = run(["detect", str(folder), *TINY, "--no-save", "--profile", "-j2"], env)
     assert code == 0
     assert len(recs) == 4
@@ -290,6 +290,6 @@ def test_the_command_line_opens_early_only_runs_that_stay_in_process() -> None:
     """`yolocli detect a.jpg b.jpg` opens its network before the inputs are listed, sure that
     the run stays in this process: so few files that no worker would start."""
     from yolocli.cli.detect import EARLY_MAX
-    from yolocli.run.workers import MIN_IMAGES
+    from yolocli.run.workers import MIN_IMAGES, MIN_IMAGES_FORKED
 
-    assert EARLY_MAX < MIN_IMAGES
+    assert min(MIN_IMAGES, MIN_IMAGES_FORKED) > EARLY_MAX

@@ -450,7 +450,7 @@ def _run_detect(
     if ctx.meta.get("yolocli.tracking") is not None:  # folders of frames are sequences
         from yolocli.tracking.session import expand as expand_sources
     from yolocli.io.outputs import Outputs
-    from yolocli.run.workers import MIN_IMAGES, choose_workers
+    from yolocli.run.workers import choose_workers, min_images
 
     if isinstance(sys.stdout, io.TextIOWrapper):
         # Paths that are not valid UTF-8 reach stdout as the bytes they are.
@@ -461,15 +461,16 @@ def _run_detect(
         plan = early[0] if early is not None else _make_plan(ctx, detector_args)
         kind = ctx.meta.get("yolocli.source_type", "auto")
         streamed = _read_once(sources)  # stdin, a FIFO list: expanded once, while running
-        named = [] if streamed else _named(sources, kind, MIN_IMAGES)
-        few = not streamed and len(named) < MIN_IMAGES
+        limit = min_images()
+        named = [] if streamed else _named(sources, kind, limit)
+        few = not streamed and len(named) < limit
         videos = any(s.is_video for s in named)
         ctx.meta["yolocli.videos"] = videos
         if plan.precision == "int8":  # calibrated on the run's first image files
             plan = _calibrated(plan, [s.path for s in named if s.path and not s.is_video])
         if options.slicer is not None:  # tiles far smaller than the network: refused now
             options.slicer.check_network(plan.width, plan.height)
-        options, rule = choose_workers(plan, few, workers, threads, options, videos)
+        options, rule = choose_workers(plan, few, workers, threads, options, videos, limit)
         # One network here: it opens on a thread while the inputs are listed and the first
         # image is read and letterboxed (the pipeline waits for it before the first result).
         if options.workers > 1:
@@ -496,7 +497,7 @@ def _run_detect(
 
 
 # At most this many image files named one by one open the engine early (`_open_early`): far
-# fewer than yolocli.run.workers.MIN_IMAGES, below which one network runs in this process.
+# fewer than yolocli.run.workers.min_images(), below which one network runs in this process.
 EARLY_MAX = 16
 
 

@@ -178,7 +178,7 @@ def _run_val(
     from yolocli.io.formats import coco_bbox
     from yolocli.io.inputs import Source, safe_rel
     from yolocli.run.pipeline import Pipeline
-    from yolocli.run.workers import MIN_IMAGES, choose_workers
+    from yolocli.run.workers import choose_workers, min_images
 
     model = plan(**detector_args, store=_store(ctx))
     dataset = datasets.load(data, model.info.class_names, images)
@@ -190,7 +190,8 @@ def _run_val(
     if model.precision == "int8":  # calibrated on the dataset's first images
         model = _calibrated(model, [i.path for i in dataset.images])
     workers, threads, options = parallel
-    options, _ = choose_workers(model, len(sources) < MIN_IMAGES, workers, threads, options)
+    limit = min_images()
+    options, _ = choose_workers(model, len(sources) < limit, workers, threads, options, limit=limit)
     detector = model if options.workers > 1 else Detector.from_plan(model, options.threads)
     truths, found = [], []
     run = _Run(ctx, model.info.name, None, len(sources))

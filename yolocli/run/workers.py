@@ -72,6 +72,10 @@ MEMORY_SHARE = 0.5  # of the available memory, at most, for all workers together
 # On 2 cores with yolov3-tiny, 2 workers were 3% slower than one network on 40 JPEG photos and
 # 6% faster on 100 (farm-bench, whole process; benchmarks/RESULTS.md, "Workers").
 MIN_IMAGES = 100
+# Forked workers (`start_method`) are ready in about 0.1 s, and two of them beat one network
+# of two threads from about 20 images: 0.97 of its time on 20 JPEG photos, 0.94 on 40, 0.93
+# on 60 (farm-bench, 7 pairs each, yolov3-tiny on ONNX Runtime, 2 cores).
+MIN_IMAGES_FORKED = 20
 
 # Tasks sent to a worker before it answers the first: with two, the next image is already
 # in its pipe when it finishes one, so it never waits for this process to hand it work.
@@ -584,13 +588,25 @@ def auto_workers(
     return count, max(1, cores // count)
 
 
+def min_images() -> int:
+    """Runs of fewer images than this keep one network in this process: `MIN_IMAGES`, or
+    `MIN_IMAGES_FORKED` where workers would be forked now."""
+    return MIN_IMAGES_FORKED if _this_start_method() == "fork" else MIN_IMAGES
+
+
 def choose_workers(
-    plan: Any, few: bool, workers: str, threads: int | None, options: Any, videos: bool = False
+    plan: Any,
+    few: bool,
+    workers: str,
+    threads: int | None,
+    options: Any,
+    videos: bool = False,
+    limit: int = MIN_IMAGES,
 ) -> tuple[Any, str]:
     """``options`` with the worker processes and engine threads to use, and the rule that
     chose them in words (for --profile). ``few``: the run is known to have fewer than
-    `yolocli.run.workers.MIN_IMAGES` images; ``videos``: it names a video, camera or stream,
-    whose frames run in this process anyway (`yolocli.run.pipeline`)."""
+    ``limit`` images (`min_images`); ``videos``: it names a video, camera or stream, whose
+    frames run in this process anyway (`yolocli.run.pipeline`)."""
     import dataclasses
 
     cores = os.cpu_count() or 1
@@ -614,7 +630,7 @@ def choose_workers(
         rule = "auto: videos run on one network in this process"
     elif few:
         count, share = 1, threads  # starting worker processes would cost more than they save
-        rule = f"auto: fewer than {MIN_IMAGES} images, so one network in this process"
+        rule = f"auto: fewer than {limit} images, so one network in this process"
     else:
         count, share = auto_workers(plan, cores)
         share = threads or share
