@@ -46,8 +46,10 @@ class OpenCVEngine:
 
     def __init__(self, graph: Graph, device: str = "cpu", threads: int | None = None) -> None:
         check_device(device)
-        if threads is not None:
-            cv2.setNumThreads(threads)  # process-wide: OpenCV has no per-network setting
+        if threads is not None:  # process-wide: OpenCV has no per-network setting
+            # One thread is 0, "run sequentially", as 1 is; but 1 stops OpenCV's pool, and in
+            # a forked process whose parent had run the pool that hung (OpenCV 4.14 and 5.1).
+            cv2.setNumThreads(0 if threads == 1 else threads)
         if uses_darknet_importer(graph.recipe):
             self.net = _read_darknet(graph)
             self.outputs = raw_head_layers(self.net)
