@@ -135,6 +135,27 @@ def test_workers_are_forked_only_where_that_is_safe(
     platform: str, threads: list[str], modules: list[str], expected: str
 ) -> None:
     assert start_method(platform, threads, modules) == expected
+    # a library's pool started since yolocli loaded (OpenCV's, at its first parallel call)
+    assert start_method(platform, threads, modules, native=1) == "spawn"
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="OpenCV starts no pool on one core")
+def test_a_process_that_ran_opencvs_thread_pool_spawns_its_workers() -> None:
+    """A forked child whose parent had run OpenCV's pool hung in cv2.setNumThreads(1) (OpenCV
+    4.14 and 5.1): once the pool has started, workers are spawned."""
+    script = (
+        "import numpy as np, cv2\n"
+        "from yolocli.run import workers\n"
+        "print(workers._this_start_method())\n"
+        "big = np.zeros((3000, 4000, 3), np.uint8)\n"
+        "cv2.setNumThreads(2)\n"
+        "cv2.GaussianBlur(big, (15, 15), 0)\n"
+        "print(workers._this_start_method())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert out == ["fork", "spawn"]
 
 
 def test_workers_on_the_command_line(tmp_path: Path, env: dict[str, str]) -> None:
@@ -254,6 +275,40 @@ def test_workers_share_the_graph_a_store_could_not_keep(
     assert list(workers_tmp.glob("yolocli-graphs-*")) == []
 
 
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="OpenCV starts no pool on one core")
+def test_a_forked_opencv_worker_survives_a_parent_that_ran_opencvs_pool(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """Forced to fork after the parent ran OpenCV's pool (which start_method refuses), a
+    worker on the OpenCV engine with one thread still answers: one thread is
+    cv2.setNumThreads(0), not 1, which hung there on OpenCV 4.14 and 5.1."""
+    script = tmp_path / "fork_after_pool.py"
+    script.write_text(
+        "import numpy as np, cv2\n"
+        "from pathlib import PurePosixPath\n"
+        "from yolocli.detector import plan\n"
+        "from yolocli.io.inputs import Source\n"
+        "from yolocli.io.outputs import Targets\n"
+        "from yolocli.run.workers import Task, Workers\n"
+        "cv2.setNumThreads(2)\n"
+        "cv2.GaussianBlur(np.zeros((3000, 4000, 3), np.uint8), (15, 15), 0)\n"
+        "model = plan('yolov3-tiny', backend='opencv')\n"
+        "with Workers(model, 1, 1, start='fork') as pool:\n"
+        f"    image = Source('c.png', {str(DATA / 'images' / 'coffee.png')!r},\n"
+        "                   PurePosixPath('c'))\n"
+        "    pool.submit(Task(0, image, Targets(), False, 1 << 30, 1 << 30))\n"
+        "    done = [d for _ in range(10) for d in pool.results(timeout=60)]\n"
+        "    assert done and done[0].error is None, done\n"
+        "    print(pool.method, len(done[0].detections))\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], env=env, text=True,
+                          capture_output=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    method, found = proc.stdout.split()
+    assert method == "fork"
+    assert int(found) > 0
+
+
 def test_workers_do_not_run_the_main_script_again(tmp_path: Path, env: dict[str, str]) -> None:
     """A spawned worker needs nothing of the script that started it: the ``yolocli`` command's
     own file imports the whole command line, which cost every worker's start. The script here
@@ -270,7 +325,7 @@ def test_workers_do_not_run_the_main_script_again(tmp_path: Path, env: dict[str,
         "from yolocli.io.outputs import Targets\n"
         "from yolocli.run.workers import Task, Workers\n"
         # no `if __name__ == '__main__'` guard: a worker that ran this file would start workers
-        "with Workers(plan('yolov3-tiny'), 1, 1) as pool:\n"
+        "with Workers(plan('yolov3-tiny'), 1, 1, start='spawn') as pool:\n"
         f"    image = Source('c.png', {str(DATA / 'images' / 'coffee.png')!r},\n"
         "                   PurePosixPath('c'))\n"
         "    pool.submit(Task(0, image, Targets(), False, 1 << 30, 1 << 30))\n"

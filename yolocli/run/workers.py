@@ -240,14 +240,19 @@ THREADED_MODULES = ("onnxruntime", "openvino", "torch", "ray")
 FORK_SAFE_THREADS = frozenset({"yolocli-stderr"})
 
 
-def start_method(platform: str, threads: Collection[str], modules: Collection[str]) -> str:
+def start_method(
+    platform: str, threads: Collection[str], modules: Collection[str], native: int = 0
+) -> str:
     """How to start a worker: ``"fork"`` where it is safe, else ``"spawn"``.
 
     Safe: on Linux (elsewhere system libraries may not survive a fork), with no other thread of
     this process running but those in `FORK_SAFE_THREADS` (``threads``: the other threads'
-    names), and none of `THREADED_MODULES` loaded (``modules``): a thread holding a lock at
-    the fork leaves it locked forever in the child. The native threads that NumPy's BLAS and
-    OpenCV start when they load are idle pools, which both libraries re-create after a fork.
+    names), none of `THREADED_MODULES` loaded (``modules``), and no native thread started
+    since yolocli loaded (``native``: OpenCV starts its pool at its first parallel call). A
+    thread holding a lock at the fork leaves it locked forever in the child, and a pool the
+    child believes it has is not there: on OpenCV 4.14 and 5.1 alike, a forked child whose
+    parent had run OpenCV's pool hung in ``cv2.setNumThreads(1)``. The idle threads NumPy's
+    BLAS and OpenCV start when they load are no such risk.
     """
     if platform != "linux":
         return "spawn"
@@ -255,13 +260,29 @@ def start_method(platform: str, threads: Collection[str], modules: Collection[st
         return "spawn"
     if any(module in modules for module in THREADED_MODULES):
         return "spawn"
+    if native > 0:
+        return "spawn"
     return "fork"
+
+
+def _native_threads() -> int:
+    """Threads of this process that Python did not start (libraries' pools); 0 where
+    /proc cannot say."""
+    try:
+        return len(os.listdir("/proc/self/task")) - threading.active_count()
+    except OSError:
+        return 0
+
+
+# Taken when yolocli's run machinery loads, after NumPy and OpenCV (yolocli.detector).
+_NATIVE_AT_LOAD = _native_threads()
 
 
 def _this_start_method() -> str:
     this = threading.current_thread()
     others = [t.name for t in threading.enumerate() if t is not this]
-    return start_method(sys.platform, others, sys.modules.keys())
+    started = _native_threads() - _NATIVE_AT_LOAD
+    return start_method(sys.platform, others, sys.modules.keys(), started)
 
 
 class _Worker:
