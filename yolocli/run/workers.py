@@ -9,7 +9,8 @@ Workers are forked where that is safe (`start_method`): a forked worker has Open
 yolocli loaded already, and is ready in 0.08 s against 0.32 s for a spawned one (two workers,
 2 cores), which starts a Python and imports them again; on 280 photos the whole run took 0.96
 of the time. Anywhere else (another thread of this process running, an engine that starts
-threads of its own already loaded, not Linux) they are spawned.
+threads of its own already loaded, a library's thread pool started, not Linux) they are
+spawned.
 
 Processes rather than threads: measured no slower here (benchmarks/RESULTS.md), and a worker
 that dies (a segfault in a decoder, the kernel's OOM killer) costs the one image it held: that
