@@ -591,7 +591,7 @@ class Pipeline:
         finished: dict[int, Result] = {}
         exhausted, count = False, 0
         video_next: inputs.Source | None = None  # waits until every earlier input is out
-        self.engine = f"{pool.engine} x {opts.workers} {pool.method}ed processes"
+        self.engine = pool.described
         while True:
             while not exhausted and video_next is None and len(order) < window:
                 try:  # wait for input only when nothing else is in hand
@@ -628,7 +628,7 @@ class Pipeline:
                 if self._detector is None:
                     self._detector = Detector.from_plan(self.plan)
                 yield from self._run_here([video_next])
-                self.engine = f"{pool.engine} x {opts.workers} {pool.method}ed processes"
+                self.engine = pool.described
                 video_next = None
                 continue
             if not order:

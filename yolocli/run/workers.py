@@ -445,6 +445,12 @@ class Workers:
         self.close()
 
     @property
+    def described(self) -> str:
+        """What runs the network, for --profile: the engine, and how many worker processes
+        started how ("ONNX Runtime 1.32.0 x 2 forked processes")."""
+        return f"{self.engine} x {self.count} {self.method}ed processes"
+
+    @property
     def idle(self) -> int:
         """How many more tasks the workers take now (each holds up to `DEPTH`)."""
         return sum(DEPTH - len(w.tasks) for w in self.workers)
