@@ -420,9 +420,9 @@ def first_kept(
     """
     score = np.asarray(scores, dtype=np.float32).reshape(-1)
     n = score.size
-    every = np.arange(n)
+    every = np.arange(n)  # (positions in it are the indices themselves)
     if limit <= 0 or n <= _FIRST_SHARE * limit:
-        return every[nms_of(every)][: max(limit, 0) or None]
+        return nms_of(every)[: limit if limit > 0 else None]
     ranked = -np.sort(-score)  # descending
     k = _FIRST_SHARE * limit
     while k < n:
@@ -431,7 +431,7 @@ def first_kept(
         if kept.size >= limit:
             return kept[:limit]
         k *= _FIRST_SHARE
-    return every[nms_of(every)][:limit]
+    return nms_of(every)[:limit]
 
 
 def _greedy_keep(
