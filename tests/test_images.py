@@ -448,3 +448,99 @@ def test_a_progressive_jpeg_counts_the_coefficients_libjpeg_keeps() -> None:
     real = pil("JPEG", progressive=True)
     assert image_header(real).weight == 3  # type: ignore[union-attr]
     assert decode(real).shape == (23, 37, 3)
+
+
+# -- JPEG through libjpeg-turbo (simplejpeg): the pixels OpenCV decodes ------------------------
+
+DATA = Path(__file__).parent / "data" / "images"
+
+
+def _photo(width: int, height: int) -> np.ndarray:
+    """A real photograph's pixels (edges and gradients, unlike noise) at ``width`` x ``height``."""
+    photo = cv2.imread(str(DATA / "chelsea.png"))
+    return cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def _cv_jpeg(image: np.ndarray, *params: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90, *params])
+    assert ok
+    return buf.tobytes()
+
+
+def _pil_jpeg(image: np.ndarray, mode: str = "RGB", **kw: object) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(image[..., ::-1]).convert(mode).save(out, "JPEG", **kw)
+    return out.getvalue()
+
+
+def _exif(orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[274] = orientation
+    return exif.tobytes()
+
+
+S = cv2.IMWRITE_JPEG_SAMPLING_FACTOR
+FAST_JPEGS = {
+    **{
+        f"{name} {w}x{h}": (lambda w=w, h=h, f=f: _cv_jpeg(_photo(w, h), S, f))
+        for name, f in [
+            ("4:2:0", cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420),
+            ("4:2:2", cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422),
+            ("4:4:0", cv2.IMWRITE_JPEG_SAMPLING_FACTOR_440),
+            ("4:1:1", cv2.IMWRITE_JPEG_SAMPLING_FACTOR_411),
+            ("4:4:4", cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444),
+        ]
+        for w, h in [(1, 1), (7, 3), (37, 23), (301, 200)]
+    },
+    "progressive": lambda: _cv_jpeg(_photo(301, 200), cv2.IMWRITE_JPEG_PROGRESSIVE, 1),
+    "optimized Huffman tables": lambda: _cv_jpeg(_photo(301, 200), cv2.IMWRITE_JPEG_OPTIMIZE, 1),
+    "restart markers": lambda: _cv_jpeg(_photo(301, 200), cv2.IMWRITE_JPEG_RST_INTERVAL, 3),
+    "quality 20": lambda: _cv_jpeg(_photo(301, 200), cv2.IMWRITE_JPEG_QUALITY, 20),
+    "grayscale": lambda: _cv_jpeg(cv2.cvtColor(_photo(301, 200), cv2.COLOR_BGR2GRAY)),
+    "PIL grayscale": lambda: _pil_jpeg(_photo(64, 48), "L"),
+    "PIL progressive 4:2:2": lambda: _pil_jpeg(_photo(65, 49), progressive=True, subsampling=1),
+    "EXIF orientation 1": lambda: _pil_jpeg(_photo(65, 49), exif=_exif(1)),
+    "EXIF without orientation": lambda: _pil_jpeg(_photo(65, 49), exif=Image.Exif().tobytes()),
+    "grace_hopper.jpg": lambda: (DATA / "grace_hopper.jpg").read_bytes(),
+    "rocket.jpg": lambda: (DATA / "rocket.jpg").read_bytes(),
+}
+
+
+@pytest.mark.parametrize("kind", FAST_JPEGS)
+def test_jpegs_decode_through_libjpeg_turbo_to_opencvs_pixels(kind: str) -> None:
+    pytest.importorskip("simplejpeg")
+    from yolocli.io.images import _turbo_jpeg
+
+    data = FAST_JPEGS[kind]()
+    fast = _turbo_jpeg(data)
+    assert fast is not None  # it took the fast path
+    expected = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert fast.shape == expected.shape and fast.dtype == np.uint8
+    np.testing.assert_array_equal(fast, expected)
+    np.testing.assert_array_equal(decode(data), expected)
+
+
+OPENCV_JPEGS = {
+    # OpenCV turns these itself: the fast path must leave them alone
+    **{
+        f"EXIF orientation {o}": (lambda o=o: _pil_jpeg(_photo(65, 49), exif=_exif(o)))
+        for o in range(2, 9)
+    },
+    "CMYK": lambda: _pil_jpeg(_photo(65, 49), "CMYK"),
+    "truncated": lambda: _cv_jpeg(_photo(301, 200))[:3000],
+    "arithmetic-coded frame header": lambda: _jpeg(37, 23, sof=0xC9),
+}
+
+
+@pytest.mark.parametrize("kind", OPENCV_JPEGS)
+def test_jpegs_libjpeg_turbo_might_decode_otherwise_go_to_opencv(kind: str) -> None:
+    from yolocli.io.images import _turbo_jpeg
+
+    data = OPENCV_JPEGS[kind]()
+    assert _turbo_jpeg(data) is None
+    expected = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if expected is None:
+        with pytest.raises(ImageError):
+            decode(data)
+    else:
+        np.testing.assert_array_equal(decode(data), expected)
