@@ -527,6 +527,8 @@ def workers_section(
         ("`--backend opencv` (the default install's engine), --no-save",
          ["--backend", "opencv", "--no-save"], opencv, 0.9),
     ]  # fmt: skip
+    # yolocli.Detector by hand in a multiprocessing.Pool, on each engine (--backend auto, opencv)
+    pools = {auto: "auto", opencv: "opencv"}
     rates: dict[tuple[str, int, int] | str, list[float]] = {}
     commands: list[str] = []
     for r in range(rounds):  # interleaved: bounds and yolocli share each round's load
@@ -546,6 +548,14 @@ def workers_section(
             if r == 0:
                 commands.append(f"{shown(cmd)}\n      ->{engine_line}")
             shutil.rmtree(out, ignore_errors=True)
+        for kind, backend in pools.items():  # the same stages called by hand, no pipeline
+            cmd = [sys.executable, str(PEERS / "library_pool.py"), "yolov3-tiny", str(folder),
+                   str(cores), backend]  # fmt: skip
+            wall, _, stdout, _ = measured(cmd, env)
+            assert len(stdout.splitlines()) == n
+            rates.setdefault(f"pool {kind}", []).append(n / wall)
+            if r == 0:
+                commands.append(shown(cmd))
     med = {key: statistics.median(v) for key, v in rates.items()}
     lines = ["| run | engine | networks x threads | images/s | share of the engine's best bound |",
              "| --- | --- | --- | --- | --- |"]  # fmt: skip
@@ -567,6 +577,19 @@ def workers_section(
                     f"(goal {goal})", ok)  # fmt: skip
         lines.append(f"| `yolocli detect DIR`, {label} | {ENGINE_LABELS[kind]} | auto | "
                      f"{med[label]:.1f} | {share:.2f}{verdict} |")  # fmt: skip
+    versus = []
+    for kind in pools:
+        pool = f"pool {kind}"
+        share = statistics.median(
+            rates[pool][r] / max(rates[(kind, k, t)][r] for k, t in configs) for r in range(rounds)
+        )
+        lines.append(f"| hand-written: `yolocli.Detector` in a `multiprocessing.Pool`, no "
+                     f"outputs | {ENGINE_LABELS[kind]} | {cores} x 1 | {med[pool]:.1f} | "
+                     f"{share:.2f} |")  # fmt: skip
+        for label, extra, run_kind, _ in runs:
+            if run_kind == kind and "--no-save" in extra:
+                ratio = statistics.median(rates[label][r] / rates[pool][r] for r in range(rounds))
+                versus.append(f"{ratio:.2f} of its images/s ({ENGINE_LABELS[kind]}, {label})")
     report.add(
         f"8. Folder from a cold start against the best bare configuration ({cores} cores)",
         "\n".join(lines)
@@ -577,8 +600,15 @@ def workers_section(
         "k x passes over the slowest process's time, and the engine's best k is the bound. "
         "`yolocli detect` is the whole process from a cold start: Python start, imports, "
         "worker start-up, reading, decoding, letterboxing, decoding the heads, NMS, drawing "
-        f"and writing included, on {n} JPEG photos.\n\nCommands:\n\n"
-        + "\n".join(f"    {c}" for c in commands),
+        f"and writing included, on {n} JPEG photos.\n\nThe hand-written run "
+        "(benchmarks/peers/library_pool.py) is the floor of any pipeline around yolocli's "
+        "own stages: from a cold start, a pool of forked processes each opening a "
+        "`yolocli.Detector` and calling `cv2.imread` and `Detector.detect` on each photo, "
+        "with no outputs, progress, limits or error handling. `yolocli detect DIR` ran at "
+        + "; ".join(versus)
+        + ": what its pipeline costs. The rest of the distance to the bound is the work "
+        "itself (start-up, reading, decoding, letterboxing, decoding the heads, NMS).\n\n"
+        "Commands:\n\n" + "\n".join(f"    {c}" for c in commands),
     )
 
 
