@@ -403,7 +403,7 @@ class Store:
         (a cache that only saves time) a `StoreError` instead, before anything is built.
         Works offline.
         """
-        dest = self.root / "derived" / f"{Path(name).stem}-{key[:16]}{Path(name).suffix}"
+        dest = self.derived_path(name, key)
         if self._derived_good(dest, key):
             return dest  # no lock: a read-only store works
         with contextlib.ExitStack() as stack:
@@ -433,6 +433,11 @@ class Store:
                     if not private:
                         raise StoreError(f"the model store cannot keep {dest.name}: {err}") from err
             return _private_copy(dest, data, problem, self.root)
+
+    def derived_path(self, name: str, key: str) -> Path:
+        """Where `derived` keeps the file ``name`` made for ``key`` (for a file that must name
+        itself, as ONNX Runtime's packed graph does: `yolocli.engines.onnxruntime`)."""
+        return self.root / "derived" / f"{Path(name).stem}-{key[:16]}{Path(name).suffix}"
 
     def _derived_record(self, dest: Path, key: str | None = None) -> dict[str, object] | None:
         """The signed record of derived file ``dest`` (for ``key``, if given), or None."""
