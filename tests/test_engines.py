@@ -178,7 +178,7 @@ def test_onnx_runtime_keeps_its_optimized_graph_and_opens_it_unoptimized(
     store = Store.from_env({"YOLOCLI_HOME": str(tmp_path)})
     cfg = DATA.parent.parent / "configs" / "yolov3-tiny.cfg"
     first = Detector(cfg=cfg, weights=tiny_weights, backend="onnxruntime", store=store)
-    (kept,) = (tmp_path / "derived").glob("*.ort-*.onnx")
+    (kept,) = (tmp_path / "derived").glob("*.ort-*.bin")
     made = kept.stat().st_mtime_ns
     again = Detector(cfg=cfg, weights=tiny_weights, backend="onnxruntime", store=store)
     assert kept.stat().st_mtime_ns == made  # opened, not made again
@@ -200,6 +200,58 @@ def test_onnx_runtime_keeps_its_optimized_graph_and_opens_it_unoptimized(
     level = broken.engine.session.get_session_options().graph_optimization_level  # type: ignore[attr-defined]
     assert level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     np.testing.assert_array_equal(broken.forward(blob)[0], want[0])
+
+
+@pytest.mark.parametrize("align", [64, 1 << 16])
+def test_a_packed_graph_maps_its_weights_and_runs_as_onnx_runtime_wrote_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, align: int
+) -> None:
+    """The packed file (graph, then its weights) opens with the weights mapped from it, and
+    gives the numbers of the graph ONNX Runtime wrote; an alignment smaller than the graph
+    (64 bytes) makes room past it, offsets moved again."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from yolocli.engines import onnxruntime as engine
+
+    rng = np.random.default_rng(0)
+    weights = [rng.standard_normal((8, c, 3, 3)).astype(np.float32) for c in (3, 8, 8)]
+    nodes = [
+        helper.make_node("Conv", [src, f"w{i}"], [f"y{i}"], pads=[1, 1, 1, 1])
+        for i, src in enumerate(["x", "y0", "y1"])
+    ]
+    model = helper.make_model(
+        helper.make_graph(
+            nodes, "convs",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+            [helper.make_tensor_value_info("y2", TensorProto.FLOAT, [1, 8, 16, 16])],
+            [numpy_helper.from_array(w, f"w{i}") for i, w in enumerate(weights)],
+        ),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )  # fmt: skip
+    source = tmp_path / "convs.onnx"
+    onnx.save(model, source)
+    out = tmp_path / "optimized.onnx"
+    options = engine.session_options(1, True, out)
+    options.add_session_config_entry(
+        "session.optimized_model_external_initializers_file_name", "weights.bin"
+    )
+    ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+    assert (tmp_path / "weights.bin").stat().st_size >= sum(w.nbytes for w in weights) // 2
+
+    monkeypatch.setattr(engine, "_ALIGN", align)
+    packed = tmp_path / "store" / "convs.ort-0123.bin"
+    packed.parent.mkdir()
+    packed.write_bytes(engine._pack(out, tmp_path / "weights.bin", packed.name))
+    assert packed.read_bytes().startswith(engine._MAGIC)
+    (tmp_path / "weights.bin").unlink()  # the packed file needs nothing else
+    x = rng.standard_normal((1, 3, 16, 16)).astype(np.float32)
+    want = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    got = engine._open_packed(packed, 1).run(None, {"x": x})
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="not a packed graph"):
+        engine._open_packed(source, 1)
 
 
 def test_export_never_replaces_a_file_it_did_not_write(

@@ -616,13 +616,15 @@ def _fingerprint(st: os.stat_result) -> list[int]:
 
 
 # A compiled graph's name: <model or cfg name>-<W>x<H>-<16 hex of its key>.onnx
-# A compiled graph: MODEL-WxH-KEY.onnx, and what is made from it (ONNX Runtime's optimized
-# copy, an int8 one): MODEL-WxH-KEY.ort-KEY.onnx; an ONNX model's own optimized copy has no size.
+# A compiled graph: MODEL-WxH-KEY.onnx, and what is made from it (an int8 one,
+# MODEL-WxH-KEY.int8-KEY.onnx; ONNX Runtime's optimized copy, packed with its weights:
+# MODEL-WxH-KEY.ort-KEY.bin, .onnx before that was packed); an ONNX model's own copies have no
+# size.
 _GRAPH = re.compile(
     r"(?P<model>.+)-(?P<w>\d+)x(?P<h>\d+)-(?P<key>[0-9a-f]{16})(?:\.(?:ort|int8)-[0-9a-f]{16})*"
-    r"\.onnx"
+    r"\.(?:onnx|bin)"
 )
-_MADE_FROM_ONNX = re.compile(r".+\.(?:ort|int8)-[0-9a-f]{16}\.onnx")
+_MADE_FROM_ONNX = re.compile(r".+\.(?:ort|int8)-[0-9a-f]{16}\.(?:onnx|bin)")
 
 
 def graph_model(path: Path) -> str | None:
