@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import cv2
@@ -168,6 +169,31 @@ def test_first_kept_runs_nms_on_few_boxes_when_many_survive() -> None:
     got = first_kept(nms_of, scores, 300)
     assert got.tolist() == nms(xyxy, scores, 0.7)[:300].tolist()
     assert sizes == [1200]
+
+
+@pytest.mark.parametrize("classes", [None, 2])
+def test_first_kept_grows_from_what_it_kept_not_from_scratch(classes: int | None) -> None:
+    """Few objects, many boxes each: the best 4 x limit keep too few, and each larger subset
+    is the boxes kept so far and the new ones, never the suppressed ones again; the answer
+    is still the whole NMS's head."""
+    xyxy, scores = clustered(5000, 20, 5)
+    cls = None if classes is None else np.arange(5000) % classes
+    steps: list[tuple[np.ndarray, np.ndarray]] = []  # (subset, what NMS kept of it)
+
+    def nms_of(subset: np.ndarray) -> np.ndarray:
+        got = nms(xyxy[subset], scores[subset], 0.45, None if cls is None else cls[subset])
+        steps.append((subset, subset[got]))
+        return got
+
+    limit = 60
+    got = first_kept(nms_of, scores, limit)
+    assert got.tolist() == nms(xyxy, scores, 0.45, cls)[:limit].tolist()
+    assert len(steps) >= 2
+    assert steps[0][0].size == 4 * limit
+    for (before, kept), (after, _) in itertools.pairwise(steps):
+        assert np.isin(kept, after).all()
+        assert np.isin(after, before).sum() == kept.size  # no suppressed box comes back
+    assert sum(subset.size for subset, _ in steps) < 5000 + 4 * limit
 
 
 def test_nms_edge_cases() -> None:

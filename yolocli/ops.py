@@ -417,21 +417,29 @@ def first_kept(
     ``4 x limit`` boxes (ties included) and grows 4x while they keep too few: on an
     Ultralytics export with random weights (8,000 candidates an image of 8,400 anchors, a
     cap of 300 boxes), NMS then ran on about 1,200 of them.
+
+    Each larger subset is run as the boxes kept so far and the new ones: a box suppressed
+    by a better one suppresses nothing, so leaving it out changes no decision, and the boxes
+    kept so far (none of which suppresses another) are kept again. On those random-weight
+    exports this spared NMS on about 1,000 of the first 1,200 boxes.
     """
     score = np.asarray(scores, dtype=np.float32).reshape(-1)
     n = score.size
-    every = np.arange(n)  # (positions in it are the indices themselves)
     if limit <= 0 or n <= _FIRST_SHARE * limit:
-        return nms_of(every)[: limit if limit > 0 else None]
+        return nms_of(np.arange(n))[: limit if limit > 0 else None]
     ranked = -np.sort(-score)  # descending
+    seen = np.zeros(n, dtype=bool)  # boxes some subset held
+    kept = np.zeros(0, dtype=np.int64)  # what the last subset kept, best first
     k = _FIRST_SHARE * limit
-    while k < n:
-        (subset,) = np.nonzero(score >= ranked[k - 1])  # every box scoring at least the k-th
+    while True:
+        # every box scoring at least the k-th (ties included); past the last step, all of them
+        new = ~seen if k >= n else (score >= ranked[k - 1]) & ~seen
+        seen |= new
+        subset = np.sort(np.concatenate([kept, np.flatnonzero(new)]))
         kept = subset[nms_of(subset)]
-        if kept.size >= limit:
+        if kept.size >= limit or k >= n:
             return kept[:limit]
         k *= _FIRST_SHARE
-    return nms_of(every)[:limit]
 
 
 def _greedy_keep(
