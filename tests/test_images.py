@@ -515,7 +515,8 @@ def test_jpegs_decode_through_libjpeg_turbo_to_opencvs_pixels(kind: str) -> None
     fast = _turbo_jpeg(data)
     assert fast is not None  # it took the fast path
     expected = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    assert fast.shape == expected.shape and fast.dtype == np.uint8
+    assert fast.shape == expected.shape
+    assert fast.dtype == np.uint8
     np.testing.assert_array_equal(fast, expected)
     np.testing.assert_array_equal(decode(data), expected)
 
