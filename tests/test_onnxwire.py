@@ -11,7 +11,13 @@ import pytest
 from onnx import TensorProto, external_data_helper, helper, numpy_helper
 
 from yolocli.errors import ModelError
-from yolocli.models.onnxwire import check_self_contained, has_external_data, producer
+from yolocli.models.onnxwire import (
+    check_self_contained,
+    has_external_data,
+    producer,
+    summary,
+    summary_of,
+)
 
 
 def _model(
@@ -98,3 +104,93 @@ def test_what_is_not_an_onnx_model_is_refused(tmp_path: Path, data: bytes) -> No
     with pytest.raises(ModelError, match=str(path)):
         check_self_contained(path)
     assert producer(path) is None
+
+
+# -- summary: what read_onnx needs, against onnx's own parse -----------------------------------
+
+FAMILY_DATA = Path(__file__).parent / "data" / "families"
+
+
+def _by_onnx(data: bytes) -> tuple[object, ...]:
+    """The oracle: what `summary` returns, read by onnx itself."""
+    model = onnx.load_from_string(data)
+
+    def dims(value: onnx.ValueInfoProto) -> tuple[int | str | None, ...]:
+        if not value.type.HasField("tensor_type"):
+            return ()
+        out: list[int | str | None] = []
+        for d in value.type.tensor_type.shape.dim:
+            if d.HasField("dim_value"):
+                out.append(int(d.dim_value))
+            else:
+                out.append(d.dim_param or None)
+        return tuple(out)
+
+    graph = model.graph
+    return (
+        {m.key: m.value for m in model.metadata_props},
+        {t.name for t in graph.initializer},
+        [(i.name, dims(i)) for i in graph.input],
+        [(o.name, dims(o)) for o in graph.output],
+        {n.op_type for n in graph.node},
+    )
+
+
+def _shapes_model() -> bytes:
+    """Every kind of dimension (a value, 0, -1, a name, neither), an initializer listed among
+    the inputs (IR 3 style), a repeated metadata key, an output that is not a tensor."""
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, "height", None])
+    w = helper.make_tensor_value_info("w", TensorProto.FLOAT, [0, -1])
+    y = helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 84, 2**40])
+    seq = helper.make_tensor_sequence_value_info("boxes", TensorProto.FLOAT, None)
+    nodes = [helper.make_node("Identity", ["images"], ["output0"]),
+             helper.make_node("SequenceEmpty", [], ["boxes"])]  # fmt: skip
+    graph = helper.make_graph(
+        nodes, "g", [x, w], [y, seq], [numpy_helper.from_array(np.zeros((0, 1), np.float32), "w")]
+    )
+    model = helper.make_model(graph)
+    helper.set_model_props(model, {"names": "{0: 'person'}", "stride": "32"})
+    model.metadata_props.add(key="stride", value="16")  # a repeated key: the last one wins
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [*sorted(p.name for p in FAMILY_DATA.glob("*.onnx")), "shapes", "external", "empty"],
+)
+def test_summary_reads_what_onnx_reads(name: str) -> None:
+    if name == "shapes":
+        data = _shapes_model()
+    elif name == "external":
+        data = _with_external_data()
+    elif name == "empty":
+        data = b""
+    else:
+        data = (FAMILY_DATA / name).read_bytes()
+    assert summary(data) == _by_onnx(data)
+
+
+def _with_external_data() -> bytes:
+    model = _model()
+    external_data_helper.convert_model_to_external_data(model, location="w.bin")
+    return model.SerializeToString()
+
+
+def test_summary_of_a_compiled_darknet_graph(tmp_path: Path) -> None:
+    from yolocli.families.darknet.cfg import read_cfg, write_random_weights
+    from yolocli.families.darknet.compiler import compile_onnx
+
+    cfg = Path(__file__).parent.parent / "configs" / "yolov3-tiny.cfg"
+    weights = tmp_path / "w.weights"
+    _, network = read_cfg(cfg)
+    write_random_weights(network, weights)
+    data = compile_onnx(network, weights, size=(320, 320)).SerializeToString()
+    path = tmp_path / "tiny.onnx"
+    path.write_bytes(data)
+    assert summary_of(path) == _by_onnx(data)
+
+
+@pytest.mark.parametrize("data", [b"not protobuf at all \xff\xff", b"\x0a\xff", b"\x3a\x05ab"])
+def test_summary_refuses_broken_encodings(data: bytes) -> None:
+    with pytest.raises(ModelError, match="not a well-formed ONNX model"):
+        summary(data)
