@@ -79,9 +79,10 @@ def read_onnx(path: str | Path) -> OnnxFile:
         raise ModelError(f"{p}: no such model file")
     try:
         metadata, initializers, graph_inputs, outputs, ops = onnxwire.summary_of(p)
-    except (OSError, ModelError) as err:
-        reason = err.strerror if isinstance(err, OSError) else str(err)
-        raise ModelError(f"{p}: not an ONNX model ({reason})") from None
+    except OSError as err:
+        raise ModelError(f"{p}: cannot read it ({err.strerror})") from None
+    except ModelError:
+        raise ModelError(f"{p}: not an ONNX model (its protobuf encoding is broken)") from None
     inputs = [(name, dims) for name, dims in graph_inputs if name not in initializers]
     if len(inputs) != 1:
         names = ", ".join(name for name, _ in inputs) or "none"
