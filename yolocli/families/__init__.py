@@ -28,6 +28,8 @@ from yolocli.errors import ModelError
 from yolocli.families import ultralytics, yolov5, yolox
 from yolocli.families.darknet.heads import YoloHead
 from yolocli.families.resize import Padded, fill
+from yolocli.models import onnxwire
+from yolocli.models.onnxwire import Dim, Shape
 from yolocli.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -37,9 +39,6 @@ FAMILIES = ("ultralytics", "yolov5", "yolov7", "yolox")
 # the layouts a recognised model has (an Ultralytics model is one of two)
 LAYOUTS = ("ultralytics", "ultralytics-end2end", "yolov5", "yolox", "yolox-decoded")
 DEFAULT_SIZE = 640
-
-Dim = int | str | None  # a fixed size, a symbolic name, or unknown
-Shape = tuple[Dim, ...]
 
 
 @dataclass(frozen=True)
@@ -72,8 +71,6 @@ def read_onnx(path: str | Path) -> OnnxFile:
     """The metadata and tensor shapes of the ONNX file at ``path`` (weights not loaded);
     `ModelError` if it is missing or not an ONNX model. Read from the protobuf encoding
     (`yolocli.models.onnxwire.summary`), without importing onnx: 0.6 s saved on every run."""
-    from yolocli.models import onnxwire
-
     p = Path(path)
     if not p.is_file():
         raise ModelError(f"{p}: no such model file")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import mmap
 from pathlib import Path
-from typing import cast
+from typing import NamedTuple
 
 from yolocli.errors import ModelError
 
@@ -143,18 +143,23 @@ _TENSOR_TYPE_SHAPE = 2  # TypeProto.Tensor.shape
 _SHAPE_DIM = 1  # TensorShapeProto.dim
 _DIM_VALUE, _DIM_PARAM = 1, 2  # TensorShapeProto.Dimension (a oneof)
 
-Dim = int | str | None
+Dim = int | str | None  # a fixed size, a symbolic name, or unknown
+Shape = tuple[Dim, ...]
+
+
+class Summary(NamedTuple):
+    """What `summary` reads of an ONNX model: what `yolocli.families.read_onnx` needs."""
+
+    metadata: dict[str, str]
+    initializers: set[str]  # the initializers' names
+    inputs: list[tuple[str, Shape]]
+    outputs: list[tuple[str, Shape]]
+    ops: set[str]  # the operator types
 
 
 def summary(
     data: bytes | mmap.mmap,
-) -> tuple[
-    dict[str, str],
-    set[str],
-    list[tuple[str, tuple[Dim, ...]]],
-    list[tuple[str, tuple[Dim, ...]]],
-    set[str],
-]:
+) -> Summary:
     """(metadata, initializer names, inputs, outputs, operator types) of the serialized ONNX
     model ``data``: what `yolocli.families.read_onnx` needs, without importing onnx (0.6 s,
     on the critical path of every run of an ONNX model) or copying its weights. An input's or
@@ -170,13 +175,7 @@ def summary(
 
 def summary_of(
     path: Path,
-) -> tuple[
-    dict[str, str],
-    set[str],
-    list[tuple[str, tuple[Dim, ...]]],
-    list[tuple[str, tuple[Dim, ...]]],
-    set[str],
-]:
+) -> Summary:
     """`summary` of the ONNX file at ``path``, mapped rather than read: the weights' pages
     are skipped, never touched. `ModelError` if it is malformed, OSError if unreadable."""
     with open(path, "rb") as f:
@@ -190,17 +189,11 @@ def summary_of(
 
 def _summary(
     buf: memoryview,
-) -> tuple[
-    dict[str, str],
-    set[str],
-    list[tuple[str, tuple[Dim, ...]]],
-    list[tuple[str, tuple[Dim, ...]]],
-    set[str],
-]:
+) -> Summary:
     metadata: dict[str, str] = {}
     initializers: set[str] = set()
-    inputs: list[tuple[str, tuple[Dim, ...]]] = []
-    outputs: list[tuple[str, tuple[Dim, ...]]] = []
+    inputs: list[tuple[str, Shape]] = []
+    outputs: list[tuple[str, Shape]] = []
     ops: set[str] = set()
 
     def text(a: int, b: int) -> str:
@@ -210,8 +203,9 @@ def _summary(
         """The last value of each ``wanted`` string field of the message in buf[a:b]."""
         return {f: text(x, y) for f, w, x, y in _fields(buf, a, b) if f in wanted and w == _LEN}
 
-    def value_info(a: int, b: int) -> tuple[str, tuple[Dim, ...]]:
-        name, dims = "", cast(tuple[Dim, ...], ())
+    def value_info(a: int, b: int) -> tuple[str, Shape]:
+        name: str = ""
+        dims: Shape = ()
         for f, w, x, y in _fields(buf, a, b):
             if f == _VALUE_NAME and w == _LEN:
                 name = text(x, y)
@@ -219,7 +213,7 @@ def _summary(
                 dims = shape(x, y)
         return name, dims
 
-    def shape(a: int, b: int) -> tuple[Dim, ...]:
+    def shape(a: int, b: int) -> Shape:
         """The dims of a TypeProto's tensor type (none for other types)."""
         out: list[Dim] = []
         for f, w, x, y in _fields(buf, a, b):
@@ -256,7 +250,7 @@ def _summary(
                     inputs.append(value_info(x, y))
                 elif f == _GRAPH_OUTPUT:
                     outputs.append(value_info(x, y))
-    return metadata, initializers, inputs, outputs, ops
+    return Summary(metadata, initializers, inputs, outputs, ops)
 
 
 def producer(path: Path, limit: int = 4096) -> str | None:
