@@ -37,19 +37,24 @@ def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
 
     Returns (N, M) float64. Boxes with no area have IoU 0 with everything.
     """
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    if a.shape[0] == 0 or b.shape[0] == 0:
-        return np.zeros((a.shape[0], b.shape[0]))
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    iw = np.minimum.outer(a[:, 2], b[:, 2]) - np.maximum.outer(a[:, 0], b[:, 0])
-    ih = np.minimum.outer(a[:, 3], b[:, 3]) - np.maximum.outer(a[:, 1], b[:, 1])
+    a, b = _rows(a), _rows(b)
+    if a.shape[1] == 0 or b.shape[1] == 0:
+        return np.zeros((a.shape[1], b.shape[1]))
+    area_a = (a[2] - a[0]) * (a[3] - a[1])
+    area_b = (b[2] - b[0]) * (b[3] - b[1])
+    iw = np.minimum.outer(a[2], b[2]) - np.maximum.outer(a[0], b[0])
+    ih = np.minimum.outer(a[3], b[3]) - np.maximum.outer(a[1], b[1])
     inter = np.maximum(iw, 0) * np.maximum(ih, 0)
     union = np.add.outer(area_a, area_b) - inter
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = inter / union
     return np.where(union > 0, iou, 0.0)
+
+
+def _rows(boxes: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """(N, 4) boxes as (4, N) contiguous float64 rows x1, y1, x2, y2: the outer operations
+    below run about 2x faster on contiguous rows than on the (N, 4) array's strided columns."""
+    return np.ascontiguousarray(np.asarray(boxes, dtype=np.float64).reshape(-1, 4).T)
 
 
 def clip_boxes(xyxy: FloatArray, width: int, height: int) -> FloatArray:
@@ -194,7 +199,9 @@ class _Boxes:
             return self._exact(a, b)
         # signed: both bounds below are positive, so where boxes do not meet (an area <= 0)
         # both tests fail, as they would on 0
-        inter = _intersection(self.rows32[:, a], self.rows32[:, b], signed=True)
+        # take, not rows[:, a]: that indexing lays the result out column-major, every row
+        # strided, and the outer operations run about 1.4x slower on strided rows
+        inter = _intersection(self.rows32.take(a, axis=1), self.rows32.take(b, axis=1), True)
         out: npt.NDArray[np.bool_] = inter >= np.add.outer(self.area_hi[a], self.area_hi[b])
         near = inter >= np.add.outer(self.area_lo[a], self.area_lo[b])
         if np.count_nonzero(near) != np.count_nonzero(out):  # some pairs are too close to call
@@ -203,7 +210,8 @@ class _Boxes:
         return out
 
     def _exact(self, a: IntArray, b: IntArray) -> npt.NDArray[np.bool_]:
-        q = _overlap(self.rows[:, a], self.area[a], self.rows[:, b], self.area[b])
+        rows = self.rows
+        q = _overlap(rows.take(a, axis=1), self.area[a], rows.take(b, axis=1), self.area[b])
         out: npt.NDArray[np.bool_] = q >= self.cut
         if self.tiny:
             out |= np.add.outer(self.area[a], self.area[b]) <= _EPS64
@@ -338,16 +346,15 @@ def box_diou(a: npt.ArrayLike, b: npt.ArrayLike, beta: float = 0.6) -> npt.NDArr
     ``box_diou`` / ``box_diounms`` compute it: IoU minus ``(d² / c²) ** beta``, where d is the
     distance between the centres and c the diagonal of the smallest box enclosing both (when
     c is 0, the IoU alone). (N, M) float64; at most 1, and below -1 only never."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    iou = box_iou(a, b)
+    a, b = _rows(a), _rows(b)
+    iou = box_iou(a.T, b.T)
     if iou.size == 0:
         return iou
-    cw = np.maximum.outer(a[:, 2], b[:, 2]) - np.minimum.outer(a[:, 0], b[:, 0])
-    ch = np.maximum.outer(a[:, 3], b[:, 3]) - np.minimum.outer(a[:, 1], b[:, 1])
+    cw = np.maximum.outer(a[2], b[2]) - np.minimum.outer(a[0], b[0])
+    ch = np.maximum.outer(a[3], b[3]) - np.minimum.outer(a[1], b[1])
     c = cw * cw + ch * ch
-    dx = np.subtract.outer(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2]) / 2
-    dy = np.subtract.outer(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3]) / 2
+    dx = np.subtract.outer(a[0] + a[2], b[0] + b[2]) / 2
+    dy = np.subtract.outer(a[1] + a[3], b[1] + b[3]) / 2
     with np.errstate(invalid="ignore", divide="ignore"):
         term = np.power((dx * dx + dy * dy) / c, beta)
     out: npt.NDArray[np.float64] = np.where(c > 0, iou - term, iou)
@@ -478,11 +485,10 @@ def box_ios(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
     (M, 4): (N, M) float64, 1 when one box lies inside the other (IoU cannot see that a
     half-object box belongs to the whole one). Boxes with no area have IoS 0 with everything.
     """
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    if a.shape[0] == 0 or b.shape[0] == 0:
-        return np.zeros((a.shape[0], b.shape[0]))
-    return _ios(a.T, b.T)
+    a, b = _rows(a), _rows(b)
+    if a.shape[1] == 0 or b.shape[1] == 0:
+        return np.zeros((a.shape[1], b.shape[1]))
+    return _ios(a, b)
 
 
 def _ios(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -621,7 +627,8 @@ def merge(
         rows = np.ascontiguousarray(boxes[order].T)
 
         def overlap(a: IntArray, b: IntArray) -> npt.NDArray[np.bool_]:
-            out: npt.NDArray[np.bool_] = _ios(rows[:, a], rows[:, b]) > threshold
+            ios = _ios(rows.take(a, axis=1), rows.take(b, axis=1))
+            out: npt.NDArray[np.bool_] = ios > threshold
             return out
 
         pairs = _PAIRS[np.float64]
