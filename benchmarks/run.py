@@ -1500,6 +1500,16 @@ def ray_section(report: Report, env: dict[str, str], root: Path, quick: bool) ->
     )
 
 
+def jpeg_decoder() -> str:
+    """simplejpeg's version (yolocli decodes plain JPEGs with it), or that OpenCV decodes them."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"simplejpeg {version('simplejpeg')}"
+    except PackageNotFoundError:  # yolocli falls back to OpenCV
+        return "no simplejpeg (OpenCV decodes every JPEG)"
+
+
 def machine() -> str:
     cpu = platform.processor() or "unknown CPU"
     try:
@@ -1521,7 +1531,8 @@ def machine() -> str:
         f"- machine: {cpu}, {os.cpu_count()} logical cores, "
         f"{platform.system()} {platform.release()}\n"
         f"- Python {platform.python_version()}, {versions()} "
-        f"(OpenCV: {cv2.getNumThreads()} threads), NumPy {np.__version__}, yolocli {__version__}\n"
+        f"(OpenCV: {cv2.getNumThreads()} threads), NumPy {np.__version__}, {jpeg_decoder()}, "
+        f"yolocli {__version__}\n"
         f"- CPU flags that change the forward pass: {' '.join(shown_flags)}\n"
         f"- load average at the start: {load_average()}"
     )
