@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import DATA
-from yolocli.families.darknet.letterbox import Letterbox, Letterboxer, letterbox
+from yolocli.families.darknet.letterbox import _STRIP_BYTES, Letterbox, Letterboxer, letterbox
 
 
 def darknet_resize(im: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -60,6 +60,8 @@ def test_letterbox_is_bit_identical_to_darknet(name: str) -> None:
     ("shape", "net"),
     [((480, 640), 416), ((640, 480), 320), ((37, 1000), 416), ((1000, 3), 416), ((1, 1), 32),
      ((416, 416), 416), ((200, 100), 608),
+     ((121, 1664), 416),  # two strips, and darknet's last row reads back a source row
+     ((300, 400), 1280),  # a wide input: strips of 8 rows
      ((200, 33000), 416)],  # wider than cv2.remap handles: the NumPy gather
 )  # fmt: skip
 def test_letterbox_matches_darknet_on_awkward_sizes(shape: tuple[int, int], net: int) -> None:
@@ -79,15 +81,19 @@ def test_letterboxer_reuses_plans_and_is_still_exact() -> None:
             np.testing.assert_array_equal(blob, darknet_letterbox(img, 416, 416))
 
 
-def test_work_buffers_grow_to_the_largest_size_and_serve_smaller_ones_exactly() -> None:
+def test_work_buffers_hold_a_strip_grow_once_and_serve_every_size_exactly() -> None:
+    """The letterbox runs in strips of rows: its buffers grow to the largest strip met,
+    never shrink, and stay one strip's size however large the photo."""
     rng = np.random.default_rng(1)
     prep = Letterboxer(320, 320)
     sizes = []
-    for shape in [(100, 150), (400, 300), (30, 700), (240, 320), (400, 300)]:
+    for shape in [(100, 150), (400, 300), (30, 700), (240, 320), (1500, 2000), (400, 300)]:
         img = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
         np.testing.assert_array_equal(prep(img)[0], darknet_letterbox(img, 320, 320))
         sizes.append(prep._work.size)
-    assert sizes[1] == max(sizes) == sizes[-1] > sizes[0]  # grown once, never shrunk
+    assert sizes == sorted(sizes)  # never shrunk
+    # two source rows per output row at most, plus darknet's last row: one strip's worth
+    assert max(sizes) * 4 <= 2 * _STRIP_BYTES + 2 * 320 * 3 * 4
 
 
 @pytest.mark.parametrize(
