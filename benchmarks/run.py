@@ -51,6 +51,9 @@ THREADS = 2  # every engine gets the same thread count: this machine's cores
 HAS_DARKNET = hasattr(cv2.dnn, "readNetFromDarknet")  # OpenCV 5 removed the darknet importer
 FAMILIES = REPO / "tests" / "data" / "families"  # one small ONNX model of each family
 FOLDER = 280  # photos in issue 25's folder: what users run, where start-up still counts
+# interleaved rounds of the folder runs (sections 8 and 9); --rounds sets it. A share moves
+# by about +-0.03 between runs of 3 rounds on a shared machine.
+FOLDER_ROUNDS = 3
 # Issue 25 also asks yolocli to beat Ultralytics' own predict (stream, ONNX Runtime) on its
 # own model: that peer runs in an environment of its own (--ultralytics-python).
 FAMILY_TODO = (
@@ -513,7 +516,7 @@ def workers_section(
     detect DIR` from a cold start, with its defaults (the engine `auto` picks) and on the
     default install's engine (OpenCV, `--backend opencv`), all in the same rounds."""
     cores = os.cpu_count() or 1
-    n, passes, rounds = (6, 6, 1) if quick else (FOLDER, 100, 3)
+    n, passes, rounds = (6, 6, 1) if quick else (FOLDER, 100, FOLDER_ROUNDS)
     folder = jpeg_folder_of(n, root)
     auto = BACKEND_KIND[engines.resolve("auto", "cpu")]
     opencv = BACKEND_KIND["opencv"]
@@ -649,7 +652,7 @@ def families_section(
     import onnxruntime as ort
 
     cores = os.cpu_count() or 1
-    n, passes, rounds = (6, 6, 1) if quick else (FOLDER, 100, 3)
+    n, passes, rounds = (6, 6, 1) if quick else (FOLDER, 100, FOLDER_ROUNDS)
     folder = jpeg_folder_of(n, root)
     configs = [(k, cores // k) for k in range(1, cores + 1) if cores % k == 0]
     models = list(models) or sorted(FAMILIES.glob("*.onnx"))
@@ -1565,7 +1568,18 @@ SECTIONS = ("stages", "throughput", "workers", "families", "memory", "nms", "tun
 OPTIONAL = ("ray",)  # run with --only: they need an extra (and minutes)
 
 
+def shown_args(args: argparse.Namespace) -> str:
+    """The options that change what a run measures, as typed (not --output)."""
+    words = [" --quick"] if args.quick else []
+    if args.only:
+        words.append(" --only " + " ".join(args.only))
+    if args.rounds != 3:
+        words.append(f" --rounds {args.rounds}")
+    return "".join(words)
+
+
 def main() -> None:
+    global FOLDER_ROUNDS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: check the machinery only")
     parser.add_argument(
@@ -1587,7 +1601,15 @@ def main() -> None:
         "then exports Ultralytics' n-size models with it and runs Ultralytics' own predict on "
         "them as a peer (benchmarks/peers/ultralytics_predict.py)",
     )  # fmt: skip
+    parser.add_argument(
+        "--rounds", type=int, default=FOLDER_ROUNDS, metavar="N",
+        help=f"interleaved rounds of the folder runs, sections 8 and 9 (default {FOLDER_ROUNDS}; "
+        "more rounds, steadier medians, longer runs)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    FOLDER_ROUNDS = args.rounds
     if args.only:
         args.only = list(
             dict.fromkeys(s for o in args.only for s in (GOALS if o == "goals" else [o]))
@@ -1632,7 +1654,7 @@ def main() -> None:
     )
     text = (
         "# yolocli benchmark results\n\n"
-        f"Written by `python benchmarks/run.py{' --quick' if args.quick else ''}`.\n\n"
+        f"Written by `python benchmarks/run.py{shown_args(args)}`.\n\n"
         f"{machine()}\n\n## Goals\n\n| goal | measured | |\n| --- | --- | --- |\n{goals}\n\n"
         + "\n".join(report.sections)
     )
