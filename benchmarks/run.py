@@ -51,8 +51,8 @@ THREADS = 2  # every engine gets the same thread count: this machine's cores
 HAS_DARKNET = hasattr(cv2.dnn, "readNetFromDarknet")  # OpenCV 5 removed the darknet importer
 FAMILIES = REPO / "tests" / "data" / "families"  # one small ONNX model of each family
 FOLDER = 280  # photos in issue 25's folder: what users run, where start-up still counts
-# interleaved rounds of the folder runs (sections 8 and 9); --rounds sets it. A share moves
-# by about +-0.03 between runs of 3 rounds on a shared machine.
+# interleaved rounds of the folder runs (sections 8 and 9) unless --rounds says otherwise. A
+# share moves by about +-0.03 between runs of 3 rounds on a shared machine.
 FOLDER_ROUNDS = 3
 # Issue 25 also asks yolocli to beat Ultralytics' own predict (stream, ONNX Runtime) on its
 # own model: that peer runs in an environment of its own (--ultralytics-python).
@@ -516,14 +516,15 @@ def bare_parallel(kind: str, k: int, threads: int, n: int, tiny: Path, onnx: Pat
 
 
 def workers_section(
-    report: Report, env: dict[str, str], tiny: Path, root: Path, quick: bool
-) -> None:
+    report: Report, env: dict[str, str], tiny: Path, root: Path, quick: bool,
+    rounds: int = FOLDER_ROUNDS,
+) -> None:  # fmt: skip
     """Issues 11 and 25: the machine's best bare configuration of each engine (every k
     dividing the cores: k networks x cores/k threads, separate processes) against `yolocli
     detect DIR` from a cold start, with its defaults (the engine `auto` picks) and on the
     default install's engine (OpenCV, `--backend opencv`), all in the same rounds."""
     cores = os.cpu_count() or 1
-    n, passes, rounds = (6, 6, 1) if quick else (FOLDER, 100, FOLDER_ROUNDS)
+    n, passes, rounds = (6, 6, 1) if quick else (FOLDER, 100, rounds)
     folder = jpeg_folder_of(n, root)
     auto = BACKEND_KIND[engines.resolve("auto", "cpu")]
     opencv = BACKEND_KIND["opencv"]
@@ -648,7 +649,7 @@ def ultralytics_exports(python: str, names: Sequence[str]) -> Path:
 
 def families_section(
     report: Report, env: dict[str, str], tiny: Path, root: Path, quick: bool,
-    models: Sequence[Path] = (), peer_python: str | None = None,
+    models: Sequence[Path] = (), peer_python: str | None = None, rounds: int = FOLDER_ROUNDS,
 ) -> None:  # fmt: skip
     """Issue 25, "the same for every model family": each family's ONNX model (default: the
     test models in tests/data/families) from a cold start on the same folder, against the best
@@ -659,7 +660,7 @@ def families_section(
     import onnxruntime as ort
 
     cores = os.cpu_count() or 1
-    n, passes, rounds = (6, 6, 1) if quick else (FOLDER, 100, FOLDER_ROUNDS)
+    n, passes, rounds = (6, 6, 1) if quick else (FOLDER, 100, rounds)
     folder = jpeg_folder_of(n, root)
     configs = [(k, cores // k) for k in range(1, cores + 1) if cores % k == 0]
     models = list(models) or sorted(FAMILIES.glob("*.onnx"))
@@ -1579,15 +1580,14 @@ OPTIONAL = ("ray",)  # run with --only: they need an extra (and minutes)
 def shown_args(args: argparse.Namespace) -> str:
     """The options that change what a run measures, as typed (not --output)."""
     words = [" --quick"] if args.quick else []
-    if args.typed_only:
-        words.append(" --only " + " ".join(args.typed_only))
-    if args.rounds != 3:
+    if args.only:
+        words.append(" --only " + " ".join(args.only))
+    if args.rounds != FOLDER_ROUNDS:
         words.append(f" --rounds {args.rounds}")
     return "".join(words)
 
 
 def main() -> None:
-    global FOLDER_ROUNDS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: check the machinery only")
     parser.add_argument(
@@ -1615,14 +1615,9 @@ def main() -> None:
         "more rounds, steadier medians, longer runs)",
     )  # fmt: skip
     args = parser.parse_args()
-    args.typed_only = args.only
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
-    FOLDER_ROUNDS = args.rounds
-    if args.only:
-        args.only = list(
-            dict.fromkeys(s for o in args.only for s in (GOALS if o == "goals" else [o]))
-        )
+    only = list(dict.fromkeys(s for o in args.only or () for s in (GOALS if o == "goals" else [o])))
     at_start = machine()  # (its load average is the one before the run)
     print(at_start, flush=True)
 
@@ -1640,9 +1635,16 @@ def main() -> None:
         sections: dict[str, Callable[[], object]] = {
             "stages": lambda: stages_section(report, env, tiny, v3_weights, root, args.quick),
             "throughput": lambda: throughput_section(report, env, tiny, root, args.quick),
-            "workers": lambda: workers_section(report, env, tiny, root, args.quick),
+            "workers": lambda: workers_section(report, env, tiny, root, args.quick, args.rounds),
             "families": lambda: families_section(
-                report, env, tiny, root, args.quick, args.family_model, args.ultralytics_python
+                report,
+                env,
+                tiny,
+                root,
+                args.quick,
+                args.family_model,
+                args.ultralytics_python,
+                args.rounds,
             ),
             "memory": lambda: memory_section(report, env, root, args.quick),
             "nms": lambda: nms_section(report, args.quick),
@@ -1654,7 +1656,7 @@ def main() -> None:
             "tracking": lambda: tracking_section(report, args.quick),
             "ray": lambda: ray_section(report, env, root, args.quick),
         }
-        for key in args.only or [s for s in sections if s not in OPTIONAL]:
+        for key in only or [s for s in sections if s not in OPTIONAL]:
             start = time.perf_counter()
             sections[key]()
             print(f"({time.perf_counter() - start:.1f} s)", flush=True)
