@@ -40,6 +40,11 @@ def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
     a, b = _rows(a), _rows(b)
     if a.shape[1] == 0 or b.shape[1] == 0:
         return np.zeros((a.shape[1], b.shape[1]))
+    return _iou(a, b)
+
+
+def _iou(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """(n, m) IoU of boxes given as (4, n) and (4, m) rows x1, y1, x2, y2 (see `_rows`)."""
     area_a = (a[2] - a[0]) * (a[3] - a[1])
     area_b = (b[2] - b[0]) * (b[3] - b[1])
     iw = np.minimum.outer(a[2], b[2]) - np.maximum.outer(a[0], b[0])
@@ -48,7 +53,8 @@ def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
     union = np.add.outer(area_a, area_b) - inter
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = inter / union
-    return np.where(union > 0, iou, 0.0)
+    out: npt.NDArray[np.float64] = np.where(union > 0, iou, 0.0)
+    return out
 
 
 def _rows(boxes: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -353,9 +359,9 @@ def box_diou(a: npt.ArrayLike, b: npt.ArrayLike, beta: float = 0.6) -> npt.NDArr
     distance between the centres and c the diagonal of the smallest box enclosing both (when
     c is 0, the IoU alone). (N, M) float64; at most 1, and below -1 only never."""
     a, b = _rows(a), _rows(b)
-    iou = box_iou(a.T, b.T)
-    if iou.size == 0:
-        return iou
+    if a.shape[1] == 0 or b.shape[1] == 0:
+        return np.zeros((a.shape[1], b.shape[1]))
+    iou = _iou(a, b)
     cw = np.maximum.outer(a[2], b[2]) - np.minimum.outer(a[0], b[0])
     ch = np.maximum.outer(a[3], b[3]) - np.minimum.outer(a[1], b[1])
     c = cw * cw + ch * ch
