@@ -157,9 +157,7 @@ class Summary(NamedTuple):
     ops: set[str]  # the operator types
 
 
-def summary(
-    data: bytes | mmap.mmap,
-) -> Summary:
+def summary(data: bytes | mmap.mmap) -> Summary:
     """(metadata, initializer names, inputs, outputs, operator types) of the serialized ONNX
     model ``data``: what `yolocli.families.read_onnx` needs, without importing onnx (0.6 s,
     on the critical path of every run of an ONNX model) or copying its weights. An input's or
@@ -173,9 +171,7 @@ def summary(
     raise ModelError("not a well-formed ONNX model (its protobuf encoding is broken)")
 
 
-def summary_of(
-    path: Path,
-) -> Summary:
+def summary_of(path: Path) -> Summary:
     """`summary` of the ONNX file at ``path``, mapped rather than read: the weights' pages
     are skipped, never touched. `ModelError` if it is malformed, OSError if unreadable."""
     with open(path, "rb") as f:
@@ -187,9 +183,7 @@ def summary_of(
             return summary(mm)
 
 
-def _summary(
-    buf: memoryview,
-) -> Summary:
+def _summary(buf: memoryview) -> Summary:
     metadata: dict[str, str] = {}
     initializers: set[str] = set()
     inputs: list[tuple[str, Shape]] = []
