@@ -311,8 +311,9 @@ class RuntimeLetterboxer(Letterboxer):
     """`Letterboxer` run by ONNX Runtime: the same resize (``Resize``, linear, corner-aligned
     source positions: darknet's ``resize_image``) in the engine's own code, on CPU time that
     the forward pass needs on a busy machine. OpenCV splits the photo into RGB planes (0.05 ms),
-    the graph casts, resizes, divides by 255 and pads: 1.0-1.6 ms against 1.5-2.4 ms for the
-    exact NumPy version on photos of 0.14-0.37 megapixels (one core, AVX-512 Xeon).
+    the graph scales the pixels to [0, 1] (``DequantizeLinear``: cast and divide in one pass),
+    resizes and pads: 1.0-1.5 ms against 1.5-2.4 ms for the exact NumPy version on photos of
+    0.14-0.37 megapixels (one core, AVX-512 Xeon).
 
     The graph reads the whole photo, while the NumPy version gathers only the rows and
     columns darknet samples: past `MAX_AREA_RATIO` times the resized image's area (a
@@ -320,11 +321,11 @@ class RuntimeLetterboxer(Letterboxer):
     against 2.0), the NumPy version runs instead.
 
     Not bit for bit: ONNX Runtime computes the bilinear weights in its own order, and
-    divides by 255 after the resize, which moves input values by up to 5e-5 (a 255th is
-    4e-3), far inside the parity of the reference tests. Where darknet's float32 arithmetic
-    makes its last output row read the next-to-last source row almost alone (an artefact the
-    graph would not reproduce), and for images of one row or column, the exact `Letterboxer`
-    runs too. Used when the network runs on ONNX Runtime anyway
+    multiplies by float32(1/255) where darknet divides by 255, which moves input values by up
+    to 5e-5 (a 255th is 4e-3), far inside the parity of the reference tests. Where darknet's
+    float32 arithmetic makes its last output row read the next-to-last source row almost
+    alone (an artefact the graph would not reproduce), and for images of one row or column,
+    the exact `Letterboxer` runs too. Used when the network runs on ONNX Runtime anyway
     (`yolocli.detector.Detector.preprocess`)."""
 
     MAX_AREA_RATIO = 6
