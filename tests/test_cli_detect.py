@@ -208,7 +208,9 @@ def test_an_internal_error_costs_one_image_and_says_how_to_see_more(
     hint (the record speaks library terms)."""
     import yolocli.io.outputs
 
-    def broken(image: object, dets: object, style: object = None) -> object:
+    def broken(
+        image: object, dets: object, style: object = None, *, in_place: bool = False
+    ) -> object:
         raise RuntimeError("drawing exploded")
 
     monkeypatch.setattr(yolocli.io.outputs, "annotate", broken)

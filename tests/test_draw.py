@@ -66,6 +66,15 @@ def test_input_is_never_modified_and_size_is_kept() -> None:
     assert not np.array_equal(out, img)
 
 
+def test_in_place_draws_the_same_on_the_image_itself() -> None:
+    img = np.full((120, 200, 3), 90, np.uint8)
+    d = dets([[20, 30, 150, 100], [5, 5, 60, 40]], classes=[3, 17], scores=[0.9, 0.4])
+    expected = annotate(img, d)
+    drawn = annotate(img, d, in_place=True)
+    assert drawn is img
+    np.testing.assert_array_equal(img, expected)
+
+
 def test_no_detections_draws_nothing() -> None:
     img = np.full((50, 60, 3), 7, np.uint8)
     np.testing.assert_array_equal(annotate(img, Detections.empty(NAMES)), img)

@@ -260,3 +260,38 @@ def test_names_are_stable_and_never_shared_whatever_the_runs(runs: list[list[str
                     targets.labels.write_text(name)
         stems = [s.lower() for s in names.values()]
         assert len(stems) == len(set(stems))
+
+
+def test_rendering_in_place_gives_the_same_bytes_and_crops_of_the_clean_image(
+    tmp_path: Path,
+) -> None:
+    import cv2
+    import numpy as np
+
+    from yolocli import Detections
+    from yolocli.families.darknet.letterbox import Letterbox
+    from yolocli.io.outputs import render
+
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)
+    dets = Detections(
+        np.array([[10.0, 12.0, 70.0, 60.0], [40.0, 30.0, 110.0, 85.0]]),
+        np.array([0.9, 0.6]),
+        np.array([1, 2]),
+        names=["a", "b", "c"],
+    )
+    box = Letterbox(120, 90, 416, 416)
+    with Outputs(SaveOptions(tmp_path, save_txt=True, save_crops=True)) as outputs:
+        targets = outputs.plan(source("p.png"))
+    clean = image.copy()
+    copied = render(targets, image, dets, box)
+    np.testing.assert_array_equal(image, clean)  # untouched
+    drawn = render(targets, image, dets, box, in_place=True)
+    assert not np.array_equal(image, clean)  # the annotations are on it
+    assert (drawn.image, drawn.labels, drawn.crops) == (copied.image, copied.labels, copied.crops)
+    assert drawn.image is not None
+    on_file = cv2.imdecode(np.frombuffer(drawn.image, np.uint8), cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(on_file, image)  # PNG: the drawn pixels exactly
+    first_crop = cv2.imdecode(np.frombuffer(drawn.crops[0][2], np.uint8), cv2.IMREAD_COLOR)
+    _, expected = cv2.imencode(".jpg", clean[12:60, 10:70], [cv2.IMWRITE_JPEG_QUALITY, 92])
+    np.testing.assert_array_equal(first_crop, cv2.imdecode(expected, cv2.IMREAD_COLOR))

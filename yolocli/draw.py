@@ -393,15 +393,18 @@ def annotate(
     dets: Detections,
     style: Style | None = None,
     texts: Sequence[str] | None = None,
+    *,
+    in_place: bool = False,
 ) -> npt.NDArray[np.uint8]:
-    """A copy of ``image`` with every detection drawn; the input array is never modified.
+    """A copy of ``image`` with every detection drawn; the input array is never modified
+    (``in_place``: drawn on ``image`` itself, which is returned).
 
     Boxes first, weakest under strongest; then the label tabs (unless ``style.hide_labels``),
     also weakest first, so no box line crosses a label and the strongest label ends on top
     where tabs must overlap. ``texts``: one label text per detection instead of "name score".
     """
     style = style or Style()
-    out = image.copy()
+    out = image if in_place else image.copy()
     height, width = out.shape[:2]
     lw, _ = style.resolve(width, height)
     order = np.argsort(dets.scores, kind="stable").tolist()

@@ -520,23 +520,29 @@ def render(
     box: Letterbox,
     save_conf: bool = False,
     style: Style | None = None,
+    *,
+    in_place: bool = False,
 ) -> Rendered:
-    """The bytes of every output ``targets`` asks for: pure CPU work, no file system."""
+    """The bytes of every output ``targets`` asks for: pure CPU work, no file system.
+
+    ``in_place``: draw the annotations on ``image`` itself rather than on a copy, for a
+    caller that is done with it (a worker process): copying a photo cost 0.2 ms of the
+    0.7 ms that drawing took on the test photos. Crops are cut before anything is drawn."""
     out = Rendered()
-    clock = Clock(out.timings)
-    if targets.image is not None:
-        drawn = annotate(image, dets, style)
-        clock.lap("draw")
-        out.image = images.encode_image(drawn, targets.image.suffix)
-        clock.lap("encode")
-    if targets.labels is not None:
-        out.labels = yolo_labels(dets, box, save_conf)
     if targets.crops is not None:
         boxes = np.round(dets.xyxy).astype(np.int64)
         for i, label in enumerate(dets.labels):
             x1, y1, x2, y2 = boxes[i].tolist()
             if x2 > x1 and y2 > y1:
                 out.crops.append((label, i, images.encode_image(image[y1:y2, x1:x2], ".jpg")))
+    if targets.labels is not None:
+        out.labels = yolo_labels(dets, box, save_conf)
+    if targets.image is not None:
+        clock = Clock(out.timings)
+        drawn = annotate(image, dets, style, in_place=in_place)
+        clock.lap("draw")
+        out.image = images.encode_image(drawn, targets.image.suffix)
+        clock.lap("encode")
     return out
 
 

@@ -162,7 +162,9 @@ def load(
 
 
 def run_task(detector: Detector, task: Task) -> Done:
-    """The whole job for one image, as a worker does it; every failure is the image's error."""
+    """The whole job for one image, as a worker does it; every failure is the image's error.
+
+    The decoded image lives only in here, so the annotations are drawn on it in place."""
     done = Done(task.index)
     try:
         slicer = task.slicer
@@ -182,7 +184,7 @@ def run_task(detector: Detector, task: Task) -> Done:
             clock.lap("postprocess")
         done.detections = Detections(dets.xyxy, dets.scores, dets.class_ids)  # names: parent's
         done.rendered = render(
-            task.targets, loaded.image, dets, loaded.box, task.save_conf, task.style
+            task.targets, loaded.image, dets, loaded.box, task.save_conf, task.style, in_place=True
         )
         done.timings.update(done.rendered.timings)
     except ImageError as err:
