@@ -545,3 +545,38 @@ def test_jpegs_libjpeg_turbo_might_decode_otherwise_go_to_opencv(kind: str) -> N
             decode(data)
     else:
         np.testing.assert_array_equal(decode(data), expected)
+
+
+def test_jpegs_decode_into_reused_scratch_memory_to_the_same_pixels() -> None:
+    pytest.importorskip("simplejpeg")
+    from yolocli.io.images import Scratch
+
+    scratch = Scratch()
+    small, large = FAST_JPEGS["progressive"](), (DATA / "grace_hopper.jpg").read_bytes()
+    first = decode(small, scratch=scratch)
+    np.testing.assert_array_equal(first, decode(small))
+    memory = scratch.take(0)
+    assert memory is not None
+    assert np.shares_memory(first, np.frombuffer(memory, np.uint8))
+    grown = decode(large, scratch=scratch)  # larger: new memory, the first image left alone
+    np.testing.assert_array_equal(grown, decode(large))
+    np.testing.assert_array_equal(first, decode(small))
+    again = decode(small, scratch=scratch)  # smaller: the same memory again
+    assert np.shares_memory(again, grown)
+    np.testing.assert_array_equal(again, decode(small))
+    assert again.shape == first.shape
+    assert again.flags.c_contiguous
+
+
+def test_scratch_memory_is_not_used_past_its_limit_nor_by_other_decoders() -> None:
+    from yolocli.io.images import Scratch
+
+    scratch = Scratch()
+    scratch.LIMIT = 100  # bytes: a 37 x 23 photo needs 2,553
+    jpeg = decode(encode(".jpg"), scratch=scratch)
+    np.testing.assert_array_equal(jpeg, decode(encode(".jpg")))
+    assert scratch.take(0) == bytearray()  # never grown
+    roomy = Scratch()
+    png = decode(encode(".png"), scratch=roomy)  # OpenCV decodes it into an array of its own
+    np.testing.assert_array_equal(png, PIXELS)
+    assert roomy.take(0) == bytearray()

@@ -138,17 +138,23 @@ class Loaded:
 
 
 def load(
-    detector: Detector, source: Source, max_bytes: int, max_pixels: int, letterbox: bool = True
+    detector: Detector,
+    source: Source,
+    max_bytes: int,
+    max_pixels: int,
+    letterbox: bool = True,
+    scratch: images.Scratch | None = None,
 ) -> Loaded:
     """Read, decode and letterbox ``source`` for ``detector``; `ImageError` saying why not.
 
     ``letterbox`` False leaves that to a `Slicer` (``blob`` is then empty), which letterboxes
-    each tile itself; ``box`` still gives the image's size."""
+    each tile itself; ``box`` still gives the image's size. ``scratch``: memory the pixels
+    may be decoded into (`images.decode`), reused by the next image."""
     timings: Timings = {}
     clock = Clock(timings)
     data = images.read_bytes(source, max_bytes=max_bytes)
     clock.lap("read")
-    image = images.decode(data, max_pixels=max_pixels)
+    image = images.decode(data, max_pixels=max_pixels, scratch=scratch)
     note = images.frame_note(data)
     clock.lap("decode")
     if letterbox:
@@ -161,14 +167,17 @@ def load(
     return Loaded(image, blob, box, [note] if note else [], timings)
 
 
-def run_task(detector: Detector, task: Task) -> Done:
+def run_task(detector: Detector, task: Task, scratch: images.Scratch | None = None) -> Done:
     """The whole job for one image, as a worker does it; every failure is the image's error.
 
-    The decoded image lives only in here, so the annotations are drawn on it in place."""
+    The decoded image lives only in here: it may be decoded into ``scratch`` (one per worker,
+    reused image after image) and the annotations are drawn on it in place."""
     done = Done(task.index)
     try:
         slicer = task.slicer
-        loaded = load(detector, task.source, task.max_bytes, task.max_pixels, slicer is None)
+        loaded = load(
+            detector, task.source, task.max_bytes, task.max_pixels, slicer is None, scratch
+        )
         done.timings, done.warnings = loaded.timings, loaded.warnings
         done.width, done.height = loaded.box.width, loaded.box.height
         if slicer is not None:
@@ -222,6 +231,7 @@ def _worker_main(
         conn.send(("failed", str(err) if isinstance(err, YolocliError) else repr(err)))
         return
     conn.send(("ready", detector.engine.name))
+    scratch = images.Scratch()
     while True:
         try:
             task = conn.recv()
@@ -230,7 +240,7 @@ def _worker_main(
         if task is None:  # done: nothing to tidy (no files, no buffered answers), so no
             os._exit(0)  # interpreter and engine teardown for the parent to wait for
         try:
-            conn.send(run_task(detector, task))
+            conn.send(run_task(detector, task, scratch))
         except (BrokenPipeError, OSError):
             return
 
