@@ -579,4 +579,8 @@ def test_scratch_memory_is_not_used_past_its_limit_nor_by_other_decoders() -> No
     roomy = Scratch()
     png = decode(encode(".png"), scratch=roomy)  # OpenCV decodes it into an array of its own
     np.testing.assert_array_equal(png, PIXELS)
-    assert roomy.take(0) == bytearray()
+    rotated = OPENCV_JPEGS["EXIF orientation 6"]()  # a JPEG that OpenCV turns
+    np.testing.assert_array_equal(
+        decode(rotated, scratch=roomy), cv2.imdecode(np.frombuffer(rotated, np.uint8), 1)
+    )
+    assert roomy.take(0) == bytearray()  # neither grew it

@@ -171,8 +171,7 @@ def decode(
         )
     check_pixels(header, max_pixels)
     if header.format in ("JPEG", "progressive JPEG"):
-        memory = scratch.take(header.width * header.height * 3) if scratch is not None else None
-        fast = _turbo_jpeg(data, memory)
+        fast = _turbo_jpeg(data, scratch, header.width * header.height * 3)
         if fast is not None:
             return fast
     buf = np.frombuffer(data, dtype=np.uint8)
@@ -195,7 +194,9 @@ def decode(
     return np.asarray(image, dtype=np.uint8)
 
 
-def _turbo_jpeg(data: bytes, memory: bytearray | None = None) -> npt.NDArray[np.uint8] | None:
+def _turbo_jpeg(
+    data: bytes, scratch: Scratch | None = None, nbytes: int = 0
+) -> npt.NDArray[np.uint8] | None:
     """The pixels ``cv2.imdecode(data, IMREAD_COLOR)`` gives, decoded by libjpeg-turbo through
     simplejpeg, or None where that is not certain to be the same (OpenCV decodes those).
 
@@ -207,10 +208,12 @@ def _turbo_jpeg(data: bytes, memory: bytearray | None = None) -> npt.NDArray[np.
     8-bit Huffman-coded files of one or three components, whose EXIF orientation (if any) is
     the identity, come this way: OpenCV turns the others itself (rotations, CMYK, 12-bit).
     A recoverable decoding error (a truncated file) is an error here (``strict``), so such
-    a file too reaches OpenCV, whose handling of it is yolocli's. ``memory``: where to put
-    the pixels (large enough for them), or None for a new array."""
+    a file too reaches OpenCV, whose handling of it is yolocli's. ``scratch``: memory for
+    the ``nbytes`` of pixels, taken only for a file that comes this way (a rotated photo
+    leaves it untouched), or None for a new array."""
     if _simplejpeg is None or not _plain_jpeg(data):
         return None
+    memory = scratch.take(nbytes) if scratch is not None else None
     try:
         image: npt.NDArray[np.uint8] = _simplejpeg.decode_jpeg(
             data, colorspace="BGR", strict=True, buffer=memory
