@@ -632,7 +632,7 @@ def _run_ray(
             size = actors or yray.pool_size(yray.cluster_cpus(), threads)
             options = dataclasses.replace(options, workers=size, threads=threads)
             rule = f"--ray {cluster.address}: {how}, one actor per {threads} cluster CPU(s)"
-            with Signals() as signals:
+            with Signals(at_once=True) as signals:  # Ray's iterators wait where they like
                 return _stream(
                     ctx, plan.info.name, None, outputs, options, items, len(items), fmt,
                     (rule if profile else None), signals, pipeline=run, out_name=cluster.out_uri,

@@ -41,6 +41,7 @@ import numpy.typing as npt
 from yolocli.detections import Detections
 from yolocli.errors import ImageError
 from yolocli.io.files import temporary_name
+from yolocli.run import signals
 
 log = logging.getLogger(__name__)
 
@@ -478,7 +479,7 @@ class VideoSink:
             raise ImageError(f"cannot write the video {self.path}: {self._error}")
         if (image.shape[1], image.shape[0]) != self.size:
             image = np.asarray(cv2.resize(image, self.size), np.uint8)  # a stream resized
-        self._queue.put(np.ascontiguousarray(image))
+        signals.put(self._queue, np.ascontiguousarray(image))  # Ctrl-C seen while it waits
         self.frames += 1
 
     def _run(self) -> None:

@@ -41,7 +41,7 @@ from yolocli.io import inputs, video
 from yolocli.io.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from yolocli.io.outputs import Outputs, Saved, SaveOptions, Targets
 from yolocli.io.records import ImageRecord, OutputsRecord
-from yolocli.run import workers
+from yolocli.run import signals, workers
 from yolocli.run.timing import STAGES, Clock, Timings
 from yolocli.slicing import Slicer
 
@@ -498,7 +498,7 @@ class Pipeline:
             """Start loading what has arrived (waiting for one if ``block``); False at the end."""
             while len(loads) < window:
                 try:
-                    item = inbox.get(block=block)
+                    item = signals.get(inbox) if block else inbox.get_nowait()
                 except queue.Empty:
                     return True
                 if item is _END:
@@ -534,13 +534,13 @@ class Pipeline:
                     exhausted = not take_inputs(block=False)
                 if not loads and not exhausted:
                     while saves:  # nothing in hand: hand out what is done, then wait
-                        yield self._deliver(saves.popleft().result())
+                        yield self._deliver(signals.result(saves.popleft()))
                     exhausted = not take_inputs(block=True)
                 if not loads:
                     break
                 batch: list[_Loaded] = []
                 while loads and len(batch) < opts.batch:
-                    item = loads.popleft().result()
+                    item = signals.result(loads.popleft())
                     if isinstance(item, Result):
                         saves.append(_done(item))
                     else:
@@ -553,10 +553,10 @@ class Pipeline:
                         dets = self._hook(loaded, dets)
                         saves.append(saver.submit(self._save, loaded, dets))
                 while saves and (saves[0].done() or len(saves) > window):
-                    yield self._deliver(saves.popleft().result())
+                    yield self._deliver(signals.result(saves.popleft()))
             opened()  # no input at all: the network must still have opened
             while saves:
-                yield self._deliver(saves.popleft().result())
+                yield self._deliver(signals.result(saves.popleft()))
         finally:
             stop.set()
             loader.shutdown(wait=True, cancel_futures=True)
@@ -595,7 +595,7 @@ class Pipeline:
         while True:
             while not exhausted and video_next is None and len(order) < window:
                 try:  # wait for input only when nothing else is in hand
-                    item = inbox.get(block=not order)
+                    item = inbox.get_nowait() if order else signals.get(inbox)
                 except queue.Empty:
                     break
                 if item is _END:
@@ -635,9 +635,11 @@ class Pipeline:
                 if exhausted:
                     return
                 continue  # nothing in hand: wait for input
-            # Block for answers when there is nothing else to do; otherwise only look.
+            # Wait for answers when there is nothing else to do (a look for Ctrl-C every
+            # `signals.POLL` seconds); otherwise only look.
             full = exhausted or len(order) >= window
-            for done in pool.results(timeout=None if full else 0.05):
+            signals.check()
+            for done in pool.results(timeout=signals.POLL if full else 0.05):
                 source, targets = held.pop(done.index)
                 finished[done.index] = self._finish(source, targets, done)
 
