@@ -131,6 +131,18 @@ def run_cli(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args), catch_exceptions=False, prog_name="yolocli")
 
 
+@pytest.fixture
+def python_signals() -> Iterator[None]:
+    """Python's own Ctrl-C and SIGTERM handlers in this process, whatever the suite inherited
+    (a background job, CI's, starts with SIGINT ignored); put back after."""
+    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGINT, previous[0])
+    signal.signal(signal.SIGTERM, previous[1])
+
+
 def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 

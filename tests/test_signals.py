@@ -6,7 +6,6 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -15,17 +14,7 @@ import pytest
 from yolocli.run import signals
 from yolocli.run.signals import Signals, Terminated
 
-
-@pytest.fixture(autouse=True)
-def _python_handlers() -> Iterator[None]:
-    """Python's own handlers, whatever the suite inherited (a background job, CI's, starts
-    with SIGINT ignored); put back after."""
-    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    yield
-    signal.signal(signal.SIGINT, previous[0])
-    signal.signal(signal.SIGTERM, previous[1])
+pytestmark = pytest.mark.usefixtures("python_signals")
 
 
 class Gate:

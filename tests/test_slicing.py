@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import cv2
@@ -14,6 +15,7 @@ from yolocli.detections import Detections
 from yolocli.detector import Detector
 from yolocli.errors import OptionError
 from yolocli.ops import box_ios, box_iou
+from yolocli.run.signals import Signals
 from yolocli.slicing import Slicer
 
 GRAY = 114
@@ -162,6 +164,24 @@ def test_timings_add_up_over_the_tiles(tiny: Detector, two_photos: np.ndarray) -
     assert set(timings) == {"preprocess", "forward", "postprocess"}
     assert timings["forward"][1] is None  # the engine's threads: no CPU time known
     assert all(wall > 0 for wall, _ in timings.values())
+
+
+@pytest.mark.usefixtures("python_signals")
+def test_ctrl_c_in_a_run_stops_a_large_image_between_its_batches(
+    tiny: Detector, two_photos: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    passes = []
+    forward = tiny.forward
+
+    def interrupted_forward(blobs: np.ndarray) -> list[np.ndarray]:
+        passes.append(len(blobs))
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C during the first pass
+        return forward(blobs)
+
+    monkeypatch.setattr(tiny, "forward", interrupted_forward)
+    with Signals(), pytest.raises(KeyboardInterrupt):
+        Slicer(416, batch=1).detect(tiny, two_photos)
+    assert passes == [1]  # of the 4 or more tiles, only the first ran
 
 
 @pytest.fixture(scope="module")

@@ -41,6 +41,7 @@ from yolocli import ops, options
 from yolocli.detections import Detections
 from yolocli.errors import ImageError, OptionError
 from yolocli.postprocess import Postprocess
+from yolocli.run import signals
 from yolocli.run.timing import Timings
 
 if TYPE_CHECKING:
@@ -237,6 +238,7 @@ class Slicer:
             (min(self.batch, len(win)), 3, detector.height, detector.width), np.float32
         )
         for lo in range(0, len(win), self.batch):
+            signals.check()  # a run's Ctrl-C, between the batches of a large image's tiles
             idx = range(lo, min(len(win), lo + self.batch))
             boxes = []
             for k, i in enumerate(idx):
