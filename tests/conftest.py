@@ -166,6 +166,30 @@ def spawn(
     )
 
 
+def settle(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    """``proc.communicate(timeout)``; a process still running then fails the test with what
+    each of its threads was doing (name, state and kernel wait channel, from /proc), and
+    what it had written, rather than a bare timeout: a hang that happens once in hundreds of
+    runs is then diagnosed from the one CI log that shows it."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        threads = []
+        for task in sorted(Path(f"/proc/{proc.pid}/task").glob("*")):
+            with contextlib.suppress(OSError):
+                comm = (task / "comm").read_text().strip()
+                state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                wchan = (task / "wchan").read_text().strip()
+                threads.append(f"{task.name} {comm} {state} {wchan}")
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(
+            f"still running after {timeout} s; its threads (tid name state wchan):\n"
+            + "\n".join(threads)
+            + f"\nstderr:\n{err[-3000:]}\nstdout tail:\n{out[-1000:]}"
+        )
+
+
 @contextlib.contextmanager
 def as_nobody() -> Iterator[None]:
     """Permission checks as an ordinary user: root passes them all, so drop the effective

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import DATA, WEIGHTS_CACHE, run_cli, spawn
+from tests.conftest import DATA, WEIGHTS_CACHE, run_cli, settle, spawn
 from tests.faultserver import FaultServer
 from tests.mjpegserver import MjpegServer
 from yolocli.errors import ImageError
@@ -356,7 +356,7 @@ def test_head_closes_the_pipe_and_ctrl_c_finishes_the_video(
     for _ in range(3):
         proc.stdout.readline()
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    _, err = settle(proc, 60)
     assert proc.returncode == 130, err
     cap = cv2.VideoCapture(str(tmp_path / "detections" / "clip.mp4"))
     assert 3 <= cap.get(cv2.CAP_PROP_FRAME_COUNT) < 400  # finalized, playable
@@ -544,7 +544,7 @@ def test_stopping_a_live_stream_exits_cleanly_with_its_closing_record(
             for _ in range(3):
                 proc.stdout.readline()
             proc.send_signal(getattr(signal, how))
-            out, err = proc.communicate(timeout=60)
+            out, err = settle(proc, 60)
             status, recs = proc.returncode, records(out)
     assert status == {"SIGINT": 130, "SIGTERM": 143, "head": 141}[how], err
     assert "FATAL" not in err
