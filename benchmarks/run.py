@@ -515,6 +515,23 @@ def bare_parallel(kind: str, k: int, threads: int, n: int, tiny: Path, onnx: Pat
     return k * n / max(elapsed)
 
 
+def work_alone(backend: str, k: int, folder: Path, root: Path, env: dict[str, str]) -> float:
+    """Images/s of ``k`` processes started together, each doing yolocli's per-image work on
+    its share of ``folder``'s photos after its set-up (benchmarks/peers/work_alone.py)."""
+    go = root / f"go-work-{backend}-{k}-{time.monotonic_ns()}"
+    script = [sys.executable, str(PEERS / "work_alone.py"), "yolov3-tiny", backend]
+    procs = []
+    for i in range(k):
+        args = [*script, str(i), str(k), str(folder), str(go)]
+        procs.append(subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO))
+    for proc in procs:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+    go.touch()
+    answers = [proc.communicate()[0].split() for proc in procs]
+    return sum(int(n) for _, n in answers) / max(float(s) for s, _ in answers)
+
+
 def workers_section(
     report: Report, env: dict[str, str], tiny: Path, root: Path, quick: bool,
     rounds: int = FOLDER_ROUNDS,
@@ -559,6 +576,14 @@ def workers_section(
             if r == 0:
                 commands.append(f"{shown(cmd)}\n      ->{engine_line}")
             shutil.rmtree(out, ignore_errors=True)
+        for kind, backend in pools.items():  # the work alone: the ceiling of any pipeline
+            rates.setdefault(f"alone {kind}", []).append(
+                work_alone(backend, cores, folder, root, env)
+            )
+            if r == 0:
+                commands.append(f"python benchmarks/peers/work_alone.py yolov3-tiny {backend} "
+                                f"I {cores} $TMP/jpeg-{n} GO    # I = 0 to {cores - 1}, "
+                                "together")  # fmt: skip
         for kind, backend in pools.items():  # the same stages called by hand, no pipeline
             cmd = [sys.executable, str(PEERS / "library_pool.py"), "yolov3-tiny", str(folder),
                    str(cores), backend]  # fmt: skip
@@ -576,24 +601,33 @@ def workers_section(
             lines.append(f"| bare forward passes, separate processes | {ENGINE_LABELS[kind]} | "
                          f"{k} x {t} | {med[(kind, k, t)]:.1f} | "
                          f"{med[(kind, k, t)] / best[kind]:.2f} |")  # fmt: skip
-    for label, _, kind, goal in runs:
-        # the median of the rounds' ratios: each round's run against that round's bound
-        per_round = [rates[label][r] / max(rates[(kind, k, t)][r] for k, t in configs)
-                     for r in range(rounds)]  # fmt: skip
-        share = statistics.median(per_round)
+
+    def shared(key: str, kind: str) -> float:
+        """The median of the rounds' ratios: each round's run against that round's bound."""
+        return statistics.median(rates[key][r] / max(rates[(kind, k, t)][r] for k, t in configs)
+                                 for r in range(rounds))  # fmt: skip
+
+    ceiling = {kind: shared(f"alone {kind}", kind) for kind in pools}
+    for kind in pools:
+        alone = med[f"alone {kind}"]
+        lines.append(f"| the work alone: read, decode, letterbox, forward pass, heads and NMS, "
+                     f"no start-up | {ENGINE_LABELS[kind]} | {cores} x 1 | {alone:.1f} | "
+                     f"{ceiling[kind]:.2f} (the ceiling) |")  # fmt: skip
+    for label, extra, kind, goal in runs:
+        share = shared(label, kind)
         ok = share >= goal
         verdict = f" (goal >= {goal}: {'met' if ok else 'NOT met'})"
         report.goal(f"{n} photos from a cold start, {label}",
                     f"{against(share, goal)} of the best bare {ENGINE_LABELS[kind]} "
-                    f"configuration (goal {goal})", ok)  # fmt: skip
+                    f"configuration (goal {goal}; the work alone, without start-up"
+                    f"{'' if '--no-save' in extra else ' or saving'}: {ceiling[kind]:.2f})",
+                    ok)  # fmt: skip
         lines.append(f"| `yolocli detect DIR`, {label} | {ENGINE_LABELS[kind]} | auto | "
                      f"{med[label]:.1f} | {against(share, goal)}{verdict} |")  # fmt: skip
     versus = []
     for kind in pools:
         pool = f"pool {kind}"
-        share = statistics.median(
-            rates[pool][r] / max(rates[(kind, k, t)][r] for k, t in configs) for r in range(rounds)
-        )
+        share = shared(pool, kind)
         lines.append(f"| hand-written: `yolocli.Detector` in a `multiprocessing.Pool`, no "
                      f"outputs | {ENGINE_LABELS[kind]} | {cores} x 1 | {med[pool]:.1f} | "
                      f"{share:.2f} |")  # fmt: skip
@@ -611,7 +645,14 @@ def workers_section(
         "k x passes over the slowest process's time, and the engine's best k is the bound. "
         "`yolocli detect` is the whole process from a cold start: Python start, imports, "
         "worker start-up, reading, decoding, letterboxing, decoding the heads, NMS, drawing "
-        f"and writing included, on {n} JPEG photos.\n\nThe hand-written run "
+        f"and writing included, on {n} JPEG photos.\n\nThe work alone "
+        "(benchmarks/peers/work_alone.py) is the ceiling of any run with yolocli's stages: "
+        "k processes set up as the bound's are (imports and the network opened, one image "
+        "done, before the clock starts), started together, each doing what a worker of "
+        "`yolocli detect DIR --no-save` does with its share of the same photos (read, "
+        "decode, letterbox, forward pass, decode the heads, NMS), with no start-up and no "
+        "pipeline around it. A cold start adds at least Python, the imports and opening the "
+        "network (section 4's minimal script).\n\nThe hand-written run "
         "(benchmarks/peers/library_pool.py) is the floor of any pipeline around yolocli's "
         "own stages: from a cold start, a pool of forked processes each opening a "
         "`yolocli.Detector` and calling `cv2.imread` and `Detector.detect` on each photo, "

@@ -40,5 +40,10 @@ def test_quick_benchmark_writes_every_table(tmp_path: Path, tiny_weights: Path) 
     assert "- CPU flags that change the forward pass: " in text
     assert "`--backend opencv` (the default install's engine)" in text
     assert "| hand-written: `yolocli.Detector` in a `multiprocessing.Pool`, no outputs |" in text
+    assert (
+        "| the work alone: read, decode, letterbox, forward pass, heads and NMS, no start-up |"
+        in text
+    )
+    assert "(goal 0.9; the work alone, without start-up: " in text
     assert "| yolov3-tiny | 416 | 1 | " in text  # an engines row
     assert "| int8 static (QDQ, per-channel) |" in text or "Neither ONNX Runtime" in text
