@@ -482,36 +482,36 @@ def throughput_section(
     )
 
 
+def started_together(commands: Sequence[Sequence[str]], go: Path,
+                     env: dict[str, str] | None = None) -> list[str]:  # fmt: skip
+    """The standard output of each of ``commands``, processes that each print "ready" once
+    set up and then wait for the file ``go`` (`wait_for_go`): created when all are ready, so
+    that they start their timed work together."""
+    procs = [subprocess.Popen(list(cmd), stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
+             for cmd in commands]  # fmt: skip
+    for proc in procs:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+    go.touch()
+    return [proc.communicate()[0] for proc in procs]
+
+
+def wait_for_go(go: Path) -> None:
+    """A peer of `started_together`: say it is ready, then wait for the others."""
+    print("ready", flush=True)
+    while not go.exists():
+        time.sleep(0.002)
+
+
 def bare_parallel(kind: str, k: int, threads: int, n: int, tiny: Path, onnx: Path,
                   root: Path, size: str = "416x416") -> float:  # fmt: skip
     """Images/s of ``k`` bare networks of ``kind`` with ``threads`` threads each, in separate
     processes started together, ``n`` forward passes each (blobs made in advance)."""
     go = root / f"go-{kind}-{k}x{threads}-{time.monotonic_ns()}"
     cfg = config_dir() / "yolov3-tiny.cfg"
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                str(PEERS / "bare_parallel.py"),
-                kind,
-                str(threads),
-                str(n),
-                str(cfg),
-                str(tiny),
-                str(onnx),
-                str(go),
-                size,
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(k)
-    ]
-    for proc in procs:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-    go.touch()
-    elapsed = [float(proc.communicate()[0].strip()) for proc in procs]
+    command = [sys.executable, str(PEERS / "bare_parallel.py"), kind, str(threads), str(n),
+               str(cfg), str(tiny), str(onnx), str(go), size]  # fmt: skip
+    elapsed = [float(out.strip()) for out in started_together([command] * k, go)]
     return k * n / max(elapsed)
 
 
@@ -520,15 +520,8 @@ def work_alone(backend: str, k: int, folder: Path, root: Path, env: dict[str, st
     its share of ``folder``'s photos after its set-up (benchmarks/peers/work_alone.py)."""
     go = root / f"go-work-{backend}-{k}-{time.monotonic_ns()}"
     script = [sys.executable, str(PEERS / "work_alone.py"), "yolov3-tiny", backend]
-    procs = []
-    for i in range(k):
-        args = [*script, str(i), str(k), str(folder), str(go)]
-        procs.append(subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO))
-    for proc in procs:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-    go.touch()
-    answers = [proc.communicate()[0].split() for proc in procs]
+    commands = [[*script, str(i), str(k), str(folder), str(go)] for i in range(k)]
+    answers = [out.split() for out in started_together(commands, go, env)]
     return sum(int(n) for _, n in answers) / max(float(s) for s, _ in answers)
 
 
@@ -652,7 +645,7 @@ def workers_section(
         "`yolocli detect DIR --no-save` does with its share of the same photos (read, "
         "decode, letterbox, forward pass, decode the heads, NMS), with no start-up and no "
         "pipeline around it. A cold start adds at least Python, the imports and opening the "
-        "network (section 4's minimal script).\n\nThe hand-written run "
+        "network (section 6's minimal script).\n\nThe hand-written run "
         "(benchmarks/peers/library_pool.py) is the floor of any pipeline around yolocli's "
         "own stages: from a cold start, a pool of forked processes each opening a "
         "`yolocli.Detector` and calling `cv2.imread` and `Detector.detect` on each photo, "

@@ -25,9 +25,7 @@ def main() -> None:
     runner = bench.bare_engine(kind, Path(cfg), Path(weights), lambda: Path(onnx))
     blobs = bench.photo_blobs(width, 6, height)
     runner(blobs[0])  # set-up pass
-    print("ready", flush=True)
-    while not Path(go).exists():
-        time.sleep(0.005)
+    bench.wait_for_go(Path(go))
     start = time.perf_counter()
     for i in range(int(n)):
         runner(blobs[i % len(blobs)])

@@ -5,34 +5,37 @@ Usage: work_alone.py MODEL BACKEND PART PARTS FOLDER GO
 
 Opens a `yolocli.Detector` (BACKEND, one engine thread) and runs one set-up image, prints
 "ready", waits until the file GO exists (so that all k processes start together), then
-does, for every PARTS-th JPEG photo of FOLDER from the PART-th on, the work `yolocli detect
-DIR --no-save` does in a worker, with yolocli's own stages: read the file, decode it (into
-reused memory), letterbox it, run the forward pass, decode the heads and apply NMS. It
-prints its wall-clock seconds and the number of photos.
+does, for every PARTS-th image of FOLDER from the PART-th on (the folder listed as
+`yolocli detect DIR` lists it), the work `yolocli detect DIR --no-save` does in a worker,
+with yolocli's own stages: read the file, decode it (into reused memory), letterbox it, run
+the forward pass, decode the heads and apply NMS. It prints its wall-clock seconds and the
+number of images.
 
-No start-up (Python, imports, opening the network all happen before the clock), no pipeline
-(no inputs to list, no records to write, no other process to answer to): the bound's own
-set-up rules, with the per-image work the bound leaves out. Its rate over the bound's is the
-highest share any cold-start run of `yolocli detect DIR` could reach with these stages.
+No start-up (Python, imports, opening the network and listing the folder all happen before
+the clock), no pipeline (no records to write, no other process to answer to): the bound's
+own set-up rules, with the per-image work the bound leaves out. Its rate over the bound's is
+the highest share any cold-start run of `yolocli detect DIR` could reach with these stages.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import run as bench
 
 from yolocli import Detector
 from yolocli.io import images
-from yolocli.io.inputs import Source
+from yolocli.io.inputs import Source, expand_sources
 from yolocli.run import workers
 
 
 def main() -> None:
     model, backend, part, parts, folder, go = sys.argv[1:7]
     detector = Detector(model, backend=backend, threads=1)
-    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() == ".jpg")
-    mine = [Source(str(p), p, PurePosixPath(p.name)) for p in paths[int(part) :: int(parts)]]
+    mine = list(expand_sources([folder]))[int(part) :: int(parts)]  # as `yolocli detect DIR`
     scratch = images.Scratch()
 
     def work(source: Source) -> int:
@@ -42,9 +45,7 @@ def main() -> None:
         return len(detector.decode([h[0] for h in heads], loaded.box))
 
     work(mine[0])  # set-up pass, as the bound's
-    print("ready", flush=True)
-    while not Path(go).exists():
-        time.sleep(0.002)
+    bench.wait_for_go(Path(go))
     start = time.perf_counter()
     for source in mine:
         work(source)
