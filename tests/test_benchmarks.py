@@ -45,5 +45,7 @@ def test_quick_benchmark_writes_every_table(tmp_path: Path, tiny_weights: Path) 
         in text
     )
     assert "(goal 0.9; the work alone, without start-up: " in text
+    assert "| the least work, from a cold start: decode, one-call stretched blob, " in text
+    assert "; the least work, from a cold start: " in text  # beside each goal
     assert "| yolov3-tiny | 416 | 1 | " in text  # an engines row
     assert "| int8 static (QDQ, per-channel) |" in text or "Neither ONNX Runtime" in text
