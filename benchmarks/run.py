@@ -485,11 +485,13 @@ def throughput_section(
 
 
 def started_together(commands: Sequence[Sequence[str]], go: Path,
-                     env: dict[str, str] | None = None) -> list[str]:  # fmt: skip
+                     env: dict[str, str] | None = None, pass_fds: Sequence[int] = ()
+                     ) -> list[str]:  # fmt: skip
     """The standard output of each of ``commands``, processes that each print "ready" once
     set up and then wait for the file ``go`` (`wait_for_go`): created when all are ready, so
-    that they start their timed work together."""
-    procs = [subprocess.Popen(list(cmd), stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    that they start their timed work together. ``pass_fds``: file descriptors they inherit."""
+    procs = [subprocess.Popen(list(cmd), stdout=subprocess.PIPE, text=True, env=env, cwd=REPO,
+                              pass_fds=pass_fds)
              for cmd in commands]  # fmt: skip
     for proc in procs:
         assert proc.stdout is not None
@@ -519,12 +521,21 @@ def bare_parallel(kind: str, k: int, threads: int, n: int, tiny: Path, onnx: Pat
 
 def work_alone(backend: str, k: int, folder: Path, root: Path, env: dict[str, str]) -> float:
     """Images/s of ``k`` processes started together, each doing yolocli's per-image work on
-    its share of ``folder``'s photos after its set-up (benchmarks/peers/work_alone.py)."""
+    ``folder``'s photos after its set-up, taking them from one shared queue
+    (benchmarks/peers/work_alone.py)."""
     go = root / f"go-work-{backend}-{k}-{time.monotonic_ns()}"
-    script = [sys.executable, str(PEERS / "work_alone.py"), "yolov3-tiny", backend]
-    commands = [[*script, str(i), str(k), str(folder), str(go)] for i in range(k)]
-    answers = [out.split() for out in started_together(commands, go, env)]
-    return sum(int(n) for _, n in answers) / max(float(s) for s, _ in answers)
+    n = sum(1 for _ in folder.iterdir())
+    queue, feed = os.pipe()  # every index, written before the start (4 bytes each: < 64 KiB)
+    try:
+        with open(feed, "wb") as pipe:
+            pipe.write(b"".join(i.to_bytes(4, "little") for i in range(n)))
+        command = [sys.executable, str(PEERS / "work_alone.py"), "yolov3-tiny", backend,
+                   str(folder), str(queue), str(go)]  # fmt: skip
+        answers = [out.split() for out in started_together([command] * k, go, env, [queue])]
+    finally:
+        os.close(queue)
+    assert sum(int(done) for _, done in answers) == n
+    return n / max(float(s) for s, _ in answers)
 
 
 def least_work_model(kind: str, tiny: Path, onnx: Path, root: Path) -> list[str]:
@@ -597,8 +608,8 @@ def workers_section(
             )
             if r == 0:
                 commands.append(f"python benchmarks/peers/work_alone.py yolov3-tiny {backend} "
-                                f"I {cores} $TMP/jpeg-{n} GO    # I = 0 to {cores - 1}, "
-                                "together")  # fmt: skip
+                                f"$TMP/jpeg-{n} QUEUE GO    # {cores} of them, together, "
+                                "sharing a queue of the photos")  # fmt: skip
         for kind in pools:  # the least work from a cold start: the ceiling of any tool
             if kind not in LEAST_WORK_KINDS:
                 continue
