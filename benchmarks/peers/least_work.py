@@ -7,6 +7,8 @@ KIND is an engine as benchmarks/run.py names them, MODEL yolov3-tiny at 416 as i
 ``onnxruntime`` GRAPH (the compiled graph as ONNX Runtime optimized it, saved in advance, so
 that opening it optimizes nothing), ``opencv-onnx`` GRAPH (the compiled graph: raw heads), or
 ``opencv-darknet`` CFG WEIGHTS (OpenCV 4's darknet importer, which decodes the heads itself).
+Or ``ultralytics`` GRAPH: an Ultralytics detection export (output (1, 4 + classes, anchors)),
+as ONNX Runtime optimized it, at Ultralytics' thresholds (conf 0.25, IoU 0.7, 300 boxes).
 
 Imports NumPy and OpenCV, lists FOLDER, forks K processes, each importing the engine and
 opening the network with one thread, then taking photos one at a time from a shared queue
@@ -15,6 +17,9 @@ must: read and decode the JPEG (``cv2.imdecode``), make the input in one OpenCV 
 (``cv2.dnn.blobFromImage``: a stretched uint8 resize, scaled, channels swapped; no
 letterbox, no darknet sampling), run the network, decode the heads of the anchors that
 pass yolocli's default thresholds (conf 0.5, NMS 0.45) in NumPy, and ``cv2.dnn.NMSBoxes``.
+An Ultralytics export gets its letterbox as cheaply (``cv2.resize`` and
+``cv2.copyMakeBorder`` of the uint8 photo, then the blob), its best class per anchor and
+``cv2.dnn.NMSBoxesBatched``.
 Each process writes one line per photo (its path and box count) when it is done.
 
 No yolocli import, no command line to parse, no output files, no error handling: its
@@ -33,12 +38,13 @@ import numpy as np
 # yolov3-tiny's [yolo] layers: grid size -> its three anchors (cfg masks 3,4,5 and 0,1,2)
 ANCHORS = {13: [(81, 82), (135, 169), (344, 319)], 26: [(10, 14), (23, 27), (37, 58)]}
 SIZE, CONF, NMS = 416, 0.5, 0.45
+ULTRALYTICS_SIZE = 640  # the exports' input (Ultralytics' default imgsz)
 LOGIT_CONF = float(np.log(CONF / (1 - CONF)))  # objectness > CONF, before the sigmoid
 
 
 def open_network(kind: str, model: list[str]):
     """A function from a blob to the network's outputs, with one engine thread."""
-    if kind == "onnxruntime":
+    if kind in ("onnxruntime", "ultralytics"):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -92,12 +98,38 @@ def boxes_in(outputs, width: int, height: int) -> int:
     return len(cv2.dnn.NMSBoxes(xywh.tolist(), r[i, 4 + c].tolist(), CONF, NMS))
 
 
+def ultralytics_boxes(image, forward) -> int:
+    """How many boxes an Ultralytics export keeps in ``image``: its letterbox (centred, gray
+    114), its best class per anchor above 0.25, NMS per class at IoU 0.7, 300 at most."""
+    h, w = image.shape[:2]
+    r = min(ULTRALYTICS_SIZE / h, ULTRALYTICS_SIZE / w)
+    new_w, new_h = round(w * r), round(h * r)
+    top, left = (ULTRALYTICS_SIZE - new_h) // 2, (ULTRALYTICS_SIZE - new_w) // 2
+    canvas = cv2.copyMakeBorder(
+        cv2.resize(image, (new_w, new_h)), top, ULTRALYTICS_SIZE - new_h - top, left,
+        ULTRALYTICS_SIZE - new_w - left, cv2.BORDER_CONSTANT, value=(114, 114, 114),
+    )  # fmt: skip
+    out = forward(cv2.dnn.blobFromImage(canvas, 1 / 255.0, swapRB=True))[0][0]
+    best = out[4:].max(axis=0)
+    (keep,) = np.nonzero(best > 0.25)
+    if keep.size == 0:
+        return 0
+    picked = out[:, keep]
+    xywh = np.ascontiguousarray(picked[:4].T)
+    xywh[:, :2] -= xywh[:, 2:] / 2
+    classes = picked[4:].argmax(axis=0)
+    return len(cv2.dnn.NMSBoxesBatched(xywh, best[keep], classes, 0.25, 0.7, top_k=300))
+
+
 def work(kind: str, model: list[str], files: list[str], queue: int) -> None:
     forward = open_network(kind, model)
     lines = []
     while index := os.read(queue, 4):  # reads of 4 bytes from a pipe are atomic
         path = files[int.from_bytes(index, "little")]
         image = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
+        if kind == "ultralytics":
+            lines.append(f"{path} {ultralytics_boxes(image, forward)}\n")
+            continue
         blob = cv2.dnn.blobFromImage(image, 1 / 255.0, (SIZE, SIZE), swapRB=True)
         lines.append(f"{path} {boxes_in(forward(blob), image.shape[1], image.shape[0])}\n")
     os.write(1, "".join(lines).encode())
