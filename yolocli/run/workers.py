@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import select
 import selectors
 import signal
 import sys
@@ -333,8 +334,17 @@ class _Worker:
             with _main_not_rerun():
                 self.process.start()
         child.close()
+        # Whether an answer waits in the pipe, in one system call: `Connection.poll` builds
+        # and tears down a selector each time (0.05 of 0.44 s, this process's CPU time in
+        # the run, in cProfile with a thread-time clock; 280 photos, two workers).
+        self._answer_waits = select.poll()
+        self._answer_waits.register(self.conn.fileno(), select.POLLIN)
         self.tasks: deque[Task] = deque()  # sent, not answered; the first is the one it runs
         self.busy_since = 0.0  # when it started on tasks[0] (monotonic seconds)
+
+    def answered(self) -> bool:
+        """True if an answer (or the end of the pipe) is there to read."""
+        return bool(self._answer_waits.poll(0))
 
     def death(self) -> str:
         """Why the process ended, in words (its exit status or signal)."""
@@ -535,7 +545,7 @@ class Workers:
             dead = key.fileobj == worker.process.sentinel
             while worker.tasks:
                 try:
-                    if not worker.conn.poll():
+                    if not worker.answered():
                         break
                     done: Done = worker.conn.recv()
                 except (EOFError, OSError):
