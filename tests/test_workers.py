@@ -33,6 +33,17 @@ from yolocli.run.workers import (
 
 TINY = ["--model", "yolov3-tiny", "--conf", "0.2", "-f", "jsonl"]
 MB = 1 << 20
+COFFEE = DATA / "images" / "coffee.png"
+
+
+def coffee(name: str) -> Source:
+    """The test photo as an input called ``name`` (which names its outputs)."""
+    return Source(name, COFFEE, PurePosixPath(name))
+
+
+def task_for(index: int, source: Source) -> Task:
+    """A worker's task for ``source``: no outputs, limits far above any test photo."""
+    return Task(index, source, Targets(), False, 1 << 30, 1 << 30)
 
 
 @pytest.fixture
@@ -103,7 +114,7 @@ def test_a_worker_that_crashes_costs_one_image(tmp_path: Path, env: dict[str, st
     a new worker takes over, every other image is processed, exit status 1."""
     folder = tmp_path / "in"
     awkward.copies(folder, 8)
-    (folder / "004-crash.png").write_bytes((DATA / "images" / "coffee.png").read_bytes())
+    (folder / "004-crash.png").write_bytes(COFFEE.read_bytes())
     path = crash_hook(tmp_path, env.get("PYTHONPATH"))
     code, recs, stderr = run(
         ["detect", str(folder), *TINY, "--no-save", "-j", "2"], {**env, "PYTHONPATH": path}
@@ -220,11 +231,7 @@ def test_a_stopped_worker_is_replaced_and_its_image_gets_an_error(real_store: St
     image for far longer than images take (here a 3 s floor) is killed and replaced; its image
     is an error, the images queued behind it go to the new worker."""
     names = ["a.png", "b.png", "c.png"]
-    tasks = [
-        Task(i, Source(n, DATA / "images" / "coffee.png", PurePosixPath(n)), Targets(), False,
-             1 << 30, 1 << 30)
-        for i, n in enumerate(names)
-    ]  # fmt: skip
+    tasks = [task_for(i, coffee(n)) for i, n in enumerate(names)]
     with Workers(plan("yolov3-tiny", store=real_store), 1, 1, min_silence=3.0) as pool:
         pool.submit(tasks[0])
         answers = {d.index: d for d in pool.results(timeout=60)}
@@ -260,12 +267,12 @@ def test_workers_share_the_graph_a_store_could_not_keep(
     workers_tmp = tmp_path / "workers-tmp"
     workers_tmp.mkdir()
     monkeypatch.setenv("TMPDIR", str(workers_tmp))  # where a worker would write its own copy
-    source = Source("c.png", DATA / "images" / "coffee.png", PurePosixPath("c.png"))
+    source = coffee("c.png")
     with Workers(plan("yolov3-tiny", store=store, backend="onnxruntime"), 2, 1) as pool:
         assert pool.plan.private_graph is not None
         assert not pool.plan.private_graph.is_relative_to(home)
         for i in range(2):
-            pool.submit(Task(i, source, Targets(), False, 1 << 30, 1 << 30))
+            pool.submit(task_for(i, source))
         answers: dict[int, Done] = {}
         for _ in range(10):
             answers.update((d.index, d) for d in pool.results(timeout=60))
