@@ -355,3 +355,31 @@ def test_the_command_line_opens_early_only_runs_that_stay_in_process() -> None:
     from yolocli.run.workers import MIN_IMAGES, MIN_IMAGES_FORKED
 
     assert min(MIN_IMAGES, MIN_IMAGES_FORKED) > EARLY_MAX
+
+
+def test_the_inputs_are_listed_while_the_networks_load(real_store: Store) -> None:
+    """`while_loading` runs once, after every worker has started and before this process
+    waited for any network to load: the pipeline starts the thread that lists its inputs
+    there. The workers all start before that thread, so none is spawned for its sake."""
+    import threading
+
+    calls: list[float] = []
+    started = threading.Event()
+
+    def listing() -> None:
+        calls.append(time.monotonic())
+        threading.Thread(target=started.set, name="yolocli-inputs").start()
+
+    before = time.monotonic()
+    with Workers(plan("yolov3-tiny", store=real_store), 2, 1, while_loading=listing) as pool:
+        ready = time.monotonic()
+        assert len(calls) == 1
+        assert before < calls[0] < ready
+        assert started.wait(10)
+        # every worker started before the thread did: as the first one, forked where this
+        # process allows it (a suite that loaded ONNX Runtime before spawns them all)
+        assert [w.method for w in pool.workers] == [pool.method] * 2
+        pool.submit(task_for(0, coffee("c.png")))
+        answers = {d.index: d for d in pool.results(timeout=60)}
+    assert answers[0].error is None
+

@@ -570,16 +570,19 @@ class Pipeline:
         window = (workers.DEPTH + 1) * opts.workers + 2  # in hand: in workers, or waiting
         inbox: queue.Queue[Any] = queue.Queue(maxsize=window)
         stop = threading.Event()
+        lister = threading.Thread(
+            target=_produce, args=(sources, inbox, stop), name="yolocli-inputs", daemon=True
+        )
         # The workers start before the thread that lists the inputs: with no thread of this
-        # process running they can be forked, ready in a quarter of a spawned one's time.
-        with workers.Workers(self.plan, opts.workers, opts.threads or 1) as pool:
-            threading.Thread(
-                target=_produce, args=(sources, inbox, stop), name="yolocli-inputs", daemon=True
-            ).start()
-            try:
+        # process running they can be forked, ready in a quarter of a spawned one's time. It
+        # lists while their networks load, so the first images are in hand when they are ready.
+        try:
+            with workers.Workers(
+                self.plan, opts.workers, opts.threads or 1, while_loading=lister.start
+            ) as pool:
                 yield from self._run_pool(pool, inbox, window)
-            finally:
-                stop.set()
+        finally:
+            stop.set()
 
     def _run_pool(
         self, pool: workers.Workers, inbox: queue.Queue[Any], window: int

@@ -38,7 +38,7 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -392,7 +392,8 @@ class Workers:
 
     ``start``: ``"fork"`` or ``"spawn"``; None lets `start_method` choose for each worker
     (the first ones are usually forked, and a replacement started while other threads run
-    is spawned). `method` says how the first ones were started.
+    is spawned). `method` says how the first ones were started. ``while_loading``: called once
+    every worker has started, while their networks load (they are forked before it runs).
     """
 
     def __init__(
@@ -402,6 +403,7 @@ class Workers:
         threads: int,
         min_silence: float | None = None,
         start: str | None = None,
+        while_loading: Callable[[], object] | None = None,
     ) -> None:
         if count < 1 or threads < 1:
             raise ValueError(f"need at least one worker and one thread, got {count} x {threads}")
@@ -427,6 +429,8 @@ class Workers:
             for _ in range(count):
                 self.workers.append(self._launch())
             self.method = self.workers[0].method
+            if while_loading is not None:
+                while_loading()
             for worker in self.workers:
                 self._ready(worker)
         except BaseException:
