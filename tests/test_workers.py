@@ -202,14 +202,10 @@ def test_the_images_queued_behind_a_crash_go_to_the_new_worker(
         monkeypatch.setattr(images, "read_bytes", images.read_bytes)  # put back afterwards
         spec.loader.exec_module(importlib.util.module_from_spec(spec))
     names = ["crash.png", "coffee.png"]
-    tasks = [
-        Task(i, Source(n, DATA / "images" / "coffee.png", PurePosixPath(n)), Targets(), False,
-             1 << 30, 1 << 30)
-        for i, n in enumerate(names)
-    ]  # fmt: skip
+    tasks = [task_for(i, coffee(n)) for i, n in enumerate(names)]
     with Workers(plan("yolov3-tiny", store=real_store), 1, 1, start=start) as pool:
         assert pool.method == start
-        assert pool.idle == DEPTH >= 2
+        assert pool.room() == DEPTH >= 2
         for task in tasks:
             pool.submit(task)
         answers: dict[int, Done] = {}
@@ -383,3 +379,42 @@ def test_the_inputs_are_listed_while_the_networks_load(real_store: Store) -> Non
         answers = {d.index: d for d in pool.results(timeout=60)}
     assert answers[0].error is None
 
+
+def test_room_counts_what_the_workers_take_at_a_depth(real_store: Store) -> None:
+    source = coffee("c.png")
+    with Workers(plan("yolov3-tiny", store=real_store), 2, 1) as pool:
+        assert pool.room(1) == 2
+        assert pool.room(DEPTH) == pool.room() == 2 * DEPTH
+        pool.submit(task_for(0, source))
+        assert pool.room(1) == 1  # the other worker
+        assert pool.room(DEPTH) == 2 * DEPTH - 1
+        answers: dict[int, Done] = {}
+        while not answers:
+            answers.update((d.index, d) for d in pool.results(timeout=60))
+        assert pool.room(1) == 2
+
+
+def test_once_the_input_ends_no_image_waits_behind_another_while_a_worker_is_free(
+    real_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three images for two workers: the input ends at once, so the third goes to whichever
+    worker finishes first, as from a shared queue, rather than into a busy worker's pipe
+    behind its image while the other may already be free."""
+    from yolocli.run import workers as workers_module
+    from yolocli.run.pipeline import Options, Pipeline
+
+    held: list[list[int]] = []
+    submit = workers_module.Workers.submit
+
+    def spied(self: Workers, task: Task) -> None:
+        submit(self, task)
+        held.append([len(w.tasks) for w in self.workers])
+
+    monkeypatch.setattr(workers_module.Workers, "submit", spied)
+    sources = [coffee(f"{i}.png") for i in range(3)]
+    pipeline = Pipeline(plan("yolov3-tiny", store=real_store), options=Options(workers=2))
+    results = list(pipeline.run(sources))
+    assert [r.source.name for r in results] == ["0.png", "1.png", "2.png"]
+    assert all(r.error is None for r in results)
+    assert len(held) == 3
+    assert all(max(counts) == 1 for counts in held), held

@@ -622,7 +622,10 @@ class Pipeline:
                         self.outputs.options.style,
                     ))  # fmt: skip
                 count += 1
-            while waiting and pool.idle:
+            # Once the input has ended, no image waits in a worker's pipe behind another while
+            # a worker has none: the last ones go to whichever is free first, as from a shared
+            # queue, and the run does not end on one worker alone with two images.
+            while waiting and pool.room(1 if exhausted else workers.DEPTH):
                 pool.submit(waiting.popleft())
             while order and order[0] in finished:
                 yield finished.pop(order.popleft())

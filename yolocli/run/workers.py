@@ -476,13 +476,13 @@ class Workers:
         started how ("ONNX Runtime 1.32.0 x 2 forked processes")."""
         return f"{self.engine} x {self.count} {self.method}ed processes"
 
-    @property
-    def idle(self) -> int:
-        """How many more tasks the workers take now (each holds up to `DEPTH`)."""
-        return sum(DEPTH - len(w.tasks) for w in self.workers)
+    def room(self, depth: int = DEPTH) -> int:
+        """How many more tasks the workers take now if each holds up to ``depth`` (at most
+        `DEPTH`: the next image already in its pipe when it finishes one)."""
+        return sum(max(0, depth - len(w.tasks)) for w in self.workers)
 
     def submit(self, task: Task) -> None:
-        """Give ``task`` to the least busy worker (one must have room: see `idle`)."""
+        """Give ``task`` to the least busy worker (one must have room: see `room`)."""
         worker = min(self.workers, key=lambda w: len(w.tasks))
         assert len(worker.tasks) < DEPTH
         self._send(worker, task)
