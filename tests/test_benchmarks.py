@@ -38,6 +38,7 @@ def test_quick_benchmark_writes_every_table(tmp_path: Path, tiny_weights: Path) 
     assert "| 5000 | 60 |" in text
     assert "| yes |" in text  # identical kept lists
     assert "- CPU flags that change the forward pass: " in text
+    assert "(byte-compiled, as an install leaves it)" in text
     assert "`--backend opencv` (the default install's engine)" in text
     assert "| hand-written: `yolocli.Detector` in a `multiprocessing.Pool`, no outputs |" in text
     assert (
