@@ -1627,7 +1627,8 @@ def byte_compiled() -> str:
     return "NOT byte-compiled (its modules could not be compiled: each run compiles them)"
 
 
-def machine() -> str:
+def machine(yolocli_build: str) -> str:
+    """The header's lines on this machine; ``yolocli_build``: how yolocli runs (`byte_compiled`)."""
     cpu = platform.processor() or "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -1649,7 +1650,7 @@ def machine() -> str:
         f"{platform.system()} {platform.release()}\n"
         f"- Python {platform.python_version()}, {versions()} "
         f"(OpenCV: {cv2.getNumThreads()} threads), NumPy {np.__version__}, {jpeg_decoder()}, "
-        f"yolocli {__version__} ({byte_compiled()})\n"
+        f"yolocli {__version__} ({yolocli_build})\n"
         f"- CPU flags that change the forward pass: {' '.join(shown_flags)}\n"
         f"- load average at the start: {load_average()}"
     )
@@ -1723,7 +1724,7 @@ def main() -> None:
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     only = list(dict.fromkeys(s for o in args.only or () for s in (GOALS if o == "goals" else [o])))
-    at_start = machine()  # (its load average is the one before the run)
+    at_start = machine(byte_compiled())  # (its load average is the one before the run)
     print(at_start, flush=True)
 
     home = os.environ.get("YOLOCLI_HOME") or str(REPO / "weights")
